@@ -1,0 +1,135 @@
+package relay
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// Defaults applied by SourceConfig.SetDefaults.
+const (
+	DefaultMaxBodyBytes = 1 << 20 // 1 MiB
+	DefaultRetention    = 7 * 24 * time.Hour
+	DefaultDedupeWindow = 72 * time.Hour
+	DefaultPartitions   = 1
+	MaxPartitions       = 1024
+)
+
+var sourceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ValidSourceName reports whether name can be a source name: the URL path segment of
+// POST /v1/webhooks/{source}, [a-z0-9][a-z0-9_-]{0,62}.
+func ValidSourceName(name string) bool { return sourceNameRE.MatchString(name) }
+
+// Secret is one configured secret or key of a source. Several secrets mean rotation: any may
+// match. Value holds the resolved secret bytes (never logged); ID is the optional configured
+// id recorded in Event.verification when this secret matched.
+type Secret struct {
+	ID    string
+	Value []byte
+}
+
+// String hides the value so a Secret can never be logged by accident.
+func (s Secret) String() string { return "Secret{" + s.ID + ":<redacted>}" }
+
+// GoString hides the value from %#v too.
+func (s Secret) GoString() string { return s.String() }
+
+// RateLimit is a token bucket: rps tokens per second, up to burst.
+type RateLimit struct {
+	RPS   float64
+	Burst int
+}
+
+// SourceConfig is the configuration of one source, as read from the sources: list of the
+// configuration file. Provider-specific options are documented in PROVIDERS.md and the README.
+type SourceConfig struct {
+	// Name is the URL path segment and the stream name.
+	Name string
+	// Provider is the signature scheme, e.g. "hmac", "stripe", "github" (see relay/verify).
+	Provider string
+	// Secrets are the shared secrets or public keys; several = rotation.
+	Secrets []Secret
+
+	// Header overrides the provider's signature header (hmac default X-Signature; token scheme's header).
+	Header string
+	// Tolerance for signed timestamps; 0 = the provider's default.
+	Tolerance time.Duration
+	// URL is the public URL the provider signs (twilio, square, hubspot).
+	URL string
+	// Generic hmac options.
+	Algorithm       string // sha1 | sha256 (default) | sha512
+	Encoding        string // hex (default) | base64
+	Prefix          string // e.g. "sha256="
+	Template        string // signed payload template over {body} {timestamp} {id} {url} {method}; default "{body}"
+	TimestampHeader string // header carrying the signed timestamp
+	IDHeader        string // header carrying the event id
+	IDField         string // JSON field (dotted path) carrying the event id; default "id"
+	TypeField       string // JSON field (dotted path) carrying the event type; default "type"
+	TypeHeader      string // header carrying the event type
+	SubjectField    string // JSON field (dotted path) carrying the subject
+	TimeField       string // JSON field carrying the event time (unix seconds, ms or RFC 3339)
+	// QueryParam names the query parameter carrying the token for the token scheme.
+	QueryParam string
+	// VerifyToken answers Meta's GET hub.verify_token challenge.
+	VerifyToken *Secret
+
+	// Limits.
+	MaxBodyBytes int64
+	AllowIPs     []netip.Prefix
+	RateLimit    RateLimit
+
+	// Storage.
+	Partitions   int
+	PartitionKey string // JSON path into the payload, or "header:Name"
+	Retention    time.Duration
+	MaxLen       int64
+	DedupeWindow time.Duration
+}
+
+// SetDefaults fills zero values with the documented defaults.
+func (c *SourceConfig) SetDefaults() {
+	if c.Provider == "" {
+		c.Provider = "hmac"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.Retention == 0 && c.MaxLen == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.DedupeWindow == 0 {
+		c.DedupeWindow = DefaultDedupeWindow
+	}
+}
+
+// Validate checks the provider-independent settings. Provider options are checked by the
+// verifier registry when it builds the source's Verifier.
+func (c *SourceConfig) Validate() error {
+	if !ValidSourceName(c.Name) {
+		return fmt.Errorf("name %q: must match [a-z0-9][a-z0-9_-]{0,62}", c.Name)
+	}
+	if c.MaxBodyBytes < 0 {
+		return fmt.Errorf("max_body_bytes: must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.Partitions < 1 || c.Partitions > MaxPartitions {
+		return fmt.Errorf("partitions: must be 1..%d, got %d", MaxPartitions, c.Partitions)
+	}
+	if c.Retention < 0 {
+		return fmt.Errorf("retention: must not be negative")
+	}
+	if c.MaxLen < 0 {
+		return fmt.Errorf("max_len: must not be negative")
+	}
+	if c.DedupeWindow < time.Second {
+		return fmt.Errorf("dedupe_window: must be at least 1s, got %s", c.DedupeWindow)
+	}
+	if c.RateLimit.RPS < 0 || c.RateLimit.Burst < 0 {
+		return fmt.Errorf("rate_limit: rps and burst must not be negative")
+	}
+	return nil
+}

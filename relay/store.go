@@ -1,0 +1,180 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Partition names one partition of a source's stream. In Redis its keys are
+// relay:{<source>:<index>}:s (stream), relay:{<source>:<index>}:d:<id> (dedupe markers)
+// and relay:{<source>:<index>}:dlq (dead letters).
+type Partition struct {
+	Source string
+	Index  int
+}
+
+func (p Partition) String() string { return p.Source + ":" + strconv.Itoa(p.Index) }
+
+// ID is a stream entry id: milliseconds and a sequence number, ordered.
+type ID struct {
+	Ms  uint64
+	Seq uint64
+}
+
+// MaxID is the greatest possible id.
+var MaxID = ID{Ms: ^uint64(0), Seq: ^uint64(0)}
+
+// ParseID parses "ms-seq" (or "ms", seq 0).
+func ParseID(s string) (ID, error) {
+	ms, seq, found := strings.Cut(s, "-")
+	var id ID
+	var err error
+	if id.Ms, err = strconv.ParseUint(ms, 10, 64); err != nil {
+		return ID{}, fmt.Errorf("bad stream id %q", s)
+	}
+	if found {
+		if id.Seq, err = strconv.ParseUint(seq, 10, 64); err != nil {
+			return ID{}, fmt.Errorf("bad stream id %q", s)
+		}
+	}
+	return id, nil
+}
+
+// String formats the id as "ms-seq".
+func (id ID) String() string {
+	return strconv.FormatUint(id.Ms, 10) + "-" + strconv.FormatUint(id.Seq, 10)
+}
+
+// IsZero reports whether id is 0-0 (before every entry).
+func (id ID) IsZero() bool { return id.Ms == 0 && id.Seq == 0 }
+
+// Less reports whether id sorts before o.
+func (id ID) Less(o ID) bool { return id.Ms < o.Ms || (id.Ms == o.Ms && id.Seq < o.Seq) }
+
+// Next returns the smallest id greater than id.
+func (id ID) Next() ID {
+	if id.Seq == ^uint64(0) {
+		return ID{Ms: id.Ms + 1}
+	}
+	return ID{Ms: id.Ms, Seq: id.Seq + 1}
+}
+
+// Prev returns the greatest id smaller than id (0-0 stays 0-0).
+func (id ID) Prev() ID {
+	switch {
+	case id.Seq > 0:
+		return ID{Ms: id.Ms, Seq: id.Seq - 1}
+	case id.Ms > 0:
+		return ID{Ms: id.Ms - 1, Seq: ^uint64(0)}
+	}
+	return id
+}
+
+// IDFromTime returns the first id at or after t.
+func IDFromTime(t time.Time) ID {
+	if t.UnixMilli() <= 0 {
+		return ID{}
+	}
+	return ID{Ms: uint64(t.UnixMilli())}
+}
+
+// Time returns the time encoded in the id's milliseconds.
+func (id ID) Time() time.Time { return time.UnixMilli(int64(id.Ms)) }
+
+// Entry is one stream entry: its id and the serialized eventrelay.v1.Event (field "e").
+type Entry struct {
+	ID    ID
+	Event []byte
+	// DeliveryCount is, for group reads, how many times the entry has been delivered to the
+	// group including this delivery (1 for a first delivery).
+	DeliveryCount int64
+}
+
+// AppendRequest appends one serialized event to a partition, deduplicated on DedupeKey.
+type AppendRequest struct {
+	Partition Partition
+	// DedupeKey is the event id; a marker relay:{p}:d:<key> lives for DedupeWindow.
+	DedupeKey    string
+	DedupeWindow time.Duration
+	// Event is the serialized eventrelay.v1.Event.
+	Event []byte
+	// Retention trims entries older than now-Retention (XADD MINID ~); MaxLen trims to about
+	// MaxLen entries (XADD MAXLEN ~). Zero disables each.
+	Retention time.Duration
+	MaxLen    int64
+}
+
+// AppendResult reports where an append landed.
+type AppendResult struct {
+	// ID of the new entry, or of the original entry for a duplicate.
+	ID ID
+	// Duplicate is true when the dedupe marker existed: nothing was appended.
+	Duplicate bool
+}
+
+// StreamInfo describes one partition's stream.
+type StreamInfo struct {
+	Length int64
+	// First and Last are the oldest and newest retained entry ids (zero when empty).
+	First, Last ID
+	// LastGenerated is the last id ever generated in the stream (survives trimming).
+	LastGenerated ID
+}
+
+// ReadResult is a batch of entries of one partition from a blocking read.
+type ReadResult struct {
+	Partition Partition
+	Entries   []Entry
+}
+
+// Store is durable, partitioned, append-only event storage. The Redis Streams implementation
+// is relay/redisstore; every implementation passes the suite in relay/storetest.
+//
+// Errors: an unreachable or failing backend returns an *Error with CodeUnavailable (wrapping the
+// cause, which never reaches a client); a missing entry CodeNotFound.
+type Store interface {
+	// Append atomically checks the dedupe marker and appends. A duplicate appends nothing and
+	// returns the original entry's id with Duplicate set.
+	Append(ctx context.Context, req AppendRequest) (AppendResult, error)
+	// Range returns up to count entries of p with start <= id <= end, oldest first, or newest
+	// first when reverse is set.
+	Range(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error)
+	// Read blocks up to block (0: do not block) for entries after the given ids, up to count
+	// per partition, and returns the partitions that had any.
+	Read(ctx context.Context, after map[Partition]ID, count int, block time.Duration) ([]ReadResult, error)
+	// Info describes p's stream; an absent stream is empty, not an error.
+	Info(ctx context.Context, p Partition) (StreamInfo, error)
+	// Lookup finds the entry of event id through its dedupe marker (CodeNotFound when the
+	// marker expired or the entry was trimmed).
+	Lookup(ctx context.Context, p Partition, eventID string) (Entry, error)
+	// Ping checks that the backend answers.
+	Ping(ctx context.Context) error
+	// Close releases the store. It is idempotent.
+	Close() error
+}
+
+// GroupStore is implemented by stores that support durable consumer groups and dead letters.
+type GroupStore interface {
+	Store
+	// EnsureGroup creates group on p starting after start (zero: from the beginning; MaxID:
+	// only new entries) unless it exists.
+	EnsureGroup(ctx context.Context, p Partition, group string, start ID) error
+	// ReadGroup reads entries for consumer: pending=true returns the consumer's own pending
+	// entries (from id 0), else new entries (>), blocking up to block.
+	ReadGroup(ctx context.Context, p Partition, group, consumer string, pending bool, count int, block time.Duration) ([]Entry, error)
+	// Claim reclaims entries idle at least minIdle for consumer (XAUTOCLAIM) with their
+	// delivery counts.
+	Claim(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int) ([]Entry, error)
+	// Ack acknowledges ids and returns which of them were pending.
+	Ack(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
+	// DeadLetter moves an entry to p's dead-letter stream and acks it in group, atomically.
+	DeadLetter(ctx context.Context, p Partition, group string, e Entry) error
+	// ReadDeadLetters ranges over the dead letters like Range.
+	RangeDeadLetters(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error)
+	// Redrive appends the given dead letters (all when ids is nil) back to the main stream and
+	// removes them from the DLQ; returns how many moved.
+	Redrive(ctx context.Context, p Partition, ids []ID) (int, error)
+}
