@@ -95,12 +95,12 @@ func ErrorReason(err error) string {
 
 // Verification failure reasons, used as Error.Reason with CodeUnauthenticated.
 const (
-	ReasonMissing   = "missing"    // signature, timestamp or token header absent
-	ReasonMalformed = "malformed"  // present but not parseable
-	ReasonStale     = "stale"      // signed timestamp older than the tolerance
-	ReasonFuture    = "future"     // signed timestamp further ahead than the tolerance
-	ReasonMismatch  = "mismatch"   // no configured secret or key produced a matching signature
-	ReasonNoSecret  = "no_secret"  // the source has no usable secret: fail closed
+	ReasonMissing   = "missing"   // signature, timestamp or token header absent
+	ReasonMalformed = "malformed" // present but not parseable
+	ReasonStale     = "stale"     // signed timestamp older than the tolerance
+	ReasonFuture    = "future"    // signed timestamp further ahead than the tolerance
+	ReasonMismatch  = "mismatch"  // no configured secret or key produced a matching signature
+	ReasonNoSecret  = "no_secret" // the source has no usable secret: fail closed
 )
 
 // Unauthenticated is the one error a verifier returns for a rejected request: a generic
