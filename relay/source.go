@@ -133,3 +133,9 @@ func (c *SourceConfig) Validate() error {
 	}
 	return nil
 }
+
+var groupNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ValidGroupName reports whether name can be a consumer group or consumer name:
+// [A-Za-z0-9][A-Za-z0-9._:-]{0,127}.
+func ValidGroupName(name string) bool { return groupNameRE.MatchString(name) }

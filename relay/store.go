@@ -122,6 +122,9 @@ type StreamInfo struct {
 	First, Last ID
 	// LastGenerated is the last id ever generated in the stream (survives trimming).
 	LastGenerated ID
+	// MaxDeleted is the greatest id ever trimmed or deleted from the stream (Redis 7
+	// max-deleted-entry-id); zero when none or when the backend cannot tell.
+	MaxDeleted ID
 }
 
 // ReadResult is a batch of entries of one partition from a blocking read.
@@ -177,4 +180,16 @@ type GroupStore interface {
 	// Redrive appends the given dead letters (all when ids is nil) back to the main stream and
 	// removes them from the DLQ; returns how many moved.
 	Redrive(ctx context.Context, p Partition, ids []ID) (int, error)
+}
+
+// GroupControl is implemented by group stores that support flow control across replicas and
+// negative acknowledgements.
+type GroupControl interface {
+	// PendingCount returns how many entries of p are pending (delivered, unacknowledged) for
+	// consumer in group.
+	PendingCount(ctx context.Context, p Partition, group, consumer string) (int64, error)
+	// Release makes pending entries look idle for idle, so that a consumer reclaiming entries
+	// idle longer than its ack deadline takes them: idle = ack deadline - delay redelivers
+	// after delay. It reports which ids were pending. The delivery count is not incremented.
+	Release(ctx context.Context, p Partition, group string, ids []ID, idle time.Duration) ([]bool, error)
 }

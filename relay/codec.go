@@ -1,0 +1,221 @@
+package relay
+
+import (
+	"encoding/base64"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The cursor and the ack id are opaque to clients: base64url (no padding) of a small
+// versioned protobuf message, encoded by hand so that the domain needs no extra generated
+// types:
+//
+//	message Cursor   { uint32 version = 1; repeated Position positions = 2; bool dead_letters = 3; }
+//	message Position { string source = 1; uint32 partition = 2; uint64 ms = 3; uint64 seq = 4; }
+//	message AckID    { uint32 version = 1; string source = 2; uint32 partition = 3; uint64 ms = 4;
+//	                   uint64 seq = 5; string group = 6; uint64 ack_deadline_ms = 7; }
+const codecVersion = 1
+
+// maxOpaqueLen bounds the encoded size accepted from clients.
+const maxOpaqueLen = 64 << 10
+
+// Cursor is a position in every stream partition a subscription reads: for each partition the
+// id of the last entry delivered (or skipped), like Kafka offsets per partition.
+type Cursor struct {
+	Positions   map[Partition]ID
+	DeadLetters bool
+}
+
+// EncodeCursor returns the opaque form of c. Positions are sorted, so equal cursors encode
+// equally.
+func EncodeCursor(c Cursor) string {
+	parts := make([]Partition, 0, len(c.Positions))
+	for p := range c.Positions {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].Source != parts[j].Source {
+			return parts[i].Source < parts[j].Source
+		}
+		return parts[i].Index < parts[j].Index
+	})
+	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, codecVersion)
+	var pos []byte
+	for _, p := range parts {
+		id := c.Positions[p]
+		pos = pos[:0]
+		pos = protowire.AppendTag(pos, 1, protowire.BytesType)
+		pos = protowire.AppendString(pos, p.Source)
+		pos = protowire.AppendTag(pos, 2, protowire.VarintType)
+		pos = protowire.AppendVarint(pos, uint64(p.Index))
+		pos = protowire.AppendTag(pos, 3, protowire.VarintType)
+		pos = protowire.AppendVarint(pos, id.Ms)
+		pos = protowire.AppendTag(pos, 4, protowire.VarintType)
+		pos = protowire.AppendVarint(pos, id.Seq)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, pos)
+	}
+	if c.DeadLetters {
+		b = protowire.AppendTag(b, 3, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func badCursor() error { return Errorf(CodeInvalid, "after_cursor: not a valid cursor") }
+
+// DecodeCursor parses an opaque cursor. Any damage is a CodeInvalid error.
+func DecodeCursor(s string) (Cursor, error) {
+	if len(s) > maxOpaqueLen {
+		return Cursor{}, badCursor()
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, badCursor()
+	}
+	c := Cursor{Positions: map[Partition]ID{}}
+	version := uint64(0)
+	err = walkFields(b, func(num protowire.Number, v uint64, bs []byte) error {
+		switch num {
+		case 1:
+			version = v
+		case 2:
+			var p Partition
+			var id ID
+			if err := walkFields(bs, func(num protowire.Number, v uint64, bs []byte) error {
+				switch num {
+				case 1:
+					p.Source = string(bs)
+				case 2:
+					if v >= MaxPartitions {
+						return badCursor()
+					}
+					p.Index = int(v)
+				case 3:
+					id.Ms = v
+				case 4:
+					id.Seq = v
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if !ValidSourceName(p.Source) {
+				return badCursor()
+			}
+			c.Positions[p] = id
+		case 3:
+			c.DeadLetters = v != 0
+		}
+		return nil
+	})
+	if err != nil || version != codecVersion {
+		return Cursor{}, badCursor()
+	}
+	return c, nil
+}
+
+// AckID identifies one group delivery: source, partition, entry id and group. It is
+// self-describing, so an Acknowledge may reach any relay replica.
+type AckID struct {
+	Partition Partition
+	ID        ID
+	Group     string
+	// AckDeadline is the subscription's ack deadline; Nack uses it to schedule redelivery.
+	AckDeadline time.Duration
+}
+
+// EncodeAckID returns the opaque form of a.
+func EncodeAckID(a AckID) string {
+	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b = protowire.AppendVarint(b, codecVersion)
+	b = protowire.AppendTag(b, 2, protowire.BytesType)
+	b = protowire.AppendString(b, a.Partition.Source)
+	b = protowire.AppendTag(b, 3, protowire.VarintType)
+	b = protowire.AppendVarint(b, uint64(a.Partition.Index))
+	b = protowire.AppendTag(b, 4, protowire.VarintType)
+	b = protowire.AppendVarint(b, a.ID.Ms)
+	b = protowire.AppendTag(b, 5, protowire.VarintType)
+	b = protowire.AppendVarint(b, a.ID.Seq)
+	b = protowire.AppendTag(b, 6, protowire.BytesType)
+	b = protowire.AppendString(b, a.Group)
+	if a.AckDeadline > 0 {
+		b = protowire.AppendTag(b, 7, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(a.AckDeadline/time.Millisecond))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// DecodeAckID parses an opaque ack id; ok is false for anything malformed.
+func DecodeAckID(s string) (a AckID, ok bool) {
+	if len(s) > 4096 {
+		return AckID{}, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return AckID{}, false
+	}
+	version := uint64(0)
+	err = walkFields(b, func(num protowire.Number, v uint64, bs []byte) error {
+		switch num {
+		case 1:
+			version = v
+		case 2:
+			a.Partition.Source = string(bs)
+		case 3:
+			if v >= MaxPartitions {
+				return badCursor()
+			}
+			a.Partition.Index = int(v)
+		case 4:
+			a.ID.Ms = v
+		case 5:
+			a.ID.Seq = v
+		case 6:
+			a.Group = string(bs)
+		case 7:
+			if v > uint64(24*time.Hour/time.Millisecond) {
+				return badCursor()
+			}
+			a.AckDeadline = time.Duration(v) * time.Millisecond
+		}
+		return nil
+	})
+	if err != nil || version != codecVersion || !ValidSourceName(a.Partition.Source) || !ValidGroupName(a.Group) {
+		return AckID{}, false
+	}
+	return a, true
+}
+
+// walkFields calls fn for every field of a protobuf message: v for varints, bs for
+// length-delimited fields. Other wire types are skipped; malformed input is an error.
+func walkFields(b []byte, fn func(num protowire.Number, v uint64, bs []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return badCursor()
+		}
+		b = b[n:]
+		var v uint64
+		var bs []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			bs, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return badCursor()
+		}
+		b = b[n:]
+		if err := fn(num, v, bs); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,409 @@
+package relay
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bounds of group options.
+const (
+	MinAckDeadline = 100 * time.Millisecond
+	MaxAckDeadline = 12 * time.Hour
+	MaxOutstanding = 100000
+)
+
+func (s *Service) groupStore() (GroupStore, error) {
+	gs, ok := s.store.(GroupStore)
+	if !ok {
+		return nil, Errorf(CodeUnimplemented, "this store does not support consumer groups")
+	}
+	return gs, nil
+}
+
+// normalize validates group options and fills defaults.
+func (g *GroupOptions) normalize(now time.Time) error {
+	if !ValidGroupName(g.Name) {
+		return Errorf(CodeInvalid, "group: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+	}
+	if g.Consumer == "" {
+		g.Consumer = "c-" + NewUUIDv7(now)
+	} else if !ValidGroupName(g.Consumer) {
+		return Errorf(CodeInvalid, "consumer: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+	}
+	switch {
+	case g.AckDeadline == 0:
+		g.AckDeadline = DefaultAckDeadline
+	case g.AckDeadline < MinAckDeadline || g.AckDeadline > MaxAckDeadline:
+		return Errorf(CodeInvalid, "ack_deadline: must be %s to %s", MinAckDeadline, MaxAckDeadline)
+	}
+	switch {
+	case g.MaxOutstanding == 0:
+		g.MaxOutstanding = DefaultMaxOutstanding
+	case g.MaxOutstanding < 0 || g.MaxOutstanding > MaxOutstanding:
+		return Errorf(CodeInvalid, "max_outstanding: must be 1 to %d", MaxOutstanding)
+	}
+	switch {
+	case g.MaxAttempts == 0:
+		g.MaxAttempts = DefaultMaxAttempts
+	case g.MaxAttempts < 0 || g.MaxAttempts > 1000:
+		return Errorf(CodeInvalid, "max_delivery_attempts: must be 1 to 1000")
+	}
+	return nil
+}
+
+// groupSub is one group subscription's shared state: the flow-control budget over all its
+// partitions.
+type groupSub struct {
+	opts        GroupOptions
+	outstanding atomic.Int64
+	wake        chan struct{}
+}
+
+func (g *groupSub) release(n int64) {
+	g.outstanding.Add(-n)
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+// subscribeGroup consumes parts as a durable consumer group: per partition, the consumer's
+// own pending entries first, then entries idle past the ack deadline reclaimed from anyone
+// (dead-lettered past max attempts), then new entries; never more than MaxOutstanding
+// unacknowledged deliveries in flight.
+func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, parts []Partition, send func(*Message) error) error {
+	gs, err := s.groupStore()
+	if err != nil {
+		return err
+	}
+	if req.After != nil {
+		return Errorf(CodeInvalid, "after_cursor: a consumer group resumes from its own position; omit after_cursor in group mode")
+	}
+	if req.DeadLetters {
+		return Errorf(CodeInvalid, "dead_letters: read dead letters without a group")
+	}
+	if err := req.Group.normalize(s.opts.Now()); err != nil {
+		return err
+	}
+	start := MaxID
+	switch {
+	case !req.Since.IsZero():
+		start = IDFromTime(req.Since).Prev()
+	case req.Start == StartEarliest:
+		start = ID{}
+	}
+	for _, p := range parts {
+		if err := gs.EnsureGroup(ctx, p, req.Group.Name, start); err != nil {
+			return err
+		}
+	}
+	g := &groupSub{opts: req.Group, wake: make(chan struct{}, 1)}
+	s.groups.add(g)
+	defer s.groups.remove(g)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan item, 64)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, p := range parts {
+		wg.Add(1)
+		go func(p Partition) {
+			defer wg.Done()
+			if err := s.feedGroup(ctx, gs, g, p, out); err != nil && ctx.Err() == nil {
+				select {
+				case out <- item{p: p, err: err}:
+				case <-ctx.Done():
+				}
+			}
+		}(p)
+	}
+	return s.sendLoop(ctx, req, map[Partition]ID{}, out, send)
+}
+
+func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p Partition, out chan<- item) error {
+	gc, _ := gs.(GroupControl)
+	o := g.opts
+	deliver := func(e Entry) bool {
+		g.outstanding.Add(1)
+		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name, AckDeadline: o.AckDeadline})
+		return s.emit(ctx, out, item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)})
+	}
+	// handle delivers an entry or dead-letters it past the attempt limit.
+	handle := func(e Entry) (bool, error) {
+		if e.DeliveryCount > int64(o.MaxAttempts) {
+			if err := gs.DeadLetter(ctx, p, o.Name, e); err != nil {
+				return false, err
+			}
+			s.log.Info("event dead-lettered", "partition", p.String(), "group", o.Name, "entry", e.ID.String(), "attempts", e.DeliveryCount-1)
+			return true, nil
+		}
+		return deliver(e), nil
+	}
+	budget := func() int {
+		return o.MaxOutstanding - int(g.outstanding.Load())
+	}
+
+	// 1. The consumer's own pending entries (delivered before a disconnect), once.
+	pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, o.MaxOutstanding, 0)
+	if err != nil {
+		return err
+	}
+	for _, e := range pending {
+		if ok, err := handle(e); err != nil || !ok {
+			return err
+		}
+	}
+
+	claimEvery := o.AckDeadline / 4
+	if claimEvery > time.Second {
+		claimEvery = time.Second
+	}
+	if claimEvery < 50*time.Millisecond {
+		claimEvery = 50 * time.Millisecond
+	}
+	lastClaim := time.Time{}
+	lastSync := time.Now()
+	for ctx.Err() == nil {
+		// Flow control: wait for acks when the budget is spent. Acks through this replica wake us;
+		// acks through another replica are seen by re-counting the pending entries.
+		for budget() <= 0 {
+			if gc != nil && time.Since(lastSync) > 200*time.Millisecond {
+				n, err := gc.PendingCount(ctx, p, o.Name, o.Consumer)
+				if err != nil {
+					return err
+				}
+				lastSync = time.Now()
+				_ = n // per-partition count; the budget is shared, so only shrink when it says so
+				if n == 0 {
+					g.outstanding.Store(0)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-g.wake:
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+		// 2. Entries idle past the ack deadline, from any consumer of the group.
+		if time.Since(lastClaim) >= claimEvery {
+			lastClaim = time.Now()
+			claimed, err := gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100))
+			if err != nil {
+				return err
+			}
+			for _, e := range claimed {
+				if ok, err := handle(e); err != nil || !ok {
+					return err
+				}
+			}
+		}
+		// 3. New entries.
+		n := min(budget(), 500)
+		if n <= 0 {
+			continue
+		}
+		block := min(claimEvery, time.Second)
+		es, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, false, n, block)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		for _, e := range es {
+			if e.DeliveryCount == 0 {
+				e.DeliveryCount = 1
+			}
+			if !deliver(e) {
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+// groupRegistry lets acknowledgements through this replica return flow-control budget to the
+// local subscriptions at once.
+type groupRegistry struct {
+	mu   sync.Mutex
+	subs map[*groupSub]struct{}
+}
+
+func (r *groupRegistry) add(g *groupSub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.subs == nil {
+		r.subs = map[*groupSub]struct{}{}
+	}
+	r.subs[g] = struct{}{}
+}
+
+func (r *groupRegistry) remove(g *groupSub) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.subs, g)
+}
+
+func (r *groupRegistry) released(group string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for g := range r.subs {
+		if g.opts.Name == group {
+			if g.outstanding.Load() >= n {
+				g.release(n)
+			} else {
+				g.release(g.outstanding.Load())
+			}
+			return
+		}
+	}
+}
+
+type ackKey struct {
+	p     Partition
+	group string
+}
+
+// groupAcks decodes ack ids and groups them by partition and group; malformed or unknown
+// source ids are returned as unknown.
+func (s *Service) groupAcks(ackIDs []string) (map[ackKey][]int, []AckID, []string) {
+	byKey := map[ackKey][]int{}
+	decoded := make([]AckID, len(ackIDs))
+	var unknown []string
+	for i, raw := range ackIDs {
+		a, ok := DecodeAckID(raw)
+		if !ok {
+			unknown = append(unknown, raw)
+			continue
+		}
+		src, err := s.Source(a.Partition.Source)
+		if err != nil || a.Partition.Index >= src.Config.Partitions {
+			unknown = append(unknown, raw)
+			continue
+		}
+		decoded[i] = a
+		k := ackKey{a.Partition, a.Group}
+		byKey[k] = append(byKey[k], i)
+	}
+	return byKey, decoded, unknown
+}
+
+// MaxAckIDs bounds the ack ids of one Acknowledge or Nack.
+const MaxAckIDs = 10000
+
+// Acknowledge acknowledges group deliveries and returns the ack ids that were expired,
+// already acknowledged or malformed.
+func (s *Service) Acknowledge(ctx context.Context, ackIDs []string) ([]string, error) {
+	return s.settle(ctx, ackIDs, func(gs GroupStore, k ackKey, ids []ID, _ []AckID) ([]bool, error) {
+		return gs.Ack(ctx, k.p, k.group, ids)
+	})
+}
+
+// Nack hands group deliveries back for redelivery after delay and returns the ack ids that
+// were not pending.
+func (s *Service) Nack(ctx context.Context, ackIDs []string, delay time.Duration) ([]string, error) {
+	if delay < 0 || delay > MaxAckDeadline {
+		return nil, Errorf(CodeInvalid, "delay: must be 0 to %s", MaxAckDeadline)
+	}
+	return s.settle(ctx, ackIDs, func(gs GroupStore, k ackKey, ids []ID, as []AckID) ([]bool, error) {
+		gc, ok := gs.(GroupControl)
+		if !ok {
+			return nil, Errorf(CodeUnimplemented, "this store does not support nack")
+		}
+		deadline := as[0].AckDeadline
+		if deadline == 0 {
+			deadline = DefaultAckDeadline
+		}
+		idle := max(deadline-delay, 0)
+		return gc.Release(ctx, k.p, k.group, ids, idle)
+	})
+}
+
+func (s *Service) settle(ctx context.Context, ackIDs []string, op func(GroupStore, ackKey, []ID, []AckID) ([]bool, error)) ([]string, error) {
+	if len(ackIDs) > MaxAckIDs {
+		return nil, Errorf(CodeInvalid, "ack_ids: at most %d per call", MaxAckIDs)
+	}
+	gs, err := s.groupStore()
+	if err != nil {
+		return nil, err
+	}
+	byKey, decoded, unknown := s.groupAcks(ackIDs)
+	for k, idx := range byKey {
+		ids := make([]ID, len(idx))
+		as := make([]AckID, len(idx))
+		for j, i := range idx {
+			ids[j] = decoded[i].ID
+			as[j] = decoded[i]
+		}
+		ok, err := op(gs, k, ids, as)
+		if err != nil {
+			return nil, err
+		}
+		settled := int64(0)
+		for j, i := range idx {
+			if j < len(ok) && ok[j] {
+				settled++
+			} else {
+				unknown = append(unknown, ackIDs[i])
+			}
+		}
+		if settled > 0 {
+			s.groups.released(k.group, settled)
+		}
+	}
+	return unknown, nil
+}
+
+// Redrive moves dead letters of source back to its main stream (ids nil: all) and returns
+// how many moved.
+func (s *Service) Redrive(ctx context.Context, source string, eventIDs []string) (int, error) {
+	src, err := s.Source(source)
+	if err != nil {
+		return 0, err
+	}
+	gs, err := s.groupStore()
+	if err != nil {
+		return 0, err
+	}
+	want := map[string]bool{}
+	for _, id := range eventIDs {
+		want[id] = true
+	}
+	total := 0
+	for _, p := range src.Partitions() {
+		var ids []ID
+		if len(want) > 0 {
+			// Find the dead-letter entries of the requested event ids.
+			from := ID{}
+			for {
+				es, err := gs.RangeDeadLetters(ctx, p, from, MaxID, 1000, false)
+				if err != nil {
+					return total, err
+				}
+				for _, e := range es {
+					if ev, err := DecodeEvent(e.Event); err == nil && want[ev.Id] {
+						ids = append(ids, e.ID)
+					}
+				}
+				if len(es) < 1000 {
+					break
+				}
+				from = es[len(es)-1].ID.Next()
+			}
+			if len(ids) == 0 {
+				continue
+			}
+		}
+		n, err := gs.Redrive(ctx, p, ids)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}

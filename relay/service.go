@@ -1,0 +1,412 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Source is a configured source with its verifier.
+type Source struct {
+	Config   SourceConfig
+	Verifier Verifier
+}
+
+// Partitions returns every partition of the source.
+func (s *Source) Partitions() []Partition {
+	ps := make([]Partition, s.Config.Partitions)
+	for i := range ps {
+		ps[i] = Partition{Source: s.Config.Name, Index: i}
+	}
+	return ps
+}
+
+// Options configure a Service. Zero values take the documented defaults.
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+	// TailBuffer is how many entries a tail subscriber may fall behind the shared reader
+	// before it is ended with RESOURCE_EXHAUSTED (default 4096).
+	TailBuffer int
+	// ReplayBatch is how many entries one history read fetches (default 1000).
+	ReplayBatch int
+	// ReadBlock is how long a shared reader blocks per read (default 2s).
+	ReadBlock time.Duration
+}
+
+// Service is eventrelay's domain service: ingest (verify, build, append), publish, history
+// and subscriptions, on top of a Store.
+type Service struct {
+	store   Store
+	sources map[string]*Source
+	names   []string
+	opts    Options
+	log     *slog.Logger
+	hub     *hub
+	groups  groupRegistry
+
+	closeOnce sync.Once
+}
+
+// NewService returns a Service over store serving sources.
+func NewService(store Store, sources []*Source, opts Options) (*Service, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.TailBuffer <= 0 {
+		opts.TailBuffer = 4096
+	}
+	if opts.ReplayBatch <= 0 {
+		opts.ReplayBatch = 1000
+	}
+	if opts.ReadBlock <= 0 {
+		opts.ReadBlock = 2 * time.Second
+	}
+	s := &Service{store: store, sources: map[string]*Source{}, opts: opts, log: opts.Logger}
+	for _, src := range sources {
+		if _, dup := s.sources[src.Config.Name]; dup {
+			return nil, fmt.Errorf("source %q configured twice", src.Config.Name)
+		}
+		if src.Verifier == nil {
+			return nil, fmt.Errorf("source %q has no verifier", src.Config.Name)
+		}
+		s.sources[src.Config.Name] = src
+		s.names = append(s.names, src.Config.Name)
+	}
+	sort.Strings(s.names)
+	s.hub = newHub(store, opts.TailBuffer, opts.ReadBlock, opts.Logger)
+	return s, nil
+}
+
+// Close ends every subscription's shared readers. It is idempotent and does not close the
+// store.
+func (s *Service) Close() error {
+	s.closeOnce.Do(s.hub.close)
+	return nil
+}
+
+// Store returns the service's store.
+func (s *Service) Store() Store { return s.store }
+
+// SourceNames returns the configured source names, sorted.
+func (s *Service) SourceNames() []string { return s.names }
+
+// Source returns a configured source, or a CodeNotFound error.
+func (s *Service) Source(name string) (*Source, error) {
+	src, ok := s.sources[name]
+	if !ok {
+		return nil, Errorf(CodeNotFound, "unknown source %q", name)
+	}
+	return src, nil
+}
+
+// IngestResult is the outcome of a webhook or a publish.
+type IngestResult struct {
+	EventID   string
+	Duplicate bool
+	// Handshake is set when the request was a provider handshake: answer it, nothing stored.
+	Handshake *Handshake
+	// Partition and EntryID say where the event is (for a duplicate: the original).
+	Partition Partition
+	EntryID   ID
+	// Verified is the verifier's result (nil for Publish).
+	Verified *Verified
+}
+
+// Ingest verifies one webhook of source and appends it. It answers only after the store
+// acknowledged the append.
+func (s *Service) Ingest(ctx context.Context, source string, req *WebhookRequest) (*IngestResult, error) {
+	src, err := s.Source(source)
+	if err != nil {
+		return nil, err
+	}
+	now := s.opts.Now()
+	v, err := src.Verifier.Verify(req, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.Handshake != nil {
+		return &IngestResult{Handshake: v.Handshake, Verified: v}, nil
+	}
+	ev := &eventrelayv1.Event{
+		Id:              v.ID,
+		Source:          source,
+		Type:            v.Type,
+		Subject:         v.Subject,
+		ReceivedTime:    timestamppb.New(now),
+		DataContentType: req.ContentType,
+		Data:            req.Body,
+		Headers:         v.Headers,
+		TraceParent:     traceParent(req.Header),
+		Verification: &eventrelayv1.Verification{
+			Provider: v.Provider,
+			Scheme:   v.Scheme,
+			KeyIndex: int32(v.KeyIndex),
+			KeyId:    v.KeyID,
+		},
+	}
+	if !v.SignedTime.IsZero() {
+		ev.Verification.SignedTime = timestamppb.New(v.SignedTime)
+	}
+	if !v.Time.IsZero() {
+		ev.Time = timestamppb.New(v.Time)
+	} else {
+		ev.Time = ev.ReceivedTime
+	}
+	if ev.Id == "" {
+		ev.Id = NewUUIDv7(now)
+	} else if err := ValidateEventID(ev.Id); err != nil {
+		return nil, err
+	}
+	ev.PartitionKey = PartitionKey(&src.Config, req.Header.Get, req.Body, ev.Id)
+	res, err := s.append(ctx, src, ev)
+	if err != nil {
+		return nil, err
+	}
+	res.Verified = v
+	return res, nil
+}
+
+// traceParent returns the request's W3C traceparent when it is well formed.
+func traceParent(h http.Header) string {
+	tp := h.Get("Traceparent")
+	if len(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' {
+		return ""
+	}
+	for i := 0; i < len(tp); i++ {
+		c := tp[i]
+		if c != '-' && !('0' <= c && c <= '9') && !('a' <= c && c <= 'f') {
+			return ""
+		}
+	}
+	return tp
+}
+
+// PublishInput is an event from an internal producer.
+type PublishInput struct {
+	Source          string
+	ID              string
+	Type            string
+	Subject         string
+	Time            time.Time
+	DataContentType string
+	Data            []byte
+	Headers         map[string]string
+	PartitionKey    string
+	TraceParent     string
+}
+
+// Publish appends an event from an internal producer (no signature).
+func (s *Service) Publish(ctx context.Context, in PublishInput) (*IngestResult, error) {
+	src, err := s.Source(in.Source)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(in.Data)) > src.Config.MaxBodyBytes {
+		return nil, Errorf(CodeTooLarge, "data is larger than the source's limit of %d bytes", src.Config.MaxBodyBytes)
+	}
+	now := s.opts.Now()
+	ev := &eventrelayv1.Event{
+		Id:              in.ID,
+		Source:          in.Source,
+		Type:            in.Type,
+		Subject:         in.Subject,
+		ReceivedTime:    timestamppb.New(now),
+		DataContentType: in.DataContentType,
+		Data:            in.Data,
+		Headers:         in.Headers,
+		TraceParent:     in.TraceParent,
+	}
+	if ev.DataContentType == "" {
+		ev.DataContentType = "application/json"
+	}
+	if in.Time.IsZero() {
+		ev.Time = ev.ReceivedTime
+	} else {
+		ev.Time = timestamppb.New(in.Time)
+	}
+	if ev.Id == "" {
+		ev.Id = NewUUIDv7(now)
+	} else if err := ValidateEventID(ev.Id); err != nil {
+		return nil, err
+	}
+	ev.PartitionKey = in.PartitionKey
+	if ev.PartitionKey == "" {
+		ev.PartitionKey = ev.Id
+	}
+	return s.append(ctx, src, ev)
+}
+
+func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Event) (*IngestResult, error) {
+	b, err := proto.Marshal(ev)
+	if err != nil {
+		return nil, WrapError(CodeInternal, err, "encoding the event failed")
+	}
+	p := Partition{Source: src.Config.Name, Index: PartitionOf(ev.PartitionKey, src.Config.Partitions)}
+	res, err := s.store.Append(ctx, AppendRequest{
+		Partition:    p,
+		DedupeKey:    ev.Id,
+		DedupeWindow: src.Config.DedupeWindow,
+		Event:        b,
+		Retention:    src.Config.Retention,
+		MaxLen:       src.Config.MaxLen,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &IngestResult{EventID: ev.Id, Duplicate: res.Duplicate, Partition: p, EntryID: res.ID}, nil
+}
+
+// DecodeEvent parses a stored event.
+func DecodeEvent(b []byte) (*eventrelayv1.Event, error) {
+	ev := &eventrelayv1.Event{}
+	if err := proto.Unmarshal(b, ev); err != nil {
+		return nil, WrapError(CodeInternal, err, "stored event is corrupt")
+	}
+	return ev, nil
+}
+
+// GetEvent returns one event of source by id, looking in every partition.
+func (s *Service) GetEvent(ctx context.Context, source, id string) (*eventrelayv1.Event, error) {
+	src, err := s.Source(source)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateEventID(id); err != nil {
+		return nil, err
+	}
+	for _, p := range src.Partitions() {
+		e, err := s.store.Lookup(ctx, p, id)
+		if ErrorCode(err) == CodeNotFound {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return DecodeEvent(e.Event)
+	}
+	return nil, Errorf(CodeNotFound, "event %q not found in source %q (ids are found within the retention and dedupe window)", id, source)
+}
+
+// ListQuery pages through history.
+type ListQuery struct {
+	Source      string
+	PageSize    int
+	PageToken   string
+	NewestFirst bool
+	Start, End  time.Time // End exclusive
+	DeadLetters bool
+}
+
+// ListItem is one listed event with the cursor just after it.
+type ListItem struct {
+	Partition Partition
+	Entry     Entry
+	Cursor    string
+}
+
+// ListEvents returns one page of a source's history, merged across partitions by entry id.
+// The page token is a cursor: the position in every partition already listed.
+func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, string, error) {
+	src, err := s.Source(q.Source)
+	if err != nil {
+		return nil, "", err
+	}
+	if q.PageSize == 0 {
+		q.PageSize = 100
+	}
+	if q.PageSize < 0 || q.PageSize > 1000 {
+		return nil, "", Errorf(CodeInvalid, "page_size must be 1 to 1000")
+	}
+	var rng func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) = s.store.Range
+	if q.DeadLetters {
+		gs, ok := s.store.(GroupStore)
+		if !ok {
+			return nil, "", Errorf(CodeUnimplemented, "this store has no dead letters")
+		}
+		rng = gs.RangeDeadLetters
+	}
+	lo, hi := ID{}, MaxID
+	if !q.Start.IsZero() {
+		lo = IDFromTime(q.Start)
+	}
+	if !q.End.IsZero() {
+		hi = IDFromTime(q.End).Prev()
+	}
+	pos := map[Partition]ID{}
+	if q.PageToken != "" {
+		c, err := DecodeCursor(q.PageToken)
+		if err != nil {
+			return nil, "", Errorf(CodeInvalid, "page_token: not a valid page token")
+		}
+		pos = c.Positions
+	}
+	type head struct {
+		p       Partition
+		entries []Entry
+	}
+	var heads []head
+	for _, p := range src.Partitions() {
+		start, end := lo, hi
+		if last, ok := pos[p]; ok {
+			if q.NewestFirst {
+				end = last.Prev()
+			} else {
+				start = last.Next()
+			}
+		}
+		if end.Less(start) {
+			continue
+		}
+		es, err := rng(ctx, p, start, end, q.PageSize+1, q.NewestFirst)
+		if err != nil {
+			return nil, "", err
+		}
+		if len(es) > 0 {
+			heads = append(heads, head{p, es})
+		}
+	}
+	var items []ListItem
+	more := false
+	for {
+		best := -1
+		for i, h := range heads {
+			if len(h.entries) == 0 {
+				continue
+			}
+			if best < 0 || (h.entries[0].ID.Less(heads[best].entries[0].ID) != q.NewestFirst) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		if len(items) == q.PageSize {
+			more = true
+			break
+		}
+		e := heads[best].entries[0]
+		heads[best].entries = heads[best].entries[1:]
+		pos[heads[best].p] = e.ID
+		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
+			Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{heads[best].p: e.ID}, DeadLetters: q.DeadLetters})})
+	}
+	next := ""
+	if more {
+		next = EncodeCursor(Cursor{Positions: pos, DeadLetters: q.DeadLetters})
+	}
+	return items, next, nil
+}
