@@ -56,6 +56,8 @@ type Service struct {
 	groups  groupRegistry
 
 	closeOnce sync.Once
+	closing   context.Context
+	close     context.CancelFunc
 }
 
 // NewService returns a Service over store serving sources.
@@ -88,13 +90,17 @@ func NewService(store Store, sources []*Source, opts Options) (*Service, error) 
 	}
 	sort.Strings(s.names)
 	s.hub = newHub(store, opts.TailBuffer, opts.ReadBlock, opts.Logger)
+	s.closing, s.close = context.WithCancel(context.Background())
 	return s, nil
 }
 
-// Close ends every subscription's shared readers. It is idempotent and does not close the
-// store.
+// Close ends every subscription with CodeUnavailable (clients resume by cursor) and stops the
+// shared readers. It is idempotent and does not close the store.
 func (s *Service) Close() error {
-	s.closeOnce.Do(s.hub.close)
+	s.closeOnce.Do(func() {
+		s.close()
+		s.hub.close()
+	})
 	return nil
 }
 

@@ -76,6 +76,23 @@ type item struct {
 // Subscribe streams req to send until ctx ends, send fails or the stream fails. It returns
 // nil only when ctx ended.
 func (s *Service) Subscribe(ctx context.Context, req SubscribeRequest, send func(*Message) error) error {
+	if s.closing.Err() != nil {
+		return errShuttingDown
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.closing, cancel)
+	defer stop()
+	err := s.subscribe(ctx, req, send)
+	if s.closing.Err() != nil {
+		return errShuttingDown
+	}
+	return err
+}
+
+var errShuttingDown = Errorf(CodeUnavailable, "relay is shutting down; resume from the last cursor")
+
+func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func(*Message) error) error {
 	if req.Heartbeat == 0 {
 		req.Heartbeat = DefaultHeartbeat
 	}

@@ -1,0 +1,362 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+// Range returns up to count entries of p with start <= id <= end (XRANGE), or newest first
+// (XREVRANGE) when reverse is set. A zero start is the beginning and MaxID the end of the
+// stream; count <= 0 means no limit. A missing stream has no entries.
+func (s *Store) Range(ctx context.Context, p relay.Partition, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	return s.rangeKey(ctx, "range", StreamKey(p), start, end, count, reverse)
+}
+
+func (s *Store) rangeKey(ctx context.Context, op, key string, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if end.Less(start) {
+		return nil, nil
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	var c *redis.XMessageSliceCmd
+	lo, hi := rangeStart(start), rangeEnd(end)
+	switch {
+	case reverse && count > 0:
+		c = s.client.XRevRangeN(opCtx, key, hi, lo, int64(count))
+	case reverse:
+		c = s.client.XRevRange(opCtx, key, hi, lo)
+	case count > 0:
+		c = s.client.XRangeN(opCtx, key, lo, hi, int64(count))
+	default:
+		c = s.client.XRange(opCtx, key, lo, hi)
+	}
+	msgs, err := c.Result()
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	entries, _, err := toEntries(msgs)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return entries, nil
+}
+
+// Read returns, for each partition of after that has entries with ids greater than the
+// given one, up to count of them (count <= 0: no limit), ordered by source and index. An id
+// of relay.MaxID means "entries added from now on" ($). With block > 0 it blocks up to
+// block until at least one partition has entries (XREAD BLOCK), and returns nil when none
+// arrived; block == 0 does not block.
+//
+// With a standalone or Sentinel client all partitions are read by one XREAD. With a cluster
+// client partitions are grouped by hash slot (a command never spans slots): several groups
+// are first read with one non-blocking pipelined pass, and when that finds nothing, by one
+// blocking XREAD per group concurrently; Read returns with the first group that has entries,
+// and the other reads finish in the background within block (what they read is read again
+// by the next Read). Tailing many partitions of a cluster is cheapest with one Read per
+// partition.
+//
+// ctx ending or Close returns at once (an error wrapping ctx.Err(), or CodeUnavailable).
+func (s *Store) Read(ctx context.Context, after map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if block < 0 {
+		return nil, relay.Errorf(relay.CodeInvalid, "block must not be negative")
+	}
+	parts := make([]relay.Partition, 0, len(after))
+	for p := range after {
+		if err := checkPartition(p); err != nil {
+			return nil, err
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	slices.SortFunc(parts, comparePartitions)
+	groups := [][]relay.Partition{parts}
+	if s.cluster != nil {
+		groups = groupBySlot(parts)
+	}
+	if len(groups) == 1 {
+		return s.xread(ctx, groups[0], after, count, block)
+	}
+
+	res, err := s.xreadPipelined(ctx, groups, after, count)
+	if err != nil || len(res) > 0 || block == 0 {
+		return res, err
+	}
+	type groupResult struct {
+		res []relay.ReadResult
+		err error
+	}
+	results := make(chan groupResult, len(groups))
+	for _, g := range groups {
+		ok := s.spawn(ctx, block+s.opts.OpTimeout, func(bctx context.Context) {
+			r, err := s.xreadOnce(bctx, g, after, count, block)
+			results <- groupResult{r, err}
+		})
+		if !ok {
+			return nil, errClosed()
+		}
+	}
+	for range groups {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				return nil, s.fail(ctx, "read", r.err)
+			}
+			if len(r.res) > 0 {
+				return r.res, nil
+			}
+		case <-ctx.Done():
+			return nil, relay.WrapError(relay.CodeUnavailable, ctx.Err(), "request canceled")
+		case <-s.base.Done():
+			return nil, errClosed()
+		}
+	}
+	return nil, nil
+}
+
+func comparePartitions(a, b relay.Partition) int {
+	if c := strings.Compare(a.Source, b.Source); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Index, b.Index)
+}
+
+// xread reads one slot group: directly when not blocking, else in the background so that
+// ctx and Close end the wait at once.
+func (s *Store) xread(ctx context.Context, parts []relay.Partition, after map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	if block == 0 {
+		opCtx, cancel := s.opContext(ctx, 0)
+		defer cancel()
+		res, err := s.xreadOnce(opCtx, parts, after, count, 0)
+		if err != nil {
+			return nil, s.fail(ctx, "read", err)
+		}
+		return res, nil
+	}
+	var res []relay.ReadResult
+	done := s.background(ctx, block+s.opts.OpTimeout, func(bctx context.Context) error {
+		var err error
+		res, err = s.xreadOnce(bctx, parts, after, count, block)
+		return err
+	})
+	if err := s.await(ctx, done); err != nil {
+		return nil, s.fail(ctx, "read", err)
+	}
+	return res, nil
+}
+
+func xreadArgs(parts []relay.Partition, after map[relay.Partition]relay.ID, count int, block time.Duration) *redis.XReadArgs {
+	streams := make([]string, 0, 2*len(parts))
+	for _, p := range parts {
+		streams = append(streams, StreamKey(p))
+	}
+	for _, p := range parts {
+		id := after[p]
+		if id == relay.MaxID {
+			streams = append(streams, "$")
+		} else {
+			streams = append(streams, id.String())
+		}
+	}
+	a := &redis.XReadArgs{Streams: streams, Block: -1}
+	if count > 0 {
+		a.Count = int64(count)
+	}
+	if block > 0 {
+		a.Block = max(block, time.Millisecond) // BLOCK 0 would block forever
+	}
+	return a
+}
+
+func (s *Store) xreadOnce(ctx context.Context, parts []relay.Partition, after map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	streams, err := s.client.XRead(ctx, xreadArgs(parts, after, count, block)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return toReadResults(parts, streams)
+}
+
+// xreadPipelined reads several slot groups without blocking in one pipeline (split by node
+// by the cluster client).
+func (s *Store) xreadPipelined(ctx context.Context, groups [][]relay.Partition, after map[relay.Partition]relay.ID, count int) ([]relay.ReadResult, error) {
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.XStreamSliceCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = pipe.XRead(opCtx, xreadArgs(g, after, count, 0))
+	}
+	_, _ = pipe.Exec(opCtx)
+	var res []relay.ReadResult
+	for i, c := range cmds {
+		streams, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, s.fail(ctx, "read", err)
+		}
+		r, err := toReadResults(groups[i], streams)
+		if err != nil {
+			return nil, s.fail(ctx, "read", err)
+		}
+		res = append(res, r...)
+	}
+	slices.SortFunc(res, func(a, b relay.ReadResult) int { return comparePartitions(a.Partition, b.Partition) })
+	return res, nil
+}
+
+func toReadResults(parts []relay.Partition, streams []redis.XStream) ([]relay.ReadResult, error) {
+	byKey := make(map[string]relay.Partition, len(parts))
+	for _, p := range parts {
+		byKey[StreamKey(p)] = p
+	}
+	var res []relay.ReadResult
+	for _, st := range streams {
+		p, ok := byKey[st.Stream]
+		if !ok {
+			continue
+		}
+		entries, _, err := toEntries(st.Messages)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) > 0 {
+			res = append(res, relay.ReadResult{Partition: p, Entries: entries})
+		}
+	}
+	slices.SortFunc(res, func(a, b relay.ReadResult) int { return comparePartitions(a.Partition, b.Partition) })
+	return res, nil
+}
+
+// Info describes p's stream in one round trip: XLEN, the first and last entry (XRANGE and
+// XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id. A missing stream is empty, not
+// an error. When the server has no usable XINFO STREAM, LastGenerated falls back to the
+// last retained id (which differs only after the newest entries were deleted).
+func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
+	if err := checkPartition(p); err != nil {
+		return relay.StreamInfo{}, err
+	}
+	if s.closed.Load() {
+		return relay.StreamInfo{}, errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	key := StreamKey(p)
+	pipe := s.client.Pipeline()
+	xlen := pipe.XLen(opCtx, key)
+	first := pipe.XRangeN(opCtx, key, "-", "+", 1)
+	last := pipe.XRevRangeN(opCtx, key, "+", "-", 1)
+	xinfo := pipe.Do(opCtx, "xinfo", "stream", key)
+	_, _ = pipe.Exec(opCtx)
+
+	var info relay.StreamInfo
+	var err error
+	if info.Length, err = xlen.Result(); err != nil {
+		return relay.StreamInfo{}, s.fail(ctx, "info", err)
+	}
+	for _, c := range []struct {
+		cmd *redis.XMessageSliceCmd
+		dst *relay.ID
+	}{{first, &info.First}, {last, &info.Last}} {
+		msgs, err := c.cmd.Result()
+		if err != nil {
+			return relay.StreamInfo{}, s.fail(ctx, "info", err)
+		}
+		if len(msgs) > 0 {
+			if *c.dst, err = parseID(msgs[0].ID); err != nil {
+				return relay.StreamInfo{}, s.fail(ctx, "info", err)
+			}
+		}
+	}
+	info.LastGenerated = info.Last
+	if v, err := xinfo.Result(); err == nil {
+		if id, ok := lastGeneratedID(v); ok {
+			info.LastGenerated = id
+		}
+	} else if isNetErr(err) || errors.Is(err, context.DeadlineExceeded) {
+		return relay.StreamInfo{}, s.fail(ctx, "info", err)
+	}
+	return info, nil
+}
+
+// lastGeneratedID finds last-generated-id in an XINFO STREAM reply (a RESP3 map or a RESP2
+// flat list of field/value pairs).
+func lastGeneratedID(v any) (relay.ID, bool) {
+	var raw any
+	switch v := v.(type) {
+	case map[any]any:
+		raw = v["last-generated-id"]
+	case map[string]any:
+		raw = v["last-generated-id"]
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			if k, _ := v[i].(string); k == "last-generated-id" {
+				raw = v[i+1]
+			}
+		}
+	}
+	str, ok := raw.(string)
+	if !ok {
+		return relay.ID{}, false
+	}
+	id, err := relay.ParseID(str)
+	return id, err == nil
+}
+
+// Lookup returns the entry of event eventID in p: the dedupe marker gives its entry id (GET),
+// XRANGE id id the entry. CodeNotFound when the marker expired (past the dedupe window) or the
+// entry was trimmed; CodeInvalid for an id no append would accept.
+func (s *Store) Lookup(ctx context.Context, p relay.Partition, eventID string) (relay.Entry, error) {
+	if err := checkPartition(p); err != nil {
+		return relay.Entry{}, err
+	}
+	if err := checkDedupeKey(eventID); err != nil {
+		return relay.Entry{}, err
+	}
+	if s.closed.Load() {
+		return relay.Entry{}, errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	idStr, err := s.client.Get(opCtx, DedupeKey(p, eventID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return relay.Entry{}, relay.Errorf(relay.CodeNotFound, "event %q not found", eventID)
+	}
+	if err != nil {
+		return relay.Entry{}, s.fail(ctx, "lookup", err)
+	}
+	msgs, err := s.client.XRange(opCtx, StreamKey(p), idStr, idStr).Result()
+	if err != nil {
+		return relay.Entry{}, s.fail(ctx, "lookup", err)
+	}
+	entries, _, err := toEntries(msgs)
+	if err != nil {
+		return relay.Entry{}, s.fail(ctx, "lookup", err)
+	}
+	if len(entries) == 0 {
+		return relay.Entry{}, relay.Errorf(relay.CodeNotFound, "event %q not found", eventID)
+	}
+	return entries[0], nil
+}

@@ -1,0 +1,324 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// EventServer implements eventrelay.v1.EventService over a relay.Service.
+type EventServer struct {
+	eventrelayv1.UnimplementedEventServiceServer
+	svc  *relay.Service
+	auth *Auth
+	log  *slog.Logger
+	// Metrics, when set, observes deliveries and acknowledgements.
+	Metrics *Metrics
+}
+
+// NewEventServer returns the EventService implementation.
+func NewEventServer(svc *relay.Service, auth *Auth, log *slog.Logger) *EventServer {
+	return &EventServer{svc: svc, auth: auth, log: log}
+}
+
+func (s *EventServer) err(ctx context.Context, err error) error { return toStatus(ctx, s.log, err) }
+
+// Subscribe streams deliveries and heartbeats.
+func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream eventrelayv1.EventService_SubscribeServer) error {
+	ctx := stream.Context()
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return s.err(ctx, err)
+	}
+	sr, err := s.subscribeRequest(p, req)
+	if err != nil {
+		return s.err(ctx, err)
+	}
+	// Send headers at once so clients see the stream open before the first event.
+	_ = stream.SendHeader(metadata.MD{})
+	s.Metrics.subscriberAdd(1)
+	defer s.Metrics.subscriberAdd(-1)
+	err = s.svc.Subscribe(ctx, sr, func(m *relay.Message) error {
+		if m.Entry == nil {
+			return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{
+				Heartbeat: &eventrelayv1.Heartbeat{Cursor: m.Cursor, ServerTime: timestamppb.New(m.ServerTime)},
+			}})
+		}
+		ev, err := relay.DecodeEvent(m.Entry.Event)
+		if err != nil {
+			return err
+		}
+		s.Metrics.delivered(m.Partition.Source, m.Attempt)
+		return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Delivery{
+			Delivery: &eventrelayv1.Delivery{Event: ev, Cursor: m.Cursor, AckId: m.AckID, DeliveryAttempt: int32(m.Attempt)},
+		}})
+	})
+	if err == nil && ctx.Err() == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return s.err(ctx, err)
+}
+
+func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.SubscribeRequest) (relay.SubscribeRequest, error) {
+	sr := relay.SubscribeRequest{
+		Sources:     req.GetSources(),
+		Types:       relay.TypeFilter(req.GetTypes()),
+		DeadLetters: req.GetDeadLetters(),
+		Group: relay.GroupOptions{
+			Name:           req.GetGroup(),
+			Consumer:       req.GetConsumer(),
+			AckDeadline:    req.GetAckDeadline().AsDuration(),
+			MaxOutstanding: int(req.GetMaxOutstanding()),
+			MaxAttempts:    int(req.GetMaxDeliveryAttempts()),
+		},
+		Heartbeat: req.GetHeartbeatInterval().AsDuration(),
+	}
+	if len(sr.Sources) == 0 {
+		for _, n := range s.svc.SourceNames() {
+			if p.CanRead(n) {
+				sr.Sources = append(sr.Sources, n)
+			}
+		}
+		if len(sr.Sources) == 0 {
+			return sr, relay.Errorf(relay.CodePermissionDenied, "token %q may read no configured source", p.Name)
+		}
+	}
+	for _, n := range sr.Sources {
+		if _, err := s.svc.Source(n); err != nil {
+			return sr, err
+		}
+		if err := checkRead(p, n); err != nil {
+			return sr, err
+		}
+	}
+	if len(sr.Types) > 100 {
+		return sr, relay.Errorf(relay.CodeInvalid, "types: at most 100 filters")
+	}
+	if req.GetConsumer() != "" && req.GetGroup() == "" {
+		return sr, relay.Errorf(relay.CodeInvalid, "consumer: set group too")
+	}
+	switch req.GetStart() {
+	case eventrelayv1.StartPosition_START_POSITION_UNSPECIFIED, eventrelayv1.StartPosition_START_POSITION_LATEST:
+		sr.Start = relay.StartLatest
+	case eventrelayv1.StartPosition_START_POSITION_EARLIEST:
+		sr.Start = relay.StartEarliest
+	default:
+		return sr, relay.Errorf(relay.CodeInvalid, "start: unknown start position %d", req.GetStart())
+	}
+	if req.GetSince() != nil {
+		if err := req.GetSince().CheckValid(); err != nil {
+			return sr, relay.Errorf(relay.CodeInvalid, "since: not a valid timestamp")
+		}
+		sr.Since = req.GetSince().AsTime()
+	}
+	if c := req.GetAfterCursor(); c != "" {
+		cur, err := relay.DecodeCursor(c)
+		if err != nil {
+			return sr, err
+		}
+		for part := range cur.Positions {
+			if err := checkRead(p, part.Source); err != nil {
+				return sr, err
+			}
+		}
+		sr.After = &cur
+	}
+	for _, d := range []struct {
+		name string
+		ok   bool
+	}{
+		{"ack_deadline", req.GetAckDeadline() == nil || req.GetAckDeadline().CheckValid() == nil && req.GetAckDeadline().AsDuration() >= 0},
+		{"heartbeat_interval", req.GetHeartbeatInterval() == nil || req.GetHeartbeatInterval().CheckValid() == nil && req.GetHeartbeatInterval().AsDuration() >= 0},
+	} {
+		if !d.ok {
+			return sr, relay.Errorf(relay.CodeInvalid, "%s: not a valid duration", d.name)
+		}
+	}
+	return sr, nil
+}
+
+// settleCheck authorizes every well-formed ack id's source.
+func (s *EventServer) settleCheck(p *Principal, ids []string) error {
+	for _, raw := range ids {
+		if a, ok := relay.DecodeAckID(raw); ok {
+			if err := checkRead(p, a.Partition.Source); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Acknowledge acknowledges group deliveries.
+func (s *EventServer) Acknowledge(ctx context.Context, req *eventrelayv1.AcknowledgeRequest) (*eventrelayv1.AcknowledgeResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if err := s.settleCheck(p, req.GetAckIds()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	unknown, err := s.svc.Acknowledge(ctx, req.GetAckIds())
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	s.Metrics.acked(len(req.GetAckIds()) - len(unknown))
+	return &eventrelayv1.AcknowledgeResponse{UnknownAckIds: unknown}, nil
+}
+
+// Nack hands group deliveries back for redelivery.
+func (s *EventServer) Nack(ctx context.Context, req *eventrelayv1.NackRequest) (*eventrelayv1.NackResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if err := s.settleCheck(p, req.GetAckIds()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if req.GetDelay() != nil && req.GetDelay().CheckValid() != nil {
+		return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "delay: not a valid duration"))
+	}
+	unknown, err := s.svc.Nack(ctx, req.GetAckIds(), req.GetDelay().AsDuration())
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	return &eventrelayv1.NackResponse{UnknownAckIds: unknown}, nil
+}
+
+// Publish appends an event from an internal producer.
+func (s *EventServer) Publish(ctx context.Context, req *eventrelayv1.PublishRequest) (*eventrelayv1.PublishResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if _, err := s.svc.Source(req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if !p.CanPublish(req.GetSource()) {
+		return nil, s.err(ctx, relay.Errorf(relay.CodePermissionDenied, "token %q may not publish to source %q", p.Name, req.GetSource()))
+	}
+	in := relay.PublishInput{
+		Source:          req.GetSource(),
+		ID:              req.GetId(),
+		Type:            req.GetType(),
+		Subject:         req.GetSubject(),
+		DataContentType: req.GetDataContentType(),
+		Data:            req.GetData(),
+		Headers:         req.GetHeaders(),
+		PartitionKey:    req.GetPartitionKey(),
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if tp := md.Get("traceparent"); len(tp) > 0 {
+			in.TraceParent = tp[0]
+		}
+	}
+	if req.GetTime() != nil {
+		if err := req.GetTime().CheckValid(); err != nil {
+			return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "time: not a valid timestamp"))
+		}
+		in.Time = req.GetTime().AsTime()
+	}
+	res, err := s.svc.Publish(ctx, in)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	s.Metrics.ingested(req.GetSource(), res.Duplicate)
+	return &eventrelayv1.PublishResponse{EventId: res.EventID, Duplicate: res.Duplicate}, nil
+}
+
+// GetEvent returns one event by id.
+func (s *EventServer) GetEvent(ctx context.Context, req *eventrelayv1.GetEventRequest) (*eventrelayv1.GetEventResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if _, err := s.svc.Source(req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if err := checkRead(p, req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	ev, err := s.svc.GetEvent(ctx, req.GetSource(), req.GetId())
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	return &eventrelayv1.GetEventResponse{Event: ev}, nil
+}
+
+// ListEvents pages through history.
+func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEventsRequest) (*eventrelayv1.ListEventsResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if _, err := s.svc.Source(req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if err := checkRead(p, req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	q := relay.ListQuery{
+		Source:      req.GetSource(),
+		PageSize:    int(req.GetPageSize()),
+		PageToken:   req.GetPageToken(),
+		NewestFirst: req.GetOrder() == eventrelayv1.ListOrder_LIST_ORDER_NEWEST_FIRST,
+		DeadLetters: req.GetDeadLetters(),
+	}
+	for _, t := range []struct {
+		name string
+		ts   *timestamppb.Timestamp
+		dst  *relay.ListQuery
+		end  bool
+	}{{"start_time", req.GetStartTime(), &q, false}, {"end_time", req.GetEndTime(), &q, true}} {
+		if t.ts == nil {
+			continue
+		}
+		if err := t.ts.CheckValid(); err != nil {
+			return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "%s: not a valid timestamp", t.name))
+		}
+		if t.end {
+			q.End = t.ts.AsTime()
+		} else {
+			q.Start = t.ts.AsTime()
+		}
+	}
+	items, next, err := s.svc.ListEvents(ctx, q)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	resp := &eventrelayv1.ListEventsResponse{NextPageToken: next}
+	for _, it := range items {
+		ev, err := relay.DecodeEvent(it.Entry.Event)
+		if err != nil {
+			return nil, s.err(ctx, err)
+		}
+		resp.Deliveries = append(resp.Deliveries, &eventrelayv1.Delivery{Event: ev, Cursor: it.Cursor})
+	}
+	return resp, nil
+}
+
+// RedriveDeadLetters moves dead letters back to the main stream.
+func (s *EventServer) RedriveDeadLetters(ctx context.Context, req *eventrelayv1.RedriveDeadLettersRequest) (*eventrelayv1.RedriveDeadLettersResponse, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if _, err := s.svc.Source(req.GetSource()); err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if !p.CanPublish(req.GetSource()) {
+		return nil, s.err(ctx, relay.Errorf(relay.CodePermissionDenied, "token %q may not redrive source %q (needs publish)", p.Name, req.GetSource()))
+	}
+	n, err := s.svc.Redrive(ctx, req.GetSource(), req.GetIds())
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	return &eventrelayv1.RedriveDeadLettersResponse{Redriven: int32(n)}, nil
+}

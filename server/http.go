@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"runtime/debug"
+	"strings"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// hopHeaders are never forwarded to gRPC metadata.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Host": true,
+	"Content-Length": true, "Accept-Encoding": true,
+}
+
+// headerMatcher forwards the provider's headers (and Authorization) to the services as
+// metadata under their lower-case names.
+func headerMatcher(key string) (string, bool) {
+	k := textproto.CanonicalMIMEHeaderKey(key)
+	if hopHeaders[k] || strings.HasPrefix(k, "Grpc-") {
+		return "", false
+	}
+	return strings.ToLower(k), true
+}
+
+// errorHandler writes gateway errors with the HTTP status of the one code table, and
+// Retry-After on 429 and 503.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	st := status.Convert(err)
+	httpStatus := HTTPStatus(domainCodeOf(st))
+	if httpStatus == http.StatusServiceUnavailable || httpStatus == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: err})
+}
+
+// HTTPOptions configure the public HTTP handler.
+type HTTPOptions struct {
+	Ingress IngressOptions
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// NewHTTPHandler returns the public HTTP handler: the webhook ingress (middleware in front of
+// the in-process WebhookService) and EventService's HTTP routes through grpc-gateway, which
+// reach the gRPC server over conn (server streaming needs a real client connection).
+func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookServer, conn grpc.ClientConnInterface, opts HTTPOptions) (http.Handler, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	mux := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newRawBodyMarshaler()),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithErrorHandler(errorHandler),
+	)
+	if err := eventrelayv1.RegisterWebhookServiceHandlerServer(ctx, mux, webhooks); err != nil {
+		return nil, err
+	}
+	if conn != nil {
+		if err := eventrelayv1.RegisterEventServiceHandlerClient(ctx, mux, eventrelayv1.NewEventServiceClient(conn)); err != nil {
+			return nil, err
+		}
+	}
+	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
+	return withRequestID(log, in.wrap(mux)), nil
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the request id of ctx, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// withRequestID gives every request an id (the caller's X-Request-Id when sane), echoes it,
+// and turns a panic into a 500 and a log line.
+func withRequestID(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n") {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.ErrorContext(ctx, "panic in HTTP handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				writeError(w, relay.Errorf(relay.CodeInternal, "internal error"))
+			}
+		}()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

@@ -1,0 +1,401 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// webhookPrefix is the path prefix of the webhook ingress.
+const webhookPrefix = "/v1/webhooks/"
+
+// requestInfo is what the ingress middleware learned about a webhook request before the
+// gateway decoded it; the WebhookService reads it from the context.
+type requestInfo struct {
+	method, path, rawQuery, url string
+	header                      http.Header
+	contentType                 string
+}
+
+type requestInfoKey struct{}
+
+// ContentTypePolicy reports whether a source's provider ever sends contentType (a media
+// type without parameters, lower case). Nil accepts everything.
+type ContentTypePolicy func(src *relay.SourceConfig, contentType string) bool
+
+// IngressOptions configure the webhook ingress middleware.
+type IngressOptions struct {
+	// TrustedProxies are the peers whose X-Forwarded-For is honoured.
+	TrustedProxies []netip.Prefix
+	// ContentTypes decides 415s.
+	ContentTypes ContentTypePolicy
+	// MaxConcurrent bounds the webhook requests served at once; beyond it requests are shed
+	// with 503 and Retry-After instead of queueing (0: unbounded).
+	MaxConcurrent int
+}
+
+// ingress is the net/http middleware in front of the gateway mux that answers what must be
+// answered before the body is read: 405, 404, 403, 429, 413, 415, and the concurrency limit.
+type ingress struct {
+	svc      *relay.Service
+	opts     IngressOptions
+	log      *slog.Logger
+	metrics  *Metrics
+	limiters map[string]*bucket
+	sem      chan struct{}
+}
+
+func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Metrics) *ingress {
+	in := &ingress{svc: svc, opts: opts, log: log, metrics: m, limiters: map[string]*bucket{}}
+	for _, name := range svc.SourceNames() {
+		src, _ := svc.Source(name)
+		if rl := src.Config.RateLimit; rl.RPS > 0 {
+			burst := rl.Burst
+			if burst <= 0 {
+				burst = max(1, int(math.Ceil(rl.RPS)))
+			}
+			in.limiters[name] = newBucket(rl.RPS, burst)
+		}
+	}
+	if opts.MaxConcurrent > 0 {
+		in.sem = make(chan struct{}, opts.MaxConcurrent)
+	}
+	return in
+}
+
+// statusWriter records the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (in *ingress) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, webhookPrefix)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		label := name
+		defer func() {
+			in.metrics.request(label, sw.status)
+		}()
+		src, err := in.svc.Source(name)
+		if err != nil || strings.Contains(name, "/") {
+			label = "unknown"
+			writeError(sw, relay.Errorf(relay.CodeNotFound, "unknown source"))
+			return
+		}
+		if r.Method != http.MethodPost && r.Method != http.MethodGet {
+			sw.Header().Set("Allow", "GET, POST")
+			writeErrorStatus(sw, http.StatusMethodNotAllowed, relay.Errorf(relay.CodeInvalid, "method %s not allowed; webhooks are POSTed", r.Method))
+			return
+		}
+		if in.sem != nil {
+			select {
+			case in.sem <- struct{}{}:
+				defer func() { <-in.sem }()
+			default:
+				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
+				return
+			}
+		}
+		if len(src.Config.AllowIPs) > 0 {
+			ip := clientIP(r, in.opts.TrustedProxies)
+			if !allowed(ip, src.Config.AllowIPs) {
+				in.log.DebugContext(r.Context(), "webhook refused: address not allowed", "source", name, "ip", ip.String())
+				writeError(sw, relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
+				return
+			}
+		}
+		if b := in.limiters[name]; b != nil {
+			if ok, wait := b.take(time.Now()); !ok {
+				sw.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+				writeError(sw, relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
+				return
+			}
+		}
+		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
+			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
+		if r.Method == http.MethodPost {
+			limit := src.Config.MaxBodyBytes
+			if r.ContentLength > limit {
+				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
+				return
+			}
+			if in.opts.ContentTypes != nil {
+				mt := mediaType(info.contentType)
+				if !in.opts.ContentTypes(&src.Config, mt) {
+					writeError(sw, relay.Errorf(relay.CodeUnsupportedMedia, "content type %q is not accepted for this source", mt))
+					return
+				}
+			}
+			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				writeError(sw, relay.Errorf(relay.CodeInvalid, "reading the body failed"))
+				return
+			}
+			if int64(len(body)) > limit {
+				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func mediaType(ct string) string {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(mt))
+}
+
+// publicURL is the URL the provider called: the source's configured url (plus the request's
+// query when the configured one has none), else reconstructed from the request.
+func publicURL(r *http.Request, cfg *relay.SourceConfig) string {
+	if cfg.URL != "" {
+		if r.URL.RawQuery != "" && !strings.Contains(cfg.URL, "?") {
+			return cfg.URL + "?" + r.URL.RawQuery
+		}
+		return cfg.URL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + r.URL.RequestURI()
+}
+
+// clientIP is the peer address, or, when the peer is a trusted proxy, the right-most
+// X-Forwarded-For address that is not itself a trusted proxy.
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	peer = peer.Unmap()
+	if !allowed(peer, trusted) {
+		return peer
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return peer // garbage from an untrusted hop: fall back to the proxy itself
+		}
+		a = a.Unmap()
+		if !allowed(a, trusted) {
+			return a
+		}
+	}
+	return peer
+}
+
+func allowed(ip netip.Addr, prefixes []netip.Prefix) bool {
+	if !ip.IsValid() {
+		return false
+	}
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// bucket is a token bucket.
+type bucket struct {
+	mu     sync.Mutex
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rps float64, burst int) *bucket {
+	return &bucket{rate: rps, burst: float64(burst), tokens: float64(burst)}
+}
+
+// take spends a token; when none is left it returns how long until one is.
+func (b *bucket) take(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+// writeError writes err in the same JSON shape as the gateway (google.rpc.Status).
+func writeError(w http.ResponseWriter, err error) {
+	writeErrorStatus(w, HTTPStatus(relay.ErrorCode(err)), err)
+}
+
+func writeErrorStatus(w http.ResponseWriter, httpStatus int, err error) {
+	code := relay.ErrorCode(err)
+	st := status.New(GRPCCode(code), relay.ErrorMessage(err))
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: string(code), Domain: errorDomain}); derr == nil {
+		st = d
+	}
+	body, _ := protojson.Marshal(st.Proto())
+	if httpStatus == http.StatusServiceUnavailable || httpStatus == http.StatusTooManyRequests {
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(body)
+}
+
+// WebhookServer implements eventrelay.v1.WebhookService over a relay.Service. It is
+// registered in-process on the gateway; the ingress middleware has already read the body.
+type WebhookServer struct {
+	eventrelayv1.UnimplementedWebhookServiceServer
+	svc     *relay.Service
+	log     *slog.Logger
+	metrics *Metrics
+}
+
+// NewWebhookServer returns the WebhookService implementation.
+func NewWebhookServer(svc *relay.Service, log *slog.Logger, m *Metrics) *WebhookServer {
+	return &WebhookServer{svc: svc, log: log, metrics: m}
+}
+
+// infoFrom returns the request info the middleware stored, or one rebuilt from gRPC metadata.
+func infoFrom(ctx context.Context, source string) *requestInfo {
+	if info, ok := ctx.Value(requestInfoKey{}).(*requestInfo); ok {
+		return info
+	}
+	h := http.Header{}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for k, vs := range md {
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	return &requestInfo{method: http.MethodPost, path: webhookPrefix + source, header: h, contentType: h.Get("Content-Type")}
+}
+
+// ReceiveWebhook verifies and stores one webhook.
+func (s *WebhookServer) ReceiveWebhook(ctx context.Context, req *eventrelayv1.ReceiveWebhookRequest) (*eventrelayv1.ReceiveWebhookResponse, error) {
+	info := infoFrom(ctx, req.GetSource())
+	ct := info.contentType
+	if ct == "" {
+		ct = req.GetBody().GetContentType()
+	}
+	wr := &relay.WebhookRequest{
+		Method: info.method, URL: info.url, Path: info.path, RawQuery: info.rawQuery,
+		Header: info.header, ContentType: ct, Body: req.GetBody().GetData(),
+	}
+	start := time.Now()
+	res, err := s.svc.Ingest(ctx, req.GetSource(), wr)
+	if err != nil {
+		switch relay.ErrorCode(err) {
+		case relay.CodeUnauthenticated:
+			s.metrics.verifyFailed(req.GetSource(), relay.ErrorReason(err))
+			s.log.DebugContext(ctx, "webhook signature rejected", "source", req.GetSource(), "reason", relay.ErrorReason(err))
+		case relay.CodeUnavailable:
+			s.metrics.storeError()
+		}
+		return nil, toStatus(ctx, s.log, err)
+	}
+	if v := res.Verified; v != nil {
+		key := v.KeyID
+		if key == "" {
+			key = strconv.Itoa(v.KeyIndex)
+		}
+		s.metrics.verifiedKey(req.GetSource(), key)
+	}
+	if res.Handshake != nil {
+		return &eventrelayv1.ReceiveWebhookResponse{Handshake: &httpbody.HttpBody{
+			ContentType: res.Handshake.ContentType, Data: res.Handshake.Body}}, nil
+	}
+	s.metrics.appended(req.GetSource(), time.Since(start))
+	s.metrics.ingested(req.GetSource(), res.Duplicate)
+	return &eventrelayv1.ReceiveWebhookResponse{EventId: res.EventID, Duplicate: res.Duplicate}, nil
+}
+
+// VerifyWebhookEndpoint answers a provider's GET challenge (Meta's hub.challenge).
+func (s *WebhookServer) VerifyWebhookEndpoint(ctx context.Context, req *eventrelayv1.VerifyWebhookEndpointRequest) (*httpbody.HttpBody, error) {
+	src, err := s.svc.Source(req.GetSource())
+	if err != nil {
+		return nil, toStatus(ctx, s.log, err)
+	}
+	ch, ok := src.Verifier.(relay.EndpointChallenger)
+	if !ok {
+		return nil, toStatus(ctx, s.log, relay.Errorf(relay.CodeNotFound, "source %q does not answer GET endpoint verification", req.GetSource()))
+	}
+	q := url.Values{}
+	if info := infoFrom(ctx, req.GetSource()); info.rawQuery != "" {
+		if parsed, err := url.ParseQuery(info.rawQuery); err == nil {
+			q = parsed
+		}
+	}
+	if h := req.GetHub(); h != nil {
+		for k, v := range map[string]string{"hub.mode": h.GetMode(), "hub.verify_token": h.GetVerifyToken(), "hub.challenge": h.GetChallenge()} {
+			if v != "" && q.Get(k) == "" {
+				q.Set(k, v)
+			}
+		}
+	}
+	hs, err := ch.Challenge(q)
+	if err != nil {
+		s.metrics.verifyFailed(req.GetSource(), relay.ErrorReason(err))
+		return nil, toStatus(ctx, s.log, err)
+	}
+	return &httpbody.HttpBody{ContentType: hs.ContentType, Data: hs.Body}, nil
+}

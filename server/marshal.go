@@ -1,0 +1,75 @@
+package server
+
+import (
+	"io"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/api/httpbody"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// rawBodyMarshaler is the gateway marshaler for every content type. grpc-gateway does not
+// decode HttpBody request bodies by itself: this one reads the raw bytes into a
+// google.api.HttpBody field untouched, writes HttpBody responses (and webhook handshakes)
+// byte for byte with their own content type, and defers to JSON (proto field names, unset
+// fields included) for everything else.
+type rawBodyMarshaler struct {
+	*runtime.JSONPb
+}
+
+func newRawBodyMarshaler() *rawBodyMarshaler {
+	return &rawBodyMarshaler{JSONPb: &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+}
+
+func handshakeOf(v any) *httpbody.HttpBody {
+	switch m := v.(type) {
+	case *httpbody.HttpBody:
+		return m
+	case *eventrelayv1.ReceiveWebhookResponse:
+		return m.GetHandshake()
+	}
+	return nil
+}
+
+// ContentType is the HttpBody's content type for raw bodies, else JSON.
+func (m *rawBodyMarshaler) ContentType(v any) string {
+	if b := handshakeOf(v); b != nil {
+		return b.GetContentType()
+	}
+	return m.JSONPb.ContentType(v)
+}
+
+// Marshal writes raw bodies as they are and everything else as JSON.
+func (m *rawBodyMarshaler) Marshal(v any) ([]byte, error) {
+	if b := handshakeOf(v); b != nil {
+		return b.GetData(), nil
+	}
+	return m.JSONPb.Marshal(v)
+}
+
+// NewDecoder reads HttpBody fields raw and everything else as JSON.
+func (m *rawBodyMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		switch b := v.(type) {
+		case **httpbody.HttpBody:
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			*b = &httpbody.HttpBody{Data: data}
+			return nil
+		case *httpbody.HttpBody:
+			data, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
+			b.Data = data
+			return nil
+		}
+		return m.JSONPb.NewDecoder(r).Decode(v)
+	})
+}
