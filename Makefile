@@ -1,0 +1,52 @@
+# eventrelay — common tasks. `make test` is the test command CI runs.
+GO ?= go
+PKGS := ./...
+FUZZTIME ?= 1m
+
+.PHONY: all build generate check-generated lint test test-short fuzz fuzz-smoke bench clean
+
+all: lint build test
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+# Regenerate gen/ from proto/ with the generators pinned as tool directives in go.mod.
+generate:
+	$(GO) tool buf generate
+	cp gen/openapiv2/eventrelay.swagger.json server/openapi/eventrelay.swagger.json
+
+# Fails when regenerating changes gen/ (or the embedded OpenAPI copy).
+check-generated: generate
+	@git diff --exit-code --stat -- gen server/openapi || { echo "gen/ is stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen server/openapi)" || { git status --porcelain -- gen server/openapi; echo "gen/ has untracked generated files: run 'make generate' and commit"; exit 1; }
+
+lint:
+	$(GO) tool buf lint
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed"; exit 1; }
+	$(GO) vet $(PKGS)
+
+# The test command: unit, conformance (embedded and real Redis), end-to-end, and a short
+# run of every fuzz target's seed corpus. Set RELAY_REQUIRE_REDIS=1 to fail instead of
+# skipping when redis-server is not installed.
+test:
+	$(GO) test -count=1 -timeout 12m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+# Every fuzz target for $(FUZZTIME) each.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZTIME=5s
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./relay/... ./server/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,145 @@
+// Command relayd is the eventrelay server: it receives webhooks over HTTP, verifies them,
+// appends them to Redis Streams and serves them to consumers over gRPC.
+//
+//	relayd [-config relay.yaml] [-http-addr :8080] [-grpc-addr :9090] [-admin-addr :9091]
+//	       [-redis-url redis://...] [-log-level info]
+//
+// With no configuration at all it serves a "demo" source on the embedded in-process store.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run is main with its environment made explicit, for tests.
+func run(args, environ []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "path of the YAML configuration file")
+	flagKeys := map[string]*string{
+		"http.addr":  fs.String("http-addr", "", "HTTP listen address (http.addr, default :8080)"),
+		"grpc.addr":  fs.String("grpc-addr", "", "gRPC listen address (grpc.addr, default :9090)"),
+		"admin.addr": fs.String("admin-addr", "", "admin listen address (admin.addr, default :9091)"),
+		"redis.url":  fs.String("redis-url", "", "Redis URL (redis.url); empty: embedded in-memory store"),
+		"log.level":  fs.String("log-level", "", "log level: debug, info, warn, error (log.level)"),
+		"log.format": fs.String("log-format", "", "log format: json or text (log.format)"),
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "relayd: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	flags := map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		key := strings.Replace(f.Name, "-", ".", 1)
+		if _, ok := flagKeys[key]; ok {
+			flags[key] = f.Value.String()
+		}
+	})
+	cfg, err := LoadConfig(*configPath, environ, flags)
+	if err != nil {
+		fmt.Fprintf(stderr, "relayd: configuration: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg.Log, stderr)
+	if len(cfg.Sources) == 0 && *configPath == "" {
+		if err := addDemoSource(cfg, environ, stdout); err != nil {
+			fmt.Fprintf(stderr, "relayd: %v\n", err)
+			return 2
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	m := NewMain(cfg, log)
+	if err := m.Run(ctx); err != nil {
+		log.Error("relayd failed to start", "err", err)
+		_ = m.Close()
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	done := make(chan struct{})
+	go func() { _ = m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		log.Error("shutdown took longer than 10s; exiting")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	var h slog.Handler
+	if c.Format == "text" {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(requestIDHandler{h})
+}
+
+// addDemoSource adds the "demo" source (provider hmac) used when relayd runs with no
+// configuration, with its secret from RELAY_DEMO_SECRET or generated and printed once.
+func addDemoSource(cfg *Config, environ []string, stdout io.Writer) error {
+	secret := ""
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "RELAY_DEMO_SECRET="); ok {
+			secret = v
+		}
+	}
+	generated := secret == ""
+	if generated {
+		var b [16]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		secret = hex.EncodeToString(b[:])
+	}
+	src := relay.SourceConfig{Name: "demo", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(secret)}}}
+	src.SetDefaults()
+	if err := src.Validate(); err != nil {
+		return err
+	}
+	cfg.Sources = append(cfg.Sources, src)
+	host := "localhost"
+	port := strings.TrimPrefix(cfg.HTTP.Addr[strings.LastIndex(cfg.HTTP.Addr, ":"):], ":")
+	if generated {
+		fmt.Fprintf(stdout, "eventrelay demo source: secret %s (set RELAY_DEMO_SECRET to choose it)\n", secret)
+	} else {
+		fmt.Fprintf(stdout, "eventrelay demo source: secret from RELAY_DEMO_SECRET\n")
+	}
+	fmt.Fprintf(stdout, `send a signed test event:
+  BODY='{"id":"evt_1","type":"demo.hello","text":"hi"}'
+  SIG=$(printf '%%s' "$BODY" | openssl dgst -sha256 -hmac "%s" -hex | sed 's/^.* //')
+  curl -sS -X POST http://%s:%s/v1/webhooks/demo -H 'Content-Type: application/json' -H "X-Signature: sha256=$SIG" --data-binary "$BODY"
+`, shellQuoteSecret(secret, generated), host, port)
+	return nil
+}
+
+func shellQuoteSecret(secret string, printable bool) string {
+	if !printable {
+		return "$RELAY_DEMO_SECRET"
+	}
+	return secret
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"github.com/eventrelay/eventrelay/relay/verify"
+	"github.com/eventrelay/eventrelay/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
+)
+
+// Main is relayd: configuration in, running listeners out. main() and the end-to-end tests
+// share it.
+type Main struct {
+	Config *Config
+	Logger *slog.Logger
+
+	// Bound addresses, set by Run (useful with ":0" in tests).
+	HTTPAddr, GRPCAddr, AdminAddr string
+
+	embedded  *embedded.Server
+	store     *redisstore.Store
+	svc       *relay.Service
+	metrics   *server.Metrics
+	health    *health.Server
+	ready     atomic.Bool
+	grpc      *grpc.Server
+	inproc    *grpc.Server
+	inprocLis *bufconn.Listener
+	conn      *grpc.ClientConn
+	http      *http.Server
+	admin     *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain returns a Main for cfg.
+func NewMain(cfg *Config, log *slog.Logger) *Main {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Main{Config: cfg, Logger: log}
+}
+
+// Run opens the store and starts every listener. It returns once they accept connections;
+// Close stops them.
+func (m *Main) Run(ctx context.Context) (err error) {
+	cfg := m.Config
+	log := m.Logger
+	bg, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+
+	// Store.
+	url := cfg.Redis.URL
+	if url == "" {
+		m.embedded, err = embedded.Start()
+		if err != nil {
+			return fmt.Errorf("starting the embedded store: %w", err)
+		}
+		url = m.embedded.URL()
+		log.Warn("no redis.url configured: using the embedded in-process store; events live in memory only and are lost when relayd stops")
+	}
+	m.store, err = redisstore.Open(url, cfg.Redis.Cluster, cfg.Redis.MasterName, redisstore.Options{
+		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas,
+	})
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	if err := m.store.Ping(ctx); err != nil {
+		log.Warn("redis is not reachable yet; webhooks get 503 until it is", "redis", cfg.Redis.RedactedURL(), "err", err)
+	} else {
+		m.ready.Store(true)
+	}
+
+	// Sources.
+	var sources []*relay.Source
+	for i := range cfg.Sources {
+		sc := cfg.Sources[i]
+		v, err := verify.New(&sc)
+		if err != nil {
+			return fmt.Errorf("sources[%d] (%s): %w", i, sc.Name, err)
+		}
+		for _, p := range verify.Problems(&sc) {
+			log.Warn("source refuses every request", "source", sc.Name, "problem", p)
+		}
+		sources = append(sources, &relay.Source{Config: sc, Verifier: v})
+		log.Info("source configured", "source", sc.Name, "provider", sc.Provider, "partitions", sc.Partitions,
+			"webhook_path", "/v1/webhooks/"+sc.Name)
+	}
+	m.svc, err = relay.NewService(m.store, sources, relay.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+
+	m.metrics = server.NewMetrics()
+	var tokens []server.Token
+	for _, t := range cfg.Auth.Tokens {
+		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish})
+	}
+	auth := server.NewAuth(tokens)
+	events := server.NewEventServer(m.svc, auth, log)
+	events.Metrics = m.metrics
+	webhooks := server.NewWebhookServer(m.svc, log, m.metrics)
+
+	// gRPC: the public listener, and an in-memory one the gateway dials for EventService.
+	m.health = health.NewServer()
+	m.setServing(m.ready.Load())
+	var creds credentials.TransportCredentials
+	if cfg.GRPC.TLS.Enabled() {
+		tc, err := serverTLS(cfg.GRPC.TLS)
+		if err != nil {
+			return fmt.Errorf("grpc.tls: %w", err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log}, events, nil)
+	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log}, events, nil)
+	m.inprocLis = bufconn.Listen(1 << 20)
+	m.conn, err = grpc.NewClient("passthrough:///inproc",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.inprocLis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	handler, err := server.NewHTTPHandler(bg, m.svc, webhooks, m.conn, server.HTTPOptions{
+		Logger: log, Metrics: m.metrics,
+		Ingress: server.IngressOptions{
+			TrustedProxies: cfg.HTTP.TrustedProxies,
+			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
+			ContentTypes: func(src *relay.SourceConfig, ct string) bool {
+				return verify.AcceptsContentType(src.Provider, ct)
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	grpcLis, err := net.Listen("tcp", cfg.GRPC.Addr)
+	if err != nil {
+		return fmt.Errorf("grpc.addr: %w", err)
+	}
+	m.GRPCAddr = grpcLis.Addr().String()
+	httpLis, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	m.HTTPAddr = httpLis.Addr().String()
+	adminLis, err := net.Listen("tcp", cfg.Admin.Addr)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return fmt.Errorf("admin.addr: %w", err)
+	}
+	m.AdminAddr = adminLis.Addr().String()
+
+	m.http = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		ReadTimeout:       cfg.HTTP.ReadTimeout,
+		WriteTimeout:      cfg.HTTP.WriteTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.HTTP.TLS.Enabled() {
+		tc, err := serverTLS(TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile})
+		if err != nil {
+			return fmt.Errorf("http.tls: %w", err)
+		}
+		m.http.TLSConfig = tc
+		httpLis = tls.NewListener(httpLis, tc)
+	}
+	m.admin = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	m.serve("grpc", func() error { return m.grpc.Serve(grpcLis) })
+	m.serve("grpc-inproc", func() error { return m.inproc.Serve(m.inprocLis) })
+	m.serve("http", func() error { return m.http.Serve(httpLis) })
+	m.serve("admin", func() error { return m.admin.Serve(adminLis) })
+	m.wg.Add(1)
+	go m.watchStore(bg)
+
+	log.Info("relayd listening", "http", m.HTTPAddr, "grpc", m.GRPCAddr, "admin", m.AdminAddr,
+		"http_tls", cfg.HTTP.TLS.Enabled(), "grpc_tls", cfg.GRPC.TLS.Enabled(), "redis", redisLabel(cfg))
+	if auth.Open() && !loopbackOnly(m.GRPCAddr, m.HTTPAddr) {
+		log.Warn("no auth.tokens configured: EventService (Subscribe, Publish, ...) is open to anyone who can reach the gRPC and HTTP listeners")
+	}
+	return nil
+}
+
+func redisLabel(cfg *Config) string {
+	if cfg.Redis.URL == "" {
+		return "embedded (in memory)"
+	}
+	return cfg.Redis.RedactedURL()
+}
+
+func loopbackOnly(addrs ...string) bool {
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return false
+		}
+		ip := net.ParseIP(host)
+		if ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Main) serve(name string, fn func() error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+			m.Logger.Error("listener failed", "listener", name, "err", err)
+		}
+	}()
+}
+
+func (m *Main) setServing(ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	m.health.SetServingStatus("", st)
+	m.health.SetServingStatus("eventrelay.v1.EventService", st)
+	m.health.SetServingStatus("eventrelay.v1.WebhookService", st)
+}
+
+// watchStore follows Redis reachability for readiness and gRPC health.
+func (m *Main) watchStore(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := m.store.Ping(pctx)
+		cancel()
+		ok := err == nil
+		if ok != m.ready.Load() {
+			if ok {
+				m.Logger.Info("redis reachable again")
+			} else {
+				m.Logger.Warn("redis unreachable", "err", err)
+			}
+			m.ready.Store(ok)
+			m.setServing(ok)
+		}
+	}
+}
+
+func (m *Main) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		if !m.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("redis unreachable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(server.OpenAPI())
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// Close stops accepting requests, finishes in-flight ingests, ends streams with UNAVAILABLE
+// (clients resume by cursor) and closes the store. It is idempotent.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+		defer cancel()
+		if m.http != nil {
+			if err := m.http.Shutdown(ctx); err != nil {
+				_ = m.http.Close()
+			}
+		}
+		if m.svc != nil {
+			_ = m.svc.Close()
+		}
+		if m.grpc != nil {
+			server.GracefulStop(m.grpc, 2*time.Second)
+		}
+		if m.inproc != nil {
+			server.GracefulStop(m.inproc, time.Second)
+		}
+		if m.conn != nil {
+			_ = m.conn.Close()
+		}
+		if m.admin != nil {
+			_ = m.admin.Shutdown(ctx)
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.store != nil {
+			m.closeErr = m.store.Close()
+		}
+		if m.embedded != nil {
+			m.embedded.Close()
+		}
+	})
+	return m.closeErr
+}
+
+// serverTLS loads a listener's certificate and, for mTLS, the client CA pool.
+func serverTLS(c TLSConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCAFile != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client_ca_file: no PEM certificates in %s", c.ClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
