@@ -1,0 +1,782 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+// cfgWriteConfig writes body to relay.yaml in a fresh directory and returns its path.
+func cfgWriteConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func cfgWriteFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func cfgPrefixes(t *testing.T, ss ...string) []netip.Prefix {
+	t.Helper()
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := LoadConfig("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		HTTP: HTTPConfig{
+			Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
+		},
+		GRPC:    GRPCConfig{Addr: ":9090", Reflection: true},
+		Admin:   AdminConfig{Addr: ":9091"},
+		Redis:   RedisConfig{Timeout: 2 * time.Second},
+		Log:     LogConfig{Level: "info", Format: "json"},
+		Tracing: TracingConfig{SampleRatio: 1},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("LoadConfig with nothing configured:\n got %+v\nwant %+v", cfg, want)
+	}
+	if !reflect.DeepEqual(DefaultConfig(), want) {
+		t.Errorf("DefaultConfig:\n got %+v\nwant %+v", DefaultConfig(), want)
+	}
+	if len(cfg.Sources) != 0 {
+		t.Errorf("LoadConfig added sources %v; the demo source is main's business", cfg.Sources)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("DefaultConfig().Validate() = %v", err)
+	}
+	// An empty file and a comments-only file are the defaults too.
+	for _, body := range []string{"", "# nothing\n", "---\n"} {
+		cfg, err := LoadConfig(cfgWriteConfig(t, body), nil, nil)
+		if err != nil || !reflect.DeepEqual(cfg, want) {
+			t.Errorf("LoadConfig(%q) = %+v, %v", body, cfg, err)
+		}
+	}
+}
+
+const cfgFullYAML = `
+http:
+  addr: "127.0.0.1:8443"
+  tls: { cert_file: tls/http.crt, key_file: /abs/http.key }
+  trusted_proxies: ["10.0.0.0/8", "192.168.1.7", "fd00::/8", "2001:db8::1"]
+  read_timeout: 31s
+  write_timeout: 32s
+  idle_timeout: 2m
+  read_header_timeout: 5s
+  max_header_bytes: 32768
+  max_concurrent: 10
+grpc:
+  addr: ":9443"
+  tls: { cert_file: /g.crt, key_file: /g.key, client_ca_file: /ca.pem }
+  reflection: false
+admin:
+  addr: "localhost:9999"
+redis:
+  url: "redis://:pw@redis-1:6379/2?addr=redis-2:6379"
+  cluster: true
+  master_name: ""
+  min_replicas: 1
+  timeout: 500ms
+auth:
+  tokens:
+    - name: reader
+      token: env:READER_TOKEN
+      sources: [orders]
+      publish: false
+    - name: writer
+      token: { id: ignored-id, value: "writer-literal-token" }
+      sources: ["*"]
+      publish: true
+log: { level: DEBUG, format: text }
+tracing: { otlp_endpoint: "otel:4317", sample_ratio: 0.25 }
+sources:
+  - name: orders
+    provider: hmac
+    secrets:
+      - "literal-secret"
+      - env:ORDERS_SECRET
+      - file:orders.secret
+      - { id: "2024-06", value: "env:ORDERS_OLD" }
+    header: X-Sig
+    tolerance: 5m
+    url: https://hooks.example.com/v1/webhooks/orders
+    algorithm: sha512
+    encoding: base64
+    prefix: "sha512="
+    template: "{timestamp}.{body}"
+    timestamp_header: X-Ts
+    id_header: X-Id
+    id_field: meta.id
+    type_field: meta.type
+    type_header: X-Type
+    subject_field: customer.id
+    time_field: created
+    query_param: tok
+    verify_token: env:VERIFY
+    max_body_bytes: 2048
+    allow_ips: ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32", "2001:db8::7"]
+    rate_limit: { rps: 2.5, burst: 7 }
+    partitions: 8
+    partition_key: header:X-Customer
+    retention: 0s
+    max_len: 10000
+    dedupe_window: 24h
+  - name: gh_2
+    provider: GitHub
+    secrets: [gh-secret]
+`
+
+func TestConfigFullRoundTrip(t *testing.T) {
+	path := cfgWriteConfig(t, cfgFullYAML)
+	dir := filepath.Dir(path)
+	cfgWriteFile(t, dir, "orders.secret", "from-file\n")
+	env := []string{"READER_TOKEN=reader-token", "ORDERS_SECRET=from-env", "ORDERS_OLD=old-secret", "VERIFY=verify-me"}
+	cfg, err := LoadConfig(path, env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vt := relay.Secret{Value: []byte("verify-me")}
+	want := &Config{
+		HTTP: HTTPConfig{
+			Addr:              "127.0.0.1:8443",
+			TLS:               TLSConfig{CertFile: filepath.Join(dir, "tls/http.crt"), KeyFile: "/abs/http.key"},
+			TrustedProxies:    cfgPrefixes(t, "10.0.0.0/8", "192.168.1.7/32", "fd00::/8", "2001:db8::1/128"),
+			ReadTimeout:       31 * time.Second,
+			WriteTimeout:      32 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ReadHeaderTimeout: 5 * time.Second,
+			MaxHeaderBytes:    32768,
+			MaxConcurrent:     10,
+		},
+		GRPC:  GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"}},
+		Admin: AdminConfig{Addr: "localhost:9999"},
+		Redis: RedisConfig{URL: "redis://:pw@redis-1:6379/2?addr=redis-2:6379", Cluster: true, MinReplicas: 1, Timeout: 500 * time.Millisecond},
+		Auth: AuthConfig{Tokens: []AuthToken{
+			{Name: "reader", Token: relay.Secret{ID: "reader", Value: []byte("reader-token")}, Sources: []string{"orders"}},
+			{Name: "writer", Token: relay.Secret{ID: "writer", Value: []byte("writer-literal-token")}, Sources: []string{"*"}, Publish: true},
+		}},
+		Log:     LogConfig{Level: "debug", Format: "text"},
+		Tracing: TracingConfig{OTLPEndpoint: "otel:4317", SampleRatio: 0.25},
+		Sources: []relay.SourceConfig{
+			{
+				Name:     "orders",
+				Provider: "hmac",
+				Secrets: []relay.Secret{
+					{Value: []byte("literal-secret")},
+					{Value: []byte("from-env")},
+					{Value: []byte("from-file")},
+					{ID: "2024-06", Value: []byte("old-secret")},
+				},
+				Header: "X-Sig", Tolerance: 5 * time.Minute, URL: "https://hooks.example.com/v1/webhooks/orders",
+				Algorithm: "sha512", Encoding: "base64", Prefix: "sha512=", Template: "{timestamp}.{body}",
+				TimestampHeader: "X-Ts", IDHeader: "X-Id", IDField: "meta.id", TypeField: "meta.type",
+				TypeHeader: "X-Type", SubjectField: "customer.id", TimeField: "created", QueryParam: "tok",
+				VerifyToken:  &vt,
+				MaxBodyBytes: 2048,
+				AllowIPs:     cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
+				RateLimit:    relay.RateLimit{RPS: 2.5, Burst: 7},
+				Partitions:   8, PartitionKey: "header:X-Customer",
+				Retention: 0, MaxLen: 10000, DedupeWindow: 24 * time.Hour,
+			},
+			{
+				Name: "gh_2", Provider: "github", Secrets: []relay.Secret{{Value: []byte("gh-secret")}},
+				MaxBodyBytes: relay.DefaultMaxBodyBytes, Partitions: 1,
+				Retention: relay.DefaultRetention, DedupeWindow: relay.DefaultDedupeWindow,
+			},
+		},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("mismatch:\n got %#v\nwant %#v", *cfg, *want)
+		for i := range min(len(cfg.Sources), len(want.Sources)) {
+			if !reflect.DeepEqual(cfg.Sources[i], want.Sources[i]) {
+				t.Errorf("sources[%d]:\n got %+v\nwant %+v", i, cfg.Sources[i], want.Sources[i])
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate of a loaded config: %v", err)
+	}
+}
+
+func TestConfigExampleFile(t *testing.T) {
+	// The variables testdata/relay.example.yaml references.
+	for k, v := range map[string]string{
+		"ORDERS_SECRET": "orders-current", "ORDERS_SECRET_OLD": "orders-previous",
+		"STRIPE_WEBHOOK_SECRET": "whsec_example", "GITHUB_WEBHOOK_SECRET": "gh-example",
+		"TWILIO_AUTH_TOKEN": "12345", "META_APP_SECRET": "meta-app", "META_VERIFY_TOKEN": "meta-verify",
+		"LEGACY_CRM_TOKEN": "crm-token", "BILLING_CONSUMER_TOKEN": "billing-token", "OPS_TOKEN": "ops-token",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := LoadConfig("testdata/relay.example.yaml", os.Environ(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range cfg.Sources {
+		names = append(names, s.Name)
+	}
+	if want := []string{"orders", "stripe", "github", "twilio-sms", "whatsapp", "legacy-crm"}; !slices.Equal(names, want) {
+		t.Errorf("sources = %v, want %v", names, want)
+	}
+	o := cfg.Sources[0]
+	if len(o.Secrets) != 2 || o.Secrets[0].ID != "2025-01" || string(o.Secrets[1].Value) != "orders-previous" {
+		t.Errorf("orders secrets = %v", o.Secrets)
+	}
+	if o.Partitions != 4 || o.RateLimit != (relay.RateLimit{RPS: 100, Burst: 200}) || len(o.AllowIPs) != 3 {
+		t.Errorf("orders = %+v", o)
+	}
+	if crm := cfg.Sources[5]; crm.RateLimit.Burst != 5 {
+		t.Errorf("legacy-crm burst = %d, want 5 (defaults to rps)", crm.RateLimit.Burst)
+	}
+	if wa := cfg.Sources[4]; wa.VerifyToken == nil || string(wa.VerifyToken.Value) != "meta-verify" {
+		t.Errorf("whatsapp verify_token = %v", wa.VerifyToken)
+	}
+	if cfg.Redis.URL != "" || cfg.HTTP.Addr != ":8080" || len(cfg.Auth.Tokens) != 2 || len(cfg.HTTP.TrustedProxies) != 2 {
+		t.Errorf("cfg = %+v", cfg)
+	}
+
+	// Every key of the file format appears in the example.
+	data, err := os.ReadFile("testdata/relay.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	var walk func([]cfgField)
+	walk = func(fs []cfgField) {
+		for _, f := range fs {
+			keys = append(keys, f.name)
+			walk(f.sub)
+		}
+	}
+	walk(cfgFields)
+	for _, k := range keys {
+		if !strings.Contains(string(data), k+":") {
+			t.Errorf("key %q is not documented in testdata/relay.example.yaml", k)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	const src = "sources:\n  - name: orders\n    secrets: [s1]\n"
+	tests := []struct {
+		name  string
+		yaml  string
+		env   []string
+		flags map[string]string
+		want  []string // substrings of the error
+	}{
+		{"unknown top-level key", "htpp:\n  addr: \":1\"\n", nil, nil,
+			[]string{`htpp: unknown key (did you mean "http"?)`, "relay.yaml:1)"}},
+		{"unknown key in a section", "redis:\n  ulr: redis://x\n", nil, nil,
+			[]string{`redis.ulr: unknown key (did you mean "url"?)`}},
+		{"unknown key in http.tls", "http:\n  tls:\n    client_ca_file: /ca\n", nil, nil,
+			[]string{"http.tls.client_ca_file: unknown key"}},
+		{"unknown key in a source",
+			src + "  - name: b\n    secrets: [s]\n  - name: c\n    secrets: [s]\n    hedaer: X-Sig\n", nil, nil,
+			[]string{`sources[2].hedaer: unknown key (did you mean "header"?)`, "relay.yaml:8"}},
+		{"unknown key in rate_limit", src + "    rate_limit: { rps: 1, brust: 2 }\n", nil, nil,
+			[]string{"sources[0].rate_limit.brust: unknown key"}},
+		{"unknown key in a secret map", "sources:\n  - name: a\n    secrets: [{id: x, valeu: y}]\n", nil, nil,
+			[]string{"sources[0].secrets[0].valeu: unknown key", "sources[0].secrets[0].value: required"}},
+		{"unknown key in a token", "auth:\n  tokens:\n    - name: t\n      token: x\n      publsh: true\n", nil, nil,
+			[]string{"auth.tokens[0].publsh: unknown key"}},
+		{"duplicate key", "log:\n  level: info\n  level: debug\n", nil, nil,
+			[]string{"log.level: duplicate key"}},
+		{"bad duration", src + "    tolerance: 5 minutes\n", nil, nil,
+			[]string{`sources[0].tolerance: invalid duration "5 minutes"`, "relay.yaml:4"}},
+		{"bad duration, no unit", "http:\n  read_timeout: 30\n", nil, nil,
+			[]string{`http.read_timeout: invalid duration "30"`}},
+		{"negative duration", src + "    retention: -1h\n", nil, nil,
+			[]string{"sources[0].retention: must not be negative"}},
+		{"bad CIDR", src + "    allow_ips: [10.0.0.0/8, 10.0.0.0/33]\n", nil, nil,
+			[]string{`sources[0].allow_ips[1]: invalid CIDR "10.0.0.0/33"`}},
+		{"bad IP", "http:\n  trusted_proxies: [not-an-ip]\n", nil, nil,
+			[]string{`http.trusted_proxies[0]: invalid IP or CIDR "not-an-ip"`}},
+		{"list expected", src + "    allow_ips: 10.0.0.0/8\n", nil, nil,
+			[]string{"sources[0].allow_ips: must be a list"}},
+		{"bad source name", "sources:\n  - name: Orders\n    secrets: [s]\n", nil, nil,
+			[]string{`sources[0].name: "Orders" must match [a-z0-9][a-z0-9_-]{0,62}`, "relay.yaml:2"}},
+		{"missing source name", "sources:\n  - secrets: [s]\n", nil, nil,
+			[]string{"sources[0].name: required"}},
+		{"duplicate source", src + "  - name: orders\n    secrets: [s2]\n", nil, nil,
+			[]string{`sources[1].name: duplicate source "orders" (also sources[0])`, "relay.yaml:4)"}},
+		{"unknown provider", src + "    provider: strpie\n", nil, nil,
+			[]string{`sources[0].provider: unknown provider "strpie" (did you mean "stripe"?)`}},
+		{"no secrets", "sources:\n  - name: a\n", nil, nil,
+			[]string{"sources[0].secrets: at least one secret is required"}},
+		{"bad algorithm", src + "    algorithm: md5\n", nil, nil,
+			[]string{"sources[0].algorithm: must be sha1, sha256 or sha512"}},
+		{"bad source url", src + "    url: /relative\n", nil, nil,
+			[]string{"sources[0].url: must be an absolute http:// or https:// URL"}},
+		{"negative numbers", src + "    max_body_bytes: -1\n    partitions: -2\n    max_len: -3\n    rate_limit: {rps: -1, burst: -1}\n" +
+			"redis:\n  url: redis://r\n  min_replicas: -1\nhttp:\n  max_concurrent: -5\n", nil, nil,
+			[]string{"sources[0].max_body_bytes: must be positive", "sources[0].partitions: must be 1..1024, got -2",
+				"sources[0].max_len: must not be negative", "sources[0].rate_limit.rps: must be a non-negative number",
+				"sources[0].rate_limit.burst: must not be negative", "redis.min_replicas: must not be negative",
+				"http.max_concurrent: must not be negative"}},
+		{"too many partitions", src + "    partitions: 2000\n", nil, nil,
+			[]string{"sources[0].partitions: must be 1..1024, got 2000"}},
+		{"dedupe window too short", src + "    dedupe_window: 10ms\n", nil, nil,
+			[]string{"sources[0].dedupe_window: must be at least 1s"}},
+		{"not an integer", src + "    partitions: four\n", nil, nil,
+			[]string{`sources[0].partitions: must be an integer, got "four"`}},
+		{"not a bool", "grpc:\n  reflection: maybe\n", nil, nil,
+			[]string{`grpc.reflection: must be true or false, got "maybe"`}},
+		{"unknown log level", "log:\n  level: verbose\n", nil, nil,
+			[]string{`log.level: must be debug, info, warn or error, got "verbose"`, "relay.yaml:2"}},
+		{"unknown log format", "log:\n  format: xml\n", nil, nil,
+			[]string{`log.format: must be json or text, got "xml"`}},
+		{"sample ratio", "tracing:\n  sample_ratio: 2\n", nil, nil,
+			[]string{"tracing.sample_ratio: must be between 0 and 1"}},
+		{"bad addr", "http:\n  addr: \"8080\"\n", nil, nil,
+			[]string{`http.addr: must be host:port, e.g. ":8080", got "8080"`}},
+		{"same addr", "grpc:\n  addr: \":8080\"\n", nil, nil,
+			[]string{"grpc.addr: same address as http.addr"}},
+		{"tls pair", "http:\n  tls: {cert_file: /c}\ngrpc:\n  tls: {client_ca_file: /ca}\n", nil, nil,
+			[]string{"http.tls.key_file: required with cert_file", "grpc.tls.client_ca_file: needs cert_file and key_file"}},
+		{"redis options need a url", "redis:\n  cluster: true\n  min_replicas: 1\n", nil, nil,
+			[]string{"redis.cluster: needs redis.url", "redis.min_replicas: needs redis.url"}},
+		{"redis url scheme", "redis:\n  url: http://x\n", nil, nil,
+			[]string{"redis.url: must start with redis://, rediss:// or unix://"}},
+		{"section not a mapping", "http: [1, 2]\n", nil, nil,
+			[]string{"http: must be a mapping of keys"}},
+		{"top level not a mapping", "- a\n- b\n", nil, nil,
+			[]string{"the top level must be a mapping"}},
+		{"yaml syntax", "http:\n  addr: [\n", nil, nil, []string{"config file"}},
+		{"two documents", "log: {level: info}\n---\nlog: {level: debug}\n", nil, nil,
+			[]string{"only one YAML document is allowed"}},
+		{"env: unset", src + "  - name: b\n    secrets: [s, \"env:ORDERS_SECRET\"]\n", nil, nil,
+			[]string{"sources[1].secrets[1]: env:ORDERS_SECRET is not set", "relay.yaml:5"}},
+		{"env: empty", src + "  - name: b\n    secrets: [\"env:ORDERS_SECRET\"]\n", []string{"ORDERS_SECRET="}, nil,
+			[]string{"sources[1].secrets[0]: env:ORDERS_SECRET is empty"}},
+		{"env: no name", "sources:\n  - name: a\n    secrets: [\"env:\"]\n", nil, nil,
+			[]string{"sources[0].secrets[0]: env: needs a variable name"}},
+		{"file: missing", "sources:\n  - name: a\n    secrets: [\"file:/nonexistent/relay/secret\"]\n", nil, nil,
+			[]string{"sources[0].secrets[0]: file:/nonexistent/relay/secret cannot be read: no such file or directory"}},
+		{"map secret from env unset", "sources:\n  - name: a\n    secrets: [{id: k1, value: \"env:NOPE\"}]\n", nil, nil,
+			[]string{"sources[0].secrets[0].value: env:NOPE is not set"}},
+		{"verify_token unset", src + "    verify_token: env:VT\n", nil, nil,
+			[]string{"sources[0].verify_token: env:VT is not set"}},
+		{"auth token unset", "auth:\n  tokens:\n    - name: ci\n      token: env:CI_TOKEN\n", nil, nil,
+			[]string{"auth.tokens[0].token: env:CI_TOKEN is not set"}},
+		{"auth token problems", src + "auth:\n  tokens:\n    - {name: a, token: same, sources: [nope]}\n    - {name: a, token: same}\n    - {token: x, sources: [Bad]}\n", nil, nil,
+			[]string{`auth.tokens[0].sources[0]: no source named "nope"`, `auth.tokens[1].name: duplicate token name "a"`,
+				"auth.tokens[1].token: same value as auth.tokens[0].token", "auth.tokens[2].name: required",
+				`auth.tokens[2].sources[0]: "Bad" is not a valid source name`}},
+		{"duplicate secret ids", "sources:\n  - name: a\n    secrets: [{id: k, value: x}, {id: k, value: y}]\n", nil, nil,
+			[]string{`sources[0].secrets[1].id: duplicate id "k"`}},
+		{"unknown RELAY variable", "", []string{"RELAY_REDIS_ULR=redis://x"}, nil,
+			[]string{`RELAY_REDIS_ULR: unknown configuration variable (did you mean "RELAY_REDIS_URL"?)`}},
+		{"unknown RELAY section typo", "", []string{"RELAY_REDSI_URL=redis://x"}, nil,
+			[]string{"RELAY_REDSI_URL: unknown configuration variable"}},
+		{"RELAY variable for a missing source", src, []string{"RELAY_SOURCES_PAYMENTS_TOLERANCE=1m"}, nil,
+			[]string{"RELAY_SOURCES_PAYMENTS_TOLERANCE: names no key of a configured source"}},
+		{"RELAY variable for an unknown source key", src, []string{"RELAY_SOURCES_ORDERS_TOLERANSE=1m"}, nil,
+			[]string{`RELAY_SOURCES_ORDERS_TOLERANSE: names no key of a configured source`, `did you mean "RELAY_SOURCES_ORDERS_TOLERANCE"?`}},
+		{"RELAY variable for a missing token", "", []string{"RELAY_AUTH_TOKENS_CI_TOKEN=x"}, nil,
+			[]string{"RELAY_AUTH_TOKENS_CI_TOKEN: names no key of a configured auth token"}},
+		{"ambiguous source variable", "sources:\n  - {name: a-b, secrets: [x]}\n  - {name: a_b, secrets: [y]}\n",
+			[]string{"RELAY_SOURCES_A_B_TOLERANCE=1m"}, nil,
+			[]string{`RELAY_SOURCES_A_B_TOLERANCE: ambiguous: matches sources ["a-b" "a_b"]`}},
+		{"bad value from env names the variable", src, []string{"RELAY_SOURCES_ORDERS_TOLERANCE=5x"}, nil,
+			[]string{`sources[0].tolerance: invalid duration "5x"`, "(RELAY_SOURCES_ORDERS_TOLERANCE)"}},
+		{"bad log level from env", "", []string{"RELAY_LOG_LEVEL=loud"}, nil,
+			[]string{`log.level: must be debug, info, warn or error, got "loud" (RELAY_LOG_LEVEL)`}},
+		{"bad value from a flag", "", nil, map[string]string{"redis.min_replicas": "x"},
+			[]string{`redis.min_replicas: must be an integer, got "x" (flag redis.min_replicas)`}},
+		{"unknown flag", "", nil, map[string]string{"redis.ulr": "x"},
+			[]string{`flag redis.ulr: unknown configuration key (did you mean "redis.url"?)`}},
+		{"flag for a missing source", src, nil, map[string]string{"sources.nope.tolerance": "1m"},
+			[]string{"flag sources.nope.tolerance: names no key of a configured entry"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "" {
+				path = cfgWriteConfig(t, tt.yaml)
+			}
+			cfg, err := LoadConfig(path, tt.env, tt.flags)
+			if err == nil {
+				t.Fatalf("no error; config %+v", cfg)
+			}
+			if cfg != nil {
+				t.Errorf("config returned with an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not contain %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigErrorsAreFieldErrors(t *testing.T) {
+	_, err := LoadConfig(cfgWriteConfig(t, "sources:\n  - name: BAD\n    secrets: [x]\n    tolerance: nope\n"), nil, nil)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Path != "sources[0].tolerance" || !strings.HasSuffix(fe.Origin, "relay.yaml:4") {
+		t.Fatalf("errors.As(%v) = %+v", err, fe)
+	}
+	// Validation errors are reported with decoding errors, but not their consequences.
+	if !strings.Contains(err.Error(), `sources[0].name: "BAD" must match`) {
+		t.Errorf("validation error missing: %v", err)
+	}
+	_, err = LoadConfig(cfgWriteConfig(t, "sources:\n  - name: a\n    secrets: [\"env:UNSET\"]\n"), nil, nil)
+	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "sources[0].secrets[0]: env:UNSET is not set") {
+		t.Errorf("want exactly one error, got:\n%v", err)
+	}
+}
+
+func TestConfigSecretResolution(t *testing.T) {
+	dir := t.TempDir()
+	cfgWriteFile(t, dir, "one-newline", "s3\n")
+	cfgWriteFile(t, dir, "two-newlines", "s4\n\n")
+	cfgWriteFile(t, dir, "crlf", "s5\r\n")
+	cfgWriteFile(t, dir, "none", "s6")
+	abs := cfgWriteFile(t, t.TempDir(), "abs", "s7\n")
+	tests := []struct {
+		name   string
+		secret string // YAML for one entry of secrets
+		env    []string
+		want   relay.Secret
+	}{
+		{"literal", `"plain"`, nil, relay.Secret{Value: []byte("plain")}},
+		{"literal number", `12345`, nil, relay.Secret{Value: []byte("12345")}},
+		{"env", `"env:MY_SECRET"`, []string{"MY_SECRET=from env"}, relay.Secret{Value: []byte("from env")}},
+		{"env, last wins", `"env:MY_SECRET"`, []string{"MY_SECRET=a", "MY_SECRET=b"}, relay.Secret{Value: []byte("b")}},
+		{"file relative to the config", `"file:one-newline"`, nil, relay.Secret{Value: []byte("s3")}},
+		{"file, only one newline trimmed", `"file:two-newlines"`, nil, relay.Secret{Value: []byte("s4\n")}},
+		{"file, CRLF", `"file:crlf"`, nil, relay.Secret{Value: []byte("s5")}},
+		{"file, no newline", `"file:none"`, nil, relay.Secret{Value: []byte("s6")}},
+		{"file, absolute", `"file:` + abs + `"`, nil, relay.Secret{Value: []byte("s7")}},
+		{"map with id, literal", `{id: "2024-06", value: lit}`, nil, relay.Secret{ID: "2024-06", Value: []byte("lit")}},
+		{"map with id, env", `{id: "2024-06", value: "env:X"}`, []string{"X=xv"}, relay.Secret{ID: "2024-06", Value: []byte("xv")}},
+		{"map with id, file", `{id: k, value: "file:none"}`, nil, relay.Secret{ID: "k", Value: []byte("s6")}},
+		{"map without id", `{value: v}`, nil, relay.Secret{Value: []byte("v")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := cfgWriteFile(t, dir, "relay.yaml", "sources:\n  - name: a\n    secrets: ["+tt.secret+"]\n    verify_token: "+tt.secret+"\n")
+			cfg, err := LoadConfig(path, tt.env, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Sources[0].Secrets; len(got) != 1 || !reflect.DeepEqual(got[0], tt.want) {
+				t.Errorf("secrets = %q, want %q", got[0].Value, tt.want.Value)
+			}
+			if got := cfg.Sources[0].VerifyToken; got == nil || !reflect.DeepEqual(*got, tt.want) {
+				t.Errorf("verify_token = %v, want %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("redis url and auth token", func(t *testing.T) {
+		path := cfgWriteFile(t, dir, "relay.yaml", "redis:\n  url: env:REDIS_URL\nauth:\n  tokens:\n    - {name: ci, token: \"file:none\"}\n")
+		cfg, err := LoadConfig(path, []string{"REDIS_URL=redis://:pw@r:6379"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Redis.URL != "redis://:pw@r:6379" || string(cfg.Auth.Tokens[0].Token.Value) != "s6" || cfg.Auth.Tokens[0].Token.ID != "ci" {
+			t.Errorf("redis %q token %q", cfg.Redis.URL, cfg.Auth.Tokens[0].Token.Value)
+		}
+		if s := cfg.Redis.String(); strings.Contains(s, "pw") {
+			t.Errorf("RedisConfig.String leaks the password: %s", s)
+		}
+	})
+
+	t.Run("file: from env is relative to the working directory", func(t *testing.T) {
+		t.Chdir(dir) // "none" is in the working directory, not in the config file's
+		path := cfgWriteConfig(t, "sources:\n  - {name: a, secrets: [x]}\n")
+		cfg, err := LoadConfig(path, []string{"RELAY_SOURCES_A_SECRETS=file:none, env:Y", "Y=yv"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Sources[0].Secrets; len(got) != 2 || string(got[0].Value) != "s6" || string(got[1].Value) != "yv" {
+			t.Errorf("secrets = %v %q", got, got)
+		}
+	})
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	const file = `
+http: { addr: ":1001" }
+grpc: { addr: ":1002" }
+admin: { addr: ":1003" }
+redis: { url: "redis://file:6379", min_replicas: 1 }
+log: { level: warn }
+sources:
+  - name: orders-eu
+    secrets: ["file-secret"]
+    tolerance: 1m
+    rate_limit: { rps: 1, burst: 2 }
+  - name: b
+    secrets: ["b"]
+auth:
+  tokens:
+    - { name: ci-bot, token: file-token }
+`
+	path := cfgWriteConfig(t, file)
+	tests := []struct {
+		name  string
+		env   []string
+		flags map[string]string
+		check func(t *testing.T, c *Config)
+	}{
+		{"file only", nil, nil, func(t *testing.T, c *Config) {
+			if c.HTTP.Addr != ":1001" || c.Redis.URL != "redis://file:6379" || c.Log.Level != "warn" || c.Sources[0].Tolerance != time.Minute {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"env over file", []string{
+			"RELAY_HTTP_ADDR=:2001", "RELAY_REDIS_URL=redis://env:6379", "RELAY_LOG_LEVEL=error",
+			"RELAY_REDIS_MIN_REPLICAS=2", "RELAY_GRPC_TLS_CERT_FILE=/env.crt", "RELAY_GRPC_TLS_KEY_FILE=/env.key",
+			"RELAY_SOURCES_ORDERS_EU_TOLERANCE=2m", "RELAY_SOURCES_ORDERS_EU_SECRETS=lit1, env:S2",
+			"RELAY_SOURCES_ORDERS_EU_RATE_LIMIT_RPS=9", "RELAY_SOURCES_ORDERS_EU_ALLOW_IPS=10.0.0.1,fd00::/8",
+			"RELAY_AUTH_TOKENS_CI_BOT_TOKEN=env-token", "RELAY_AUTH_TOKENS_CI_BOT_PUBLISH=true",
+			"RELAY_HTTP_TRUSTED_PROXIES=10.0.0.0/8", "RELAY_TRACING_SAMPLE_RATIO=0.5", "RELAY_GRPC_REFLECTION=false",
+			"S2=s2",
+		}, nil, func(t *testing.T, c *Config) {
+			if c.HTTP.Addr != ":2001" || c.Redis.URL != "redis://env:6379" || c.Log.Level != "error" || c.Redis.MinReplicas != 2 {
+				t.Errorf("%+v", c)
+			}
+			if c.GRPC.TLS.CertFile != "/env.crt" || c.GRPC.Reflection || c.Tracing.SampleRatio != 0.5 {
+				t.Errorf("grpc %+v tracing %+v", c.GRPC, c.Tracing)
+			}
+			if !slices.Equal(c.HTTP.TrustedProxies, cfgPrefixes(t, "10.0.0.0/8")) {
+				t.Errorf("trusted_proxies %v", c.HTTP.TrustedProxies)
+			}
+			s := c.Sources[0]
+			if s.Tolerance != 2*time.Minute || len(s.Secrets) != 2 || string(s.Secrets[0].Value) != "lit1" || string(s.Secrets[1].Value) != "s2" {
+				t.Errorf("source %+v", s)
+			}
+			if s.RateLimit != (relay.RateLimit{RPS: 9, Burst: 2}) || !slices.Equal(s.AllowIPs, cfgPrefixes(t, "10.0.0.1/32", "fd00::/8")) {
+				t.Errorf("rate_limit %+v allow_ips %v", s.RateLimit, s.AllowIPs)
+			}
+			if tok := c.Auth.Tokens[0]; string(tok.Token.Value) != "env-token" || !tok.Publish {
+				t.Errorf("token %+v", tok)
+			}
+			if c.Sources[1].Tolerance != 0 {
+				t.Errorf("override leaked into source b")
+			}
+		}},
+		{"flags over env", []string{"RELAY_HTTP_ADDR=:2001", "RELAY_REDIS_URL=redis://env:6379", "RELAY_LOG_LEVEL=error",
+			"RELAY_SOURCES_ORDERS_EU_TOLERANCE=2m", "RELAY_ADMIN_ADDR=:2003"},
+			map[string]string{"http.addr": ":3001", "redis.url": "redis://flag:6379", "log.level": "debug",
+				"grpc.addr": ":3002", "sources.orders-eu.tolerance": "3m", "auth.tokens.ci-bot.token": "flag-token"},
+			func(t *testing.T, c *Config) {
+				if c.HTTP.Addr != ":3001" || c.Redis.URL != "redis://flag:6379" || c.Log.Level != "debug" || c.GRPC.Addr != ":3002" {
+					t.Errorf("%+v", c)
+				}
+				if c.Admin.Addr != ":2003" {
+					t.Errorf("admin.addr = %q, want env value", c.Admin.Addr)
+				}
+				if c.Sources[0].Tolerance != 3*time.Minute || string(c.Auth.Tokens[0].Token.Value) != "flag-token" {
+					t.Errorf("source %+v token %+v", c.Sources[0], c.Auth.Tokens[0])
+				}
+			}},
+		{"empty env value clears a string", []string{"RELAY_REDIS_URL=", "RELAY_REDIS_MIN_REPLICAS=0"}, nil, func(t *testing.T, c *Config) {
+			if c.Redis.URL != "" {
+				t.Errorf("redis.url = %q", c.Redis.URL)
+			}
+		}},
+		{"ignored and unrelated RELAY variables", []string{"RELAY_DEMO_SECRET=x", "RELAY_TOKEN=y", "RELAY_REQUIRE_REDIS=1",
+			"RELAY_CONFIG=/etc/relay.yaml", "NOT_RELAY_REDIS_URL=z"}, nil, func(t *testing.T, c *Config) {
+			if c.Redis.URL != "redis://file:6379" {
+				t.Errorf("redis.url = %q", c.Redis.URL)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := LoadConfig(path, tt.env, tt.flags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+
+	t.Run("env and flags without a file", func(t *testing.T) {
+		c, err := LoadConfig("", []string{"RELAY_REDIS_URL=redis://env:6379", "RELAY_HTTP_TLS_CERT_FILE=rel.crt", "RELAY_HTTP_TLS_KEY_FILE=rel.key"},
+			map[string]string{"admin.addr": "127.0.0.1:7000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Redis.URL != "redis://env:6379" || c.Admin.Addr != "127.0.0.1:7000" || c.HTTP.TLS.CertFile != "rel.crt" || len(c.Sources) != 0 {
+			t.Errorf("%+v", c)
+		}
+	})
+}
+
+// Every key of the schema can be set from the environment and from a flag.
+func TestConfigEveryLeafOverridable(t *testing.T) {
+	sample := map[cfgKind]string{
+		cfgKString: "x", cfgKPath: "/x", cfgKBool: "true", cfgKInt: "1", cfgKFloat: "0.5", cfgKDuration: "1s",
+		cfgKPrefixes: "10.0.0.0/8", cfgKStrings: "a", cfgKSecret: "s", cfgKSecrets: "s", cfgKSecretString: "redis://r:1",
+	}
+	path := cfgWriteConfig(t, "sources:\n  - {name: my-src, secrets: [x]}\nauth:\n  tokens: [{name: t1, token: x}]\n")
+	check := func(t *testing.T, origin string, err error) {
+		t.Helper()
+		if err != nil && (strings.Contains(err.Error(), "unknown key") || strings.Contains(err.Error(), "unknown configuration") || strings.Contains(err.Error(), "names no key")) {
+			t.Errorf("%s: %v", origin, err)
+		}
+	}
+	for _, l := range cfgLeaves {
+		_, err := LoadConfig(path, []string{"RELAY_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		check(t, l.path, err)
+		_, err = LoadConfig(path, nil, map[string]string{l.path: sample[l.kind]})
+		check(t, l.path, err)
+	}
+	for _, l := range cfgSourceLeaves {
+		_, err := LoadConfig(path, []string{"RELAY_SOURCES_MY_SRC_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		check(t, l.path, err)
+		_, err = LoadConfig(path, nil, map[string]string{"sources.my-src." + l.path: sample[l.kind]})
+		check(t, l.path, err)
+	}
+	for _, l := range cfgTokenLeaves {
+		_, err := LoadConfig(path, []string{"RELAY_AUTH_TOKENS_T1_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		check(t, l.path, err)
+	}
+	// The documented names.
+	var names []string
+	for _, l := range cfgLeaves {
+		names = append(names, "RELAY_"+cfgEnvName(l.path))
+	}
+	for _, n := range []string{"RELAY_REDIS_URL", "RELAY_HTTP_ADDR", "RELAY_GRPC_TLS_CERT_FILE", "RELAY_REDIS_MIN_REPLICAS",
+		"RELAY_LOG_LEVEL", "RELAY_HTTP_READ_HEADER_TIMEOUT", "RELAY_TRACING_OTLP_ENDPOINT", "RELAY_GRPC_TLS_CLIENT_CA_FILE"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("%s is not a configuration variable", n)
+		}
+	}
+}
+
+func TestConfigAnchorsAndMerge(t *testing.T) {
+	const file = `
+x-defaults: &defaults
+  provider: hmac
+  tolerance: 1m
+  rate_limit: { rps: 10, burst: 20 }
+sources:
+  - { <<: *defaults, name: a, secrets: [a] }
+  - { <<: *defaults, name: b, secrets: [b], tolerance: 2m }
+`
+	// x-defaults is not a key: anchors must live inside known keys.
+	if _, err := LoadConfig(cfgWriteConfig(t, file), nil, nil); err == nil || !strings.Contains(err.Error(), "x-defaults: unknown key") {
+		t.Fatalf("err = %v", err)
+	}
+	const file2 = `
+sources:
+  - &a { provider: hmac, name: a, secrets: [a], tolerance: 1m, rate_limit: { rps: 10, burst: 20 } }
+  - { <<: *a, name: b, tolerance: 2m }
+`
+	c, err := LoadConfig(cfgWriteConfig(t, file2), []string{"RELAY_SOURCES_B_RATE_LIMIT_BURST=5"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Sources[0], c.Sources[1]
+	if a.Tolerance != time.Minute || b.Tolerance != 2*time.Minute || string(b.Secrets[0].Value) != "a" {
+		t.Errorf("a %+v b %+v", a, b)
+	}
+	if a.RateLimit.Burst != 20 || b.RateLimit.Burst != 5 {
+		t.Errorf("override of b changed the anchored a, or was lost: a %+v b %+v", a.RateLimit, b.RateLimit)
+	}
+}
+
+// No secret value appears in any error, whatever goes wrong around it.
+func TestConfigErrorsNeverContainSecrets(t *testing.T) {
+	const secret = "S3CRET-VALUE"
+	dir := t.TempDir()
+	cfgWriteFile(t, dir, "secretfile", secret+"\n")
+	tests := []struct {
+		name  string
+		yaml  string
+		env   []string
+		flags map[string]string
+	}{
+		{"secret map with unknown key", "sources:\n  - name: a\n    secrets: [{id: k, value: " + secret + ", extra: " + secret + "x}]\n", nil, nil},
+		{"secrets not a list", "sources:\n  - name: a\n    secrets: " + secret + "\n", nil, nil},
+		{"secret is a list", "sources:\n  - name: a\n    secrets: [[" + secret + "]]\n    verify_token: [" + secret + "]\n", nil, nil},
+		{"duplicate tokens", "auth:\n  tokens:\n    - {name: a, token: " + secret + "}\n    - {name: b, token: " + secret + "}\n", nil, nil},
+		{"token with other errors", "auth:\n  tokens:\n    - {token: " + secret + ", sources: [Bad]}\n", nil, nil},
+		{"redis url with password, bad scheme", "redis:\n  url: \"http://u:" + secret + "@h\"\n", nil, nil},
+		{"redis url unparsable", "redis:\n  url: \"redis://u:" + secret + "@h:bad port\"\n", nil, nil},
+		{"redis url from env", "", []string{"RELAY_REDIS_URL=%%redis://:" + secret + "@h"}, nil},
+		{"secrets from env, bad source", "sources:\n  - name: Bad\n    secrets: [x]\n", []string{"RELAY_SOURCES_BAD_SECRETS=" + secret}, nil},
+		{"secret from file, other error", "sources:\n  - name: a\n    secrets: [\"file:secretfile\"]\n    tolerance: x\n", nil, nil},
+		{"env secret, other error", "sources:\n  - name: a\n    secrets: [\"env:S\"]\n    partitions: 0x\n", []string{"S=" + secret}, nil},
+		{"secret from a flag", "sources:\n  - name: a\n    secrets: [x]\n    tolerance: x\n", nil, map[string]string{"sources.a.secrets": secret}},
+		{"secret under an unknown key", "sources:\n  - name: a\n    secrets: [x]\n    secret: " + secret + "\n", nil, nil},
+		{"unknown RELAY variable holding a secret", "", []string{"RELAY_SOURCES_NOPE_SECRETS=" + secret, "RELAY_AUTH_TOKEN=" + secret}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := ""
+			if tt.yaml != "" {
+				path = cfgWriteFile(t, dir, "relay.yaml", tt.yaml)
+			}
+			_, err := LoadConfig(path, tt.env, tt.flags)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error leaks the secret:\n%v", err)
+			}
+		})
+	}
+	// Printing a loaded config does not show secrets either.
+	path := cfgWriteFile(t, dir, "relay.yaml", "redis: {url: \"redis://:"+secret+"@h:6379\"}\nsources:\n  - {name: a, secrets: [\""+secret+"\"], verify_token: \""+secret+"\"}\nauth:\n  tokens: [{name: t, token: \""+secret+"\"}]\n")
+	c, err := LoadConfig(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v"} {
+		if s := fmt.Sprintf(format, c); strings.Contains(s, secret) {
+			t.Errorf("%s of the config leaks a secret: %s", format, s)
+		}
+	}
+}
+
+func TestConfigValidateProgrammatic(t *testing.T) {
+	// main adds the demo source to a loaded config and validates again.
+	c := DefaultConfig()
+	demo := relay.SourceConfig{Name: "demo", Secrets: []relay.Secret{{Value: []byte("demo-secret")}}}
+	demo.SetDefaults()
+	c.Sources = append(c.Sources, demo)
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c.Sources = append(c.Sources, demo)
+	c.Log.Level = "loud"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), `sources[1].name: duplicate source "demo"`) || !strings.Contains(err.Error(), "log.level") {
+		t.Fatalf("err = %v", err)
+	}
+}
