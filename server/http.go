@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
@@ -74,7 +75,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 		}
 	}
 	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
-	return withRequestID(log, in.wrap(mux)), nil
+	return withRequestID(log, streamDeadlines(in.wrap(mux))), nil
 }
 
 type requestIDKey struct{}
@@ -107,5 +108,16 @@ func withRequestID(log *slog.Logger, next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// streamDeadlines lifts the server's write timeout for the long-lived Subscribe stream over
+// HTTP (the timeout still guards every other route against slow readers).
+func streamDeadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/v1/events:subscribe" {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+		}
+		next.ServeHTTP(w, r)
 	})
 }
