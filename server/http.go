@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/textproto"
@@ -15,6 +16,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -35,15 +37,20 @@ func headerMatcher(key string) (string, bool) {
 	return strings.ToLower(k), true
 }
 
-// errorHandler writes gateway errors with the HTTP status of the one code table, and
-// Retry-After on 429 and 503.
+// errorHandler writes gateway errors as google.rpc.Status JSON with the HTTP status of the one
+// code table, and Retry-After on 429 and 503.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	st := status.Convert(err)
-	httpStatus := HTTPStatus(domainCodeOf(st))
-	if httpStatus == http.StatusServiceUnavailable || httpStatus == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+	code := domainCodeOf(st)
+	if st.Code() == codes.Canceled {
+		return // the client went away
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus, Err: err})
+	httpStatus := HTTPStatus(code)
+	var hse *runtime.HTTPStatusError
+	if errors.As(err, &hse) {
+		httpStatus = hse.HTTPStatus // routing errors: 404, 405
+	}
+	writeErrorStatus(w, httpStatus, &relay.Error{Code: code, Message: st.Message()})
 }
 
 // HTTPOptions configure the public HTTP handler.

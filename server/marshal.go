@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"io"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
@@ -43,10 +44,17 @@ func (m *rawBodyMarshaler) ContentType(v any) string {
 	return m.JSONPb.ContentType(v)
 }
 
-// Marshal writes raw bodies as they are and everything else as JSON.
+// Marshal writes raw bodies as they are and everything else as JSON. A stored webhook is
+// answered exactly {"event_id": "...", "duplicate": false}.
 func (m *rawBodyMarshaler) Marshal(v any) ([]byte, error) {
 	if b := handshakeOf(v); b != nil {
 		return b.GetData(), nil
+	}
+	if r, ok := v.(*eventrelayv1.ReceiveWebhookResponse); ok {
+		return json.Marshal(struct {
+			EventID   string `json:"event_id"`
+			Duplicate bool   `json:"duplicate"`
+		}{r.GetEventId(), r.GetDuplicate()})
 	}
 	return m.JSONPb.Marshal(v)
 }
