@@ -62,6 +62,9 @@ func (s *Store) Append(ctx context.Context, req relay.AppendRequest) (relay.Appe
 	if err := checkAppend(&req); err != nil {
 		return relay.AppendResult{}, err
 	}
+	if err := ctx.Err(); err != nil {
+		return relay.AppendResult{}, relay.WrapError(relay.CodeUnavailable, err, "request canceled")
+	}
 	op := &appendOp{ctx: ctx, req: req, done: make(chan appendResult, 1)}
 	if err := s.enqueue(op); err != nil {
 		return relay.AppendResult{}, err

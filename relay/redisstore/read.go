@@ -251,9 +251,12 @@ func toReadResults(parts []relay.Partition, streams []redis.XStream) ([]relay.Re
 }
 
 // Info describes p's stream in one round trip: XLEN, the first and last entry (XRANGE and
-// XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id. A missing stream is empty, not
-// an error. When the server has no usable XINFO STREAM, LastGenerated falls back to the
-// last retained id (which differs only after the newest entries were deleted).
+// XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id and max-deleted-entry-id. A
+// missing stream is empty, not an error. When the server's XINFO STREAM lacks a field (Redis
+// before 7.0 has no max-deleted-entry-id; the embedded server reports neither first/last
+// entries nor max-deleted-entry-id), MaxDeleted stays zero ("cannot tell") and LastGenerated
+// falls back to the last retained id (which differs only after the newest entries were
+// deleted).
 func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
 	if err := checkPartition(p); err != nil {
 		return relay.StreamInfo{}, err
@@ -292,8 +295,11 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 	}
 	info.LastGenerated = info.Last
 	if v, err := xinfo.Result(); err == nil {
-		if id, ok := lastGeneratedID(v); ok {
+		if id, ok := xinfoID(v, "last-generated-id"); ok {
 			info.LastGenerated = id
+		}
+		if id, ok := xinfoID(v, "max-deleted-entry-id"); ok {
+			info.MaxDeleted = id
 		}
 	} else if isNetErr(err) || errors.Is(err, context.DeadlineExceeded) {
 		return relay.StreamInfo{}, s.fail(ctx, "info", err)
@@ -301,18 +307,18 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 	return info, nil
 }
 
-// lastGeneratedID finds last-generated-id in an XINFO STREAM reply (a RESP3 map or a RESP2
-// flat list of field/value pairs).
-func lastGeneratedID(v any) (relay.ID, bool) {
+// xinfoID finds the id field name in an XINFO STREAM reply (a RESP3 map or a RESP2 flat
+// list of field/value pairs).
+func xinfoID(v any, name string) (relay.ID, bool) {
 	var raw any
 	switch v := v.(type) {
 	case map[any]any:
-		raw = v["last-generated-id"]
+		raw = v[name]
 	case map[string]any:
-		raw = v["last-generated-id"]
+		raw = v[name]
 	case []any:
 		for i := 0; i+1 < len(v); i += 2 {
-			if k, _ := v[i].(string); k == "last-generated-id" {
+			if k, _ := v[i].(string); k == name {
 				raw = v[i+1]
 			}
 		}

@@ -241,12 +241,10 @@ func checkDedupeKey(k string) error {
 	return nil
 }
 
+// checkName accepts consumer group and consumer names: relay.ValidGroupName.
 func checkName(kind, name string) error {
-	if name == "" {
-		return relay.Errorf(relay.CodeInvalid, "%s name is empty", kind)
-	}
-	if len(name) > MaxDedupeKeyLen {
-		return relay.Errorf(relay.CodeInvalid, "%s name longer than %d bytes", kind, MaxDedupeKeyLen)
+	if !relay.ValidGroupName(name) {
+		return relay.Errorf(relay.CodeInvalid, "invalid %s name %q: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}", kind, name)
 	}
 	return nil
 }

@@ -594,4 +594,3 @@ func testProvider(t *testing.T, f fixture) {
 		})
 	}
 }
-

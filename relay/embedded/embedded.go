@@ -1,0 +1,136 @@
+// Package embedded runs an in-process Redis-compatible server (miniredis) so that relayd, and
+// the very same relay/redisstore code, work with no Redis installed: the default when
+// redis.url is empty.
+//
+// The server listens on a loopback TCP port and speaks RESP like Redis; redisstore connects
+// to URL() as it would to any Redis. Data lives in memory only and is lost when the process
+// stops. It is meant for development, tests and small single-node setups; production runs
+// real Redis (see the README's operations section).
+//
+// Differences from Redis that matter to eventrelay, and how they are handled:
+//
+//   - Key expiry: miniredis does not expire keys by itself. The Server advances miniredis'
+//     TTL clock by the real elapsed time every ClockInterval (default 1s), so dedupe markers
+//     expire within one interval of their window. Each tick visits every key, so with very
+//     many live markers (hundreds of thousands) it costs noticeable CPU: another reason to
+//     use real Redis at scale.
+//   - Stream ids use the wall clock (miniredis' time is never frozen here), so MINID
+//     retention computed from the client's clock works as on Redis.
+//   - Approximate trimming (MAXLEN ~ / MINID ~) trims exactly.
+//   - XINFO STREAM reports only length and last-generated-id; redisstore reads first and
+//     last entries with XRANGE/XREVRANGE anyway.
+//   - WAIT answers 0 replicas: redisstore's min_replicas must stay 0 with it.
+//   - There is no persistence, replication or cluster.
+//
+// Embedded imports only miniredis and the standard library.
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+// DefaultAddr is where Start listens unless WithAddr says otherwise: a free loopback port.
+const DefaultAddr = "127.0.0.1:0"
+
+// DefaultClockInterval is how often the Server advances miniredis' TTL clock.
+const DefaultClockInterval = time.Second
+
+// Server is a running embedded Redis-compatible server.
+type Server struct {
+	m        *miniredis.Miniredis
+	password string
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type config struct {
+	addr          string
+	password      string
+	clockInterval time.Duration
+}
+
+// Option configures Start.
+type Option func(*config)
+
+// WithAddr sets the listen address (default "127.0.0.1:0": a free loopback port). Binding
+// to a non-loopback address exposes the server, with no TLS, to the network.
+func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
+
+// WithPassword makes the server require AUTH with password; URL then carries it.
+func WithPassword(password string) Option { return func(c *config) { c.password = password } }
+
+// WithClockInterval sets how often key expiry catches up with real time (default 1s; a
+// marker expires up to one interval after its TTL).
+func WithClockInterval(d time.Duration) Option { return func(c *config) { c.clockInterval = d } }
+
+// Start starts a server and returns once it accepts connections.
+func Start(opts ...Option) (*Server, error) {
+	cfg := config{addr: DefaultAddr, clockInterval: DefaultClockInterval}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.clockInterval <= 0 {
+		return nil, errors.New("embedded: clock interval must be positive")
+	}
+	m := miniredis.NewMiniRedis()
+	if cfg.password != "" {
+		m.RequireAuth(cfg.password)
+	}
+	if err := m.StartAddr(cfg.addr); err != nil {
+		return nil, fmt.Errorf("embedded: listen on %s: %w", cfg.addr, err)
+	}
+	s := &Server{
+		m:        m,
+		password: cfg.password,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	go s.clock(cfg.clockInterval)
+	return s, nil
+}
+
+// clock advances miniredis' TTLs by the real time elapsed, until Close.
+func (s *Server) clock(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.m.FastForward(now.Sub(last))
+			last = now
+		}
+	}
+}
+
+// Addr returns the host:port the server listens on.
+func (s *Server) Addr() string { return s.m.Addr() }
+
+// URL returns a redis:// URL for Addr, with the password when one is required.
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "redis", Host: s.m.Addr()}
+	if s.password != "" {
+		u.User = url.UserPassword("", s.password)
+	}
+	return u.String()
+}
+
+// Close stops the server: connections are closed and the data is gone. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.m.Close()
+	})
+}

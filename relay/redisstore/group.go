@@ -1,0 +1,551 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+// EnsureGroup creates consumer group on p's stream unless it exists (XGROUP CREATE ...
+// MKSTREAM; an existing group, BUSYGROUP, is not an error and keeps its position). The group
+// starts after start: zero means from the beginning ("0"), relay.MaxID only entries added
+// from now on ("$").
+func (s *Store) EnsureGroup(ctx context.Context, p relay.Partition, group string, start relay.ID) error {
+	if err := checkPartition(p); err != nil {
+		return err
+	}
+	if err := checkName("group", group); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return errClosed()
+	}
+	id := start.String()
+	switch {
+	case start.IsZero():
+		id = "0"
+	case start == relay.MaxID:
+		id = "$"
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	err := s.client.XGroupCreateMkStream(opCtx, StreamKey(p), group, id).Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return s.fail(ctx, "ensure group", err)
+	}
+	return nil
+}
+
+// ReadGroup reads entries of p for consumer in group (XREADGROUP).
+//
+// pending=true re-reads the consumer's own pending entries from the start of its pending
+// list (id 0, never blocks); their DeliveryCount comes from XPENDING after the read (a
+// re-read counts as a delivery). Pending entries whose data was trimmed by retention can
+// never be delivered: they are acknowledged and left out.
+//
+// pending=false reads new entries (>), blocking up to block (0: do not block); their
+// DeliveryCount is 1. count <= 0 means no limit. A missing group is CodeNotFound.
+func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	if err := checkName("group", group); err != nil {
+		return nil, err
+	}
+	if err := checkName("consumer", consumer); err != nil {
+		return nil, err
+	}
+	if block < 0 {
+		return nil, relay.Errorf(relay.CodeInvalid, "block must not be negative")
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	key := StreamKey(p)
+	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, ">"}, Block: -1}
+	if count > 0 {
+		args.Count = int64(count)
+	}
+	if pending {
+		args.Streams[1] = "0"
+		block = 0
+	} else if block > 0 {
+		args.Block = max(block, time.Millisecond) // BLOCK 0 would block forever
+	}
+
+	var msgs []redis.XMessage
+	read := func(rctx context.Context) error {
+		streams, err := s.client.XReadGroup(rctx, args).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, st := range streams {
+			msgs = append(msgs, st.Messages...)
+		}
+		return nil
+	}
+	var err error
+	if block > 0 {
+		err = s.await(ctx, s.background(ctx, block+s.opts.OpTimeout, read))
+	} else {
+		opCtx, cancel := s.opContext(ctx, 0)
+		err = read(opCtx)
+		cancel()
+	}
+	if isNoGroup(err) {
+		return nil, errNoGroup(p, group)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "read group", err)
+	}
+	if count > 0 && len(msgs) > count {
+		// Some servers (miniredis) ignore COUNT when re-reading pending entries.
+		msgs = msgs[:count]
+	}
+	entries, gone, err := toEntries(msgs)
+	if err != nil {
+		return nil, s.fail(ctx, "read group", err)
+	}
+	if !pending {
+		for i := range entries {
+			entries[i].DeliveryCount = 1
+		}
+		return entries, nil
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	if len(gone) > 0 {
+		if err := s.client.XAck(opCtx, key, group, gone...).Err(); err != nil {
+			return nil, s.fail(ctx, "read group", err)
+		}
+	}
+	if err := s.fillDeliveryCounts(opCtx, key, group, entries); err != nil {
+		if isNoGroup(err) {
+			return nil, errNoGroup(p, group)
+		}
+		return nil, s.fail(ctx, "read group", err)
+	}
+	return entries, nil
+}
+
+// fillDeliveryCounts sets each entry's DeliveryCount from XPENDING (one pipelined XPENDING
+// per id). An entry no longer pending (acked meanwhile) keeps a count of 1.
+func (s *Store) fillDeliveryCounts(ctx context.Context, key, group string, entries []relay.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(entries))
+	for i, e := range entries {
+		id := e.ID.String()
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: group, Start: id, End: id, Count: 1})
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		res, err := c.Result()
+		if err != nil {
+			return err
+		}
+		entries[i].DeliveryCount = 1
+		if len(res) == 1 && res[0].RetryCount > 0 {
+			entries[i].DeliveryCount = res[0].RetryCount
+		}
+	}
+	return nil
+}
+
+// Claim transfers to consumer up to count entries of group that were delivered at least
+// minIdle ago and not acknowledged (XAUTOCLAIM from the start of the pending list, repeated
+// up to Options.ClaimScan times while entries remain to scan), and returns them with their
+// delivery counts (XPENDING after the claim: claiming counts as a delivery). count <= 0
+// means 100. A missing group is CodeNotFound.
+func (s *Store) Claim(ctx context.Context, p relay.Partition, group, consumer string, minIdle time.Duration, count int) ([]relay.Entry, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	if err := checkName("group", group); err != nil {
+		return nil, err
+	}
+	if err := checkName("consumer", consumer); err != nil {
+		return nil, err
+	}
+	if minIdle < 0 {
+		return nil, relay.Errorf(relay.CodeInvalid, "min idle must not be negative")
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if count <= 0 {
+		count = 100
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	key := StreamKey(p)
+	var entries []relay.Entry
+	start := "0-0"
+	for range s.opts.ClaimScan {
+		msgs, next, err := s.client.XAutoClaim(opCtx, &redis.XAutoClaimArgs{
+			Stream: key, Group: group, Consumer: consumer,
+			MinIdle: minIdle, Start: start, Count: int64(count - len(entries)),
+		}).Result()
+		if isNoGroup(err) {
+			return nil, errNoGroup(p, group)
+		}
+		if err != nil {
+			return nil, s.fail(ctx, "claim", err)
+		}
+		got, _, err := toEntries(msgs)
+		if err != nil {
+			return nil, s.fail(ctx, "claim", err)
+		}
+		entries = append(entries, got...)
+		if len(entries) >= count || next == "0-0" || next == "" {
+			break
+		}
+		start = next
+	}
+	if err := s.fillDeliveryCounts(opCtx, key, group, entries); err != nil {
+		if isNoGroup(err) {
+			return nil, errNoGroup(p, group)
+		}
+		return nil, s.fail(ctx, "claim", err)
+	}
+	return entries, nil
+}
+
+// Ack acknowledges ids in group (one XACK per id, pipelined) and reports, for each, whether
+// it was pending: false for an id already acknowledged, never delivered, or of a missing
+// group.
+func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	if err := checkName("group", group); err != nil {
+		return nil, err
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if len(ids) == 0 {
+		return []bool{}, nil
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	key := StreamKey(p)
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XAck(opCtx, key, group, id.String())
+	}
+	_, _ = pipe.Exec(opCtx)
+	acked := make([]bool, len(ids))
+	for i, c := range cmds {
+		n, err := c.Result()
+		if err != nil {
+			return nil, s.fail(ctx, "ack", err)
+		}
+		acked[i] = n == 1
+	}
+	return acked, nil
+}
+
+// deadLetterScript acknowledges an entry in its group and, only when it was pending, adds it
+// to the dead-letter stream, atomically:
+//
+//	KEYS[1] stream, KEYS[2] dead letters
+//	ARGV[1] group, ARGV[2] entry id, ARGV[3] event (used when the entry was trimmed),
+//	ARGV[4] delivery count
+//
+// The payload is taken from the stream entry when it is still there. Returns 1 when moved,
+// 0 when the entry was not pending (already acknowledged or dead-lettered).
+var deadLetterScript = redis.NewScript(`
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+local payload = ARGV[3]
+local r = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+if #r > 0 then
+  local f = r[1][2]
+  for i = 1, #f, 2 do
+    if f[i] == 'e' then payload = f[i + 1] end
+  end
+end
+redis.call('XADD', KEYS[2], '*', 'e', payload, 'group', ARGV[1], 'delivery_count', ARGV[4], 'original_id', ARGV[2])
+return 1
+`)
+
+// DeadLetter moves entry e of group to p's dead-letter stream relay:{<source>:<p>}:dlq and
+// acknowledges it in group, atomically (one Lua script). The dead letter has the event field
+// "e" plus "group", "delivery_count" and "original_id". An entry that is no longer pending in
+// group (acknowledged, or dead-lettered already by another replica) is left alone: DeadLetter
+// is idempotent and returns nil.
+func (s *Store) DeadLetter(ctx context.Context, p relay.Partition, group string, e relay.Entry) error {
+	if err := checkPartition(p); err != nil {
+		return err
+	}
+	if err := checkName("group", group); err != nil {
+		return err
+	}
+	if e.ID.IsZero() {
+		return relay.Errorf(relay.CodeInvalid, "entry id is zero")
+	}
+	if s.closed.Load() {
+		return errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	err := deadLetterScript.Run(opCtx, s.client, []string{StreamKey(p), DeadLetterKey(p)},
+		group, e.ID.String(), e.Event, max(e.DeliveryCount, 1)).Err()
+	if err != nil {
+		return s.fail(ctx, "dead letter", err)
+	}
+	return nil
+}
+
+// RangeDeadLetters ranges over p's dead letters like Range. Each entry's DeliveryCount is
+// the count recorded when it was dead-lettered.
+func (s *Store) RangeDeadLetters(ctx context.Context, p relay.Partition, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if end.Less(start) {
+		return nil, nil
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	key := DeadLetterKey(p)
+	lo, hi := rangeStart(start), rangeEnd(end)
+	var c *redis.XMessageSliceCmd
+	switch {
+	case reverse && count > 0:
+		c = s.client.XRevRangeN(opCtx, key, hi, lo, int64(count))
+	case reverse:
+		c = s.client.XRevRange(opCtx, key, hi, lo)
+	case count > 0:
+		c = s.client.XRangeN(opCtx, key, lo, hi, int64(count))
+	default:
+		c = s.client.XRange(opCtx, key, lo, hi)
+	}
+	msgs, err := c.Result()
+	if err != nil {
+		return nil, s.fail(ctx, "range dead letters", err)
+	}
+	entries := make([]relay.Entry, 0, len(msgs))
+	for _, m := range msgs {
+		id, err := parseID(m.ID)
+		if err != nil {
+			return nil, s.fail(ctx, "range dead letters", err)
+		}
+		entries = append(entries, relay.Entry{
+			ID:            id,
+			Event:         toBytes(m.Values[FieldEvent]),
+			DeliveryCount: toInt(m.Values[FieldDeliveryCount]),
+		})
+	}
+	return entries, nil
+}
+
+// redriveScript moves dead letters back to the main stream, atomically per call:
+//
+//	KEYS[1] dead letters, KEYS[2] stream
+//	ARGV[1] "all" or "ids"; for "all": ARGV[2] exclusive start id ("-" for the beginning),
+//	ARGV[3] batch size; for "ids": ARGV[2..] the dead letter ids
+//
+// Each dead letter's "e" payload is appended to the stream as a new entry (new id) and the
+// dead letter is deleted. Returns {moved, last scanned id or ""}.
+var redriveScript = redis.NewScript(`
+local entries
+if ARGV[1] == 'all' then
+  local start = ARGV[2]
+  if start ~= '-' then start = '(' .. start end
+  entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[3])
+else
+  entries = {}
+  for i = 2, #ARGV do
+    local r = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+    if #r > 0 then entries[#entries + 1] = r[1] end
+  end
+end
+local moved = 0
+local last = ''
+for _, ent in ipairs(entries) do
+  last = ent[1]
+  local f = ent[2]
+  local payload
+  for i = 1, #f, 2 do
+    if f[i] == 'e' then payload = f[i + 1] end
+  end
+  if payload then
+    redis.call('XADD', KEYS[2], '*', 'e', payload)
+    redis.call('XDEL', KEYS[1], ent[1])
+    moved = moved + 1
+  end
+end
+return {moved, last}
+`)
+
+// redriveBatch is how many dead letters one redrive script call moves.
+const redriveBatch = 256
+
+// Redrive appends the given dead letters of p (all when ids is nil; none for an empty,
+// non-nil slice) back to p's stream as new entries with the same "e" payload, and deletes
+// them from the dead-letter stream; it returns how many moved. Each batch of up to 256 dead
+// letters moves atomically (one Lua script); ids that are not dead letters are ignored.
+// Redriven entries are delivered again to every group and tail reader of the partition.
+func (s *Store) Redrive(ctx context.Context, p relay.Partition, ids []relay.ID) (int, error) {
+	if err := checkPartition(p); err != nil {
+		return 0, err
+	}
+	if s.closed.Load() {
+		return 0, errClosed()
+	}
+	keys := []string{DeadLetterKey(p), StreamKey(p)}
+	moved := 0
+	run := func(args ...any) (int, string, error) {
+		opCtx, cancel := s.opContext(ctx, 0)
+		defer cancel()
+		v, err := redriveScript.Run(opCtx, s.client, keys, args...).Slice()
+		if err != nil {
+			return 0, "", s.fail(ctx, "redrive", err)
+		}
+		if len(v) != 2 {
+			return 0, "", s.fail(ctx, "redrive", fmt.Errorf("unexpected script reply %v", v))
+		}
+		last, _ := v[1].(string)
+		return int(toInt(v[0])), last, nil
+	}
+	if ids == nil {
+		start := "-"
+		for {
+			n, last, err := run("all", start, redriveBatch)
+			moved += n
+			if err != nil {
+				return moved, err
+			}
+			if last == "" {
+				return moved, nil
+			}
+			start = last
+		}
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), redriveBatch)]
+		ids = ids[len(batch):]
+		args := make([]any, 0, len(batch)+1)
+		args = append(args, "ids")
+		for _, id := range batch {
+			args = append(args, id.String())
+		}
+		n, _, err := run(args...)
+		moved += n
+		if err != nil {
+			return moved, err
+		}
+	}
+	return moved, nil
+}
+
+var _ relay.GroupControl = (*Store)(nil)
+
+// PendingCount returns how many entries of p are pending (delivered, not acknowledged) for
+// consumer in group: the consumer's line of the XPENDING summary. A missing group is
+// CodeNotFound.
+func (s *Store) PendingCount(ctx context.Context, p relay.Partition, group, consumer string) (int64, error) {
+	if err := checkPartition(p); err != nil {
+		return 0, err
+	}
+	if err := checkName("group", group); err != nil {
+		return 0, err
+	}
+	if err := checkName("consumer", consumer); err != nil {
+		return 0, err
+	}
+	if s.closed.Load() {
+		return 0, errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	res, err := s.client.XPending(opCtx, StreamKey(p), group).Result()
+	if isNoGroup(err) {
+		return 0, errNoGroup(p, group)
+	}
+	if err != nil {
+		return 0, s.fail(ctx, "pending count", err)
+	}
+	return res.Consumers[consumer], nil
+}
+
+// releaseScript sets the idle time of pending entries without changing their owner or
+// delivery count:
+//
+//	KEYS[1] stream; ARGV[1] group, ARGV[2] idle ms, ARGV[3..] entry ids
+//
+// For each id pending in the group it re-claims the entry for its current owner with
+// XCLAIM ... IDLE <idle> RETRYCOUNT <current count> JUSTID. Returns 1/0 per id (pending or
+// not); all 0 for a missing group.
+var releaseScript = redis.NewScript(`
+local out = {}
+for i = 3, #ARGV do
+  local pe = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if type(pe) == 'table' and pe.err == nil and #pe == 1 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], pe[1][2], 0, ARGV[i], 'IDLE', ARGV[2], 'RETRYCOUNT', pe[1][4], 'JUSTID')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+`)
+
+// Release makes pending entries of group look idle for idle (negative acknowledgement): a
+// consumer reclaiming entries idle longer than its ack deadline takes them, so idle = ack
+// deadline - delay redelivers after delay. The owner and delivery count are unchanged (the
+// next claim counts the redelivery). It reports, for each id, whether it was pending; ids
+// of a missing group are all not pending. All ids are handled in one atomic script.
+func (s *Store) Release(ctx context.Context, p relay.Partition, group string, ids []relay.ID, idle time.Duration) ([]bool, error) {
+	if err := checkPartition(p); err != nil {
+		return nil, err
+	}
+	if err := checkName("group", group); err != nil {
+		return nil, err
+	}
+	if idle < 0 {
+		return nil, relay.Errorf(relay.CodeInvalid, "idle must not be negative")
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	if len(ids) == 0 {
+		return []bool{}, nil
+	}
+	args := make([]any, 0, len(ids)+2)
+	args = append(args, group, idle.Milliseconds())
+	for _, id := range ids {
+		args = append(args, id.String())
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	v, err := releaseScript.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
+	if err != nil {
+		return nil, s.fail(ctx, "release", err)
+	}
+	if len(v) != len(ids) {
+		return nil, s.fail(ctx, "release", fmt.Errorf("unexpected script reply %v", v))
+	}
+	out := make([]bool, len(ids))
+	for i := range v {
+		out[i] = toInt(v[i]) == 1
+	}
+	return out, nil
+}

@@ -1,0 +1,1048 @@
+// Package storetest is the conformance suite every relay.GroupStore passes: Run it from a
+// test with a constructor of fresh stores. The suite uses its own random source names, so
+// stores handed to it may share one backend (one Redis server for the whole run); its
+// subtests run in parallel.
+//
+// Unreachable checks the other half of the error contract on a store whose backend is gone.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+// Run runs the conformance suite. newStore returns a fresh store (the suite closes it when
+// the subtest ends); it may call t.Skip or t.Fatal.
+func Run(t *testing.T, newStore func(t *testing.T) relay.GroupStore) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s relay.GroupStore)
+	}{
+		{"AppendRange", testAppendRange},
+		{"Order", testOrder},
+		{"Dedupe", testDedupe},
+		{"DedupeConcurrent", testDedupeConcurrent},
+		{"DedupeWindowExpires", testDedupeWindowExpires},
+		{"InvalidInput", testInvalidInput},
+		{"RetentionMaxLen", testRetentionMaxLen},
+		{"RetentionMinID", testRetentionMinID},
+		{"RangeReverseBounds", testRangeReverseBounds},
+		{"ReadBlocking", testReadBlocking},
+		{"ReadTail", testReadTail},
+		{"ReadCancel", testReadCancel},
+		{"Info", testInfo},
+		{"Lookup", testLookup},
+		{"EnsureGroup", testEnsureGroup},
+		{"ReadGroup", testReadGroup},
+		{"Claim", testClaim},
+		{"Ack", testAck},
+		{"DeadLetter", testDeadLetter},
+		{"Redrive", testRedrive},
+		{"GroupControl", testGroupControl},
+		{"Batching", testBatching},
+		{"Closed", testClosed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			t.Cleanup(func() { _ = s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+// Unreachable checks that every call on s, whose backend was stopped or cannot be reached,
+// fails with CodeUnavailable within the given time.
+func Unreachable(t *testing.T, s relay.GroupStore, within time.Duration) {
+	t.Helper()
+	ctx := t.Context()
+	p := relay.Partition{Source: "unreachable", Index: 0}
+	calls := []struct {
+		name string
+		fn   func() error
+	}{
+		{"Ping", func() error { return s.Ping(ctx) }},
+		{"Append", func() error {
+			_, err := s.Append(ctx, relay.AppendRequest{Partition: p, DedupeKey: "x", DedupeWindow: time.Minute, Event: []byte("x")})
+			return err
+		}},
+		{"Range", func() error { _, err := s.Range(ctx, p, relay.ID{}, relay.MaxID, 10, false); return err }},
+		{"Read", func() error {
+			_, err := s.Read(ctx, map[relay.Partition]relay.ID{p: {}}, 10, 100*time.Millisecond)
+			return err
+		}},
+		{"Info", func() error { _, err := s.Info(ctx, p); return err }},
+		{"Lookup", func() error { _, err := s.Lookup(ctx, p, "x"); return err }},
+		{"EnsureGroup", func() error { return s.EnsureGroup(ctx, p, "g", relay.ID{}) }},
+		{"ReadGroup", func() error { _, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0); return err }},
+		{"Ack", func() error { _, err := s.Ack(ctx, p, "g", []relay.ID{{Ms: 1}}); return err }},
+		{"Redrive", func() error { _, err := s.Redrive(ctx, p, nil); return err }},
+	}
+	// Concurrently: each call may take up to the store's timeout.
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() { checkUnavailable(t, c.name, c.fn, within) })
+	}
+	wg.Wait()
+}
+
+func checkUnavailable(t *testing.T, name string, fn func() error, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	err := fn()
+	took := time.Since(start)
+	if code := relay.ErrorCode(err); code != relay.CodeUnavailable {
+		t.Errorf("%s on an unreachable store: got error %v (code %q), want code %q", name, err, code, relay.CodeUnavailable)
+	}
+	if took > within {
+		t.Errorf("%s on an unreachable store took %s, want at most %s", name, took, within)
+	}
+	if err != nil && strings.Contains(relay.ErrorMessage(err), "dial") {
+		t.Errorf("%s: client message %q leaks the cause", name, relay.ErrorMessage(err))
+	}
+}
+
+// Helpers.
+
+var sourceSeq atomic.Int64
+
+// newSource returns a source name no other test uses.
+func newSource(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("st%d-%s", sourceSeq.Add(1), hex.EncodeToString(b))
+}
+
+func part(t *testing.T) relay.Partition { return relay.Partition{Source: newSource(t), Index: 0} }
+
+func req(p relay.Partition, key string, event []byte) relay.AppendRequest {
+	return relay.AppendRequest{Partition: p, DedupeKey: key, DedupeWindow: time.Hour, Event: event}
+}
+
+func mustAppend(t *testing.T, s relay.Store, r relay.AppendRequest) relay.AppendResult {
+	t.Helper()
+	res, err := s.Append(t.Context(), r)
+	if err != nil {
+		t.Fatalf("Append(%s, %q): %v", r.Partition, r.DedupeKey, err)
+	}
+	return res
+}
+
+// appendN appends n distinct events "<prefix>-<i>" and returns their ids.
+func appendN(t *testing.T, s relay.Store, p relay.Partition, prefix string, n int) []relay.ID {
+	t.Helper()
+	ids := make([]relay.ID, n)
+	for i := range n {
+		key := fmt.Sprintf("%s-%d", prefix, i)
+		res := mustAppend(t, s, req(p, key, []byte(key)))
+		if res.Duplicate {
+			t.Fatalf("Append %s: unexpected duplicate", key)
+		}
+		ids[i] = res.ID
+	}
+	return ids
+}
+
+func mustRange(t *testing.T, s relay.Store, p relay.Partition, start, end relay.ID, count int, reverse bool) []relay.Entry {
+	t.Helper()
+	es, err := s.Range(t.Context(), p, start, end, count, reverse)
+	if err != nil {
+		t.Fatalf("Range(%s): %v", p, err)
+	}
+	return es
+}
+
+func mustInfo(t *testing.T, s relay.Store, p relay.Partition) relay.StreamInfo {
+	t.Helper()
+	info, err := s.Info(t.Context(), p)
+	if err != nil {
+		t.Fatalf("Info(%s): %v", p, err)
+	}
+	return info
+}
+
+func ids(es []relay.Entry) []relay.ID {
+	out := make([]relay.ID, len(es))
+	for i, e := range es {
+		out[i] = e.ID
+	}
+	return out
+}
+
+func equalIDs(a, b []relay.ID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func wantCode(t *testing.T, what string, err error, code relay.Code) {
+	t.Helper()
+	if got := relay.ErrorCode(err); got != code {
+		t.Errorf("%s: got error %v (code %q), want code %q", what, err, got, code)
+	}
+}
+
+// Append and range.
+
+func testAppendRange(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	all := make([]byte, 256)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 8<<10) // 128 KiB
+	events := [][]byte{
+		[]byte(`{"id":"evt_1","type":"payment_intent.succeeded"}`),
+		all,
+		{},
+		big,
+		[]byte("\x00\r\n*3\r\n$3\r\nDEL\r\n"), // RESP-looking bytes are data too
+	}
+	var got []relay.ID
+	for i, ev := range events {
+		res := mustAppend(t, s, req(p, fmt.Sprintf("evt_%d", i), ev))
+		if res.Duplicate || res.ID.IsZero() {
+			t.Fatalf("Append %d: got %+v", i, res)
+		}
+		got = append(got, res.ID)
+	}
+	es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
+	if len(es) != len(events) {
+		t.Fatalf("Range: got %d entries, want %d", len(es), len(events))
+	}
+	for i, e := range es {
+		if e.ID != got[i] {
+			t.Errorf("entry %d: id %s, want %s", i, e.ID, got[i])
+		}
+		if !bytes.Equal(e.Event, events[i]) {
+			t.Errorf("entry %d: event bytes differ (%d bytes, want %d)", i, len(e.Event), len(events[i]))
+		}
+	}
+	// Keys are never interpreted: braces, colons, spaces, unicode and glob characters.
+	for _, key := range []string{"a:b:{c}", "*", "evt 1", "ünïcødé-✓", "x]y[z?", strings.Repeat("k", 256)} {
+		res := mustAppend(t, s, req(p, key, []byte(key)))
+		e, err := s.Lookup(t.Context(), p, key)
+		if err != nil || e.ID != res.ID || string(e.Event) != key {
+			t.Errorf("key %q: Lookup = %+v, %v; want id %s", key, e, err, res.ID)
+		}
+	}
+}
+
+func testOrder(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	want := appendN(t, s, p, "o", 100)
+	for i := 1; i < len(want); i++ {
+		if !want[i-1].Less(want[i]) {
+			t.Fatalf("ids not increasing: %s then %s", want[i-1], want[i])
+		}
+	}
+	es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
+	if !equalIDs(ids(es), want) {
+		t.Fatalf("Range ids differ from append order")
+	}
+	for i, e := range es {
+		if string(e.Event) != fmt.Sprintf("o-%d", i) {
+			t.Fatalf("entry %d: event %q", i, e.Event)
+		}
+	}
+}
+
+func testDedupe(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	first := mustAppend(t, s, req(p, "evt_dup", []byte("first")))
+	second := mustAppend(t, s, req(p, "evt_dup", []byte("second")))
+	if first.Duplicate || !second.Duplicate || second.ID != first.ID {
+		t.Fatalf("got %+v then %+v; want a new entry, then a duplicate with the same id", first, second)
+	}
+	es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
+	if len(es) != 1 || string(es[0].Event) != "first" {
+		t.Fatalf("stored %d entries (%v), want only the first", len(es), es)
+	}
+	// Markers are per partition.
+	other := relay.Partition{Source: p.Source, Index: 1}
+	if res := mustAppend(t, s, req(other, "evt_dup", []byte("x"))); res.Duplicate {
+		t.Errorf("same key in another partition was a duplicate")
+	}
+}
+
+func testDedupeConcurrent(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	const n = 50
+	var wg sync.WaitGroup
+	results := make([]relay.AppendResult, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = s.Append(t.Context(), req(p, "same", []byte(fmt.Sprint(i))))
+		})
+	}
+	close(start)
+	wg.Wait()
+	fresh := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Append %d: %v", i, errs[i])
+		}
+		if !results[i].Duplicate {
+			fresh++
+		}
+		if results[i].ID != results[0].ID {
+			t.Errorf("Append %d: id %s, want %s", i, results[i].ID, results[0].ID)
+		}
+	}
+	if fresh != 1 {
+		t.Errorf("%d appends stored, want exactly 1", fresh)
+	}
+	if es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false); len(es) != 1 {
+		t.Errorf("stream holds %d entries, want 1", len(es))
+	}
+}
+
+func testDedupeWindowExpires(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	r := req(p, "short", []byte("v1"))
+	r.DedupeWindow = time.Second
+	first := mustAppend(t, s, r)
+	if _, err := s.Lookup(t.Context(), p, "short"); err != nil {
+		t.Fatalf("Lookup within the window: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.Lookup(t.Context(), p, "short")
+		if relay.ErrorCode(err) == relay.CodeNotFound {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dedupe marker with a 1s window still present after 5s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	again := mustAppend(t, s, r)
+	if again.Duplicate || again.ID == first.ID {
+		t.Fatalf("after the window: got %+v, want a new entry", again)
+	}
+}
+
+func testInvalidInput(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	bad := []struct {
+		name string
+		r    relay.AppendRequest
+	}{
+		{"empty key", req(p, "", []byte("x"))},
+		{"long key", req(p, strings.Repeat("k", 257), []byte("x"))},
+		{"newline in key", req(p, "a\nb", []byte("x"))},
+		{"NUL in key", req(p, "a\x00b", []byte("x"))},
+		{"DEL in key", req(p, "a\x7fb", []byte("x"))},
+		{"bad source", req(relay.Partition{Source: "Bad}{Source", Index: 0}, "k", []byte("x"))},
+		{"empty source", req(relay.Partition{Source: "", Index: 0}, "k", []byte("x"))},
+		{"negative partition", req(relay.Partition{Source: p.Source, Index: -1}, "k", []byte("x"))},
+	}
+	for _, b := range bad {
+		_, err := s.Append(t.Context(), b.r)
+		wantCode(t, "Append with "+b.name, err, relay.CodeInvalid)
+	}
+	neg := req(p, "k", []byte("x"))
+	neg.Retention = -time.Second
+	_, err := s.Append(t.Context(), neg)
+	wantCode(t, "Append with negative retention", err, relay.CodeInvalid)
+	neg = req(p, "k", []byte("x"))
+	neg.MaxLen = -1
+	_, err = s.Append(t.Context(), neg)
+	wantCode(t, "Append with negative max length", err, relay.CodeInvalid)
+	neg = req(p, "k", []byte("x"))
+	neg.DedupeWindow = -time.Second
+	_, err = s.Append(t.Context(), neg)
+	wantCode(t, "Append with negative window", err, relay.CodeInvalid)
+
+	if info := mustInfo(t, s, p); info.Length != 0 {
+		t.Errorf("invalid appends stored %d entries", info.Length)
+	}
+	_, err = s.Range(t.Context(), relay.Partition{Source: "no{pe", Index: 0}, relay.ID{}, relay.MaxID, 1, false)
+	wantCode(t, "Range with a bad source", err, relay.CodeInvalid)
+	_, err = s.Lookup(t.Context(), p, "")
+	wantCode(t, "Lookup with an empty id", err, relay.CodeInvalid)
+	_, err = s.Read(t.Context(), map[relay.Partition]relay.ID{p: {}}, 1, -time.Second)
+	wantCode(t, "Read with a negative block", err, relay.CodeInvalid)
+	err = s.EnsureGroup(t.Context(), p, "", relay.ID{})
+	wantCode(t, "EnsureGroup with an empty group", err, relay.CodeInvalid)
+}
+
+// Retention.
+
+func testRetentionMaxLen(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	const maxLen = 10
+	var last relay.ID
+	for i := range 300 {
+		r := req(p, fmt.Sprint(i), []byte(fmt.Sprint(i)))
+		r.MaxLen = maxLen
+		last = mustAppend(t, s, r).ID
+	}
+	info := mustInfo(t, s, p)
+	// MAXLEN ~ trims whole internal nodes (up to 100 entries on Redis): approximately.
+	if info.Length < maxLen || info.Length > maxLen+100 {
+		t.Errorf("after 300 appends with MaxLen %d: length %d, want %d..%d", maxLen, info.Length, maxLen, maxLen+100)
+	}
+	if info.Last != last || info.LastGenerated != last {
+		t.Errorf("Info = %+v, want last %s", info, last)
+	}
+	// MaxDeleted is zero when the backend cannot tell, else just before the retained history.
+	if !info.MaxDeleted.IsZero() && !info.MaxDeleted.Less(info.First) {
+		t.Errorf("Info = %+v: MaxDeleted not before First", info)
+	}
+}
+
+func testRetentionMinID(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	old := appendN(t, s, p, "old", 250)
+	time.Sleep(50 * time.Millisecond)
+	r := req(p, "new", []byte("new"))
+	r.Retention = 20 * time.Millisecond
+	res := mustAppend(t, s, r)
+	info := mustInfo(t, s, p)
+	// MINID ~ trims whole internal nodes whose entries are all older than now-Retention.
+	if info.Length >= int64(len(old))+1 {
+		t.Errorf("nothing trimmed: length %d", info.Length)
+	}
+	if info.Length > 101 {
+		t.Errorf("length %d after MINID trim, want at most 101", info.Length)
+	}
+	if info.Last != res.ID || !old[0].Less(info.First) {
+		t.Errorf("Info = %+v, want first after %s and last %s", info, old[0], res.ID)
+	}
+	// A retention longer than the stream's age trims nothing.
+	r = req(p, "new2", []byte("new2"))
+	r.Retention = time.Hour
+	mustAppend(t, s, r)
+	if got := mustInfo(t, s, p).Length; got != info.Length+1 {
+		t.Errorf("length %d after an append with 1h retention, want %d", got, info.Length+1)
+	}
+}
+
+func testRangeReverseBounds(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	all := appendN(t, s, p, "r", 10)
+	check := func(name string, got []relay.Entry, want ...relay.ID) {
+		t.Helper()
+		if !equalIDs(ids(got), want) {
+			t.Errorf("%s: got %v, want %v", name, ids(got), want)
+		}
+	}
+	check("bounds", mustRange(t, s, p, all[2], all[6], 0, false), all[2:7]...)
+	check("bounds count", mustRange(t, s, p, all[2], all[6], 2, false), all[2], all[3])
+	check("reverse bounds count", mustRange(t, s, p, all[2], all[6], 2, true), all[6], all[5])
+	check("reverse all count", mustRange(t, s, p, relay.ID{}, relay.MaxID, 3, true), all[9], all[8], all[7])
+	check("between ids", mustRange(t, s, p, all[3].Next(), all[5].Prev(), 0, false), all[4])
+	check("from time", mustRange(t, s, p, relay.IDFromTime(all[9].Time().Add(time.Millisecond)), relay.MaxID, 0, false))
+	check("start after end", mustRange(t, s, p, all[6], all[2], 0, false))
+	check("missing stream", mustRange(t, s, part(t), relay.ID{}, relay.MaxID, 10, false))
+	rev := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, true)
+	for i, e := range rev {
+		if e.ID != all[len(all)-1-i] {
+			t.Fatalf("reverse range out of order at %d", i)
+		}
+	}
+}
+
+// Read.
+
+func sources3(t *testing.T) []relay.Partition {
+	src := newSource(t)
+	return []relay.Partition{{Source: src, Index: 0}, {Source: src, Index: 1}, {Source: newSource(t), Index: 0}}
+}
+
+func testReadBlocking(t *testing.T, s relay.GroupStore) {
+	ps := sources3(t)
+	after := map[relay.Partition]relay.ID{}
+	for _, p := range ps {
+		after[p] = mustInfo(t, s, p).LastGenerated
+	}
+	type result struct {
+		res []relay.ReadResult
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := s.Read(t.Context(), after, 10, 5*time.Second)
+		done <- result{res, err, time.Now()}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	sent := time.Now()
+	id := mustAppend(t, s, req(ps[1], "blk", []byte("blk"))).ID
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("Read: %v", r.err)
+	}
+	if d := r.at.Sub(sent); d > 2*time.Second {
+		t.Errorf("blocking Read returned %s after the append", d)
+	}
+	if len(r.res) != 1 || r.res[0].Partition != ps[1] || len(r.res[0].Entries) != 1 ||
+		r.res[0].Entries[0].ID != id || string(r.res[0].Entries[0].Event) != "blk" {
+		t.Fatalf("Read = %+v, want the one entry %s of %s", r.res, id, ps[1])
+	}
+
+	// Non-blocking reads across partitions, with count.
+	appendN(t, s, ps[0], "a", 3)
+	appendN(t, s, ps[2], "c", 2)
+	res, err := s.Read(t.Context(), after, 2, 0)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	got := map[relay.Partition]int{}
+	for _, rr := range res {
+		got[rr.Partition] = len(rr.Entries)
+	}
+	if len(res) != 3 || got[ps[0]] != 2 || got[ps[1]] != 1 || got[ps[2]] != 2 {
+		t.Errorf("Read count 2: got %v, want 2, 1, 2 entries", got)
+	}
+	for i := 1; i < len(res); i++ {
+		a, b := res[i-1].Partition, res[i].Partition
+		if a.Source > b.Source || (a.Source == b.Source && a.Index >= b.Index) {
+			t.Errorf("Read results not ordered by partition: %v then %v", a, b)
+		}
+	}
+	// After everything: nothing, at once and after a short block.
+	for _, rr := range res {
+		after[rr.Partition] = mustInfo(t, s, rr.Partition).LastGenerated
+	}
+	if res, err := s.Read(t.Context(), after, 10, 0); err != nil || len(res) != 0 {
+		t.Errorf("Read at the end = %v, %v; want nothing", res, err)
+	}
+	start := time.Now()
+	if res, err := s.Read(t.Context(), after, 10, 200*time.Millisecond); err != nil || len(res) != 0 {
+		t.Errorf("blocking Read at the end = %v, %v; want nothing", res, err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Errorf("Read blocking 200ms with nothing to read took %s", d)
+	}
+}
+
+func testReadTail(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	appendN(t, s, p, "before", 3)
+	done := make(chan []relay.ReadResult, 1)
+	go func() {
+		res, err := s.Read(t.Context(), map[relay.Partition]relay.ID{p: relay.MaxID}, 10, 5*time.Second)
+		if err != nil {
+			t.Errorf("Read: %v", err)
+		}
+		done <- res
+	}()
+	time.Sleep(100 * time.Millisecond)
+	id := mustAppend(t, s, req(p, "after", []byte("after"))).ID
+	res := <-done
+	if len(res) != 1 || len(res[0].Entries) != 1 || res[0].Entries[0].ID != id {
+		t.Fatalf("tail Read from MaxID = %+v, want only the entry appended after it started (%s)", res, id)
+	}
+}
+
+func testReadCancel(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Read(ctx, map[relay.Partition]relay.ID{p: {}}, 10, 30*time.Second)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled Read: got %v, want an error wrapping context.Canceled", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("Read did not return within 2s of its context being cancelled")
+	}
+	// A cancelled context is also honoured by the other calls.
+	_, err := s.Append(ctx, req(p, "k", []byte("x")))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a cancelled context: got %v, want context.Canceled", err)
+	}
+	_, err = s.ReadGroup(ctx, p, "g", "c", false, 1, 0)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("ReadGroup with a cancelled context: got %v, want context.Canceled", err)
+	}
+}
+
+func testInfo(t *testing.T, s relay.GroupStore) {
+	if info := mustInfo(t, s, part(t)); info != (relay.StreamInfo{}) {
+		t.Errorf("missing stream: Info = %+v, want zero", info)
+	}
+	empty := part(t)
+	if err := s.EnsureGroup(t.Context(), empty, "g", relay.ID{}); err != nil {
+		t.Fatalf("EnsureGroup: %v", err)
+	}
+	if info := mustInfo(t, s, empty); info != (relay.StreamInfo{}) {
+		t.Errorf("empty stream: Info = %+v, want zero", info)
+	}
+	p := part(t)
+	all := appendN(t, s, p, "i", 3)
+	want := relay.StreamInfo{Length: 3, First: all[0], Last: all[2], LastGenerated: all[2]}
+	if info := mustInfo(t, s, p); info != want {
+		t.Errorf("Info = %+v, want %+v", info, want)
+	}
+}
+
+func testLookup(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	res := mustAppend(t, s, req(p, "evt_look", []byte("payload")))
+	e, err := s.Lookup(t.Context(), p, "evt_look")
+	if err != nil || e.ID != res.ID || string(e.Event) != "payload" {
+		t.Errorf("Lookup = %+v, %v; want %s", e, err, res.ID)
+	}
+	_, err = s.Lookup(t.Context(), p, "evt_missing")
+	wantCode(t, "Lookup of an unknown id", err, relay.CodeNotFound)
+	_, err = s.Lookup(t.Context(), part(t), "evt_look")
+	wantCode(t, "Lookup in another partition", err, relay.CodeNotFound)
+	// A marker whose entry was trimmed is not found either.
+	r := req(p, "evt_trim", []byte("x"))
+	mustAppend(t, s, r)
+	for i := range 300 {
+		r := req(p, fmt.Sprint("fill", i), nil)
+		r.MaxLen = 1
+		mustAppend(t, s, r)
+	}
+	if es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 1, false); len(es) == 1 && string(es[0].Event) == "x" {
+		t.Skip("backend kept the entry after trimming")
+	}
+	_, err = s.Lookup(t.Context(), p, "evt_trim")
+	wantCode(t, "Lookup of a trimmed entry", err, relay.CodeNotFound)
+}
+
+// Consumer groups.
+
+func testEnsureGroup(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	appendN(t, s, p, "old", 2)
+	for range 2 { // idempotent
+		if err := s.EnsureGroup(ctx, p, "from-start", relay.ID{}); err != nil {
+			t.Fatalf("EnsureGroup: %v", err)
+		}
+		if err := s.EnsureGroup(ctx, p, "from-now", relay.MaxID); err != nil {
+			t.Fatalf("EnsureGroup: %v", err)
+		}
+	}
+	newer := appendN(t, s, p, "new", 1)
+	es, err := s.ReadGroup(ctx, p, "from-start", "c", false, 10, 0)
+	if err != nil || len(es) != 3 {
+		t.Errorf("group from the start read %d entries (%v), want 3", len(es), err)
+	}
+	es, err = s.ReadGroup(ctx, p, "from-now", "c", false, 10, 0)
+	if err != nil || len(es) != 1 || es[0].ID != newer[0] {
+		t.Errorf("group from now read %v (%v), want only %s", ids(es), err, newer[0])
+	}
+	// Re-ensuring does not move a group back.
+	if err := s.EnsureGroup(ctx, p, "from-start", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	if es, _ := s.ReadGroup(ctx, p, "from-start", "c", false, 10, 0); len(es) != 0 {
+		t.Errorf("EnsureGroup of an existing group rewound it: read %d entries", len(es))
+	}
+	// Starting after a given id.
+	all := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
+	if err := s.EnsureGroup(ctx, p, "after-first", all[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	es, _ = s.ReadGroup(ctx, p, "after-first", "c", false, 10, 0)
+	if !equalIDs(ids(es), ids(all[1:])) {
+		t.Errorf("group after %s read %v, want %v", all[0].ID, ids(es), ids(all[1:]))
+	}
+	// A group on a stream that does not exist yet.
+	q := part(t)
+	if err := s.EnsureGroup(ctx, q, "g", relay.MaxID); err != nil {
+		t.Fatalf("EnsureGroup on a new stream: %v", err)
+	}
+	id := mustAppend(t, s, req(q, "k", []byte("v"))).ID
+	if es, _ := s.ReadGroup(ctx, q, "g", "c", false, 10, 0); len(es) != 1 || es[0].ID != id {
+		t.Errorf("group created before the stream read %v, want %s", ids(es), id)
+	}
+}
+
+func testReadGroup(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	_, err := s.ReadGroup(ctx, p, "nogroup", "c", false, 10, 0)
+	wantCode(t, "ReadGroup of a missing group", err, relay.CodeNotFound)
+
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	all := appendN(t, s, p, "g", 3)
+	es, err := s.ReadGroup(ctx, p, "g", "c1", false, 10, 0)
+	if err != nil || !equalIDs(ids(es), all) {
+		t.Fatalf("ReadGroup new = %v, %v; want %v", ids(es), err, all)
+	}
+	for _, e := range es {
+		if e.DeliveryCount != 1 {
+			t.Errorf("first delivery of %s: count %d, want 1", e.ID, e.DeliveryCount)
+		}
+	}
+	if string(es[1].Event) != "g-1" {
+		t.Errorf("ReadGroup event %q, want g-1", es[1].Event)
+	}
+	if es, _ := s.ReadGroup(ctx, p, "g", "c1", false, 10, 0); len(es) != 0 {
+		t.Errorf("second ReadGroup new read %d entries, want 0", len(es))
+	}
+	pend, err := s.ReadGroup(ctx, p, "g", "c1", true, 10, 0)
+	if err != nil || !equalIDs(ids(pend), all) {
+		t.Fatalf("ReadGroup pending = %v, %v; want %v", ids(pend), err, all)
+	}
+	for _, e := range pend {
+		if e.DeliveryCount != 2 {
+			t.Errorf("pending re-read of %s: count %d, want 2", e.ID, e.DeliveryCount)
+		}
+	}
+	if pend, _ := s.ReadGroup(ctx, p, "g", "c2", true, 10, 0); len(pend) != 0 {
+		t.Errorf("another consumer's pending read returned %d entries, want 0", len(pend))
+	}
+	pend, _ = s.ReadGroup(ctx, p, "g", "c1", true, 2, 0)
+	if len(pend) != 2 || pend[0].DeliveryCount != 3 {
+		t.Errorf("pending read with count 2 = %+v, want 2 entries with count 3", pend)
+	}
+
+	// Blocking read of new entries.
+	done := make(chan []relay.Entry, 1)
+	go func() {
+		es, err := s.ReadGroup(ctx, p, "g", "c1", false, 10, 5*time.Second)
+		if err != nil {
+			t.Errorf("blocking ReadGroup: %v", err)
+		}
+		done <- es
+	}()
+	time.Sleep(100 * time.Millisecond)
+	id := mustAppend(t, s, req(p, "late", []byte("late"))).ID
+	select {
+	case es := <-done:
+		if len(es) != 1 || es[0].ID != id || es[0].DeliveryCount != 1 {
+			t.Errorf("blocking ReadGroup = %+v, want %s", es, id)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("blocking ReadGroup did not return after an append")
+	}
+}
+
+func testClaim(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	_, err := s.Claim(ctx, p, "nogroup", "c", 0, 10)
+	wantCode(t, "Claim on a missing group", err, relay.CodeNotFound)
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	all := appendN(t, s, p, "c", 3)
+	if _, err := s.ReadGroup(ctx, p, "g", "c1", false, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	es, err := s.Claim(ctx, p, "g", "c2", time.Minute, 10)
+	if err != nil || len(es) != 0 {
+		t.Fatalf("Claim before idle = %v, %v; want nothing", ids(es), err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	es, err = s.Claim(ctx, p, "g", "c2", 100*time.Millisecond, 2)
+	if err != nil || !equalIDs(ids(es), all[:2]) {
+		t.Fatalf("Claim = %v, %v; want %v", ids(es), err, all[:2])
+	}
+	for _, e := range es {
+		if e.DeliveryCount != 2 || len(e.Event) == 0 {
+			t.Errorf("claimed %s: count %d, event %q; want count 2", e.ID, e.DeliveryCount, e.Event)
+		}
+	}
+	// The claimed entries now belong to c2.
+	pend, _ := s.ReadGroup(ctx, p, "g", "c2", true, 10, 0)
+	if !equalIDs(ids(pend), all[:2]) {
+		t.Errorf("c2 pending = %v, want %v", ids(pend), all[:2])
+	}
+	pend, _ = s.ReadGroup(ctx, p, "g", "c1", true, 10, 0)
+	if !equalIDs(ids(pend), all[2:]) {
+		t.Errorf("c1 pending = %v, want %v", ids(pend), all[2:])
+	}
+	// Claimed again: the count keeps growing.
+	time.Sleep(150 * time.Millisecond)
+	es, err = s.Claim(ctx, p, "g", "c3", 100*time.Millisecond, 10)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("second Claim = %v, %v; want 3 entries", ids(es), err)
+	}
+	for _, e := range es {
+		// c2's entries: read, claimed, re-read, claimed = 4; c1's: read, re-read, claimed = 3.
+		want := int64(3)
+		if e.ID != all[2] {
+			want = 4
+		}
+		if e.DeliveryCount != want {
+			t.Errorf("second claim of %s: count %d, want %d", e.ID, e.DeliveryCount, want)
+		}
+	}
+}
+
+func testAck(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	all := appendN(t, s, p, "a", 3)
+	if _, err := s.ReadGroup(ctx, p, "g", "c", false, 2, 0); err != nil { // all[2] never delivered
+		t.Fatal(err)
+	}
+	got, err := s.Ack(ctx, p, "g", []relay.ID{all[0], {Ms: 1, Seq: 1}, all[2], all[1]})
+	if err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	if want := []bool{true, false, false, true}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Ack = %v, want %v", got, want)
+	}
+	got, _ = s.Ack(ctx, p, "g", []relay.ID{all[0]})
+	if len(got) != 1 || got[0] {
+		t.Errorf("second Ack = %v, want [false]", got)
+	}
+	got, err = s.Ack(ctx, p, "other", []relay.ID{all[0]})
+	if err != nil || len(got) != 1 || got[0] {
+		t.Errorf("Ack in a missing group = %v, %v; want [false]", got, err)
+	}
+	if pend, _ := s.ReadGroup(ctx, p, "g", "c", true, 10, 0); len(pend) != 0 {
+		t.Errorf("after acks %d entries still pending", len(pend))
+	}
+}
+
+func testDeadLetter(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, p, "d", 3)
+	es, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
+	if err != nil || len(es) != 3 {
+		t.Fatal(es, err)
+	}
+	victim := es[1]
+	victim.DeliveryCount = 7
+	if err := s.DeadLetter(ctx, p, "g", victim); err != nil {
+		t.Fatalf("DeadLetter: %v", err)
+	}
+	// Moved: acked in the group, present in the DLQ with its payload and count, still in the stream.
+	pend, _ := s.ReadGroup(ctx, p, "g", "c", true, 10, 0)
+	if !equalIDs(ids(pend), []relay.ID{es[0].ID, es[2].ID}) {
+		t.Errorf("pending after DeadLetter = %v, want %v", ids(pend), []relay.ID{es[0].ID, es[2].ID})
+	}
+	dl, err := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("RangeDeadLetters = %v, %v; want 1", dl, err)
+	}
+	if string(dl[0].Event) != "d-1" || dl[0].DeliveryCount != 7 {
+		t.Errorf("dead letter = %+v, want event d-1 with count 7", dl[0])
+	}
+	if n := mustInfo(t, s, p).Length; n != 3 {
+		t.Errorf("stream length %d after DeadLetter, want 3 (dead-lettering does not delete)", n)
+	}
+	// Idempotent: dead-lettering it again (no longer pending) adds nothing.
+	if err := s.DeadLetter(ctx, p, "g", victim); err != nil {
+		t.Fatalf("second DeadLetter: %v", err)
+	}
+	if err := s.DeadLetter(ctx, p, "g", es[0]); err != nil {
+		t.Fatal(err)
+	}
+	dl, _ = s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	if len(dl) != 2 || string(dl[1].Event) != "d-0" || dl[1].DeliveryCount != 1 {
+		t.Errorf("dead letters = %+v, want d-1 then d-0 (count 1)", dl)
+	}
+	rev, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 1, true)
+	if len(rev) != 1 || rev[0].ID != dl[1].ID {
+		t.Errorf("reverse RangeDeadLetters count 1 = %v, want %s", ids(rev), dl[1].ID)
+	}
+	if dl, err := s.RangeDeadLetters(ctx, part(t), relay.ID{}, relay.MaxID, 0, false); err != nil || len(dl) != 0 {
+		t.Errorf("RangeDeadLetters of a missing DLQ = %v, %v", dl, err)
+	}
+}
+
+func testRedrive(t *testing.T, s relay.GroupStore) {
+	ctx := t.Context()
+	p := part(t)
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, p, "x", 4)
+	es, _ := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
+	for _, e := range es {
+		if err := s.DeadLetter(ctx, p, "g", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dl, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	if len(dl) != 4 {
+		t.Fatalf("%d dead letters, want 4", len(dl))
+	}
+	if n, err := s.Redrive(ctx, p, []relay.ID{}); err != nil || n != 0 {
+		t.Errorf("Redrive of no ids = %d, %v; want 0", n, err)
+	}
+	n, err := s.Redrive(ctx, p, []relay.ID{dl[1].ID, {Ms: 1}})
+	if err != nil || n != 1 {
+		t.Fatalf("Redrive by id = %d, %v; want 1", n, err)
+	}
+	rest, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	if len(rest) != 3 || rest[0].ID != dl[0].ID || rest[1].ID != dl[2].ID {
+		t.Errorf("dead letters after redriving one = %v", ids(rest))
+	}
+	// The group receives the redriven payload as a new entry.
+	got, _ := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
+	if len(got) != 1 || string(got[0].Event) != "x-1" || !es[3].ID.Less(got[0].ID) {
+		t.Errorf("after Redrive the group read %+v, want one new entry with x-1", got)
+	}
+	n, err = s.Redrive(ctx, p, nil)
+	if err != nil || n != 3 {
+		t.Fatalf("Redrive all = %d, %v; want 3", n, err)
+	}
+	if rest, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false); len(rest) != 0 {
+		t.Errorf("%d dead letters left after Redrive all", len(rest))
+	}
+	got, _ = s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
+	var events []string
+	for _, e := range got {
+		events = append(events, string(e.Event))
+	}
+	if fmt.Sprint(events) != "[x-0 x-2 x-3]" {
+		t.Errorf("redriven events = %v, want [x-0 x-2 x-3] in dead-letter order", events)
+	}
+	if n, err := s.Redrive(ctx, p, nil); err != nil || n != 0 {
+		t.Errorf("Redrive of an empty DLQ = %d, %v", n, err)
+	}
+}
+
+func testGroupControl(t *testing.T, s relay.GroupStore) {
+	gc, ok := s.(relay.GroupControl)
+	if !ok {
+		t.Skip("store does not implement relay.GroupControl")
+	}
+	ctx := t.Context()
+	p := part(t)
+	_, err := gc.PendingCount(ctx, p, "nogroup", "c1")
+	wantCode(t, "PendingCount of a missing group", err, relay.CodeNotFound)
+	if got, err := gc.Release(ctx, p, "nogroup", []relay.ID{{Ms: 1}}, time.Hour); err != nil || len(got) != 1 || got[0] {
+		t.Errorf("Release in a missing group = %v, %v; want [false]", got, err)
+	}
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	all := appendN(t, s, p, "gc", 3)
+	if _, err := s.ReadGroup(ctx, p, "g", "c1", false, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	for consumer, want := range map[string]int64{"c1": 2, "c2": 0} {
+		if n, err := gc.PendingCount(ctx, p, "g", consumer); err != nil || n != want {
+			t.Errorf("PendingCount(%s) = %d, %v; want %d", consumer, n, err, want)
+		}
+	}
+	got, err := gc.Release(ctx, p, "g", []relay.ID{all[0], all[2]}, time.Hour)
+	if err != nil || fmt.Sprint(got) != "[true false]" {
+		t.Fatalf("Release = %v, %v; want [true false]", got, err)
+	}
+	// Released: claimable at once by a consumer with a long deadline; owner and count kept until then.
+	if n, _ := gc.PendingCount(ctx, p, "g", "c1"); n != 2 {
+		t.Errorf("PendingCount(c1) after Release = %d, want 2", n)
+	}
+	es, err := s.Claim(ctx, p, "g", "c2", 30*time.Minute, 10)
+	if err != nil || len(es) != 1 || es[0].ID != all[0] || es[0].DeliveryCount != 2 {
+		t.Fatalf("Claim after Release = %+v, %v; want %s with count 2", es, err, all[0])
+	}
+	if n, _ := gc.PendingCount(ctx, p, "g", "c2"); n != 1 {
+		t.Errorf("PendingCount(c2) after claim = %d, want 1", n)
+	}
+}
+
+// Batching and lifecycle.
+
+func testBatching(t *testing.T, s relay.GroupStore) {
+	src := newSource(t)
+	const n, parts = 1000, 4
+	results := make([]relay.AppendResult, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			p := relay.Partition{Source: src, Index: i % parts}
+			key := fmt.Sprintf("b-%d", i)
+			results[i], errs[i] = s.Append(t.Context(), req(p, key, []byte(key)))
+		})
+	}
+	close(start)
+	wg.Wait()
+	byID := map[relay.Partition]map[relay.ID]string{}
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("Append %d: %v", i, errs[i])
+		}
+		if results[i].Duplicate {
+			t.Fatalf("Append %d: unexpected duplicate", i)
+		}
+		p := relay.Partition{Source: src, Index: i % parts}
+		if byID[p] == nil {
+			byID[p] = map[relay.ID]string{}
+		}
+		if prev, ok := byID[p][results[i].ID]; ok {
+			t.Fatalf("appends %s and b-%d got the same id %s", prev, i, results[i].ID)
+		}
+		byID[p][results[i].ID] = fmt.Sprintf("b-%d", i)
+	}
+	for pi := range parts {
+		p := relay.Partition{Source: src, Index: pi}
+		es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
+		if len(es) != n/parts {
+			t.Errorf("%s holds %d entries, want %d", p, len(es), n/parts)
+		}
+		for _, e := range es {
+			if byID[p][e.ID] != string(e.Event) {
+				t.Errorf("%s entry %s holds %q, but its append was answered for %q", p, e.ID, e.Event, byID[p][e.ID])
+			}
+		}
+	}
+	// Every answer is the real one: re-appending is a duplicate with the same id.
+	for i := 0; i < n; i += 97 {
+		p := relay.Partition{Source: src, Index: i % parts}
+		res := mustAppend(t, s, req(p, fmt.Sprintf("b-%d", i), nil))
+		if !res.Duplicate || res.ID != results[i].ID {
+			t.Errorf("re-append b-%d = %+v, want duplicate of %s", i, res, results[i].ID)
+		}
+	}
+}
+
+func testClosed(t *testing.T, s relay.GroupStore) {
+	p := part(t)
+	mustAppend(t, s, req(p, "k", []byte("v")))
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	Unreachable(t, s, time.Second)
+}
