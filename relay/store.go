@@ -122,8 +122,9 @@ type StreamInfo struct {
 	First, Last ID
 	// LastGenerated is the last id ever generated in the stream (survives trimming).
 	LastGenerated ID
-	// MaxDeleted is the greatest id ever trimmed or deleted from the stream (Redis 7
-	// max-deleted-entry-id); zero when none or when the backend cannot tell.
+	// MaxDeleted bounds what was trimmed or deleted: entries with ids up to it may be gone
+	// (Redis 7 max-deleted-entry-id, or the id before the first retained entry once any entry
+	// was trimmed); zero when nothing was removed or the backend cannot tell.
 	MaxDeleted ID
 }
 

@@ -301,29 +301,45 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 		if id, ok := xinfoID(v, "max-deleted-entry-id"); ok {
 			info.MaxDeleted = id
 		}
+		// Redis 7.0 does not record trimming in max-deleted-entry-id (only XDEL). Trimming only
+		// removes the head, so when entries were removed (entries-added > length) every id
+		// before the first retained entry may be gone.
+		if added, ok := xinfoValue(v, "entries-added").(int64); ok && added > info.Length {
+			gone := info.LastGenerated
+			if !info.First.IsZero() {
+				gone = info.First.Prev()
+			}
+			if info.MaxDeleted.Less(gone) {
+				info.MaxDeleted = gone
+			}
+		}
 	} else if isNetErr(err) || errors.Is(err, context.DeadlineExceeded) {
 		return relay.StreamInfo{}, s.fail(ctx, "info", err)
 	}
 	return info, nil
 }
 
-// xinfoID finds the id field name in an XINFO STREAM reply (a RESP3 map or a RESP2 flat
-// list of field/value pairs).
-func xinfoID(v any, name string) (relay.ID, bool) {
-	var raw any
+// xinfoValue finds field name in an XINFO STREAM reply (a RESP3 map or a RESP2 flat list of
+// field/value pairs).
+func xinfoValue(v any, name string) any {
 	switch v := v.(type) {
 	case map[any]any:
-		raw = v[name]
+		return v[name]
 	case map[string]any:
-		raw = v[name]
+		return v[name]
 	case []any:
 		for i := 0; i+1 < len(v); i += 2 {
 			if k, _ := v[i].(string); k == name {
-				raw = v[i+1]
+				return v[i+1]
 			}
 		}
 	}
-	str, ok := raw.(string)
+	return nil
+}
+
+// xinfoID finds the id field name in an XINFO STREAM reply.
+func xinfoID(v any, name string) (relay.ID, bool) {
+	str, ok := xinfoValue(v, name).(string)
 	if !ok {
 		return relay.ID{}, false
 	}
