@@ -44,6 +44,7 @@ const DefaultClockInterval = time.Second
 // Server is a running embedded Redis-compatible server.
 type Server struct {
 	m        *miniredis.Miniredis
+	addr     string // cached: miniredis cannot tell it after Close
 	password string
 
 	stop      chan struct{}
@@ -89,6 +90,7 @@ func Start(opts ...Option) (*Server, error) {
 	}
 	s := &Server{
 		m:        m,
+		addr:     m.Addr(),
 		password: cfg.password,
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -114,12 +116,12 @@ func (s *Server) clock(interval time.Duration) {
 	}
 }
 
-// Addr returns the host:port the server listens on.
-func (s *Server) Addr() string { return s.m.Addr() }
+// Addr returns the host:port the server listens (or listened, after Close) on.
+func (s *Server) Addr() string { return s.addr }
 
 // URL returns a redis:// URL for Addr, with the password when one is required.
 func (s *Server) URL() string {
-	u := url.URL{Scheme: "redis", Host: s.m.Addr()}
+	u := url.URL{Scheme: "redis", Host: s.addr}
 	if s.password != "" {
 		u.User = url.UserPassword("", s.password)
 	}

@@ -104,3 +104,20 @@ func TestRedisUnreachableAndBack(t *testing.T) {
 		t.Fatalf("Append after restart: %v", err)
 	}
 }
+
+// TestRedisCluster runs the suite on a three-node Redis Cluster: partitions spread over
+// slots and nodes, so multi-partition reads take the per-slot path.
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster start-up is slow; skipped with -short")
+	}
+	url := redistest.StartCluster(t, 3).URL()
+	storetest.Run(t, func(t *testing.T) relay.GroupStore {
+		s, err := redisstore.Open(url, true, "", suiteOpts)
+		if err != nil {
+			t.Fatalf("redisstore.Open(%s, cluster): %v", url, err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}

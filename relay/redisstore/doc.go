@@ -1,0 +1,76 @@
+// Package redisstore is the relay.GroupStore (and relay.GroupControl) on Redis Streams, on a
+// go-redis UniversalClient: a standalone server, Redis Sentinel or Redis Cluster, or the
+// embedded in-process server of relay/embedded.
+//
+// # Keys
+//
+// The key names are a public contract (DESIGN.md §4). For partition p of source s:
+//
+//	relay:{s:p}:s        the stream; each entry has one field "e", the serialized eventrelay.v1.Event
+//	relay:{s:p}:d:<id>   dedupe marker of event id <id>: value = the entry id, expires after the dedupe window
+//	relay:{s:p}:dlq      dead letters: fields "e", "group", "delivery_count", "original_id"
+//
+// The hash tag {s:p} puts all keys of a partition in one cluster slot, so every script and
+// transaction below touches one slot. Event ids are key suffixes, never interpreted: any
+// 1..256 bytes without control characters are accepted.
+//
+// # Appends (group commit)
+//
+// An append is one Lua script, atomic in Redis: if the marker exists, return its entry id (a
+// duplicate, nothing written); else XADD (trimming with MINID ~ now-retention, computed on
+// the client's clock, or MAXLEN ~ n), SET the marker NX PX window to the new id, and return
+// it. Concurrent appends are batched per partition: an append that finds its partition idle
+// is sent at once; while a round trip is in flight, further appends queue and are sent as
+// one pipeline (one EVALSHA each, then WAIT when MinReplicas > 0) when MaxBatch are queued,
+// after MaxDelay, or when the round trip completes, with at most MaxInFlight round trips
+// per partition. Each caller is answered only with its own entry's result, after Redis
+// acknowledged it. Scripts run by EVALSHA and fall back to EVAL when the server does not
+// have them cached (NOSCRIPT), which also caches them.
+//
+// # Reads
+//
+// Range is XRANGE/XREVRANGE with COUNT; Read is XREAD [BLOCK] [COUNT] over several streams
+// (grouped by hash slot with a cluster client: never a cross-slot command); Info is XLEN,
+// the first and last entry and XINFO STREAM's last-generated-id and max-deleted-entry-id in
+// one pipeline; Lookup is GET marker then XRANGE id id.
+//
+// # Consumer groups and dead letters
+//
+// EnsureGroup is XGROUP CREATE MKSTREAM (BUSYGROUP ignored). ReadGroup is XREADGROUP (">"
+// for new entries, "0" for the consumer's own pending ones, whose delivery counts come from
+// XPENDING). Claim is XAUTOCLAIM then XPENDING for the counts. Ack is one XACK per id.
+// DeadLetter is one script: XACK, and when the entry was pending, XADD to the dead letters.
+// Redrive is one script per batch: XADD each dead letter's payload to the stream as a new
+// entry and XDEL it from the dead letters. PendingCount is the XPENDING summary; Release
+// (negative acknowledgement) re-claims entries for their owner with XCLAIM IDLE RETRYCOUNT
+// JUSTID, changing only their idle time.
+//
+// # Errors and timeouts
+//
+// Every Redis call is bounded by Options.OpTimeout (blocking reads by their block time plus
+// OpTimeout). A failing, unreachable or timed-out Redis is a *relay.Error with
+// relay.CodeUnavailable whose message ("store unavailable") is safe for clients and whose
+// cause (the go-redis error) is for logs. Missing entries or groups are relay.CodeNotFound;
+// invalid arguments relay.CodeInvalid, checked before anything is sent. When the caller's
+// context ends, calls return at once with a CodeUnavailable error wrapping ctx.Err(), so
+// errors.Is(err, context.Canceled) holds.
+//
+// # Durability: Redis settings for production
+//
+// An append is acknowledged when Redis has applied it in memory; what survives a crash
+// depends on Redis' configuration:
+//
+//   - appendonly yes: without an append-only file a restart loses everything since the last
+//     RDB snapshot.
+//   - appendfsync everysec (the default with AOF) loses at most about a second of appends on
+//     a power loss or kernel crash; appendfsync always loses none but costs an fsync per
+//     write (the group commit amortizes it over a batch).
+//   - maxmemory-policy noeviction: any evicting policy can silently drop streams or dedupe
+//     markers. Size memory for the retention and dedupe windows.
+//   - With replicas, set redis.min_replicas (Options.MinReplicas) so an append is answered
+//     only after WAIT confirms that many replicas have it: a failover then cannot lose an
+//     acknowledged event. (min-replicas-to-write on the primary additionally refuses writes
+//     when too few replicas are connected.)
+//
+// WAIT replaces nothing of the above: it confirms replication, not persistence to disk.
+package redisstore
