@@ -54,6 +54,7 @@ func TestNewErrors(t *testing.T) {
 		{"url unsigned", relay.SourceConfig{URL: "https://x.example/h", Secrets: s}, `url: set but the template does not sign {url}`},
 		{"url relative", relay.SourceConfig{Provider: "square", URL: "/hooks", Secrets: s}, `url: "/hooks" is not an absolute http(s) URL`},
 		{"url with query", relay.SourceConfig{Provider: "twilio", URL: "https://x.example/h?a=1", Secrets: s}, `url: "https://x.example/h?a=1" must not carry a query`},
+		{"prefix with leading space", relay.SourceConfig{Prefix: " v1=", Secrets: s}, `prefix: " v1=" begins with whitespace or holds control characters`},
 		{"bad header name", relay.SourceConfig{Header: "X Sig", Secrets: s}, `header: "X Sig" is not a valid header name`},
 		{"verify token elsewhere", relay.SourceConfig{Provider: "github", VerifyToken: &relay.Secret{Value: []byte("v")}, Secrets: s}, `verify_token: not used by provider "github"`},
 		{"query param elsewhere", relay.SourceConfig{Provider: "hmac", QueryParam: "k", Secrets: s}, `query_param: not used by provider "hmac"`},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/eventrelay/eventrelay/relay"
 )
@@ -40,6 +41,9 @@ func buildGeneric(b *builder) (authenticator, error) {
 		enc = encBase64
 	default:
 		return nil, fmt.Errorf("encoding: unknown %q (want hex or base64)", c.Encoding)
+	}
+	if !validPrefix(c.Prefix) {
+		return nil, fmt.Errorf("prefix: %q begins with whitespace or holds control characters, which a header value cannot", c.Prefix)
 	}
 	header := c.Header
 	if header == "" {
@@ -80,6 +84,20 @@ func buildGeneric(b *builder) (authenticator, error) {
 		p.ts = &tsSpec{header: c.TimestampHeader, unit: unitAuto, tolerance: DefaultTolerance}
 	}
 	return p.build(b)
+}
+
+// validPrefix reports whether a signature prefix can begin a header value: HTTP strips
+// leading whitespace from values, and values hold no control characters but tab.
+func validPrefix(p string) bool {
+	if strings.TrimLeftFunc(p, unicode.IsSpace) != p {
+		return false
+	}
+	for _, c := range p {
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 var tmplBody = mustTemplate("{body}")

@@ -25,13 +25,13 @@ const (
 func parseKeys(secrets []relay.Secret, kind keyKind) []key {
 	keys := make([]key, len(secrets))
 	for i, s := range secrets {
-		k := key{index: i, id: s.ID, raw: s.Value}
+		k := key{index: i, id: s.ID, raw: bytes.Clone(s.Value)}
 		text := strings.TrimSpace(string(s.Value))
 		switch {
 		case len(s.Value) == 0:
 			k.problem = "empty value"
 		case kind == keyRaw:
-			k.mac = s.Value
+			k.mac = k.raw
 		case kind == keyToken:
 			d := sha256.Sum256(s.Value)
 			k.mac = d[:]

@@ -68,7 +68,7 @@ func (f fixture) config(idx ...int) *relay.SourceConfig {
 }
 
 // sign returns a fresh request signed at ts with test secret i.
-func (f fixture) sign(t *testing.T, i int, ts time.Time) *relay.WebhookRequest {
+func (f fixture) sign(t testing.TB, i int, ts time.Time) *relay.WebhookRequest {
 	t.Helper()
 	r := f.req()
 	var err error
@@ -106,7 +106,7 @@ func replaceBody(old, new string) func(r *relay.WebhookRequest) {
 	return func(r *relay.WebhookRequest) { r.Body = bytes.Replace(r.Body, []byte(old), []byte(new), 1) }
 }
 
-func ed25519Keys(t *testing.T, n int) []crypto.Signer {
+func ed25519Keys(t testing.TB, n int) []crypto.Signer {
 	keys := make([]crypto.Signer, n)
 	for i := range keys {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -118,7 +118,7 @@ func ed25519Keys(t *testing.T, n int) []crypto.Signer {
 	return keys
 }
 
-func p256Keys(t *testing.T, n int) []crypto.Signer {
+func p256Keys(t testing.TB, n int) []crypto.Signer {
 	keys := make([]crypto.Signer, n)
 	for i := range keys {
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -131,7 +131,7 @@ func p256Keys(t *testing.T, n int) []crypto.Signer {
 }
 
 // publicSecrets returns a secret function giving the encoded public keys of keys.
-func publicSecrets(t *testing.T, provider string, keys []crypto.Signer) func(int) string {
+func publicSecrets(t testing.TB, provider string, keys []crypto.Signer) func(int) string {
 	enc := make([]string, len(keys))
 	for i, k := range keys {
 		s, err := verify.EncodePublicKey(provider, k.Public())
@@ -164,7 +164,7 @@ func want(id, typ, subject string, at time.Time) func(t *testing.T, v *relay.Ver
 	}
 }
 
-func fixtures(t *testing.T) []fixture {
+func fixtures(t testing.TB) []fixture {
 	at := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC) // == testNow
 	const generic = `{"id":"g1","type":"thing.created","note":"original"}`
 	edKeys, swKeys, p256 := ed25519Keys(t, 3), ed25519Keys(t, 3), p256Keys(t, 3)

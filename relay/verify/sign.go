@@ -106,10 +106,14 @@ func randomUUID() string {
 
 // setTopLevel sets the top-level member name of a JSON object body to the raw JSON value,
 // replacing its value where it is or inserting it first, and leaves every other byte as is.
+// name is valid UTF-8 (callers pass constants).
 func setTopLevel(body []byte, name string, value []byte) ([]byte, error) {
 	errNotObject := errors.New("sign: the body is not a JSON object")
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		return nil, errNotObject
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {

@@ -243,7 +243,7 @@ func build(cfg *relay.SourceConfig) (*verifier, error) {
 	}
 	v.keep = keepList(cfg, p)
 	if cfg.VerifyToken != nil {
-		v.verifyToken = cfg.VerifyToken.Value
+		v.verifyToken = slices.Clone(cfg.VerifyToken.Value)
 	}
 	v.problems, v.usable = problems(cfg, p, auth)
 	return v, nil
