@@ -12,31 +12,33 @@
 //	provider          signature                                           signed bytes                       tolerance
 //	hmac              X-Signature (header): hex|base64 HMAC-SHA1/256/512  template, default {body}           5 min with timestamp_header
 //	stripe            Stripe-Signature: t=..,v1=..[,v1=..]                {t}.{raw}                          300 s
-//	standardwebhooks  webhook-id/-timestamp/-signature: v1,<b64> v1a,<b64> {id}.{ts}.{raw}                   5 min
-//	svix              the same under svix-id/-timestamp/-signature        {id}.{ts}.{raw}                    5 min
+//	standardwebhooks  webhook-signature: v1,<b64> v1a,<b64>               {id}.{ts}.{raw}                    5 min
+//	svix              the same under svix-id, -timestamp, -signature      {id}.{ts}.{raw}                    5 min
 //	github            X-Hub-Signature-256: sha256=<hex>                   raw                                -
-//	gitlab            X-Gitlab-Token, or Standard Webhooks headers        - / {id}.{ts}.{raw}                - / 5 min
+//	gitlab            X-Gitlab-Token, or Standard Webhooks headers        - or {id}.{ts}.{raw}               - or 5 min
 //	bitbucket         X-Hub-Signature: sha256=<hex>                       raw                                -
-//	slack             X-Slack-Signature: v0=<hex>, X-Slack-Request-Timestamp  v0:{ts}:{raw}                  5 min
-//	twilio            X-Twilio-Signature: base64 HMAC-SHA1                URL + sorted form params           -
+//	slack             X-Slack-Signature: v0=<hex>                         v0:{ts}:{raw}                      5 min
+//	twilio            X-Twilio-Signature: base64 HMAC-SHA1                {url} + sorted form params         -
 //	shopify           X-Shopify-Hmac-Sha256: base64                       raw                                -
 //	square            X-Square-Hmacsha256-Signature: base64               {url}{raw}                         -
-//	zoom              X-Zm-Signature: v0=<hex>, X-Zm-Request-Timestamp     v0:{ts}:{raw}                      none by default
+//	zoom              X-Zm-Signature: v0=<hex>                            v0:{ts}:{raw}                      none by default
 //	twitch            Twitch-Eventsub-Message-Signature: sha256=<hex>     {id}{ts}{raw}                      10 min
-//	linear            Linear-Signature: <hex>; body webhookTimestamp (ms) raw                                60 s
+//	linear            Linear-Signature: <hex>                             raw (ts: body webhookTimestamp)    60 s
 //	paddle            Paddle-Signature: ts=..;h1=..[;h1=..]               {ts}:{raw}                         5 s
-//	hubspot           X-HubSpot-Signature-v3: base64 (v1, v2: hex SHA-256) {METHOD}{url}{raw}{ts}            300 s (v3)
+//	hubspot           X-HubSpot-Signature-v3: base64                      {METHOD}{url}{raw}{ts}             300 s
+//	                  X-HubSpot-Signature (v1, v2): hex SHA-256           secret+raw, secret+METHOD+url+raw  -
 //	intercom          X-Hub-Signature: sha1=<hex>                         raw                                -
 //	discord           X-Signature-Ed25519: hex Ed25519                    {ts}{raw}                          none by default
-//	sendgrid          X-Twilio-Email-Event-Webhook-Signature: ECDSA P-256 {ts}{raw}                          none by default
-//	mailgun           body signature {timestamp, token, signature}: hex   {timestamp}{token}                 none by default
+//	sendgrid          X-Twilio-Email-Event-Webhook-Signature: ECDSA       {ts}{raw}                          none by default
+//	mailgun           body signature {timestamp, token, signature}        {timestamp}{token}                 none by default
 //	meta              X-Hub-Signature-256: sha256=<hex>                   raw                                -
 //	basic             Authorization: Basic                                -                                  -
 //	token             header (default Authorization: Bearer) or query     -                                  -
 //
 // facebook, instagram and whatsapp are aliases of meta; Verified.Provider is the configured
-// name. Each provider's file documents its details (stripe.go, standardwebhooks.go,
-// twilio.go, hubspot.go, mailgun.go, asymmetric.go, token.go, hmac.go).
+// name. The comment on each provider's definition in the source (hmac.go, stripe.go,
+// standardwebhooks.go, twilio.go, hubspot.go, mailgun.go, asymmetric.go, token.go) gives its
+// details.
 //
 // # Secrets
 //

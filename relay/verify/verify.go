@@ -138,32 +138,22 @@ const (
 	optVerifyToken
 )
 
-// optionsSet returns the options set in cfg with their configuration names.
-func optionsSet(c *relay.SourceConfig) []struct {
+// options names each provider-specific option as configured and says whether cfg sets it.
+var options = []struct {
 	opt  option
 	name string
-} {
-	type o = struct {
-		opt  option
-		name string
-	}
-	var set []o
-	add := func(present bool, opt option, name string) {
-		if present {
-			set = append(set, o{opt, name})
-		}
-	}
-	add(c.Header != "", optHeader, "header")
-	add(c.Tolerance != 0, optTolerance, "tolerance")
-	add(c.URL != "", optURL, "url")
-	add(c.Algorithm != "", optAlgorithm, "algorithm")
-	add(c.Encoding != "", optEncoding, "encoding")
-	add(c.Prefix != "", optPrefix, "prefix")
-	add(c.Template != "", optTemplate, "template")
-	add(c.TimestampHeader != "", optTimestampHeader, "timestamp_header")
-	add(c.QueryParam != "", optQueryParam, "query_param")
-	add(c.VerifyToken != nil, optVerifyToken, "verify_token")
-	return set
+	set  func(c *relay.SourceConfig) bool
+}{
+	{optHeader, "header", func(c *relay.SourceConfig) bool { return c.Header != "" }},
+	{optTolerance, "tolerance", func(c *relay.SourceConfig) bool { return c.Tolerance != 0 }},
+	{optURL, "url", func(c *relay.SourceConfig) bool { return c.URL != "" }},
+	{optAlgorithm, "algorithm", func(c *relay.SourceConfig) bool { return c.Algorithm != "" }},
+	{optEncoding, "encoding", func(c *relay.SourceConfig) bool { return c.Encoding != "" }},
+	{optPrefix, "prefix", func(c *relay.SourceConfig) bool { return c.Prefix != "" }},
+	{optTemplate, "template", func(c *relay.SourceConfig) bool { return c.Template != "" }},
+	{optTimestampHeader, "timestamp_header", func(c *relay.SourceConfig) bool { return c.TimestampHeader != "" }},
+	{optQueryParam, "query_param", func(c *relay.SourceConfig) bool { return c.QueryParam != "" }},
+	{optVerifyToken, "verify_token", func(c *relay.SourceConfig) bool { return c.VerifyToken != nil }},
 }
 
 // builder carries a source's configuration into a provider's build function.
@@ -202,8 +192,8 @@ func build(cfg *relay.SourceConfig) (*verifier, error) {
 	if !ok {
 		return nil, fmt.Errorf("provider: unknown %q (known: %s)", cfg.Provider, strings.Join(Providers(), ", "))
 	}
-	for _, o := range optionsSet(cfg) {
-		if p.opts&o.opt == 0 {
+	for _, o := range options {
+		if o.set(cfg) && p.opts&o.opt == 0 {
 			return nil, fmt.Errorf("%s: not used by provider %q", o.name, name)
 		}
 	}
