@@ -37,7 +37,9 @@ type Options struct {
 	// each append of the batch fails with CodeUnavailable: the entry is on the primary but
 	// not known to be replicated, and a retry by the client is answered as a duplicate of it.
 	MinReplicas int
-	// ReplicaTimeout is the WAIT timeout (default 1s); used only when MinReplicas > 0.
+	// ReplicaTimeout is the WAIT timeout (default 1s); used only when MinReplicas > 0. With a
+	// client passed to New without ContextTimeoutEnabled, keep it below the client's
+	// ReadTimeout (go-redis default 3s), which otherwise cuts WAIT short.
 	ReplicaTimeout time.Duration
 
 	// MaxBatch is the largest number of appends sent in one pipelined round trip

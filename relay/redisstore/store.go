@@ -92,6 +92,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			return nil, fmt.Errorf("redisstore: cluster url: %w", redactURLError(err))
 		}
 		o.ContextTimeoutEnabled = true
+		if o.PoolSize == 0 {
+			o.PoolSize = DefaultPoolSize
+		}
 		client = redis.NewClusterClient(o)
 	case masterName != "":
 		o, err := redis.ParseFailoverURL(rawURL)
@@ -103,6 +106,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
 		}
 		o.ContextTimeoutEnabled = true
+		if o.PoolSize == 0 {
+			o.PoolSize = DefaultPoolSize
+		}
 		client = redis.NewFailoverClient(o)
 	default:
 		o, err := redis.ParseURL(rawURL)
@@ -110,6 +116,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			return nil, fmt.Errorf("redisstore: url: %w", redactURLError(err))
 		}
 		o.ContextTimeoutEnabled = true
+		if o.PoolSize == 0 {
+			o.PoolSize = DefaultPoolSize
+		}
 		client = redis.NewClient(o)
 	}
 	s, err := New(client, opts)
@@ -120,6 +129,12 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 	s.owned = true
 	return s, nil
 }
+
+// DefaultPoolSize is the connection pool size Open uses unless the URL sets pool_size.
+// Blocking reads (one shared tail reader per partition, one group read per partition of
+// each group subscription) each hold a connection while they block, so the pool must be far
+// larger than go-redis's default of 10 per CPU; connections are opened lazily.
+const DefaultPoolSize = 1024
 
 // redactURLError drops the URL (which may hold a password) from a url.Parse error.
 func redactURLError(err error) error {
