@@ -103,21 +103,18 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	s.groups.add(g)
 	defer s.groups.remove(g)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	out := make(chan item, 64)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel(nil)
 	for _, p := range parts {
 		wg.Add(1)
 		go func(p Partition) {
 			defer wg.Done()
 			if err := s.feedGroup(ctx, gs, g, p, out); err != nil && ctx.Err() == nil {
-				select {
-				case out <- item{p: p, err: err}:
-				case <-ctx.Done():
-				}
+				cancel(err)
 			}
 		}(p)
 	}
@@ -208,23 +205,49 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 			continue
 		}
 		block := min(claimEvery, time.Second)
-		es, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, false, n, block)
+		// The read is not abandoned when the subscription ends: an abandoned blocking
+		// XREADGROUP would still hand new entries to this consumer, and they would wait a whole
+		// ack deadline before another consumer could claim them. Entries that arrive after the
+		// end are released for immediate redelivery instead.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), block+5*time.Second)
+		es, err := gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, block)
+		rcancel()
+		if ctx.Err() != nil {
+			s.releaseUndelivered(gc, p, o, es)
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			return err
 		}
-		for _, e := range es {
+		for i, e := range es {
 			if e.DeliveryCount == 0 {
 				e.DeliveryCount = 1
 			}
 			if !deliver(e) {
+				s.releaseUndelivered(gc, p, o, es[i:])
 				return nil
 			}
 		}
 	}
 	return nil
+}
+
+// releaseUndelivered makes entries read for a subscription that ended before sending them
+// claimable by the group's other consumers at once.
+func (s *Service) releaseUndelivered(gc GroupControl, p Partition, o GroupOptions, es []Entry) {
+	if gc == nil || len(es) == 0 {
+		return
+	}
+	ids := make([]ID, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := gc.Release(ctx, p, o.Name, ids, MaxAckDeadline); err != nil {
+		s.log.Warn("releasing undelivered group entries failed; they are redelivered after the ack deadline",
+			"partition", p.String(), "group", o.Name, "err", err)
+	}
 }
 
 // groupRegistry lets acknowledgements through this replica return flow-control budget to the

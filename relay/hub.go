@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,12 +32,20 @@ type partReader struct {
 	subs   map[*tailSub]struct{}
 }
 
-// tailSub is one subscriber's view of a partition reader.
+// tailSub is one subscriber's view of a partition reader: batches as the shared reader read
+// them, and how many entries are queued and not yet consumed.
 type tailSub struct {
-	r   *partReader
-	ch  chan Entry
-	err error // set before ch is closed
+	r       *partReader
+	ch      chan []Entry
+	pending atomic.Int64
+	err     error // set before ch is closed
 }
+
+// consumed tells the hub that n queued entries were handled.
+func (t *tailSub) consumed(n int) { t.pending.Add(-int64(n)) }
+
+// maxQueuedBatches bounds a subscriber's channel; the entry bound is hub.bufSize.
+const maxQueuedBatches = 256
 
 func newHub(store Store, bufSize int, block time.Duration, log *slog.Logger) *hub {
 	return &hub{store: store, bufSize: bufSize, block: block, log: log, readers: map[Partition]*partReader{}}
@@ -58,7 +67,7 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, ID, error) {
 		h.wg.Add(1)
 		go h.run(rctx, r)
 	}
-	sub := &tailSub{r: r, ch: make(chan Entry, h.bufSize)}
+	sub := &tailSub{r: r, ch: make(chan []Entry, min(h.bufSize, maxQueuedBatches))}
 	r.subs[sub] = struct{}{}
 	h.mu.Unlock()
 
@@ -150,18 +159,20 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 				continue
 			}
 			h.mu.Lock()
+			batch := rr.Entries
+			n := int64(len(batch))
 			for sub := range r.subs {
-				for _, e := range rr.Entries {
-					select {
-					case sub.ch <- e:
-					default:
-						sub.err = Errorf(CodeResourceExhausted, "subscriber fell behind the stream; resume from the last cursor")
-						close(sub.ch)
-						delete(r.subs, sub)
-					}
-					if sub.err != nil {
-						break
-					}
+				// A subscriber with nothing queued always takes the batch; one that has queued
+				// entries may not exceed the buffer.
+				if q := sub.pending.Load(); q > 0 && q+n > int64(h.bufSize) {
+					h.cutLocked(r, sub)
+					continue
+				}
+				sub.pending.Add(n)
+				select {
+				case sub.ch <- batch:
+				default:
+					h.cutLocked(r, sub)
 				}
 			}
 			last = rr.Entries[len(rr.Entries)-1].ID
@@ -175,6 +186,13 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 			h.mu.Unlock()
 		}
 	}
+}
+
+// cutLocked ends a subscriber that fell behind.
+func (h *hub) cutLocked(r *partReader, sub *tailSub) {
+	sub.err = Errorf(CodeResourceExhausted, "subscriber fell behind the stream; resume from the last cursor")
+	close(sub.ch)
+	delete(r.subs, sub)
 }
 
 // close ends every reader and subscriber and waits for the readers to exit.

@@ -70,7 +70,6 @@ type item struct {
 	e       Entry
 	ackID   string
 	attempt int
-	err     error
 }
 
 // Subscribe streams req to send until ctx ends, send fails or the stream fails. It returns
@@ -136,12 +135,12 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 		pos[p] = id
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	out := make(chan item, 256)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel(nil)
 	for _, p := range parts {
 		wg.Add(1)
 		go func(p Partition, from ID) {
@@ -153,10 +152,7 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 				err = s.feedPartition(ctx, p, from, out)
 			}
 			if err != nil && ctx.Err() == nil {
-				select {
-				case out <- item{p: p, err: err}:
-				case <-ctx.Done():
-				}
+				cancel(err) // ends the stream even while a send is in progress
 			}
 		}(p, pos[p])
 	}
@@ -168,17 +164,17 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, pos map[Pa
 	defer hb.Stop()
 	cursor := func() string { return EncodeCursor(Cursor{Positions: pos, DeadLetters: req.DeadLetters}) }
 	for {
+		if ctx.Err() != nil {
+			return streamCause(ctx)
+		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return streamCause(ctx)
 		case <-hb.C:
 			if err := send(&Message{Cursor: cursor(), ServerTime: s.opts.Now()}); err != nil {
 				return err
 			}
 		case it := <-out:
-			if it.err != nil {
-				return it.err
-			}
 			if req.Group.Name == "" {
 				pos[it.p] = it.e.ID
 			}
@@ -195,6 +191,15 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, pos map[Pa
 			hb.Reset(req.Heartbeat)
 		}
 	}
+}
+
+// streamCause is why a subscription's context ended: a feeder's error, or nil when the
+// caller went away.
+func streamCause(ctx context.Context) error {
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) && !errors.Is(c, context.DeadlineExceeded) {
+		return c
+	}
+	return nil
 }
 
 // startPosition returns the id after which p is read.
@@ -302,7 +307,7 @@ func (s *Service) follow(ctx context.Context, p Partition, pos *ID, sub *tailSub
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-sub.ch:
+		case batch, ok := <-sub.ch:
 			if !ok {
 				if ErrorCode(sub.err) == CodeResourceExhausted && !caughtUp {
 					return errCatchUpLagged
@@ -310,13 +315,16 @@ func (s *Service) follow(ctx context.Context, p Partition, pos *ID, sub *tailSub
 				return sub.err
 			}
 			caughtUp = true
-			if !pos.Less(e.ID) {
-				continue
+			for _, e := range batch {
+				if !pos.Less(e.ID) {
+					continue
+				}
+				if !s.emit(ctx, out, item{p: p, e: e}) {
+					return nil
+				}
+				*pos = e.ID
 			}
-			if !s.emit(ctx, out, item{p: p, e: e}) {
-				return nil
-			}
-			*pos = e.ID
+			sub.consumed(len(batch))
 		}
 	}
 }

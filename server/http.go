@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // hopHeaders are never forwarded to gRPC metadata.
@@ -53,6 +54,15 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	writeErrorStatus(w, httpStatus, &relay.Error{Code: code, Message: st.Message()})
 }
 
+// handshakeStatus answers an empty handshake (Discord's webhook-events PING) with 204.
+func handshakeStatus(ctx context.Context, w http.ResponseWriter, resp proto.Message) error {
+	if r, ok := resp.(*eventrelayv1.ReceiveWebhookResponse); ok && r.GetHandshake() != nil && len(r.GetHandshake().GetData()) == 0 {
+		w.Header().Del("Content-Type")
+		w.WriteHeader(http.StatusNoContent)
+	}
+	return nil
+}
+
 // HTTPOptions configure the public HTTP handler.
 type HTTPOptions struct {
 	Ingress IngressOptions
@@ -72,6 +82,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, newRawBodyMarshaler()),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithForwardResponseOption(handshakeStatus),
 	)
 	if err := eventrelayv1.RegisterWebhookServiceHandlerServer(ctx, mux, webhooks); err != nil {
 		return nil, err

@@ -400,8 +400,12 @@ func TestCursorOutOfRange(t *testing.T) {
 	if status.Code(err) != codes.OutOfRange || !strings.Contains(status.Convert(err).Message(), "oldest available") {
 		t.Fatalf("got %v", err)
 	}
-	// The newest cursor is still fine.
-	if got := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: ds[1].Cursor, Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}, 1); got[0].Event.Id != "evt_o2" {
+	// A cursor on the oldest retained entry is still fine.
+	b := prettyBody("evt_o3")
+	if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+		t.Fatalf("POST: %d", r.status)
+	}
+	if got := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: ds[2].Cursor}, 1); got[0].Event.Id != "evt_o3" {
 		t.Fatalf("got %s", got[0].Event.Id)
 	}
 }

@@ -1,0 +1,498 @@
+package relay_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"go.uber.org/goleak"
+)
+
+// acceptAll is a Verifier for service tests: every request is valid, id from the body.
+type acceptAll struct{}
+
+func (acceptAll) Verify(req *relay.WebhookRequest, now time.Time) (*relay.Verified, error) {
+	id, _ := relay.JSONLookup(req.Body, "id")
+	typ, _ := relay.JSONLookup(req.Body, "type")
+	return &relay.Verified{Provider: "test", Scheme: "none", ID: id, Type: typ}, nil
+}
+
+// backends runs fn against the embedded server and a real redis-server.
+func backends(t *testing.T, fn func(t *testing.T, url string)) {
+	t.Run("embedded", func(t *testing.T) {
+		srv, err := embedded.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		fn(t, srv.URL())
+	})
+	t.Run("redis", func(t *testing.T) {
+		fn(t, redistest.Start(t))
+	})
+}
+
+type fixture struct {
+	svc   *relay.Service
+	store *redisstore.Store
+}
+
+func newService(t *testing.T, url string, opts relay.Options, cfgs ...relay.SourceConfig) *fixture {
+	t.Helper()
+	st, err := redisstore.Open(url, false, "", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var srcs []*relay.Source
+	for _, c := range cfgs {
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, &relay.Source{Config: c, Verifier: acceptAll{}})
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := relay.NewService(st, srcs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = svc.Close()
+		_ = st.Close()
+	})
+	return &fixture{svc: svc, store: st}
+}
+
+func (f *fixture) publish(t *testing.T, source, id, typ, key string) {
+	t.Helper()
+	_, err := f.svc.Publish(context.Background(), relay.PublishInput{Source: source, ID: id, Type: typ, PartitionKey: key, Data: []byte(`{"id":"` + id + `"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sub runs a subscription in the background and collects its deliveries.
+type sub struct {
+	mu     sync.Mutex
+	msgs   []relay.Message
+	ids    []string
+	err    error
+	done   chan struct{}
+	cancel context.CancelFunc
+	notify chan struct{}
+}
+
+func subscribe(t *testing.T, svc *relay.Service, req relay.SubscribeRequest, onMsg func(m *relay.Message) error) *sub {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sub{done: make(chan struct{}), cancel: cancel, notify: make(chan struct{}, 1)}
+	go func() {
+		defer close(s.done)
+		err := svc.Subscribe(ctx, req, func(m *relay.Message) error {
+			if onMsg != nil {
+				if err := onMsg(m); err != nil {
+					return err
+				}
+			}
+			if m.Entry == nil {
+				return nil
+			}
+			ev, err := relay.DecodeEvent(m.Entry.Event)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.msgs = append(s.msgs, *m)
+			s.ids = append(s.ids, ev.Id)
+			s.mu.Unlock()
+			select {
+			case s.notify <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+	}()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *sub) stop() {
+	s.cancel()
+	<-s.done
+}
+
+// wait blocks until the subscription has n deliveries (or fails the test after 15s).
+func (s *sub) wait(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		s.mu.Lock()
+		got := len(s.ids)
+		ids := append([]string(nil), s.ids...)
+		err := s.err
+		s.mu.Unlock()
+		if got >= n {
+			return ids
+		}
+		select {
+		case <-s.done:
+			s.mu.Lock()
+			err = s.err
+			s.mu.Unlock()
+			if len(s.ids) >= n {
+				continue
+			}
+			t.Fatalf("subscription ended after %d of %d deliveries: %v", got, n, err)
+		case <-s.notify:
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("timed out with %d of %d deliveries", got, n)
+		}
+	}
+}
+
+func (s *sub) messages() []relay.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]relay.Message(nil), s.msgs...)
+}
+
+func ids(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestTailFanOut(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		var subs []*sub
+		for range 3 {
+			subs = append(subs, subscribe(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}}, nil))
+		}
+		// Tail subscribers start at the latest position: wait until all three have registered.
+		time.Sleep(100 * time.Millisecond)
+		want := ids("e", 200)
+		for _, id := range want {
+			f.publish(t, "s", id, "t", "")
+		}
+		for i, s := range subs {
+			if got := s.wait(t, 200); !equal(got, want) {
+				t.Fatalf("subscriber %d got %v", i, got[:10])
+			}
+		}
+	})
+}
+
+func TestTypeFilter(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		for i, typ := range []string{"invoice.paid", "charge.failed", "invoice.created", "customer"} {
+			f.publish(t, "s", fmt.Sprint("e", i), typ, "")
+		}
+		s := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Types: relay.TypeFilter{"invoice.*"}}, nil)
+		if got := s.wait(t, 2); !equal(got, []string{"e0", "e2"}) {
+			t.Fatalf("got %v", got)
+		}
+	})
+}
+
+func TestSlowSubscriberIsCutOff(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{TailBuffer: 64}, relay.SourceConfig{Name: "s"})
+		slow := subscribe(t, f.svc, relay.SubscribeRequest{}, func(m *relay.Message) error {
+			if m.Entry != nil {
+				time.Sleep(20 * time.Millisecond) // a consumer far slower than the stream
+			}
+			return nil
+		})
+		fast := subscribe(t, f.svc, relay.SubscribeRequest{}, nil)
+		time.Sleep(100 * time.Millisecond)
+		want := ids("e", 500)
+		for _, id := range want {
+			f.publish(t, "s", id, "t", "")
+		}
+		if got := fast.wait(t, 500); !equal(got, want) {
+			t.Fatal("fast subscriber missed events")
+		}
+		select {
+		case <-slow.done:
+		case <-time.After(15 * time.Second):
+			t.Fatal("slow subscriber was not cut off")
+		}
+		if relay.ErrorCode(slow.err) != relay.CodeResourceExhausted {
+			t.Fatalf("slow subscriber ended with %v", slow.err)
+		}
+	})
+}
+
+func TestPartitionedCursorResume(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{ReplayBatch: 7}, relay.SourceConfig{Name: "p", Partitions: 4}, relay.SourceConfig{Name: "q"})
+		keys := []string{"cus_a", "cus_b", "cus_c", "cus_d", "cus_e"}
+		perKey := map[string][]string{}
+		for i := range 60 {
+			k := keys[i%len(keys)]
+			id := fmt.Sprintf("e%03d", i)
+			f.publish(t, "p", id, "t", k)
+			perKey[k] = append(perKey[k], id)
+		}
+		f.publish(t, "q", "q0", "t", "")
+		all := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest}, nil)
+		got := all.wait(t, 61)
+		all.stop()
+		// Order within each key.
+		pos := map[string]int{}
+		for i, id := range got {
+			pos[id] = i
+		}
+		for k, list := range perKey {
+			for i := 1; i < len(list); i++ {
+				if pos[list[i-1]] > pos[list[i]] {
+					t.Fatalf("key %s out of order: %s after %s", k, list[i-1], list[i])
+				}
+			}
+		}
+		// Resume after every 10th cursor: exactly the rest, no gap, no repeat.
+		msgs := all.messages()
+		for k := 0; k < 60; k += 10 {
+			cur, err := relay.DecodeCursor(msgs[k].Cursor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest := subscribe(t, f.svc, relay.SubscribeRequest{After: &cur}, nil)
+			got2 := rest.wait(t, 60-k)
+			rest.stop()
+			seen := map[string]bool{}
+			for _, id := range got2 {
+				if seen[id] {
+					t.Fatalf("after %d: %s repeated", k, id)
+				}
+				seen[id] = true
+			}
+			for _, id := range got[k+1:] {
+				if !seen[id] {
+					t.Fatalf("after %d: %s missing", k, id)
+				}
+			}
+			if seen[got[k]] {
+				t.Fatalf("after %d: the cursor's own event was repeated", k)
+			}
+		}
+	})
+}
+
+func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s", Partitions: 2})
+		for _, id := range ids("e", 6) {
+			f.publish(t, "s", id, "t", id)
+		}
+		opts := relay.GroupOptions{Name: "g", Consumer: "never-acks", AckDeadline: 150 * time.Millisecond, MaxAttempts: 2}
+		s := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: opts}, nil)
+		s.wait(t, 12) // each event twice: attempt 1, then reclaimed as attempt 2
+		attempts := map[string][]int{}
+		for _, m := range s.messages() {
+			ev, _ := relay.DecodeEvent(m.Entry.Event)
+			attempts[ev.Id] = append(attempts[ev.Id], m.Attempt)
+			if m.AckID == "" {
+				t.Fatal("group delivery without ack id")
+			}
+		}
+		for id, a := range attempts {
+			if len(a) < 2 || a[0] != 1 || a[1] != 2 {
+				t.Fatalf("%s attempts %v", id, a)
+			}
+		}
+		// Past max attempts the events move to the dead letters.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			items, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", DeadLetters: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(items) == 6 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d dead letters", len(items))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		s.stop()
+		// Dead letters are readable as a stream.
+		dl := subscribe(t, f.svc, relay.SubscribeRequest{DeadLetters: true, Start: relay.StartEarliest}, nil)
+		dl.wait(t, 6)
+		dl.stop()
+		// Redrive one by id, then the rest.
+		n, err := f.svc.Redrive(context.Background(), "s", []string{"e003"})
+		if err != nil || n != 1 {
+			t.Fatalf("redrive e003: %d %v", n, err)
+		}
+		n, err = f.svc.Redrive(context.Background(), "s", nil)
+		if err != nil || n != 5 {
+			t.Fatalf("redrive all: %d %v", n, err)
+		}
+		// A fresh consumer of the group gets the redriven events and acks them.
+		var acker *sub
+		acker = subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "acks"}}, func(m *relay.Message) error {
+			if m.Entry != nil {
+				unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+				if err != nil || len(unknown) != 0 {
+					return fmt.Errorf("ack: %v %v", unknown, err)
+				}
+			}
+			return nil
+		})
+		got := acker.wait(t, 6)
+		seen := map[string]bool{}
+		for _, id := range got {
+			seen[id] = true
+		}
+		if len(seen) != 6 {
+			t.Fatalf("redriven: %v", got)
+		}
+		// Acking again reports the ids as unknown.
+		m := acker.messages()[0]
+		unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID, "garbage"})
+		if err != nil || len(unknown) != 2 {
+			t.Fatalf("second ack: %v %v", unknown, err)
+		}
+	})
+}
+
+func TestGroupSharesWorkAndNack(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		ack := func(m *relay.Message) error {
+			if m.Entry != nil {
+				_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+				return err
+			}
+			return nil
+		}
+		g := relay.GroupOptions{Name: "workers", AckDeadline: 10 * time.Second}
+		ga, gb := g, g
+		ga.Consumer, gb.Consumer = "a", "b"
+		a := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: ga}, ack)
+		b := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: gb}, ack)
+		time.Sleep(100 * time.Millisecond)
+		for _, id := range ids("w", 100) {
+			f.publish(t, "s", id, "t", "")
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			na, nb := len(a.messages()), len(b.messages())
+			if na+nb >= 100 {
+				if na+nb != 100 {
+					t.Fatalf("%d+%d deliveries for 100 events", na, nb)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d+%d deliveries", na, nb)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		a.stop()
+		b.stop()
+
+		// Nack: the delivery comes back with attempt 2.
+		nacked := false
+		n := subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "workers", Consumer: "n", AckDeadline: time.Second}}, func(m *relay.Message) error {
+			if m.Entry == nil {
+				return nil
+			}
+			if !nacked {
+				nacked = true
+				unknown, err := f.svc.Nack(context.Background(), []string{m.AckID}, 100*time.Millisecond)
+				if err != nil || len(unknown) != 0 {
+					return fmt.Errorf("nack: %v %v", unknown, err)
+				}
+				return nil
+			}
+			_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+			return err
+		})
+		f.publish(t, "s", "nack-me", "t", "")
+		got := n.wait(t, 2)
+		for _, m := range n.messages() {
+			t.Logf("attempt %d ack %s", m.Attempt, m.AckID)
+		}
+		if got[0] != "nack-me" || got[1] != "nack-me" || n.messages()[1].Attempt != 2 {
+			t.Fatalf("got %v attempts %d", got, n.messages()[1].Attempt)
+		}
+	})
+}
+
+func TestCloseEndsStreamsUnavailable(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		tail := subscribe(t, f.svc, relay.SubscribeRequest{}, nil)
+		group := subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g"}}, nil)
+		time.Sleep(100 * time.Millisecond)
+		_ = f.svc.Close()
+		for _, s := range []*sub{tail, group} {
+			select {
+			case <-s.done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("stream did not end")
+			}
+			if relay.ErrorCode(s.err) != relay.CodeUnavailable {
+				t.Fatalf("ended with %v", s.err)
+			}
+		}
+	})
+}
+
+func TestSubscribeValidation(t *testing.T) {
+	srv, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	f := newService(t, srv.URL(), relay.Options{}, relay.SourceConfig{Name: "s"})
+	for name, req := range map[string]relay.SubscribeRequest{
+		"unknown source":  {Sources: []string{"nope"}},
+		"tiny heartbeat":  {Heartbeat: time.Microsecond},
+		"bad group":       {Group: relay.GroupOptions{Name: "bad name"}},
+		"bad deadline":    {Group: relay.GroupOptions{Name: "g", AckDeadline: time.Millisecond}},
+		"group + cursor":  {Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{}},
+		"dlq cursor":      {After: &relay.Cursor{DeadLetters: true}},
+		"bad outstanding": {Group: relay.GroupOptions{Name: "g", MaxOutstanding: -1}},
+	} {
+		err := f.svc.Subscribe(context.Background(), req, func(*relay.Message) error { return errors.New("unexpected message") })
+		if c := relay.ErrorCode(err); c != relay.CodeInvalid && c != relay.CodeNotFound {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
