@@ -144,6 +144,24 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 	return sr, nil
 }
 
+// authorize authenticates the caller and checks that it may read source (or, with write,
+// publish to and redrive it), before saying whether the source exists, so that a scoped token
+// learns nothing about sources outside its list.
+func (s *EventServer) authorize(ctx context.Context, source string, write bool) error {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return err
+	}
+	if write && !p.CanPublish(source) {
+		return relay.Errorf(relay.CodePermissionDenied, "token %q may not publish to source %q", p.Name, source)
+	}
+	if err := checkRead(p, source); err != nil {
+		return err
+	}
+	_, err = s.svc.Source(source)
+	return err
+}
+
 // settleCheck authorizes every well-formed ack id's source.
 func (s *EventServer) settleCheck(p *Principal, ids []string) error {
 	for _, raw := range ids {
@@ -194,15 +212,8 @@ func (s *EventServer) Nack(ctx context.Context, req *eventrelayv1.NackRequest) (
 
 // Publish appends an event from an internal producer.
 func (s *EventServer) Publish(ctx context.Context, req *eventrelayv1.PublishRequest) (*eventrelayv1.PublishResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
-	if err != nil {
+	if err := s.authorize(ctx, req.GetSource(), true); err != nil {
 		return nil, s.err(ctx, err)
-	}
-	if _, err := s.svc.Source(req.GetSource()); err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if !p.CanPublish(req.GetSource()) {
-		return nil, s.err(ctx, relay.Errorf(relay.CodePermissionDenied, "token %q may not publish to source %q", p.Name, req.GetSource()))
 	}
 	in := relay.PublishInput{
 		Source:          req.GetSource(),
@@ -235,14 +246,7 @@ func (s *EventServer) Publish(ctx context.Context, req *eventrelayv1.PublishRequ
 
 // GetEvent returns one event by id.
 func (s *EventServer) GetEvent(ctx context.Context, req *eventrelayv1.GetEventRequest) (*eventrelayv1.GetEventResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
-	if err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if _, err := s.svc.Source(req.GetSource()); err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if err := checkRead(p, req.GetSource()); err != nil {
+	if err := s.authorize(ctx, req.GetSource(), false); err != nil {
 		return nil, s.err(ctx, err)
 	}
 	ev, err := s.svc.GetEvent(ctx, req.GetSource(), req.GetId())
@@ -254,14 +258,7 @@ func (s *EventServer) GetEvent(ctx context.Context, req *eventrelayv1.GetEventRe
 
 // ListEvents pages through history.
 func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEventsRequest) (*eventrelayv1.ListEventsResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
-	if err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if _, err := s.svc.Source(req.GetSource()); err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if err := checkRead(p, req.GetSource()); err != nil {
+	if err := s.authorize(ctx, req.GetSource(), false); err != nil {
 		return nil, s.err(ctx, err)
 	}
 	q := relay.ListQuery{
@@ -306,15 +303,8 @@ func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEven
 
 // RedriveDeadLetters moves dead letters back to the main stream.
 func (s *EventServer) RedriveDeadLetters(ctx context.Context, req *eventrelayv1.RedriveDeadLettersRequest) (*eventrelayv1.RedriveDeadLettersResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
-	if err != nil {
+	if err := s.authorize(ctx, req.GetSource(), true); err != nil {
 		return nil, s.err(ctx, err)
-	}
-	if _, err := s.svc.Source(req.GetSource()); err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if !p.CanPublish(req.GetSource()) {
-		return nil, s.err(ctx, relay.Errorf(relay.CodePermissionDenied, "token %q may not redrive source %q (needs publish)", p.Name, req.GetSource()))
 	}
 	n, err := s.svc.Redrive(ctx, req.GetSource(), req.GetIds())
 	if err != nil {
