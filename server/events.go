@@ -91,10 +91,10 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 		}
 	}
 	for _, n := range sr.Sources {
-		if _, err := s.svc.Source(n); err != nil {
+		if err := checkRead(p, n); err != nil {
 			return sr, err
 		}
-		if err := checkRead(p, n); err != nil {
+		if _, err := s.svc.Source(n); err != nil {
 			return sr, err
 		}
 	}
