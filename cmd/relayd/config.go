@@ -46,6 +46,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // Config is the whole configuration of relayd.
@@ -234,14 +235,8 @@ var cfgIgnoredEnv = map[string]bool{
 	"RELAY_REQUIRE_REDIS": true, // tests: fail instead of skipping without redis-server
 }
 
-// cfgKnownProviders are the provider names of PROVIDERS.md (the relay/verify registry).
-// Keep in sync with the registry; main may replace it with the registry's own list.
-var cfgKnownProviders = []string{
-	"basic", "bitbucket", "discord", "facebook", "github", "gitlab", "hmac", "hubspot",
-	"instagram", "intercom", "linear", "mailgun", "meta", "paddle", "sendgrid", "shopify",
-	"slack", "square", "standardwebhooks", "stripe", "svix", "token", "twilio", "twitch",
-	"whatsapp", "zoom",
-}
+// cfgKnownProviders are the provider names relay/verify accepts (aliases included).
+var cfgKnownProviders = verify.Providers()
 
 // LoadConfig builds the configuration from DefaultConfig, the YAML file at path (none when
 // path is ""), the RELAY_* variables of environ (as os.Environ returns it; also used to
