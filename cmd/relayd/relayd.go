@@ -54,6 +54,10 @@ type Main struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	// partitionsOK is set once every source's partition count matched the one recorded in
+	// Redis; until then (Redis unreachable at start-up) relayd is not ready.
+	partitionsOK atomic.Bool
 }
 
 // NewMain returns a Main for cfg.
@@ -91,6 +95,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.store.Ping(ctx); err != nil {
 		log.Warn("redis is not reachable yet; webhooks get 503 until it is", "redis", cfg.Redis.RedactedURL(), "err", err)
 	} else {
+		// Every source's partition count is recorded in Redis on first start; another count
+		// for stored events is refused (see redisstore.Store.EnsurePartitions).
+		if err := m.checkPartitions(ctx); err != nil {
+			return err
+		}
 		m.ready.Store(true)
 	}
 
@@ -257,6 +266,7 @@ func (m *Main) watchStore(ctx context.Context) {
 	defer m.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	mismatchLogged := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -266,6 +276,16 @@ func (m *Main) watchStore(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := m.store.Ping(pctx)
 		cancel()
+		if err == nil && !m.partitionsOK.Load() {
+			// Redis was unreachable at start-up: check the partition counts before serving.
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = m.checkPartitions(cctx)
+			cancel()
+			if relay.ErrorCode(err) == relay.CodeFailedPrecondition && !mismatchLogged {
+				m.Logger.Error("refusing to serve: the configured partitions do not match Redis; fix the configuration and restart", "err", err)
+				mismatchLogged = true
+			}
+		}
 		ok := err == nil
 		if ok != m.ready.Load() {
 			if ok {
@@ -277,6 +297,17 @@ func (m *Main) watchStore(ctx context.Context) {
 			m.setServing(ok)
 		}
 	}
+}
+
+// checkPartitions records, or checks against the record, every source's partition count.
+func (m *Main) checkPartitions(ctx context.Context) error {
+	for _, sc := range m.Config.Sources {
+		if err := m.store.EnsurePartitions(ctx, sc.Name, sc.Partitions); err != nil {
+			return err
+		}
+	}
+	m.partitionsOK.Store(true)
+	return nil
 }
 
 func (m *Main) adminHandler() http.Handler {
