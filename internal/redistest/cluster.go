@@ -72,9 +72,13 @@ func (c *Cluster) Addrs() []string {
 }
 
 // URL returns a go-redis cluster URL: redis://h1:p1?addr=h2:p2&addr=h3:p3.
-func (c *Cluster) URL() string {
-	u := "redis://" + c.Nodes[0].Addr()
-	for i, s := range c.Nodes[1:] {
+func (c *Cluster) URL() string { return seedURL(c.Nodes) }
+
+// seedURL returns redis://a1?addr=a2&addr=a3 for servers' addresses, the form of go-redis
+// cluster and failover URLs.
+func seedURL(servers []*Server) string {
+	u := "redis://" + servers[0].Addr()
+	for i, s := range servers[1:] {
 		sep := "&"
 		if i == 0 {
 			sep = "?"
@@ -93,12 +97,7 @@ func command(addr string, args ...string) (string, error) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := io.WriteString(c, b.String()); err != nil {
+	if _, err := io.WriteString(c, encodeCommand(args)); err != nil {
 		return "", err
 	}
 	r := bufio.NewReader(c)

@@ -9,7 +9,12 @@
 // StartWith(t, args...) adds redis-server arguments (for example "--appendonly", "yes",
 // "--appendfsync", "always") and returns a *Server that fault tests can Stop, Kill and
 // Restart on the same port and directory, so clients reconnect to the same address and an
-// append-only file survives.
+// append-only file survives. A server started with --requirepass counts as up once it
+// answers PING with NOAUTH.
+//
+// StartCluster(t, n) joins n servers into a Redis Cluster of primaries; StartSentinel(t,
+// replicas, sentinels) starts a master, its replicas and Redis Sentinels watching it, with
+// Failover to switch the master.
 package redistest
 
 import (
@@ -37,6 +42,7 @@ type Server struct {
 	bin  string
 	port int
 	dir  string
+	conf string // configuration file, the first argument when set
 	args []string
 
 	mu     sync.Mutex
@@ -55,15 +61,15 @@ func Start(t testing.TB) string {
 // t ends.
 func StartWith(t testing.TB, args ...string) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found on PATH: install Redis (Debian: apt-get install redis-server) to run the tests against real Redis"
-		if os.Getenv(EnvRequire) == "1" {
-			t.Fatalf("%s (%s=1)", msg, EnvRequire)
-		}
-		t.Skip(msg)
-	}
-	s := &Server{bin: bin, dir: t.TempDir(), args: args}
+	bin := lookBin(t)
+	return startServer(t, bin, t.TempDir(), "", args)
+}
+
+// startServer starts a Server with conf (a configuration file in dir, or "") as the first
+// argument, which sentinel mode needs: a sentinel rewrites its configuration file.
+func startServer(t testing.TB, bin, dir, conf string, args []string) *Server {
+	t.Helper()
+	s := &Server{bin: bin, dir: dir, conf: conf, args: args}
 	t.Cleanup(s.Kill)
 	// A free port can be taken between probing and binding: try a few.
 	var lastErr error
@@ -77,6 +83,20 @@ func StartWith(t testing.TB, args ...string) *Server {
 	}
 	t.Fatalf("redistest: start redis-server: %v", lastErr)
 	return nil
+}
+
+// lookBin returns the path of redis-server, or skips t (fails it with RELAY_REQUIRE_REDIS=1).
+func lookBin(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		msg := "redis-server not found on PATH: install Redis (Debian: apt-get install redis-server) to run the tests against real Redis"
+		if os.Getenv(EnvRequire) == "1" {
+			t.Fatalf("%s (%s=1)", msg, EnvRequire)
+		}
+		t.Skip(msg)
+	}
+	return bin
 }
 
 // Addr returns 127.0.0.1:port.
@@ -133,13 +153,17 @@ func (s *Server) Restart(t testing.TB) {
 }
 
 func (s *Server) start() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
-	}
+	)
 	args = append(args, s.args...)
 	cmd := exec.Command(s.bin, args...)
 	out := &syncBuffer{}
@@ -171,7 +195,8 @@ func (s *Server) start() error {
 	return fmt.Errorf("redis-server did not answer PING within %s: %s", startTimeout, out.String())
 }
 
-// ping sends PING on a fresh connection and expects +PONG.
+// ping sends PING on a fresh connection and expects +PONG, or -NOAUTH from a server that
+// requires a password (it answers, so it is up).
 func ping(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -186,7 +211,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
+	if l := strings.TrimSpace(line); l != "+PONG" && !strings.HasPrefix(l, "-NOAUTH") {
 		return fmt.Errorf("unexpected PING reply %q", line)
 	}
 	return nil

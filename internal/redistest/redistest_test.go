@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -35,5 +36,39 @@ func TestStartURL(t *testing.T) {
 	url := Start(t)
 	if len(url) < len("redis://127.0.0.1:1") || url[:len("redis://127.0.0.1:")] != "redis://127.0.0.1:" {
 		t.Errorf("URL = %q", url)
+	}
+}
+
+func TestStartWithPassword(t *testing.T) {
+	s := StartWith(t, "--requirepass", "pw")
+	if _, err := command(s.Addr(), "GET", "k"); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("GET without AUTH: %v", err)
+	}
+	if got, err := command(s.Addr(), "AUTH", "pw"); err != nil || got != "OK" {
+		t.Fatalf("AUTH: %q %v", got, err)
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	st := StartSentinel(t, 1, 2)
+	if !strings.HasPrefix(st.URL(), "redis://127.0.0.1:") || !strings.Contains(st.URL(), "?addr=127.0.0.1:") {
+		t.Errorf("URL = %q", st.URL())
+	}
+	old := st.Master(t)
+	if old != st.Data[0] {
+		t.Fatalf("master is %s, want the first server %s", old.Addr(), st.Data[0].Addr())
+	}
+	if _, err := command(old.Addr(), "SET", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	now := st.Failover(t)
+	if now == old {
+		t.Fatal("failover kept the master")
+	}
+	if got, err := command(now.Addr(), "GET", "k"); err != nil || got != "v" {
+		t.Errorf("GET on the new master = %q, %v", got, err)
+	}
+	if _, err := command(now.Addr(), "SET", "k2", "v"); err != nil {
+		t.Errorf("new master refuses writes: %v", err)
 	}
 }
