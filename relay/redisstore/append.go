@@ -235,6 +235,9 @@ func (s *Store) flush(w *writer, batch []*appendOp) {
 		ops = append(ops, op)
 	}
 	if len(ops) > 0 {
+		if fn := s.onBatch.Load(); fn != nil {
+			(*fn)(w.p, len(ops))
+		}
 		s.send(w.p, ops)
 	}
 	s.mu.Lock()

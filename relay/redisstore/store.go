@@ -37,9 +37,22 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	onBatch atomic.Pointer[func(relay.Partition, int)] // see ObserveBatches
 }
 
 var _ relay.GroupStore = (*Store)(nil)
+
+// ObserveBatches makes the store call fn with the number of appends of every append round
+// trip to partition p (a batch-size metric). fn runs on the writer's goroutine: keep it cheap
+// and non-blocking. nil stops the calls.
+func (s *Store) ObserveBatches(fn func(p relay.Partition, appends int)) {
+	if fn == nil {
+		s.onBatch.Store(nil)
+		return
+	}
+	s.onBatch.Store(&fn)
+}
 
 // New returns a Store on client. The caller keeps ownership of client: Close does not close
 // it. opts zero fields take their defaults; an invalid option is an error.
