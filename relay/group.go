@@ -54,11 +54,62 @@ func (g *GroupOptions) normalize(now time.Time) error {
 }
 
 // groupSub is one group subscription's shared state: the flow-control budget over all its
-// partitions.
+// partitions. The budget counts the distinct entries this stream delivered that are not
+// acknowledged yet; inflight says which, so that an acknowledgement frees the budget of the
+// stream that delivered the entry, not that of another stream of the same group.
 type groupSub struct {
 	opts        GroupOptions
 	outstanding atomic.Int64
 	wake        chan struct{}
+
+	mu       sync.Mutex
+	inflight map[Partition]map[ID]struct{}
+}
+
+// track records a delivery of p's entry id and reports whether it was not in flight on this
+// stream already (a redelivery of an entry the stream still holds costs no more budget).
+func (g *groupSub) track(p Partition, id ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ids := g.inflight[p]
+	if ids == nil {
+		ids = map[ID]struct{}{}
+		g.inflight[p] = ids
+	}
+	if _, ok := ids[id]; ok {
+		return false
+	}
+	ids[id] = struct{}{}
+	g.outstanding.Add(1)
+	return true
+}
+
+// untrack forgets settled entries of p that this stream delivered and frees their budget.
+func (g *groupSub) untrack(p Partition, ids []ID) {
+	g.mu.Lock()
+	n := int64(0)
+	for _, id := range ids {
+		if _, ok := g.inflight[p][id]; ok {
+			delete(g.inflight[p], id)
+			n++
+		}
+	}
+	g.mu.Unlock()
+	if n > 0 {
+		g.release(n)
+	}
+}
+
+// forget frees the budget of every entry of p in flight on this stream (none of them is
+// pending for the consumer any more: acknowledged through another replica, or claimed).
+func (g *groupSub) forget(p Partition) {
+	g.mu.Lock()
+	n := int64(len(g.inflight[p]))
+	delete(g.inflight, p)
+	g.mu.Unlock()
+	if n > 0 {
+		g.release(n)
+	}
 }
 
 func (g *groupSub) release(n int64) {
@@ -99,7 +150,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 			return err
 		}
 	}
-	g := &groupSub{opts: req.Group, wake: make(chan struct{}, 1)}
+	g := &groupSub{opts: req.Group, wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
 	s.groups.add(g)
 	defer s.groups.remove(g)
 
@@ -125,7 +176,7 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 	gc, _ := gs.(GroupControl)
 	o := g.opts
 	deliver := func(e Entry) bool {
-		g.outstanding.Add(1)
+		g.track(p, e.ID)
 		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name, AckDeadline: o.AckDeadline})
 		return s.emit(ctx, out, item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)})
 	}
@@ -174,9 +225,8 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 					return err
 				}
 				lastSync = time.Now()
-				_ = n // per-partition count; the budget is shared, so only shrink when it says so
-				if n == 0 {
-					g.outstanding.Store(0)
+				if n == 0 { // the budget is shared by the partitions: free only this one's share
+					g.forget(p)
 				}
 			}
 			select {
@@ -272,17 +322,13 @@ func (r *groupRegistry) remove(g *groupSub) {
 	delete(r.subs, g)
 }
 
-func (r *groupRegistry) released(group string, n int64) {
+// released frees the budget of the local streams of group that delivered the settled ids.
+func (r *groupRegistry) released(group string, p Partition, ids []ID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for g := range r.subs {
 		if g.opts.Name == group {
-			if g.outstanding.Load() >= n {
-				g.release(n)
-			} else {
-				g.release(g.outstanding.Load())
-			}
-			return
+			g.untrack(p, ids)
 		}
 	}
 }
@@ -367,16 +413,16 @@ func (s *Service) settle(ctx context.Context, ackIDs []string, op func(GroupStor
 		if err != nil {
 			return nil, err
 		}
-		settled := int64(0)
+		var settled []ID
 		for j, i := range idx {
 			if j < len(ok) && ok[j] {
-				settled++
+				settled = append(settled, ids[j])
 			} else {
 				unknown = append(unknown, ackIDs[i])
 			}
 		}
-		if settled > 0 {
-			s.groups.released(k.group, settled)
+		if len(settled) > 0 {
+			s.groups.released(k.group, k.p, settled)
 		}
 	}
 	return unknown, nil
