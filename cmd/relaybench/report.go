@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+type report struct {
+	cfg     *config
+	machine machine
+	loadEnd string
+	idle    *idleResult
+	ingest  [2]*ingestResult // relayd, hand-written
+	e2e     [2]*e2eResult
+	fanout  [2]*fanoutResult
+	replay  [2]*replayResult
+	wrk     []*wrkResult
+}
+
+type row struct {
+	what, relayd, baseline, ratio, target, met string
+}
+
+func verdict(ok bool, miss string) string {
+	if ok {
+		return "yes"
+	}
+	return "**no** (" + miss + ")"
+}
+
+func (r *report) rows() []row {
+	var rows []row
+	c := r.cfg
+	if a, b := r.ingest[0], r.ingest[1]; a != nil && b != nil {
+		q := a.reqPerSec / b.reqPerSec
+		rows = append(rows,
+			row{fmt.Sprintf("(a) ingest, %d connections, signed unique webhooks: req/s", c.conns),
+				fmtRate(a.reqPerSec), fmtRate(b.reqPerSec), ratio(a.reqPerSec, b.reqPerSec), "≥ 1.5x baseline",
+				verdict(q >= 1.5, fmt.Sprintf("%.0f%% short", (1.5-q)/1.5*100))},
+			row{"(a) ingest latency p50 / p99", fmtDur(a.lat.pct(50)) + " / " + fmtDur(a.lat.pct(99)),
+				fmtDur(b.lat.pct(50)) + " / " + fmtDur(b.lat.pct(99)), "", "", ""},
+			row{"(a) acknowledged events missing from the stream", fmt.Sprintf("%d of %s", a.missing, fmtInt(int64(len(a.acked)))),
+				fmt.Sprintf("%d of %s", b.missing, fmtInt(int64(len(b.acked)))), "", "0", verdict(a.missing == 0, fmt.Sprintf("%d missing", a.missing))},
+			row{"(a) errors (transport or non-2xx)", fmtInt(a.errors), fmtInt(b.errors), "", "", ""},
+		)
+	}
+	if a, b := r.e2e[0], r.e2e[1]; a != nil && b != nil {
+		p99 := a.lat.pct(99)
+		rows = append(rows,
+			row{fmt.Sprintf("(b) end-to-end POST → Subscribe receipt at %.0f/s: p50 / p99 / max", a.rate),
+				fmtDur(a.lat.pct(50)) + " / " + fmtDur(p99) + " / " + fmtDur(a.lat.pct(100)),
+				fmtDur(b.lat.pct(50)) + " / " + fmtDur(b.lat.pct(99)) + " / " + fmtDur(b.lat.pct(100)),
+				ratio(float64(p99), float64(b.lat.pct(99))) + " (p99)", "p99 ≤ 2 ms",
+				verdict(p99 <= 2e6 && a.missing == 0, fmt.Sprintf("p99 %s, %d missing", fmtDur(p99), a.missing))},
+			row{"(b) acknowledged / received", fmt.Sprintf("%d / %d", a.acked, a.recv), fmt.Sprintf("%d / %d", b.acked, b.recv), "", "", ""},
+		)
+	}
+	if a, b := r.fanout[0], r.fanout[1]; a != nil && b != nil {
+		rows = append(rows, row{fmt.Sprintf("(c) fan-out to %d tail subscribers: deliveries/s", a.subs),
+			fmtRate(a.perSec) + fmt.Sprintf(" (%d ended)", a.ended), fmtRate(b.perSec), ratio(a.perSec, b.perSec), "≥ 500,000",
+			verdict(a.perSec >= 500000 && a.ended == 0, fmt.Sprintf("%.0f%% short", (500000-a.perSec)/5000))})
+	}
+	if a, b := r.replay[0], r.replay[1]; a != nil && b != nil {
+		rows = append(rows, row{fmt.Sprintf("(d) replay %s events from history to one subscriber: events/s", fmtInt(int64(c.replayEvents))),
+			fmtRate(a.perSec), fmtRate(b.perSec), ratio(a.perSec, b.perSec), "≥ 300,000",
+			verdict(a.perSec >= 300000, fmt.Sprintf("%.0f%% short", (300000-a.perSec)/3000))})
+	}
+	if i := r.idle; i != nil {
+		rows = append(rows, row{fmt.Sprintf("(e) relayd RSS with %d idle subscribers (%d connections)", i.subs, i.conns),
+			fmt.Sprintf("%s (%s before; %d open)", fmtMiB(i.after), fmtMiB(i.before), i.open), "–", "", "≤ 100 MiB",
+			verdict(i.after <= 100<<20 && i.open == i.subs, fmtMiB(i.after))})
+	}
+	var wrel, wbase [2]*wrkResult
+	for _, w := range r.wrk {
+		k := 0
+		if w.variant == "fixed" {
+			k = 1
+		}
+		if w.target == "relayd" {
+			wrel[k] = w
+		} else {
+			wbase[k] = w
+		}
+	}
+	for k, name := range []string{"wrk, unique signed bodies (precomputed, %s per thread)", "wrk, one fixed signed body (relayd: duplicate path)"} {
+		a, b := wrel[k], wbase[k]
+		if a == nil || b == nil {
+			continue
+		}
+		if k == 0 {
+			name = fmt.Sprintf(name, fmtInt(int64(c.wrkPerThread)))
+		}
+		rows = append(rows, row{fmt.Sprintf("%s, %d connections: req/s (p50 / p99)", name, c.wrkConns),
+			fmt.Sprintf("%s (%s / %s, non-2xx %d)", fmtRate(a.perSec), a.p50, a.p99, a.non2xx),
+			fmt.Sprintf("%s (%s / %s, non-2xx %d)", fmtRate(b.perSec), b.p50, b.p99, b.non2xx),
+			ratio(a.perSec, b.perSec), "relayd ahead", verdict(a.perSec > b.perSec, "behind")})
+	}
+	return rows
+}
+
+func (r *report) print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "measurement\trelayd\thand-written\tratio\ttarget\tmet")
+	for _, x := range r.rows() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.what, x.relayd, x.baseline, x.ratio, x.target, strings.ReplaceAll(x.met, "**", ""))
+	}
+	tw.Flush()
+}
+
+const (
+	markBegin = "<!-- relaybench:begin -->"
+	markEnd   = "<!-- relaybench:end -->"
+)
+
+func (r *report) markdown() string {
+	var b bytes.Buffer
+	m := r.machine
+	fmt.Fprintf(&b, "%s\n", markBegin)
+	fmt.Fprintf(&b, "Command: `%s`\n\n", r.cfg.command)
+	fmt.Fprintf(&b, "Date: %s. Machine: %d CPUs (%s), Linux %s, %s, Redis %s. Load average %s at the start, %s at the end.\n\n",
+		m.Date, m.NProc, m.CPUModel, m.Kernel, m.Go, m.Redis, m.LoadAvg, r.loadEnd)
+	fmt.Fprintln(&b, "| measurement | relayd | hand-written baseline | relayd / baseline | target | met |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|")
+	for _, x := range r.rows() {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", x.what, x.relayd, x.baseline, x.ratio, x.target, x.met)
+	}
+	if r.idle != nil {
+		fmt.Fprintf(&b, "\nRSS source: %s.\n", r.idle.source)
+	}
+	fmt.Fprintf(&b, "%s\n", markEnd)
+	return b.String()
+}
+
+// writeMarkdown replaces the marked section of path (appending it when the markers are
+// missing).
+func (r *report) writeMarkdown(path string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	sec := r.markdown()
+	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	if i >= 0 && j > i {
+		s = s[:i] + sec + strings.TrimPrefix(s[j+len(markEnd):], "\n")
+	} else {
+		if s != "" && !strings.HasSuffix(s, "\n") {
+			s += "\n"
+		}
+		s += "\n" + sec
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
