@@ -437,9 +437,10 @@ function conversationParams() {
   };
 }
 
-function twilioJSON(source, url, body, token) {
+function twilioJSON(source, url, body, token, { query: existing = "" } = {}) {
+  // Twilio appends bodySHA256 to the query of the URL it calls.
   const hash = twilioWebhooks.getExpectedBodyHash(body);
-  const query = `bodySHA256=${hash}`;
+  const query = `${existing ? `${existing}&` : ""}bodySHA256=${hash}`;
   const headers = { "User-Agent": "TwilioProxy/1.1" };
   if (token) headers["X-Twilio-Signature"] = twilioWebhooks.getExpectedTwilioSignature(token, `${url}?${query}`, {});
   return { source, body, contentType: "application/json", headers, query, url: `${url}?${query}`, secretHeaders: ["x-twilio-signature"] };
@@ -478,6 +479,9 @@ async function testTwilio() {
   sdkCheck("twilio: validateRequestWithBody", () =>
     twilioWebhooks.validateRequestWithBody(S.twilio, json.headers["X-Twilio-Signature"], json.url, json.body));
   await accept("JSON body, URL with bodySHA256", json, { id: evID, type: "com.twilio.messaging.message.delivered", provider: "twilio" });
+  const evID2 = rid("EZ", 16);
+  const json2 = twilioJSON("twilio", twilioURL, twilioEventStream(evID2), S.twilio, { query: "tenant=acme&region=us1" });
+  await accept("JSON body, URL with its own query and bodySHA256", json2, { id: evID2, type: "com.twilio.messaging.message.delivered", provider: "twilio" });
 
   // Behind a proxy: the source's url is the public https URL; Twilio signs it with its query,
   // with or without the default port, depending on how the URL was entered in the console.
@@ -598,6 +602,15 @@ async function testSlack() {
   }).toString();
   await accept("slash command (form)", slackReq(slash, S.slack, { form: true }),
     { id: trigger, type: "slash_command", subject: "/weather", provider: "slack" });
+
+  // Interactivity: a form body whose payload field is JSON.
+  const actionTrigger = `${Date.now()}.47445629121.${crypto.randomBytes(16).toString("hex")}`;
+  const interaction = "payload=" + encodeURIComponent(JSON.stringify({
+    type: "block_actions", trigger_id: actionTrigger, user: { id: "U2147483697", username: "steve" },
+    team: { id: "T0001", domain: "example" }, actions: [{ action_id: "approve", block_id: "b1", type: "button", value: "yes" }],
+  }));
+  await accept("interactivity block_actions (form, payload=JSON)", slackReq(interaction, S.slack, { form: true }),
+    { id: actionTrigger, type: "block_actions", provider: "slack" });
 
   const stale = `Ev${run.toUpperCase()}STALE`;
   await reject("stale (timestamp 10 min old)", slackReq(slackEvent(stale), S.slack, { ts: nowS() - STALE }), stale);
