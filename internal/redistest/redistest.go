@@ -247,3 +247,8 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// SysProcAttr returns the process attributes redistest starts servers with: on Linux the
+// process is killed when the test process dies. Tests that start other helper processes
+// (a relayd binary) use it too.
+func SysProcAttr() *syscall.SysProcAttr { return procAttr() }

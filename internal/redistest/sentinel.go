@@ -102,8 +102,13 @@ func (st *Sentinel) Master(t testing.TB) *Server {
 
 // Failover makes the first sentinel fail the master over to a replica (SENTINEL FAILOVER,
 // retried while the sentinel has no replica it considers good yet) and waits until every
-// sentinel reports the new master and the new master accepts writes. It returns the new
-// master.
+// sentinel reports the new master, the new master accepts writes and the other original
+// replicas replicate from it. It returns the new master.
+//
+// The old master is not waited for: a sentinel turns it into a replica of the new master
+// only when it next polls it (up to 10s later). With one replica, the new master has no
+// replica until then (writes that wait for a replica, WAIT or min_replicas, fail meanwhile);
+// start two replicas to avoid that.
 func (st *Sentinel) Failover(t testing.TB) *Server {
 	t.Helper()
 	old := st.MasterAddr(t)
@@ -127,7 +132,8 @@ func (st *Sentinel) Failover(t testing.TB) *Server {
 			}
 		}
 		info, err := command(now, "INFO", "replication")
-		return err == nil && strings.Contains(info, "role:master"), info
+		return err == nil && strings.Contains(info, "role:master") &&
+			strings.Count(info, "state=online") >= len(st.Data)-2, info
 	}, "failover away from %s", old)
 	return st.Master(t)
 }

@@ -1,0 +1,841 @@
+package main
+
+// Scale-out tests (issue 8): Redis topologies (single node with credentials, Cluster,
+// Sentinel), partitioned sources with per-key order, and several relayd replicas on one
+// Redis Cluster, in process (Main) and as separate relayd processes, one of them killed
+// mid-load.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// The scale-out source: "orders" split into scalePartitions partitions by customer.
+const (
+	scalePartitions = 4
+	scaleKey        = "data.customer"
+)
+
+// scaleConfig is testConfig with the orders source partitioned by customer.
+func scaleConfig(url string, partitions int) *Config {
+	cfg := testConfig(url)
+	cfg.Sources[0].Partitions = partitions
+	cfg.Sources[0].PartitionKey = scaleKey
+	return cfg
+}
+
+// scaleEvent is one posted event: the seq-th event of a customer.
+type scaleEvent struct {
+	ID       string
+	Customer string
+	Seq      int
+}
+
+func scaleBody(e scaleEvent) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"type":"order.updated","data":{"customer":%q,"seq":%d}}`, e.ID, e.Customer, e.Seq)
+}
+
+// scaleHTTP is the client of the load: short timeouts, so that a killed replica costs little.
+var scaleHTTP = &http.Client{Timeout: 10 * time.Second}
+
+// scalePost posts one signed event to a relayd HTTP address and returns the status code.
+func scalePost(ctx context.Context, addr string, e scaleEvent) (int, error) {
+	body := scaleBody(e)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/webhooks/orders", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature", sign(testSecret, body))
+	resp, err := scaleHTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// scaleLoad posts perCustomer events for each of customers customers: the customers
+// concurrently, each customer's events one after the other (the next only once the previous
+// was acknowledged), alternating between the replicas' HTTP addresses. Like a load balancer
+// with retries, an event whose post fails (transport error or 5xx) is posted again to the
+// next replica, up to 100 times. onAck, when set, is called after each acknowledged event
+// with the number acknowledged so far. It returns every event, all acknowledged, and how
+// many posts failed and were retried.
+func scaleLoad(t testing.TB, addrs func() []string, customers, perCustomer int, onAck func(int)) (map[string]scaleEvent, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		all   = map[string]scaleEvent{}
+		acked atomic.Int64
+		retry atomic.Int64
+		wg    sync.WaitGroup
+	)
+	for c := range customers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cust := fmt.Sprintf("cus_%02d", c)
+			for seq := range perCustomer {
+				e := scaleEvent{ID: fmt.Sprintf("evt_%s_%03d", cust, seq), Customer: cust, Seq: seq}
+				var last string
+				ok := false
+				for try := 0; try < 100 && !ok; try++ {
+					as := addrs()
+					code, err := scalePost(ctx, as[(c+seq+try)%len(as)], e)
+					switch {
+					case err == nil && code == http.StatusOK:
+						ok = true
+					case ctx.Err() != nil:
+						try = 100
+					default:
+						last = fmt.Sprintf("status %d, %v", code, err)
+						retry.Add(1)
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				if !ok {
+					t.Errorf("event %s was never acknowledged: %s", e.ID, last)
+					return
+				}
+				mu.Lock()
+				all[e.ID] = e
+				mu.Unlock()
+				if n := acked.Add(1); onAck != nil {
+					onAck(int(n))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return all, int(retry.Load())
+}
+
+// scaleVerify checks that ds holds every event of want exactly once, nothing else, and each
+// customer's events in the order they were posted; every event's partition key is its
+// customer.
+func scaleVerify(t testing.TB, who string, ds []*eventrelayv1.Delivery, want map[string]scaleEvent) {
+	t.Helper()
+	seen := map[string]bool{}
+	next := map[string]int{}
+	for _, d := range ds {
+		ev := d.GetEvent()
+		e, ok := want[ev.GetId()]
+		switch {
+		case !ok:
+			t.Errorf("%s: unexpected event %q", who, ev.GetId())
+			continue
+		case seen[e.ID]:
+			t.Errorf("%s: event %s delivered twice", who, e.ID)
+			continue
+		}
+		seen[e.ID] = true
+		if ev.PartitionKey != e.Customer {
+			t.Errorf("%s: event %s has partition key %q, want %q", who, e.ID, ev.PartitionKey, e.Customer)
+		}
+		if !bytes.Equal(ev.Data, scaleBody(e)) {
+			t.Errorf("%s: event %s data changed: %s", who, e.ID, ev.Data)
+		}
+		if e.Seq != next[e.Customer] {
+			t.Errorf("%s: customer %s: got event %d after %d (per-key order broken)", who, e.Customer, e.Seq, next[e.Customer]-1)
+		}
+		next[e.Customer] = e.Seq + 1
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%s: %d of %d events delivered", who, len(seen), len(want))
+	}
+}
+
+// scaleStream reads a subscription in the background until it has n deliveries; wait
+// returns them and the stream's error, if it ended before.
+type scaleStream struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	ds     []*eventrelayv1.Delivery
+	hb     []string // heartbeat cursors
+	err    error
+}
+
+func scaleSubscribe(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest, n int) *scaleStream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	s := &scaleStream{cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() { cancel(); <-s.done })
+	stream, err := c.Subscribe(ctx, req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(s.done)
+		for len(s.ds) < n {
+			msg, err := stream.Recv()
+			if err != nil {
+				s.err = err
+				return
+			}
+			if d := msg.GetDelivery(); d != nil {
+				s.ds = append(s.ds, d)
+			} else if hb := msg.GetHeartbeat(); hb != nil {
+				s.hb = append(s.hb, hb.Cursor)
+			}
+		}
+	}()
+	return s
+}
+
+func (s *scaleStream) wait(t testing.TB) []*eventrelayv1.Delivery {
+	t.Helper()
+	<-s.done
+	s.cancel()
+	if s.err != nil {
+		t.Fatalf("subscription ended after %d deliveries: %v", len(s.ds), s.err)
+	}
+	return s.ds
+}
+
+// scaleShards maps each partition of the orders source to the address of the cluster master
+// serving its slot, checking that the slot redisstore computes is the one Redis computes.
+func scaleShards(t testing.TB, rdb *redis.ClusterClient, n int) map[int]string {
+	t.Helper()
+	ctx := context.Background()
+	slots, err := rdb.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]string{}
+	for i := range n {
+		p := relay.Partition{Source: "orders", Index: i}
+		for _, key := range []string{redisstore.StreamKey(p), redisstore.DedupeKey(p, "x"), redisstore.DeadLetterKey(p)} {
+			got, err := rdb.ClusterKeySlot(ctx, key).Result()
+			if err != nil || int(got) != redisstore.Slot(p) {
+				t.Fatalf("CLUSTER KEYSLOT %s = %d, %v; redisstore.Slot = %d", key, got, err, redisstore.Slot(p))
+			}
+		}
+		for _, s := range slots {
+			if s.Start <= redisstore.Slot(p) && redisstore.Slot(p) <= s.End {
+				out[i] = s.Nodes[0].Addr
+			}
+		}
+		if out[i] == "" {
+			t.Fatalf("no node serves slot %d", redisstore.Slot(p))
+		}
+	}
+	return out
+}
+
+// scaleCheckPlacement checks, on each master directly, that every partition's stream is on
+// the master of its slot, that each holds exactly the events whose customer hashes to it,
+// and that together they hold want.
+func scaleCheckPlacement(t testing.TB, cluster *redistest.Cluster, shards map[int]string, want map[string]scaleEvent) {
+	t.Helper()
+	ctx := context.Background()
+	total := 0
+	for _, addr := range cluster.Addrs() {
+		node := redis.NewClient(&redis.Options{Addr: addr})
+		defer node.Close()
+		for p, owner := range shards {
+			part := relay.Partition{Source: "orders", Index: p}
+			msgs, err := node.XRange(ctx, redisstore.StreamKey(part), "-", "+").Result()
+			if addr != owner {
+				if err == nil || !strings.HasPrefix(err.Error(), "MOVED") {
+					t.Errorf("partition %d answered by %s, which does not own its slot: %v", p, addr, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("XRANGE partition %d on %s: %v", p, addr, err)
+			}
+			for _, m := range msgs {
+				ev, err := relay.DecodeEvent([]byte(m.Values[redisstore.FieldEvent].(string)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := relay.PartitionOf(ev.PartitionKey, len(shards)); got != p {
+					t.Errorf("event %s (customer %s) is in partition %d, hashes to %d", ev.Id, ev.PartitionKey, p, got)
+				}
+				if _, ok := want[ev.Id]; !ok {
+					t.Errorf("unexpected stored event %s", ev.Id)
+				}
+			}
+			total += len(msgs)
+		}
+	}
+	if total != len(want) {
+		t.Errorf("the partitions hold %d events, want %d (each once)", total, len(want))
+	}
+}
+
+// TestScaleClusterTwoReplicas is the done-when scenario: two relayd replicas (Main) on a
+// three-master Redis Cluster serve a source split into 4 partitions by customer; the
+// partitions land on more than one shard; events posted alternately to both come out of
+// either replica once each, each customer's in order; a cursor from one replica resumes on
+// the other; group consumers on different replicas share the work and acknowledge through
+// the other replica; a different partition count is refused.
+func TestScaleClusterTwoReplicas(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	cfg := func() *Config {
+		c := scaleConfig(cluster.URL(), scalePartitions)
+		c.Redis.Cluster = true
+		return c
+	}
+	m1, m2 := startMain(t, cfg()), startMain(t, cfg())
+	c1, c2 := client(t, m1), client(t, m2)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs()})
+	t.Cleanup(func() { _ = rdb.Close() })
+
+	shards := scaleShards(t, rdb, scalePartitions)
+	nodes := map[string]bool{}
+	for _, addr := range shards {
+		nodes[addr] = true
+	}
+	t.Logf("partition → shard: %v", shards)
+	if len(nodes) < 2 {
+		t.Fatalf("the %d partitions of orders all land on %v: want more than one shard", scalePartitions, shards)
+	}
+	if got, err := rdb.HGet(context.Background(), redisstore.MetaKey("orders"), redisstore.MetaFieldPartitions).Result(); err != nil || got != "4" {
+		t.Fatalf("recorded partition count %q, %v", got, err)
+	}
+
+	const customers, perCustomer = 8, 25
+	n := customers * perCustomer
+	// Subscribers on both replicas, from the beginning, live while the load runs.
+	earliest := &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST,
+		HeartbeatInterval: durationpb.New(100 * time.Millisecond)}
+	s1, s2 := scaleSubscribe(t, c1, earliest, n), scaleSubscribe(t, c2, earliest, n)
+	want, _ := scaleLoad(t, func() []string { return []string{m1.HTTPAddr, m2.HTTPAddr} }, customers, perCustomer, nil)
+	if len(want) != n {
+		t.Fatalf("%d of %d events acknowledged", len(want), n)
+	}
+	ds1, ds2 := s1.wait(t), s2.wait(t)
+	scaleVerify(t, "subscriber on replica 1", ds1, want)
+	scaleVerify(t, "subscriber on replica 2", ds2, want)
+	scaleCheckPlacement(t, cluster, shards, want)
+
+	t.Run("vector cursor covers every partition and resumes on the other replica", func(t *testing.T) {
+		for _, cur := range append([]string{ds1[0].Cursor, ds2[n-1].Cursor}, s1.hb...) {
+			c, err := relay.DecodeCursor(cur)
+			if err != nil || len(c.Positions) != scalePartitions {
+				t.Fatalf("cursor %q: %v positions, %v", cur, c.Positions, err)
+			}
+		}
+		for _, k := range []int{0, n / 3, n - 2} {
+			rest := collect(t, c2, &eventrelayv1.SubscribeRequest{AfterCursor: ds1[k].Cursor}, n-k-1)
+			// Up to and including k on replica 1, then the rest on replica 2: everything once,
+			// each customer in order.
+			scaleVerify(t, fmt.Sprintf("resumed after delivery %d", k), append(append([]*eventrelayv1.Delivery{}, ds1[:k+1]...), rest...), want)
+		}
+	})
+
+	t.Run("history and lookups through either replica", func(t *testing.T) {
+		if got := countEvents(t, c2, "orders"); got != n {
+			t.Fatalf("ListEvents: %d events, want %d", got, n)
+		}
+		for _, c := range []eventrelayv1.EventServiceClient{c1, c2} {
+			for _, id := range []string{"evt_cus_00_000", "evt_cus_07_024"} {
+				if _, err := c.GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: id}); err != nil {
+					t.Fatalf("GetEvent %s: %v", id, err)
+				}
+			}
+		}
+		// A redelivery through the other replica is a duplicate: dedupe markers live with their
+		// partition, whichever replica appended.
+		e := want["evt_cus_03_007"]
+		if r := post(t, m2, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 || !bytes.Contains(r.body, []byte(`"duplicate":true`)) {
+			t.Fatalf("redelivery: %d %s", r.status, r.body)
+		}
+	})
+
+	t.Run("group consumers on different replicas share the work and ack through the other", func(t *testing.T) {
+		scaleGroupAcrossReplicas(t, rdb, m1, m2, c1, c2)
+	})
+
+	t.Run("a different partition count is refused", func(t *testing.T) {
+		c := cfg()
+		c.Sources[0].Partitions = 8
+		m := NewMain(c, m1.Logger)
+		err := m.Run(context.Background())
+		_ = m.Close()
+		if err == nil {
+			t.Fatal("relayd started with 8 partitions on a source recorded with 4")
+		}
+		for _, w := range []string{`source "orders"`, "partitions: 8", "stored in 4 partitions", "new source", `"orders-v2"`} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error lacks %q: %v", w, err)
+			}
+		}
+		t.Logf("refused: %v", err)
+	})
+}
+
+// groupDelivery is one delivery to a group consumer, acknowledged.
+type groupDelivery struct{ consumer, id string }
+
+// scaleConsumer subscribes consumer req.Consumer through read and, in the background until
+// ctx ends, acknowledges every delivery through ack and reports it on got. It returns once
+// the first message (a heartbeat or a delivery) arrived: the group exists and the consumer
+// reads. A stream that ends before ctx is an error unless mayDie (its replica gets killed);
+// an ack naming unknown ids is an error when strict.
+func scaleConsumer(t *testing.T, ctx context.Context, wg *sync.WaitGroup, read, ack eventrelayv1.EventServiceClient,
+	req *eventrelayv1.SubscribeRequest, got chan<- groupDelivery, mayDie, strict bool) {
+	t.Helper()
+	req.HeartbeatInterval = durationpb.New(100 * time.Millisecond)
+	stream, err := read.Subscribe(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("consumer %s: %v", req.Consumer, err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for msg := first; ; {
+			if d := msg.GetDelivery(); d != nil {
+				resp, err := ack.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{d.AckId}})
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil:
+					t.Errorf("consumer %s: acknowledge: %v", req.Consumer, err)
+					return
+				case strict && len(resp.UnknownAckIds) > 0:
+					t.Errorf("consumer %s: acknowledge through the other replica: unknown %v", req.Consumer, resp.UnknownAckIds)
+				}
+				got <- groupDelivery{req.Consumer, d.Event.Id}
+			}
+			if msg, err = stream.Recv(); err != nil {
+				if ctx.Err() == nil && !mayDie {
+					t.Errorf("consumer %s: %v", req.Consumer, err)
+				}
+				return
+			}
+		}
+	}()
+}
+
+// scaleGroupAcrossReplicas runs consumer "a" of group billing on replica 1 and consumer "b"
+// on replica 2; each acknowledges every delivery through the other replica.
+func scaleGroupAcrossReplicas(t *testing.T, rdb *redis.ClusterClient, m1, m2 *Main, c1, c2 eventrelayv1.EventServiceClient) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	deliveries := make(chan groupDelivery, 1024)
+	var wg sync.WaitGroup
+	req := func(consumer string) *eventrelayv1.SubscribeRequest {
+		return &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "billing", Consumer: consumer}
+	}
+	scaleConsumer(t, ctx, &wg, c1, c2, req("a"), deliveries, false, true)
+	scaleConsumer(t, ctx, &wg, c2, c1, req("b"), deliveries, false, true)
+	// Latest start: the group sees only the events posted from now on.
+	want := map[string]bool{}
+	for i := range 60 {
+		e := scaleEvent{ID: fmt.Sprintf("evt_grp_%03d", i), Customer: fmt.Sprintf("cus_g%d", i%6), Seq: i / 6}
+		m := []*Main{m1, m2}[i%2]
+		if r := post(t, m, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 {
+			t.Fatalf("POST: %d %s", r.status, r.body)
+		}
+		want[e.ID] = true
+	}
+	per := map[string]int{}
+	seen := map[string]string{}
+	for len(seen) < len(want) {
+		select {
+		case g := <-deliveries:
+			if prev, dup := seen[g.id]; dup {
+				t.Errorf("%s delivered to %s and again to %s", g.id, prev, g.consumer)
+			}
+			if !want[g.id] {
+				t.Errorf("unexpected group delivery %s", g.id)
+			}
+			seen[g.id] = g.consumer
+			per[g.consumer]++
+		case <-ctx.Done():
+			t.Fatalf("group got %d of %d events", len(seen), len(want))
+		}
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("deliveries per consumer: %v", per)
+	if per["a"] == 0 || per["b"] == 0 {
+		t.Errorf("the consumers did not share the work: %v", per)
+	}
+	for i := range scalePartitions {
+		p := relay.Partition{Source: "orders", Index: i}
+		pend, err := rdb.XPending(context.Background(), redisstore.StreamKey(p), "billing").Result()
+		if err != nil || pend.Count != 0 {
+			t.Errorf("partition %d: %v pending after every ack, %v", i, pend, err)
+		}
+	}
+}
+
+// Separate relayd processes.
+
+// scaleHelperEnv makes the test binary run relayd (TestScaleHelperRelayd) instead of tests.
+const scaleHelperEnv = "SCALETEST_RELAYD"
+
+// TestScaleHelperRelayd is not a test: run as a subprocess with SCALETEST_RELAYD=1, the test
+// binary is relayd, with the arguments after "--".
+func TestScaleHelperRelayd(t *testing.T) {
+	if os.Getenv(scaleHelperEnv) != "1" {
+		return
+	}
+	os.Exit(run(flag.Args(), os.Environ(), os.Stdout, os.Stderr))
+}
+
+// scaleProc is a relayd process started by a test.
+type scaleProc struct {
+	cmd        *exec.Cmd
+	HTTP, GRPC string
+	exited     chan struct{}
+	code       int
+
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+// startScaleRelayd runs relayd with the configuration file config and, unless wantExit, waits
+// until it listens. It is killed when t ends.
+func startScaleRelayd(t testing.TB, config string, wantExit bool) *scaleProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleHelperRelayd$", "--", "-config", config)
+	cmd.Env = []string{scaleHelperEnv + "=1"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RELAY_") { // only the configuration file configures it
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = redistest.SysProcAttr()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &scaleProc{cmd: cmd, exited: make(chan struct{})}
+	listening := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		signalled := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			p.mu.Lock()
+			if p.out.Len() < 1<<20 {
+				p.out.Write(line)
+				p.out.WriteByte('\n')
+			}
+			p.mu.Unlock()
+			var rec struct {
+				Msg  string `json:"msg"`
+				HTTP string `json:"http"`
+				GRPC string `json:"grpc"`
+			}
+			if !signalled && json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd listening" {
+				p.HTTP, p.GRPC = rec.HTTP, rec.GRPC
+				signalled = true
+				close(listening)
+			}
+		}
+		_ = cmd.Wait()
+		p.code = cmd.ProcessState.ExitCode()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	if wantExit {
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("relayd did not exit: %s", p.output())
+		}
+		return p
+	}
+	select {
+	case <-listening:
+	case <-p.exited:
+		t.Fatalf("relayd exited with %d before listening: %s", p.code, p.output())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("relayd did not start listening: %s", p.output())
+	}
+	return p
+}
+
+// kill sends SIGKILL (nothing is flushed or closed) and waits for the process to exit.
+func (p *scaleProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+func (p *scaleProc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *scaleProc) client(t testing.TB) eventrelayv1.EventServiceClient {
+	t.Helper()
+	return client(t, &Main{GRPCAddr: p.GRPC})
+}
+
+// scaleConfigFile writes a relayd configuration file for redis (extra: more redis keys) with
+// the orders source in partitions partitions by customer.
+func scaleConfigFile(t testing.TB, url, redisExtra string, partitions int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	text := fmt.Sprintf(`http: {addr: "127.0.0.1:0"}
+grpc: {addr: "127.0.0.1:0"}
+admin: {addr: "127.0.0.1:0"}
+redis: {url: %q%s}
+log: {level: info, format: json}
+sources:
+  - name: orders
+    provider: hmac
+    secrets: [%q]
+    partitions: %d
+    partition_key: %s
+`, url, redisExtra, testSecret, partitions, scaleKey)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestScaleReplicaKilled runs two relayd processes on a three-master cluster, with a tail
+// subscriber and a group consumer on each, and SIGKILLs one of them halfway through a load
+// that retries a failed post on the other replica: every acknowledged event is stored once
+// and delivered to the surviving tail subscriber in per-customer order, and the group
+// delivers every event, the dead consumer's unacknowledged ones reclaimed by the survivor.
+// A relayd started with another partition count exits with the refusal.
+func TestScaleReplicaKilled(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	config := scaleConfigFile(t, cluster.URL(), ", cluster: true", scalePartitions)
+	r1, r2 := startScaleRelayd(t, config, false), startScaleRelayd(t, config, false)
+	c1, c2 := r1.client(t), r2.client(t)
+
+	const customers, perCustomer = 8, 40
+	n := customers * perCustomer
+	tail := scaleSubscribe(t, c1, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"},
+		Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}, n)
+
+	// Group consumers: "a" on replica 1, "b" on the replica that will be killed; both ack
+	// through replica 1. A 1s ack deadline lets "a" reclaim what "b" left pending.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	deliveries := make(chan groupDelivery, 4*n)
+	var gwg sync.WaitGroup
+	greq := func(consumer string) *eventrelayv1.SubscribeRequest {
+		return &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "kill", Consumer: consumer,
+			Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST, AckDeadline: durationpb.New(time.Second)}
+	}
+	scaleConsumer(t, ctx, &gwg, c1, c1, greq("a"), deliveries, false, false)
+	scaleConsumer(t, ctx, &gwg, c2, c1, greq("b"), deliveries, true, false)
+
+	var killed atomic.Bool
+	var killOnce sync.Once
+	want, retried := scaleLoad(t, func() []string {
+		if killed.Load() {
+			return []string{r1.HTTP}
+		}
+		return []string{r1.HTTP, r2.HTTP}
+	}, customers, perCustomer, func(acked int) {
+		if acked >= n/2 {
+			killOnce.Do(func() {
+				r2.kill() // mid-load: posts in flight to it fail and are retried on replica 1
+				killed.Store(true)
+			})
+		}
+	})
+	if !killed.Load() || len(want) != n {
+		t.Fatalf("killed %v, %d of %d events acknowledged", killed.Load(), len(want), n)
+	}
+	t.Logf("load: %d events acknowledged, %d posts failed on the killed replica and were retried", n, retried)
+	scaleVerify(t, "tail subscriber on the surviving replica", tail.wait(t), want)
+	if got := countEvents(t, c1, "orders"); got != n {
+		t.Errorf("%d events stored, want %d (each acknowledged event once)", got, n)
+	}
+
+	groupSeen, per := map[string]int{}, map[string]int{}
+	for len(groupSeen) < n {
+		select {
+		case d := <-deliveries:
+			if _, ok := want[d.id]; !ok {
+				t.Errorf("unexpected group delivery %s", d.id)
+			}
+			groupSeen[d.id]++
+			per[d.consumer]++
+		case <-ctx.Done():
+			t.Fatalf("the group delivered %d of %d events", len(groupSeen), n)
+		}
+	}
+	cancel()
+	gwg.Wait()
+	redelivered := 0
+	for _, k := range groupSeen {
+		redelivered += k - 1
+	}
+	t.Logf("group: %d events, %d redelivered (at least once across the kill); deliveries per consumer %v", len(groupSeen), redelivered, per)
+
+	t.Run("another partition count exits with the refusal", func(t *testing.T) {
+		p := startScaleRelayd(t, scaleConfigFile(t, cluster.URL(), ", cluster: true", 2), true)
+		out := p.output()
+		if p.code != 1 || !strings.Contains(out, "relayd failed to start") || !strings.Contains(out, `configured with partitions: 2, but its events are stored in 4 partitions`) {
+			t.Fatalf("exit %d: %s", p.code, out)
+		}
+	})
+}
+
+// TestScaleSentinel runs relayd on a Sentinel-managed master with two replicas and two
+// sentinels (redis.master_name, min_replicas: 1): events posted before and after a SENTINEL FAILOVER
+// all come out once, in per-customer order, through a subscriber that resumes from its cursor
+// when the switch ends its stream; history reads are served from the new master.
+func TestScaleSentinel(t *testing.T) {
+	st := redistest.StartSentinel(t, 2, 2)
+	cfg := scaleConfig(st.URL(), 2)
+	cfg.Redis.MasterName = st.MasterName
+	cfg.Redis.MinReplicas = 1
+	m := startMain(t, cfg)
+	c := client(t, m)
+
+	const customers, perCustomer = 4, 5
+	postRound := func(round int) map[string]scaleEvent {
+		want := map[string]scaleEvent{}
+		for seq := range perCustomer {
+			for cu := range customers {
+				e := scaleEvent{ID: fmt.Sprintf("evt_s%d_%d_%d", round, cu, seq), Customer: fmt.Sprintf("cus_%d", cu), Seq: round*perCustomer + seq}
+				var code int
+				var err error
+				for try := 0; try < 100; try++ { // bounded: the switch takes about a second
+					if code, err = scalePost(context.Background(), m.HTTPAddr, e); err == nil && code == 200 {
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+				if code != 200 {
+					t.Fatalf("POST %s: %d %v", e.ID, code, err)
+				}
+				want[e.ID] = e
+			}
+		}
+		return want
+	}
+	// A subscriber from the beginning, live across the failover: when the switch ends its
+	// stream it resumes from its last cursor (at most 20 times).
+	total := 2 * customers * perCustomer
+	var ds []*eventrelayv1.Delivery
+	resumes := 0
+	subDone := make(chan struct{})
+	go func() {
+		defer close(subDone)
+		req := &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}
+		for len(ds) < total && resumes <= 20 {
+			if len(ds) > 0 {
+				req = &eventrelayv1.SubscribeRequest{AfterCursor: ds[len(ds)-1].Cursor}
+			}
+			s := scaleSubscribe(t, c, req, total-len(ds))
+			<-s.done
+			ds = append(ds, s.ds...)
+			if s.err != nil {
+				resumes++
+				t.Logf("stream ended after %d deliveries (resuming from the cursor): %v", len(ds), s.err)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}()
+
+	want := postRound(0)
+	old := st.Master(t)
+	st.Failover(t)
+	for id, e := range postRound(1) {
+		want[id] = e
+	}
+	newMaster := st.Master(t)
+	if newMaster == old {
+		t.Fatal("no failover happened")
+	}
+	<-subDone
+	if len(ds) < total {
+		t.Fatalf("subscriber: %d of %d events after %d resumes", len(ds), total, resumes)
+	}
+	scaleVerify(t, "subscriber across the failover", ds, want)
+	if got := countEvents(t, c, "orders"); got != len(want) {
+		t.Errorf("ListEvents after the failover: %d events, want %d", got, len(want))
+	}
+	// The new master holds them all.
+	node := redis.NewClient(&redis.Options{Addr: newMaster.Addr()})
+	defer node.Close()
+	held := int64(0)
+	for i := range 2 {
+		held += node.XLen(context.Background(), redisstore.StreamKey(relay.Partition{Source: "orders", Index: i})).Val()
+	}
+	if held != int64(total) {
+		t.Errorf("the new master %s holds %d events, want %d", newMaster.Addr(), held, total)
+	}
+	t.Logf("%d events across the failover; the subscriber resumed %d times", total, resumes)
+}
+
+// TestScaleCredentials runs the end-to-end suite against Redis servers that require
+// credentials given in redis.url: a password (requirepass) and an ACL user limited to the
+// relay:* keys. A wrong password leaves relayd unready and webhooks answered 503.
+func TestScaleCredentials(t *testing.T) {
+	t.Run("password", func(t *testing.T) {
+		srv := redistest.StartWith(t, "--requirepass", "pa55:word")
+		runEndToEnd(t, "redis://:pa55%3Aword@"+srv.Addr())
+	})
+	t.Run("ACL user limited to relay keys", func(t *testing.T) {
+		srv := redistest.StartWith(t, "--user", "default", "off", "--user", "relay", "on", ">relaypw", "~relay:*", "&*", "+@all")
+		runEndToEnd(t, "redis://relay:relaypw@"+srv.Addr())
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "relay", Password: "relaypw"})
+		defer rdb.Close()
+		if err := rdb.Set(context.Background(), "other", "x", 0).Err(); err == nil {
+			t.Error("the ACL should confine the relay user to relay:* keys")
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		srv := redistest.StartWith(t, "--requirepass", "right")
+		m := startMain(t, testConfig("redis://:wrong@"+srv.Addr()))
+		resp, err := http.Get("http://" + m.AdminAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("/readyz: %d", resp.StatusCode)
+		}
+		body := prettyBody("evt_auth")
+		if r := post(t, m, "orders", body, sign(testSecret, body)); r.status != http.StatusServiceUnavailable {
+			t.Errorf("POST with a wrong Redis password: %d %s", r.status, r.body)
+		}
+		_, err = client(t, m).GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_auth"})
+		if status.Code(err) != codes.Unavailable || strings.Contains(err.Error(), "wrong") {
+			t.Errorf("GetEvent: %v", err)
+		}
+	})
+}
