@@ -6,6 +6,7 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -18,6 +19,9 @@ type EventServer struct {
 	log  *slog.Logger
 	// Metrics, when set, observes deliveries and acknowledgements.
 	Metrics *Metrics
+	// TracerProvider, when set, records an eventrelay.deliver span per delivery, linked to
+	// the event's ingest span (see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // NewEventServer returns the EventService implementation.
@@ -53,9 +57,12 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 			return err
 		}
 		s.Metrics.delivered(m.Partition.Source, m.Attempt)
-		return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Delivery{
+		end := startDeliverySpan(ctx, s.TracerProvider, ev, m, sr.Group.Name)
+		err = stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Delivery{
 			Delivery: &eventrelayv1.Delivery{Event: ev, Cursor: m.Cursor, AckId: m.AckID, DeliveryAttempt: int32(m.Attempt)},
 		}})
+		end(err)
+		return err
 	})
 	if err == nil && ctx.Err() == nil {
 		return nil

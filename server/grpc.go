@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 )
@@ -28,6 +29,19 @@ type GRPCOptions struct {
 	Logger *slog.Logger
 }
 
+// Keepalive, consistent with the subscription heartbeats (relay.DefaultHeartbeat 15s,
+// at least relay.MinHeartbeat): a Subscribe stream carries a heartbeat at least every
+// heartbeat_interval, so an open stream is never idle at the HTTP/2 level. Clients may send
+// keepalive pings every KeepaliveEnforcement.MinTime (10s, the smallest interval grpc-go
+// clients use), also without a stream; a client pinging more often is sent GOAWAY
+// (too_many_pings). The server pings a connection after KeepaliveServer.Time of silence
+// (30s, twice the default heartbeat: it only fires for connections without streams or with
+// a long heartbeat_interval) and closes it when the ping is not answered within Timeout.
+var (
+	KeepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+	KeepaliveServer      = keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+)
+
 // NewGRPCServer returns a gRPC server serving EventService (and the webhook service for gRPC
 // callers) with recovery and logging interceptors, keepalive enforcement consistent with the
 // subscription heartbeats, health and reflection.
@@ -37,12 +51,10 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 		log = slog.Default()
 	}
 	sopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryRecovery(log)),
-		grpc.ChainStreamInterceptor(streamRecovery(log)),
-		// Clients may ping every 10s at most; heartbeats (default 15s) keep streams alive
-		// through proxies, and the server pings idle connections every 30s.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(unaryRequestID, unaryRecovery(log)),
+		grpc.ChainStreamInterceptor(streamRequestID, streamRecovery(log)),
+		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
+		grpc.KeepaliveParams(KeepaliveServer),
 		grpc.MaxRecvMsgSize(16 << 20),
 	}
 	if opts.Creds != nil {
@@ -61,6 +73,39 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 	}
 	return s
 }
+
+// requestIDOf returns the caller's x-request-id metadata when sane, else a new id.
+func requestIDOf(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	id := ""
+	if v := md.Get("x-request-id"); len(v) > 0 {
+		id = v[0]
+	}
+	return saneRequestID(id)
+}
+
+// unaryRequestID gives every call a request id (the caller's x-request-id, as the HTTP
+// gateway forwards it, or a new one) for the log lines of the call, and echoes it as
+// x-request-id response metadata.
+func unaryRequestID(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	id := requestIDOf(ctx)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	return handler(context.WithValue(ctx, requestIDKey{}, id), req)
+}
+
+func streamRequestID(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	id := requestIDOf(ss.Context())
+	_ = ss.SetHeader(metadata.Pairs("x-request-id", id))
+	return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)})
+}
+
+// ctxStream is a ServerStream with another context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *ctxStream) Context() context.Context { return s.ctx }
 
 func recovered(ctx context.Context, log *slog.Logger, method string, p any) error {
 	log.ErrorContext(ctx, "panic in gRPC handler", "method", method, "panic", p, "stack", string(debug.Stack()))

@@ -15,6 +15,7 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -68,6 +69,8 @@ type HTTPOptions struct {
 	Ingress IngressOptions
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// TracerProvider records the webhook spans (nil: tracing off; see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // NewHTTPHandler returns the public HTTP handler: the webhook ingress (middleware in front of
@@ -93,10 +96,56 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 		}
 	}
 	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
-	return withRequestID(log, streamDeadlines(in.wrap(mux))), nil
+	in.tracer = tracerOf(opts.TracerProvider)
+	return withRequestID(log, streamDeadlines(bearerChallenge(in.wrap(mux)))), nil
 }
 
+// bearerChallenge adds WWW-Authenticate: Bearer to the 401s of EventService's routes
+// (RFC 6750), including those the gateway writes for a refused Subscribe stream. Webhook
+// 401s are about signatures and get none.
+func bearerChallenge(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, webhookPrefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&challengeWriter{ResponseWriter: w}, r)
+	})
+}
+
+type challengeWriter struct{ http.ResponseWriter }
+
+func (w *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="eventrelay"`)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *challengeWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *challengeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 type requestIDKey struct{}
+
+// saneRequestID returns id when it is a usable request id (1 to 128 printable ASCII
+// characters without spaces), else a new random one.
+func saneRequestID(id string) string {
+	ok := id != "" && len(id) <= 128
+	for i := 0; ok && i < len(id); i++ {
+		ok = id[i] > ' ' && id[i] < 0x7f
+	}
+	if ok {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // RequestID returns the request id of ctx, or "".
 func RequestID(ctx context.Context) string {
@@ -108,12 +157,10 @@ func RequestID(ctx context.Context) string {
 // and turns a panic into a 500 and a log line.
 func withRequestID(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n") {
-			var b [8]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
+		id := saneRequestID(r.Header.Get("X-Request-Id"))
+		// The gateway forwards it to EventService as x-request-id metadata, so the gRPC
+		// side of an HTTP route logs under the same id.
+		r.Header.Set("X-Request-Id", id)
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
 		defer func() {

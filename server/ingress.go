@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -17,6 +18,7 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/api/httpbody"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/metadata"
@@ -61,10 +63,11 @@ type ingress struct {
 	metrics  *Metrics
 	limiters map[string]*bucket
 	sem      chan struct{}
+	tracer   trace.Tracer
 }
 
 func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Metrics) *ingress {
-	in := &ingress{svc: svc, opts: opts, log: log, metrics: m, limiters: map[string]*bucket{}}
+	in := &ingress{svc: svc, opts: opts, log: log, metrics: m, limiters: map[string]*bucket{}, tracer: tracerOf(nil)}
 	for _, name := range svc.SourceNames() {
 		src, _ := svc.Source(name)
 		if rl := src.Config.RateLimit; rl.RPS > 0 {
@@ -118,8 +121,10 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		label := name
+		endSpan := func(int) {}
 		defer func() {
 			in.metrics.request(label, sw.status)
+			endSpan(sw.status)
 		}()
 		src, err := in.svc.Source(name)
 		if err != nil || strings.Contains(name, "/") {
@@ -127,6 +132,9 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			writeError(sw, relay.Errorf(relay.CodeNotFound, "unknown source"))
 			return
 		}
+		var ctx context.Context
+		ctx, endSpan = startWebhookSpan(in.tracer, r, name)
+		r = r.WithContext(ctx)
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			sw.Header().Set("Allow", "GET, POST")
 			writeErrorStatus(sw, http.StatusMethodNotAllowed, relay.Errorf(relay.CodeInvalid, "method %s not allowed; webhooks are POSTed", r.Method))
@@ -173,6 +181,12 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			}
 			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					// http.read_timeout ran out: a client dribbling its body (slowloris).
+					writeErrorStatus(sw, http.StatusRequestTimeout, relay.Errorf(relay.CodeInvalid, "timed out reading the body"))
+					return
+				}
 				writeError(sw, relay.Errorf(relay.CodeInvalid, "reading the body failed"))
 				return
 			}
@@ -210,7 +224,9 @@ func publicURL(r *http.Request, cfg *relay.SourceConfig) string {
 }
 
 // clientIP is the peer address, or, when the peer is a trusted proxy, the right-most
-// X-Forwarded-For address that is not itself a trusted proxy.
+// X-Forwarded-For address that is not itself a trusted proxy. X-Forwarded-For from any other
+// peer is ignored (a client can write anything there). An entry that is not an address where
+// a client address is expected yields the invalid address, which no allowlist admits.
 func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -224,11 +240,15 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	if !allowed(peer, trusted) {
 		return peer
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return peer // the proxy's own request
+	}
+	hops := strings.Split(strings.Join(xff, ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
-			return peer // garbage from an untrusted hop: fall back to the proxy itself
+			return netip.Addr{} // garbage where the client should be: fail closed
 		}
 		a = a.Unmap()
 		if !allowed(a, trusted) {
@@ -341,8 +361,12 @@ func (s *WebhookServer) ReceiveWebhook(ctx context.Context, req *eventrelayv1.Re
 		Method: info.method, URL: info.url, Path: info.path, RawQuery: info.rawQuery,
 		Header: info.header, ContentType: ct, Body: req.GetBody().GetData(),
 	}
+	// The stored trace_parent names the webhook span (or is the provider's, tracing off).
+	wr.Header = injectTraceParent(ctx, wr.Header)
+	ctx, endVerify := startVerifySpan(ctx, req.GetSource())
 	start := time.Now()
 	res, err := s.svc.Ingest(ctx, req.GetSource(), wr)
+	endVerify(err)
 	if err != nil {
 		switch relay.ErrorCode(err) {
 		case relay.CodeUnauthenticated:

@@ -1,11 +1,18 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"net"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 )
 
 // Metrics are eventrelay's Prometheus metrics, all prefixed eventrelay_. A nil *Metrics
@@ -24,6 +31,8 @@ type Metrics struct {
 	redeliveries  *prometheus.CounterVec
 	acks          prometheus.Counter
 	storeErrors   prometheus.Counter
+	batchSize     *prometheus.HistogramVec
+	redisErrors   *prometheus.CounterVec
 }
 
 // NewMetrics registers eventrelay's metrics (and the Go and process collectors) in a new
@@ -66,9 +75,16 @@ func NewMetrics() *Metrics {
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventrelay_store_errors_total", Help: "Requests that failed because the store (Redis) was unavailable.",
 		}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "eventrelay_append_batch_size", Help: "Appends per pipelined Redis round trip (group commit), by source.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+		}, []string{"source"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eventrelay_redis_errors_total", Help: "Failed Redis commands (network errors, timeouts, error replies), by command.",
+		}, []string{"command"}),
 	}
 	r.MustRegister(m.requests, m.verifyFails, m.verifyKeys, m.appendSeconds, m.ingestedTotal, m.dedupeHits,
-		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors,
+		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors, m.batchSize, m.redisErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,4 +150,260 @@ func (m *Metrics) storeError() {
 	if m != nil {
 		m.storeErrors.Inc()
 	}
+}
+
+// ObserveBatch records one append round trip of n appends to a partition of source (wire it
+// to redisstore.Store.ObserveBatches).
+func (m *Metrics) ObserveBatch(source string, n int) {
+	if m != nil {
+		m.batchSize.WithLabelValues(source).Observe(float64(n))
+	}
+}
+
+// RedisHook returns a go-redis hook that counts failed commands in
+// eventrelay_redis_errors_total: network errors, timeouts and error replies. Not errors: a nil
+// reply (redis.Nil), NOSCRIPT (the script is then loaded and retried), a canceled caller.
+func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
+
+type redisHook struct{ m *Metrics }
+
+func (h redisHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil && ctx.Err() == nil {
+			h.m.redisError("dial")
+		}
+		return c, err
+	}
+}
+
+func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.observe(ctx, cmd)
+		return err
+	}
+}
+
+func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			h.observe(ctx, c)
+		}
+		return err
+	}
+}
+
+// redisCommands bounds the command label: anything else is "other".
+var redisCommands = map[string]bool{
+	"dial": true, "ping": true, "evalsha": true, "eval": true, "xadd": true, "xrange": true, "xrevrange": true,
+	"xread": true, "xreadgroup": true, "xautoclaim": true, "xack": true, "xgroup": true, "xinfo": true,
+	"xlen": true, "xpending": true, "xclaim": true, "get": true, "set": true, "wait": true, "multi": true,
+	"exec": true, "hsetnx": true, "hget": true, "hgetall": true, "exists": true, "script": true,
+}
+
+func (h redisHook) observe(ctx context.Context, cmd redis.Cmder) {
+	err := cmd.Err()
+	if err == nil || errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOSCRIPT") ||
+		errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return
+	}
+	name := strings.ToLower(cmd.Name())
+	if !redisCommands[name] {
+		name = "other"
+	}
+	h.m.redisError(name)
+}
+
+func (m *Metrics) redisError(command string) {
+	if m != nil {
+		m.redisErrors.WithLabelValues(command).Inc()
+	}
+}
+
+// WatchStreams registers a collector that reads, on every scrape, the state of each source's
+// streams: eventrelay_stream_length (entries retained), eventrelay_dead_letters (entries in
+// the dead-letter streams), and per consumer group eventrelay_group_lag (entries not yet
+// delivered to the group) and eventrelay_group_pending (delivered, not acknowledged), summed
+// over the source's partitions. The reads are pipelined and bounded by timeout; when Redis
+// does not answer in time the scrape carries none of these series (and
+// eventrelay_stream_scrape_errors_total counts it) rather than stale values.
+func (m *Metrics) WatchStreams(svc *relay.Service, client redis.UniversalClient, timeout time.Duration) {
+	if m == nil {
+		return
+	}
+	c := &streamCollector{svc: svc, client: client, timeout: timeout,
+		length:  prometheus.NewDesc("eventrelay_stream_length", "Entries retained in the source's streams (all partitions).", []string{"source"}, nil),
+		dead:    prometheus.NewDesc("eventrelay_dead_letters", "Entries in the source's dead-letter streams (all partitions).", []string{"source"}, nil),
+		lag:     prometheus.NewDesc("eventrelay_group_lag", "Entries of the source not yet delivered to the consumer group (all partitions).", []string{"source", "group"}, nil),
+		pending: prometheus.NewDesc("eventrelay_group_pending", "Entries delivered to the consumer group and not yet acknowledged (all partitions).", []string{"source", "group"}, nil),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventrelay_stream_scrape_errors_total", Help: "Scrapes that could not read the stream state from Redis.",
+		}),
+	}
+	m.Registry.MustRegister(c)
+}
+
+type streamCollector struct {
+	svc                        *relay.Service
+	client                     redis.UniversalClient
+	timeout                    time.Duration
+	length, dead, lag, pending *prometheus.Desc
+	errors                     prometheus.Counter
+}
+
+func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.length
+	ch <- c.dead
+	ch <- c.lag
+	ch <- c.pending
+	c.errors.Describe(ch)
+}
+
+// lagScanLimit bounds the entries counted when Redis cannot report a group's lag itself (the
+// embedded store, or entries deleted from the stream); beyond it the lag is left out.
+const lagScanLimit = 1000
+
+func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	defer c.errors.Collect(ch)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	type part struct {
+		p          relay.Partition
+		xlen, dlq  *redis.IntCmd
+		exists     *redis.IntCmd
+		groups     *redis.XInfoGroupsCmd
+		lastEntry  *redis.XMessageSliceCmd
+		lagScanned map[string]*redis.XMessageSliceCmd
+	}
+	var parts []*part
+	for _, name := range c.svc.SourceNames() {
+		src, err := c.svc.Source(name)
+		if err != nil {
+			continue
+		}
+		for _, p := range src.Partitions() {
+			parts = append(parts, &part{p: p})
+		}
+	}
+	// One round trip for lengths and existence, one for the groups of existing streams,
+	// one for lags Redis does not track.
+	pipe := c.client.Pipeline()
+	for _, pt := range parts {
+		pt.xlen = pipe.XLen(ctx, redisstore.StreamKey(pt.p))
+		pt.dlq = pipe.XLen(ctx, redisstore.DeadLetterKey(pt.p))
+		pt.exists = pipe.Exists(ctx, redisstore.StreamKey(pt.p))
+		pt.lastEntry = pipe.XRevRangeN(ctx, redisstore.StreamKey(pt.p), "+", "-", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.errors.Inc()
+		return
+	}
+	pipe = c.client.Pipeline()
+	n := 0
+	for _, pt := range parts {
+		if pt.exists.Val() > 0 {
+			pt.groups = pipe.XInfoGroups(ctx, redisstore.StreamKey(pt.p))
+			n++
+		}
+	}
+	if n > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			c.errors.Inc()
+			return
+		}
+	}
+	pipe = c.client.Pipeline()
+	n = 0
+	for _, pt := range parts {
+		if pt.groups == nil {
+			continue
+		}
+		last := ""
+		if es := pt.lastEntry.Val(); len(es) > 0 {
+			last = es[0].ID
+		}
+		for _, g := range pt.groups.Val() {
+			if lagKnown(g) || last == "" || !idLess(g.LastDeliveredID, last) {
+				continue
+			}
+			if pt.lagScanned == nil {
+				pt.lagScanned = map[string]*redis.XMessageSliceCmd{}
+			}
+			pt.lagScanned[g.Name] = pipe.XRangeN(ctx, redisstore.StreamKey(pt.p), "("+g.LastDeliveredID, "+", lagScanLimit)
+			n++
+		}
+	}
+	if n > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			c.errors.Inc()
+			return
+		}
+	}
+
+	type groupKey struct{ source, group string }
+	length, dead := map[string]int64{}, map[string]int64{}
+	lag, pending := map[groupKey]int64{}, map[groupKey]int64{}
+	for _, pt := range parts {
+		s := pt.p.Source
+		length[s] += pt.xlen.Val()
+		dead[s] += pt.dlq.Val()
+		if pt.groups == nil {
+			continue
+		}
+		last := ""
+		if es := pt.lastEntry.Val(); len(es) > 0 {
+			last = es[0].ID
+		}
+		for _, g := range pt.groups.Val() {
+			k := groupKey{s, g.Name}
+			pending[k] += g.Pending
+			var l int64
+			switch {
+			case lagKnown(g):
+				l = g.Lag
+			case last == "" || !idLess(g.LastDeliveredID, last):
+				l = 0
+			default:
+				if got := len(pt.lagScanned[g.Name].Val()); got < lagScanLimit {
+					l = int64(got)
+				} else {
+					l = -1
+				}
+			}
+			if prev, seen := lag[k]; l < 0 || (seen && prev < 0) {
+				lag[k] = -1
+			} else {
+				lag[k] = prev + l
+			}
+		}
+	}
+	for s, v := range length {
+		ch <- prometheus.MustNewConstMetric(c.length, prometheus.GaugeValue, float64(v), s)
+	}
+	for s, v := range dead {
+		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(v), s)
+	}
+	for k, v := range pending {
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(v), k.source, k.group)
+	}
+	for k, v := range lag {
+		if v >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(v), k.source, k.group)
+		}
+	}
+}
+
+// lagKnown reports whether Redis tracked the group's lag (Redis 7: entries-read is counted;
+// a group that has read nothing has a trivially right lag).
+func lagKnown(g redis.XInfoGroup) bool {
+	return g.Lag >= 0 && (g.EntriesRead > 0 || g.LastDeliveredID == "0-0")
+}
+
+// idLess compares two stream ids; an unparseable id is never less.
+func idLess(a, b string) bool {
+	x, err1 := relay.ParseID(a)
+	y, err2 := relay.ParseID(b)
+	return err1 == nil && err2 == nil && x.Less(y)
 }

@@ -1,0 +1,317 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Token values of the scope tests; none may reach a log line.
+const (
+	readerToken   = "tok-reader-orders-3c9d"
+	producerToken = "tok-producer-orders-b71e"
+	allToken      = "tok-all-sources-0aa4"
+)
+
+var scopeTokens = []Token{
+	{Name: "reader", Value: []byte(readerToken), Sources: []string{"orders"}},
+	{Name: "producer", Value: []byte(producerToken), Sources: []string{"orders"}, Publish: true},
+	{Name: "all", Value: []byte(allToken)},
+}
+
+func TestAuthenticate(t *testing.T) {
+	a := NewAuth(scopeTokens)
+	for _, tc := range []struct {
+		name   string
+		values []string // authorization metadata
+		want   string   // principal name, "" = unauthenticated
+	}{
+		{"no metadata", nil, ""},
+		{"empty", []string{""}, ""},
+		{"bearer without token", []string{"Bearer "}, ""},
+		{"basic scheme", []string{"Basic " + readerToken}, ""},
+		{"raw token without scheme", []string{readerToken}, ""},
+		{"wrong token", []string{"Bearer nope"}, ""},
+		{"prefix of a token", []string{"Bearer " + readerToken[:len(readerToken)-1]}, ""},
+		{"token with a suffix", []string{"Bearer " + readerToken + "x"}, ""},
+		{"reader", []string{"Bearer " + readerToken}, "reader"},
+		{"scheme is case-insensitive", []string{"bEARER " + readerToken}, "reader"},
+		{"surrounding spaces", []string{"Bearer   " + producerToken + " "}, "producer"},
+		{"second value is a bearer", []string{"Basic x", "Bearer " + allToken}, "all"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.values != nil {
+				md := metadata.MD{"authorization": tc.values}
+				ctx = metadata.NewIncomingContext(ctx, md)
+			}
+			p, err := a.Authenticate(ctx)
+			if tc.want == "" {
+				if relay.ErrorCode(err) != relay.CodeUnauthenticated {
+					t.Fatalf("got %v, %v", p, err)
+				}
+				return
+			}
+			if err != nil || p.Name != tc.want {
+				t.Fatalf("got %v, %v; want %s", p, err, tc.want)
+			}
+		})
+	}
+	p, _ := a.Authenticate(metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+readerToken)))
+	if !p.CanRead("orders") || p.CanRead("billing") || p.CanPublish("orders") {
+		t.Errorf("reader scopes: %+v", p)
+	}
+	p, _ = a.Authenticate(metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+allToken)))
+	if !p.CanRead("billing") || p.CanPublish("billing") {
+		t.Errorf("all scopes: %+v", p)
+	}
+	if open, _ := NewAuth(nil).Authenticate(context.Background()); !open.CanPublish("anything") {
+		t.Errorf("no tokens: everything is allowed")
+	}
+}
+
+// scopeEnv is a relay with the scope tokens, one event in orders and one in billing, and a
+// pending group delivery of billing (its ack id) taken with the all-sources token.
+func scopeEnv(t *testing.T) (*env, string, string) {
+	e := newEnv(t, envOptions{redisURL: redisURL(t), tokens: scopeTokens})
+	for _, src := range []string{"orders", "billing"} {
+		if a := e.do(e.signedRequest(src, []byte(`{"id":"evt_`+src+`","type":"t"}`), time.Now())); a.status != 200 {
+			t.Fatalf("seed %s: %d %s", src, a.status, a.body)
+		}
+	}
+	ctx, cancel := context.WithCancel(bearer(context.Background(), allToken))
+	defer cancel()
+	st, err := e.events.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, Group: "g",
+		Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ackID string
+	for ackID == "" {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := m.GetDelivery(); d != nil {
+			ackID = d.AckId
+		}
+	}
+	list, err := e.events.ListEvents(bearer(context.Background(), allToken), &eventrelayv1.ListEventsRequest{Source: "billing"})
+	if err != nil || len(list.Deliveries) == 0 {
+		t.Fatalf("%v %v", list, err)
+	}
+	return e, ackID, list.Deliveries[0].Cursor
+}
+
+func TestTokenScopesGRPC(t *testing.T) {
+	e, billingAck, billingCursor := scopeEnv(t)
+	c := e.events
+	subscribe := func(req *eventrelayv1.SubscribeRequest) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if req.HeartbeatInterval == nil {
+				req.HeartbeatInterval = durationpb.New(100 * time.Millisecond)
+			}
+			st, err := c.Subscribe(ctx, req)
+			if err != nil {
+				return err
+			}
+			_, err = st.Recv() // the first message: a delivery, a heartbeat, or the error
+			return err
+		}
+	}
+	publish := func(source string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := c.Publish(ctx, &eventrelayv1.PublishRequest{Source: source, Type: "t", Data: []byte(`{}`)})
+			return err
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		token string // "" = none
+		call  func(ctx context.Context) error
+		want  codes.Code
+	}{
+		{"subscribe without token", "", subscribe(&eventrelayv1.SubscribeRequest{}), codes.Unauthenticated},
+		{"subscribe with an unknown token", "nope", subscribe(&eventrelayv1.SubscribeRequest{}), codes.Unauthenticated},
+		{"subscribe to a source outside the list", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}}), codes.PermissionDenied},
+		{"subscribe to an allowed and a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders", "billing"}}), codes.PermissionDenied},
+		{"after_cursor naming a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{AfterCursor: billingCursor}), codes.PermissionDenied},
+		{"after_cursor of a forbidden source with allowed sources", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, AfterCursor: billingCursor}), codes.PermissionDenied},
+		{"dead letters of a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, DeadLetters: true}), codes.PermissionDenied},
+		{"group on a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, Group: "g"}), codes.PermissionDenied},
+		{"subscribe to the allowed source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}}), codes.OK},
+		{"all-sources token reads billing", allToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}}), codes.OK},
+		{"get a forbidden event", readerToken, func(ctx context.Context) error {
+			_, err := c.GetEvent(ctx, &eventrelayv1.GetEventRequest{Source: "billing", Id: "evt_billing"})
+			return err
+		}, codes.PermissionDenied},
+		{"get an allowed event", readerToken, func(ctx context.Context) error {
+			_, err := c.GetEvent(ctx, &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_orders"})
+			return err
+		}, codes.OK},
+		{"list a forbidden source", readerToken, func(ctx context.Context) error {
+			_, err := c.ListEvents(ctx, &eventrelayv1.ListEventsRequest{Source: "billing"})
+			return err
+		}, codes.PermissionDenied},
+		{"list without token", "", func(ctx context.Context) error {
+			_, err := c.ListEvents(ctx, &eventrelayv1.ListEventsRequest{Source: "orders"})
+			return err
+		}, codes.Unauthenticated},
+		{"acknowledge an ack id of a forbidden source", readerToken, func(ctx context.Context) error {
+			_, err := c.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{billingAck}})
+			return err
+		}, codes.PermissionDenied},
+		{"nack an ack id of a forbidden source", readerToken, func(ctx context.Context) error {
+			_, err := c.Nack(ctx, &eventrelayv1.NackRequest{AckIds: []string{billingAck}})
+			return err
+		}, codes.PermissionDenied},
+		{"publish without publish: true", readerToken, publish("orders"), codes.PermissionDenied},
+		{"publish outside the list", producerToken, publish("billing"), codes.PermissionDenied},
+		{"publish without token", "", publish("orders"), codes.Unauthenticated},
+		{"publish", producerToken, publish("orders"), codes.OK},
+		{"redrive without publish", readerToken, func(ctx context.Context) error {
+			_, err := c.RedriveDeadLetters(ctx, &eventrelayv1.RedriveDeadLettersRequest{Source: "orders"})
+			return err
+		}, codes.PermissionDenied},
+		{"redrive outside the list", producerToken, func(ctx context.Context) error {
+			_, err := c.RedriveDeadLetters(ctx, &eventrelayv1.RedriveDeadLettersRequest{Source: "billing"})
+			return err
+		}, codes.PermissionDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if tc.token != "" {
+				ctx = bearer(ctx, tc.token)
+			}
+			if got := status.Code(tc.call(ctx)); got != tc.want {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("empty sources means the allowed ones only", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(bearer(context.Background(), readerToken), 10*time.Second)
+		defer cancel()
+		st, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, err := relay.DecodeCursor(m.GetHeartbeat().GetCursor())
+		if err != nil {
+			t.Fatalf("first message %v: %v", m, err)
+		}
+		var sources []string
+		for p := range cur.Positions {
+			sources = append(sources, p.Source)
+		}
+		if !slices.Equal(sources, []string{"orders"}) {
+			t.Fatalf("the subscription reads %v", sources)
+		}
+	})
+	t.Run("the ack id still works for its owner", func(t *testing.T) {
+		resp, err := c.Acknowledge(bearer(context.Background(), allToken), &eventrelayv1.AcknowledgeRequest{AckIds: []string{billingAck}})
+		if err != nil || len(resp.UnknownAckIds) != 0 {
+			t.Fatalf("%v %v", resp, err)
+		}
+	})
+	for _, tok := range []string{readerToken, producerToken, allToken} {
+		if strings.Contains(e.logs.String(), tok) {
+			t.Fatalf("a token value is in the logs")
+		}
+	}
+}
+
+func TestTokenScopesHTTP(t *testing.T) {
+	e, billingAck, _ := scopeEnv(t)
+	type call struct {
+		method, path, body string
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		call  call
+		want  int
+		check func(t *testing.T, line string) // the first NDJSON line of a stream
+	}{
+		{"list without token", "", call{"GET", "/v1/sources/orders/events", ""}, 401, nil},
+		{"list with an unknown token", "nope", call{"GET", "/v1/sources/orders/events", ""}, 401, nil},
+		{"list a forbidden source", readerToken, call{"GET", "/v1/sources/billing/events", ""}, 403, nil},
+		{"list the allowed source", readerToken, call{"GET", "/v1/sources/orders/events", ""}, 200, nil},
+		{"get a forbidden event", readerToken, call{"GET", "/v1/sources/billing/events/evt_billing", ""}, 403, nil},
+		{"subscribe without token", "", call{"GET", "/v1/events:subscribe", ""}, 401, nil},
+		{"subscribe to a forbidden source", readerToken, call{"GET", "/v1/events:subscribe?sources=billing", ""}, 403, nil},
+		{"subscribe to allowed and forbidden", readerToken, call{"GET", "/v1/events:subscribe?sources=orders&sources=billing", ""}, 403, nil},
+		{"subscribe with empty sources reads the allowed ones", readerToken,
+			call{"GET", "/v1/events:subscribe?start=START_POSITION_EARLIEST&heartbeat_interval=0.2s", ""}, 200,
+			func(t *testing.T, line string) {
+				var m struct {
+					Result struct {
+						Delivery struct {
+							Event struct{ Source, ID string }
+						}
+					}
+				}
+				if err := json.Unmarshal([]byte(line), &m); err != nil || m.Result.Delivery.Event.Source != "orders" {
+					t.Fatalf("first line %s (%v)", line, err)
+				}
+			}},
+		{"publish without publish: true", readerToken, call{"POST", "/v1/events", `{"source":"orders","type":"t","data":"e30="}`}, 403, nil},
+		{"publish without token", "", call{"POST", "/v1/events", `{"source":"orders","type":"t","data":"e30="}`}, 401, nil},
+		{"publish outside the list", producerToken, call{"POST", "/v1/events", `{"source":"billing","type":"t","data":"e30="}`}, 403, nil},
+		{"publish", producerToken, call{"POST", "/v1/events", `{"source":"orders","type":"t","data":"e30="}`}, 200, nil},
+		{"acknowledge an ack id of a forbidden source", readerToken, call{"POST", "/v1/events:acknowledge", `{"ack_ids":["` + billingAck + `"]}`}, 403, nil},
+		{"redrive without publish", readerToken, call{"POST", "/v1/sources/orders:redrive", `{}`}, 403, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, tc.call.method, e.http.URL+tc.call.path, strings.NewReader(tc.call.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				b, _ := io.ReadAll(resp.Body)
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, b)
+			}
+			if tc.want == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without WWW-Authenticate: Bearer")
+			}
+			if tc.check != nil {
+				line, err := bufio.NewReader(resp.Body).ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, line)
+			}
+		})
+	}
+}

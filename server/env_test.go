@@ -1,0 +1,287 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"github.com/eventrelay/eventrelay/relay/verify"
+	"github.com/redis/go-redis/v9"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/metadata"
+)
+
+// Secrets of the test sources. Tests assert that none of them reaches a log line.
+const (
+	ordersSecret  = "orders-secret-5f1c"
+	billingSecret = "billing-secret-9a2e"
+	stripeSecret  = "whsec_stripe-secret-77d0"
+)
+
+// testSources: orders and billing (hmac), stripe (stripe: signed timestamps, JSON only).
+func testSources() []relay.SourceConfig {
+	srcs := []relay.SourceConfig{
+		{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}, MaxBodyBytes: 4096},
+		{Name: "billing", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(billingSecret)}}, MaxBodyBytes: 4096},
+		{Name: "stripe", Provider: "stripe", Secrets: []relay.Secret{{Value: []byte(stripeSecret)}}, MaxBodyBytes: 4096},
+	}
+	for i := range srcs {
+		srcs[i].SetDefaults()
+	}
+	return srcs
+}
+
+type envOptions struct {
+	redisURL   string // "" = the embedded server
+	sources    []relay.SourceConfig
+	tokens     []Token
+	ingress    IngressOptions
+	reflection bool
+	tracing    bool
+}
+
+// env is one relay: a Service on a store, the gRPC server on a loopback port, and the
+// public HTTP handler (webhooks and EventService's HTTP routes) on an httptest server.
+type env struct {
+	t       testing.TB
+	cfgs    map[string]*relay.SourceConfig
+	svc     *relay.Service
+	store   *redisstore.Store
+	rdb     redis.UniversalClient
+	metrics *Metrics
+	logs    *logBuffer
+	log     *slog.Logger
+	spans   *tracetest.InMemoryExporter
+	tp      *sdktrace.TracerProvider
+	handler http.Handler
+	http    *httptest.Server
+	grpc    *grpc.Server
+	conn    *grpc.ClientConn
+	events  eventrelayv1.EventServiceClient
+}
+
+func newEnv(t testing.TB, o envOptions) *env {
+	t.Helper()
+	if o.sources == nil {
+		o.sources = testSources()
+	}
+	url := o.redisURL
+	if url == "" {
+		srv, err := embedded.Start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		url = srv.URL()
+	}
+	e := &env{t: t, cfgs: map[string]*relay.SourceConfig{}, logs: &logBuffer{}, metrics: NewMetrics()}
+	log := slog.New(testLogHandler{slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	e.log = log
+	store, err := redisstore.Open(url, false, "", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	e.store, e.rdb = store, store.Client()
+	e.rdb.AddHook(e.metrics.RedisHook())
+	store.ObserveBatches(func(p relay.Partition, n int) { e.metrics.ObserveBatch(p.Source, n) })
+
+	var sources []*relay.Source
+	for i := range o.sources {
+		cfg := o.sources[i]
+		v, err := verify.New(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sources = append(sources, &relay.Source{Config: cfg, Verifier: v})
+		e.cfgs[cfg.Name] = &sources[len(sources)-1].Config
+	}
+	e.svc, err = relay.NewService(TraceStore(store), sources, relay.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.svc.Close() })
+	e.metrics.WatchStreams(e.svc, e.rdb, 2*time.Second)
+
+	var tp *sdktrace.TracerProvider
+	if o.tracing {
+		e.spans = tracetest.NewInMemoryExporter()
+		tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(e.spans))
+		e.tp = tp
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	}
+	events := NewEventServer(e.svc, NewAuth(o.tokens), log)
+	events.Metrics = e.metrics
+	if tp != nil {
+		events.TracerProvider = tp
+	}
+	webhooks := NewWebhookServer(e.svc, log, e.metrics)
+
+	e.grpc = NewGRPCServer(GRPCOptions{Reflection: o.reflection, Health: health.NewServer(), Logger: log}, events, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.grpc.Serve(lis) }()
+	t.Cleanup(func() { GracefulStop(e.grpc, time.Second) })
+	e.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.conn.Close() })
+	e.events = eventrelayv1.NewEventServiceClient(e.conn)
+
+	if o.ingress.ContentTypes == nil {
+		o.ingress.ContentTypes = func(src *relay.SourceConfig, ct string) bool { return verify.AcceptsContentType(src.Provider, ct) }
+	}
+	hopts := HTTPOptions{Ingress: o.ingress, Logger: log, Metrics: e.metrics}
+	if tp != nil {
+		hopts.TracerProvider = tp
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e.handler, err = NewHTTPHandler(ctx, e.svc, webhooks, e.conn, hopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.handler)
+	t.Cleanup(e.http.Close)
+	return e
+}
+
+// redisURL is a real redis-server for the test (skipped, or failed under
+// RELAY_REQUIRE_REDIS=1, without one).
+func redisURL(t testing.TB) string { return redistest.Start(t) }
+
+// signedRequest is a webhook request to source signed by the source's provider at now.
+func (e *env) signedRequest(source string, body []byte, now time.Time) *http.Request {
+	e.t.Helper()
+	return signedRequest(e.t, e.cfgs[source], e.http.URL, source, body, now)
+}
+
+func signedRequest(t testing.TB, cfg *relay.SourceConfig, base, source string, body []byte, now time.Time) *http.Request {
+	t.Helper()
+	wr := &relay.WebhookRequest{Header: http.Header{}, Body: body}
+	if err := verify.Sign(cfg, wr, now); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/webhooks/"+source, bytes.NewReader(wr.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = wr.Header
+	if wr.ContentType == "" {
+		wr.ContentType = "application/json"
+	}
+	req.Header.Set("Content-Type", wr.ContentType)
+	return req
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// do sends req (over the network when it has a host, else to the handler directly).
+func (e *env) do(req *http.Request) answer {
+	e.t.Helper()
+	if req.URL.Host == "" {
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		return answer{rec.Code, rec.Header(), rec.Body.String()}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return answer{resp.StatusCode, resp.Header, string(b)}
+}
+
+// streamState is what the store holds: the number of keys and every stream's length.
+func (e *env) streamState() map[string]int64 {
+	e.t.Helper()
+	ctx := context.Background()
+	st := map[string]int64{}
+	n, err := e.rdb.DBSize(ctx).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st["dbsize"] = n
+	for name := range e.cfgs {
+		p := relay.Partition{Source: name}
+		l, err := e.rdb.XLen(ctx, redisstore.StreamKey(p)).Result()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		st[name] = l
+	}
+	return st
+}
+
+func bearer(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// logBuffer collects log output.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// lines returns the log lines containing substr.
+func (l *logBuffer) lines(substr string) []string {
+	var out []string
+	for _, line := range strings.Split(l.String(), "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// testLogHandler adds the request id like relayd's handler does.
+type testLogHandler struct{ slog.Handler }
+
+func (h testLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	if id := RequestID(ctx); id != "" {
+		r.AddAttrs(slog.String("request_id", id))
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h testLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return testLogHandler{h.Handler.WithAttrs(as)}
+}
+func (h testLogHandler) WithGroup(n string) slog.Handler { return testLogHandler{h.Handler.WithGroup(n)} }

@@ -1,0 +1,292 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+	for _, tc := range []struct {
+		name, peer string
+		xff        []string
+		want       string // "" = invalid (no allowlist admits it)
+	}{
+		{"untrusted peer, no header", "198.51.100.1:4000", nil, "198.51.100.1"},
+		{"untrusted peer spoofing the header", "198.51.100.1:4000", []string{"192.0.2.7"}, "198.51.100.1"},
+		{"trusted proxy, no header: the proxy itself", "10.0.0.2:4000", nil, "10.0.0.2"},
+		{"trusted proxy", "10.0.0.2:4000", []string{"192.0.2.7"}, "192.0.2.7"},
+		{"right-most untrusted hop wins over a spoofed left entry", "10.0.0.2:4000", []string{"192.0.2.7, 198.51.100.9"}, "198.51.100.9"},
+		{"chain of trusted proxies is skipped", "10.0.0.2:4000", []string{"192.0.2.7, 10.1.1.1", "10.2.2.2"}, "192.0.2.7"},
+		{"garbage where the client should be fails closed", "10.0.0.2:4000", []string{"not-an-ip"}, ""},
+		{"address with a port is garbage", "10.0.0.2:4000", []string{"192.0.2.7:55"}, ""},
+		{"only trusted hops: the peer", "10.0.0.2:4000", []string{"10.9.9.9"}, "10.0.0.2"},
+		{"IPv4-mapped IPv6 peer", "[::ffff:198.51.100.1]:4000", nil, "198.51.100.1"},
+		{"IPv6 trusted proxy", "[fd00::1]:4000", []string{"2001:db8::5"}, "2001:db8::5"},
+		{"unparseable peer", "pipe", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/x", nil)
+			r.RemoteAddr = tc.peer
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			got := clientIP(r, trusted)
+			if tc.want == "" {
+				if got.IsValid() {
+					t.Fatalf("got %s, want the invalid address", got)
+				}
+				return
+			}
+			if got != netip.MustParseAddr(tc.want) {
+				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBucket(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBucket(1, 2)
+	steps := []struct {
+		at   time.Duration
+		ok   bool
+		wait time.Duration
+	}{
+		{0, true, 0}, {0, true, 0}, {0, false, time.Second},
+		{500 * time.Millisecond, false, 500 * time.Millisecond},
+		{time.Second, true, 0}, {time.Second, false, time.Second},
+		{10 * time.Second, true, 0}, {10 * time.Second, true, 0}, {10 * time.Second, false, time.Second}, // refill stops at burst
+	}
+	for i, s := range steps {
+		ok, wait := b.take(t0.Add(s.at))
+		if ok != s.ok || wait != s.wait {
+			t.Fatalf("step %d at %s: got (%v, %s), want (%v, %s)", i, s.at, ok, wait, s.ok, s.wait)
+		}
+	}
+}
+
+// countingBody fails the test's expectations when read: the middleware must answer without it.
+type countingBody struct {
+	r     io.Reader
+	reads atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) { b.reads.Add(1); return b.r.Read(p) }
+func (b *countingBody) Close() error               { return nil }
+
+// TestIngressLimits runs every answer the middleware gives before the signature is checked
+// against the handler: each has its status and leaves the store as it was.
+func TestIngressLimits(t *testing.T) {
+	srcs := testSources()
+	internal := relay.SourceConfig{Name: "internal", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}},
+		AllowIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}}
+	limited := relay.SourceConfig{Name: "limited", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}},
+		RateLimit: relay.RateLimit{RPS: 0.001, Burst: 2}}
+	internal.SetDefaults()
+	limited.SetDefaults()
+	srcs = append(srcs, internal, limited)
+	e := newEnv(t, envOptions{redisURL: redisURL(t), sources: srcs,
+		ingress: IngressOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}})
+
+	n := 0
+	body := func() []byte { n++; return []byte(fmt.Sprintf(`{"id":"evt_%d","type":"t"}`, n)) }
+	// req is a request to the handler (no network), from peer.
+	req := func(source string, signed bool, peer string, hdr ...string) *http.Request {
+		b := body()
+		var r *http.Request
+		if signed {
+			r = signedRequest(t, e.cfgs[source], "", source, b, time.Now())
+		} else {
+			r = httptest.NewRequest(http.MethodPost, "/v1/webhooks/"+source, strings.NewReader(string(b)))
+			r.Header.Set("Content-Type", "application/json")
+		}
+		r.RemoteAddr = peer
+		for i := 0; i+1 < len(hdr); i += 2 {
+			r.Header.Add(hdr[i], hdr[i+1])
+		}
+		return r
+	}
+	const outside, inside, proxy = "198.51.100.1:5000", "192.0.2.7:5000", "10.0.0.2:5000"
+
+	t.Run("allow_ips and X-Forwarded-For", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			r    *http.Request
+			want int
+		}{
+			{"peer outside the list", req("internal", true, outside), 403},
+			{"spoofed X-Forwarded-For from an untrusted peer", req("internal", true, outside, "X-Forwarded-For", "192.0.2.7"), 403},
+			{"trusted proxy forwarding an outside client", req("internal", true, proxy, "X-Forwarded-For", "198.51.100.1"), 403},
+			{"trusted proxy with client-written left entry", req("internal", true, proxy, "X-Forwarded-For", "192.0.2.7, 198.51.100.1"), 403},
+			{"trusted proxy without header (the proxy is not listed)", req("internal", true, proxy), 403},
+			{"trusted proxy, garbage header", req("internal", true, proxy, "X-Forwarded-For", "192.0.2.7 oops"), 403},
+			{"unsigned from a listed peer: the allowlist is not authentication", req("internal", false, inside), 401},
+			{"listed peer", req("internal", true, inside), 200},
+			{"listed IPv6 peer", req("internal", true, "[2001:db8::9]:5000"), 200},
+			{"trusted proxy forwarding a listed client", req("internal", true, proxy, "X-Forwarded-For", "192.0.2.7"), 200},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before := e.streamState()
+				a := e.do(tc.r)
+				if a.status != tc.want {
+					t.Fatalf("status %d, want %d: %s", a.status, tc.want, a.body)
+				}
+				after := e.streamState()
+				if tc.want != 200 && !maps.Equal(before, after) {
+					t.Fatalf("store changed: %v -> %v", before, after)
+				}
+				if tc.want == 200 && after["internal"] != before["internal"]+1 {
+					t.Fatalf("not stored: %v -> %v", before, after)
+				}
+			})
+		}
+	})
+
+	t.Run("rate limit before verification", func(t *testing.T) {
+		if a := e.do(req("limited", true, inside)); a.status != 200 {
+			t.Fatalf("first: %d %s", a.status, a.body)
+		}
+		if a := e.do(req("limited", false, inside)); a.status != 401 { // spends the last token
+			t.Fatalf("second: %d %s", a.status, a.body)
+		}
+		before := e.streamState()
+		a := e.do(req("limited", true, inside))
+		if a.status != http.StatusTooManyRequests {
+			t.Fatalf("third: %d %s", a.status, a.body)
+		}
+		if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 {
+			t.Fatalf("Retry-After %q", a.header.Get("Retry-After"))
+		}
+		if after := e.streamState(); !maps.Equal(before, after) {
+			t.Fatalf("store changed: %v -> %v", before, after)
+		}
+		if a := e.do(req("orders", true, inside)); a.status != 200 {
+			t.Fatalf("the limit is per source: orders got %d", a.status)
+		}
+	})
+
+	t.Run("answers without reading the body", func(t *testing.T) {
+		for _, tc := range []struct {
+			name     string
+			source   string
+			method   string
+			ct       string
+			length   int64
+			want     int
+			wantRead bool
+		}{
+			{"declared length over max_body_bytes", "orders", "POST", "application/json", 5000, 413, false},
+			{"content type the provider never sends", "stripe", "POST", "text/plain", 10, 415, false},
+			{"xml to stripe", "stripe", "POST", "application/xml; charset=utf-8", 10, 415, false},
+			{"no content type to stripe", "stripe", "POST", "", 10, 415, false},
+			{"PUT", "orders", "PUT", "application/json", 10, 405, false},
+			{"DELETE", "orders", "DELETE", "application/json", 10, 405, false},
+			{"PATCH", "orders", "PATCH", "application/json", 10, 405, false},
+			{"unknown source", "nope", "POST", "application/json", 10, 404, false},
+			{"nested path", "orders/extra", "POST", "application/json", 10, 404, false},
+			{"disallowed address", "internal", "POST", "application/json", 10, 403, false},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				cb := &countingBody{r: strings.NewReader(strings.Repeat("x", int(tc.length)))}
+				r := httptest.NewRequest(tc.method, "/v1/webhooks/"+tc.source, nil)
+				r.Body, r.ContentLength = cb, tc.length
+				r.RemoteAddr = outside
+				if tc.ct != "" {
+					r.Header.Set("Content-Type", tc.ct)
+				}
+				before := e.streamState()
+				a := e.do(r)
+				if a.status != tc.want {
+					t.Fatalf("status %d, want %d: %s", a.status, tc.want, a.body)
+				}
+				if !tc.wantRead && cb.reads.Load() != 0 {
+					t.Fatalf("the body was read %d times", cb.reads.Load())
+				}
+				if tc.want == 405 && a.header.Get("Allow") != "GET, POST" {
+					t.Errorf("Allow %q", a.header.Get("Allow"))
+				}
+				if a.header.Get("Content-Type") != "application/json" || !strings.Contains(a.body, `"code"`) {
+					t.Errorf("not a google.rpc.Status answer: %q %s", a.header.Get("Content-Type"), a.body)
+				}
+				if after := e.streamState(); !maps.Equal(before, after) {
+					t.Fatalf("store changed: %v -> %v", before, after)
+				}
+			})
+		}
+	})
+
+	t.Run("chunked body over max_body_bytes", func(t *testing.T) {
+		big := strings.Repeat("x", 5000)
+		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", io.NopCloser(strings.NewReader(big)))
+		r.ContentLength = -1
+		r.Header.Set("Content-Type", "application/json")
+		before := e.streamState()
+		if a := e.do(r); a.status != 413 {
+			t.Fatalf("status %d", a.status)
+		}
+		if after := e.streamState(); !maps.Equal(before, after) {
+			t.Fatalf("store changed: %v -> %v", before, after)
+		}
+	})
+}
+
+// TestConcurrencyLimit holds max_concurrent requests inside the handler: the next one is shed
+// with 503 and Retry-After at once instead of queueing, and a slot frees when one finishes.
+func TestConcurrencyLimit(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	in := newIngress(e.svc, IngressOptions{MaxConcurrent: 2}, e.log, e.metrics)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h := in.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}))
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	done := make(chan int, 2)
+	for range 2 {
+		go func() { done <- post().Code }()
+		<-entered // the request holds its slot
+	}
+	rec := post()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("third concurrent request: %d Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	release <- struct{}{}
+	if code := <-done; code != 200 {
+		t.Fatalf("held request: %d", code)
+	}
+	go func() { done <- post().Code }()
+	<-entered // a freed slot is taken again
+	close(release)
+	for range 2 {
+		if code := <-done; code != 200 {
+			t.Fatalf("held request: %d", code)
+		}
+	}
+	// Other paths are not limited by the webhook semaphore.
+	rec = httptest.NewRecorder()
+	in.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })).
+		ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/sources/orders/events", nil))
+	if rec.Code != 204 {
+		t.Fatalf("non-webhook path: %d", rec.Code)
+	}
+}
