@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Output formats.
+const (
+	formatText        = "text"        // one line per event: time source type id
+	formatJSON        = "json"        // one protojson document per line
+	formatCloudEvents = "cloudevents" // CloudEvents 1.0 structured JSON, one per line
+	formatData        = "data"        // the payload bytes only (events get)
+)
+
+func checkFormat(f string, allowed ...string) error {
+	if !slices.Contains(allowed, f) {
+		return usagef("-o %q: want %s", f, strings.Join(allowed, ", "))
+	}
+	return nil
+}
+
+// writeDelivery prints one delivery in format f: text and cloudevents describe its event,
+// json is the whole Delivery (event, cursor, ack id, attempt).
+func writeDelivery(w io.Writer, f string, d *eventrelayv1.Delivery) error {
+	if f == formatJSON {
+		return writeProtoLine(w, d)
+	}
+	return writeEvent(w, f, d.GetEvent())
+}
+
+// writeEvent prints one event in format f.
+func writeEvent(w io.Writer, f string, ev *eventrelayv1.Event) error {
+	var err error
+	switch f {
+	case formatText:
+		_, err = fmt.Fprintf(w, "%s %s %s %s\n", formatTime(ev.GetTime()), textField(ev.GetSource()), textField(ev.GetType()), textField(ev.GetId()))
+	case formatJSON:
+		err = writeProtoLine(w, ev)
+	case formatCloudEvents:
+		var b []byte
+		if b, err = cloudEvent(ev); err == nil {
+			_, err = w.Write(b)
+		}
+	case formatData:
+		_, err = w.Write(ev.GetData())
+	default:
+		err = fmt.Errorf("unknown format %q", f)
+	}
+	return err
+}
+
+// textField is one space-separated field of a text line: "-" when empty, quoted (Go syntax)
+// when it contains spaces, quotes or unprintable characters (GitLab's "Push Hook").
+func textField(s string) string {
+	if s == "" {
+		return "-"
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func formatTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// writeProtoLine writes m as protojson on one line.
+func writeProtoLine(w io.Writer, m proto.Message) error {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil { // protojson's whitespace is not stable
+		return err
+	}
+	buf.WriteByte('\n')
+	_, err = w.Write(buf.Bytes())
+	return err
+}
+
+// untypedEvent is the CloudEvents type of an event whose provider gave no type (the attribute
+// is required by CloudEvents).
+const untypedEvent = "eventrelay.untyped"
+
+// cloudEvent is an Event in CloudEvents 1.0 structured JSON mode, one line. See the README's
+// "CloudEvents mapping".
+func cloudEvent(ev *eventrelayv1.Event) ([]byte, error) {
+	ce := struct {
+		SpecVersion     string          `json:"specversion"`
+		ID              string          `json:"id"`
+		Source          string          `json:"source"`
+		Type            string          `json:"type"`
+		Subject         string          `json:"subject,omitempty"`
+		Time            string          `json:"time,omitempty"`
+		DataContentType string          `json:"datacontenttype,omitempty"`
+		Data            json.RawMessage `json:"data,omitempty"`
+		DataBase64      []byte          `json:"data_base64,omitempty"`
+		// Extensions.
+		ReceivedTime string `json:"receivedtime,omitempty"`
+		PartitionKey string `json:"partitionkey,omitempty"`
+		TraceParent  string `json:"traceparent,omitempty"`
+	}{
+		SpecVersion:     "1.0",
+		ID:              ev.GetId(),
+		Source:          ev.GetSource(),
+		Type:            ev.GetType(),
+		Subject:         ev.GetSubject(),
+		DataContentType: ev.GetDataContentType(),
+		PartitionKey:    ev.GetPartitionKey(),
+		TraceParent:     ev.GetTraceParent(),
+	}
+	if ce.Type == "" {
+		ce.Type = untypedEvent
+	}
+	if ev.GetTime() != nil {
+		ce.Time = ev.GetTime().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	if ev.GetReceivedTime() != nil {
+		ce.ReceivedTime = ev.GetReceivedTime().AsTime().UTC().Format(time.RFC3339Nano)
+	}
+	if data := ev.GetData(); len(data) > 0 {
+		if isJSONType(ce.DataContentType) && json.Valid(data) {
+			ce.Data = data
+		} else {
+			ce.DataBase64 = data
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ce); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// isJSONType reports whether a content type is JSON: application/json, text/json or
+// anything with a +json suffix.
+func isJSONType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
