@@ -37,11 +37,13 @@ trap 'exit 130' INT TERM
 echo "interop: building relayd"
 (cd "$root" && go build -o "$work/relayd" ./cmd/relayd)
 
-# npm ci when node_modules is missing or older than the lockfile (npm writes its own copy,
-# node_modules/.package-lock.json, on every install).
-if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
+# npm ci when node_modules is missing or was installed from another package-lock.json (the
+# checksum of the lockfile installed is kept in node_modules/.interop-lock).
+lock_sum="$(cksum <"$here/package-lock.json")"
+if [ "$(cat "$here/node_modules/.interop-lock" 2>/dev/null)" != "$lock_sum" ]; then
   echo "interop: npm ci"
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$lock_sum" >"$here/node_modules/.interop-lock"
 fi
 
 # The secrets of the sources, literals shared by relayd's configuration and interop.mjs.
