@@ -122,7 +122,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Info("source configured", "source", sc.Name, "provider", sc.Provider, "partitions", sc.Partitions,
 			"webhook_path", "/v1/webhooks/"+sc.Name)
 	}
-	m.svc, err = relay.NewService(m.store, sources, relay.Options{Logger: log})
+	m.svc, err = relay.NewService(checkedStore{m.store, &m.partitionsOK}, sources, relay.Options{Logger: log})
 	if err != nil {
 		return err
 	}
@@ -301,6 +301,21 @@ func (m *Main) watchStore(ctx context.Context) {
 			m.setServing(ok)
 		}
 	}
+}
+
+// checkedStore refuses appends (503 to webhooks) until every source's partition count was
+// checked against Redis: an append with another count would put events in partitions other
+// than their keys' stored ones.
+type checkedStore struct {
+	*redisstore.Store
+	ok *atomic.Bool
+}
+
+func (s checkedStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
+	if !s.ok.Load() {
+		return relay.AppendResult{}, relay.Errorf(relay.CodeUnavailable, "store unavailable: the partition counts are not verified yet")
+	}
+	return s.Store.Append(ctx, req)
 }
 
 // checkPartitions records, or checks against the record, every source's partition count.
