@@ -69,7 +69,8 @@ type env struct {
 	logs    *logBuffer
 	log     *slog.Logger
 	spans   *tracetest.InMemoryExporter
-	tp      *sdktrace.TracerProvider
+	ended   chan sdktrace.ReadOnlySpan // every span as it ends
+	seen    []sdktrace.ReadOnlySpan    // ended spans taken off ended by waitSpan
 	handler http.Handler
 	http    *httptest.Server
 	grpc    *grpc.Server
@@ -123,8 +124,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	var tp *sdktrace.TracerProvider
 	if o.tracing {
 		e.spans = tracetest.NewInMemoryExporter()
-		tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(e.spans))
-		e.tp = tp
+		e.ended = make(chan sdktrace.ReadOnlySpan, 10000)
+		tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(e.spans), sdktrace.WithSpanProcessor(endNotifier(e.ended)))
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	}
 	events := NewEventServer(e.svc, NewAuth(o.tokens), log)
@@ -284,4 +285,38 @@ func (h testLogHandler) Handle(ctx context.Context, r slog.Record) error {
 func (h testLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return testLogHandler{h.Handler.WithAttrs(as)}
 }
-func (h testLogHandler) WithGroup(n string) slog.Handler { return testLogHandler{h.Handler.WithGroup(n)} }
+func (h testLogHandler) WithGroup(n string) slog.Handler {
+	return testLogHandler{h.Handler.WithGroup(n)}
+}
+
+// endNotifier is a span processor that hands every ended span to a channel.
+type endNotifier chan sdktrace.ReadOnlySpan
+
+func (n endNotifier) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
+func (n endNotifier) OnEnd(s sdktrace.ReadOnlySpan)                   { n <- s }
+func (n endNotifier) Shutdown(context.Context) error                  { return nil }
+func (n endNotifier) ForceFlush(context.Context) error                { return nil }
+
+// waitSpan returns the first ended span named name not returned before, waiting for it to end
+// (spans end after the answer is written, so a client may see the answer first).
+func (e *env) waitSpan(name string) sdktrace.ReadOnlySpan {
+	e.t.Helper()
+	for i, s := range e.seen {
+		if s.Name() == name {
+			e.seen = append(e.seen[:i], e.seen[i+1:]...)
+			return s
+		}
+	}
+	deadline := time.After(10 * time.Second) // a guard against hanging, not a timing check
+	for {
+		select {
+		case s := <-e.ended:
+			if s.Name() == name {
+				return s
+			}
+			e.seen = append(e.seen, s)
+		case <-deadline:
+			e.t.Fatalf("span %q never ended", name)
+		}
+	}
+}

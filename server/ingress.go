@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
@@ -167,6 +168,12 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
 			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
 		if r.Method == http.MethodPost {
+			if !utf8Headers(r.Header) {
+				// Event attributes come from headers (content type, ids, types) and must be
+				// UTF-8 to be stored; no provider sends anything else.
+				writeError(sw, relay.Errorf(relay.CodeInvalid, "header values must be valid UTF-8"))
+				return
+			}
 			limit := src.Config.MaxBodyBytes
 			if r.ContentLength > limit {
 				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
@@ -200,6 +207,17 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+func utf8Headers(h http.Header) bool {
+	for _, vs := range h {
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func mediaType(ct string) string {

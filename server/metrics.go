@@ -180,7 +180,7 @@ func (h redisHook) DialHook(next redis.DialHook) redis.DialHook {
 func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
-		h.observe(ctx, cmd)
+		h.observe(ctx, cmd, err)
 		return err
 	}
 }
@@ -189,7 +189,7 @@ func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pro
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			h.observe(ctx, c)
+			h.observe(ctx, c, c.Err())
 		}
 		return err
 	}
@@ -203,13 +203,20 @@ var redisCommands = map[string]bool{
 	"exec": true, "hsetnx": true, "hget": true, "hgetall": true, "exists": true, "script": true,
 }
 
-func (h redisHook) observe(ctx context.Context, cmd redis.Cmder) {
-	err := cmd.Err()
+// observe counts err, the outcome of cmd (the error a command returns is not yet on the
+// command when a hook sees it).
+func (h redisHook) observe(ctx context.Context, cmd redis.Cmder, err error) {
+	if err == nil {
+		err = cmd.Err()
+	}
 	if err == nil || errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOSCRIPT") ||
 		errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return
 	}
 	name := strings.ToLower(cmd.Name())
+	if name == "client" || name == "hello" {
+		return // connection set-up that go-redis tolerates (CLIENT SETINFO before Redis 7.2)
+	}
 	if !redisCommands[name] {
 		name = "other"
 	}
