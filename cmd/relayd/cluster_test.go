@@ -523,8 +523,8 @@ type scaleProc struct {
 }
 
 // startScaleRelayd runs relayd with the configuration file config and, unless wantExit, waits
-// until it listens. It is killed when t ends.
-func startScaleRelayd(t testing.TB, config string, wantExit bool) *scaleProc {
+// until it listens. env adds environment variables (NAME=value). It is killed when t ends.
+func startScaleRelayd(t testing.TB, config string, wantExit bool, env ...string) *scaleProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleHelperRelayd$", "--", "-config", config)
 	cmd.Env = []string{scaleHelperEnv + "=1"}
@@ -533,6 +533,7 @@ func startScaleRelayd(t testing.TB, config string, wantExit bool) *scaleProc {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...) // the last value of a name wins
 	cmd.SysProcAttr = redistest.SysProcAttr()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -867,6 +868,29 @@ func TestScaleCredentials(t *testing.T) {
 			t.Errorf("GetEvent: %v", err)
 		}
 	})
+}
+
+// TestScaleTLS runs relayd processes against a Redis that accepts only TLS (rediss://, with
+// a password in the URL) and presents a certificate from a private CA: trusted through
+// SSL_CERT_FILE, events go in and come out; without it, relayd refuses the certificate and
+// answers webhooks 503.
+func TestScaleTLS(t *testing.T) {
+	srv := redistest.StartTLS(t, "--requirepass", "tls-pw")
+	url := strings.Replace(srv.URL(), "rediss://", "rediss://:tls-pw@", 1)
+	config := scaleConfigFile(t, url, "", 2)
+
+	p := startScaleRelayd(t, config, false, "SSL_CERT_FILE="+srv.CAFile())
+	want, _ := scaleLoad(t, func() []string { return []string{p.HTTP} }, 2, 5, nil)
+	ds := collect(t, p.client(t), &eventrelayv1.SubscribeRequest{Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}, len(want))
+	scaleVerify(t, "subscriber over rediss://", ds, want)
+
+	untrusted := startScaleRelayd(t, config, false, "SSL_CERT_FILE="+filepath.Join(t.TempDir(), "none.pem"), "SSL_CERT_DIR="+t.TempDir())
+	if code, err := scalePost(context.Background(), untrusted.HTTP, scaleEvent{ID: "evt_untrusted", Customer: "c"}); code != http.StatusServiceUnavailable {
+		t.Errorf("POST through relayd that does not trust the Redis certificate: %d %v", code, err)
+	}
+	if out := untrusted.output(); !strings.Contains(out, "certificate") || strings.Contains(out, "tls-pw") {
+		t.Errorf("log should name the certificate problem, never the password:\n%s", out)
+	}
 }
 
 // syncLog collects a Main's log for assertions.

@@ -19,6 +19,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -44,6 +45,8 @@ type Server struct {
 	dir  string
 	conf string // configuration file, the first argument when set
 	args []string
+	// tlsClient, for a StartTLS server, is the client configuration trusting its CA.
+	tlsClient *tls.Config
 
 	mu     sync.Mutex
 	proc   *os.Process   // nil when stopped
@@ -70,6 +73,12 @@ func StartWith(t testing.TB, args ...string) *Server {
 func startServer(t testing.TB, bin, dir, conf string, args []string) *Server {
 	t.Helper()
 	s := &Server{bin: bin, dir: dir, conf: conf, args: args}
+	return s.launch(t)
+}
+
+// launch starts s on a free port; it is killed when t ends.
+func (s *Server) launch(t testing.TB) *Server {
+	t.Helper()
 	t.Cleanup(s.Kill)
 	// A free port can be taken between probing and binding: try a few.
 	var lastErr error
@@ -102,8 +111,13 @@ func lookBin(t testing.TB) string {
 // Addr returns 127.0.0.1:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL returns redis://127.0.0.1:port.
-func (s *Server) URL() string { return "redis://" + s.Addr() }
+// URL returns redis://127.0.0.1:port (rediss:// for a StartTLS server).
+func (s *Server) URL() string {
+	if s.tlsClient != nil {
+		return "rediss://" + s.Addr()
+	}
+	return "redis://" + s.Addr()
+}
 
 // Port returns the server's port.
 func (s *Server) Port() int { return s.port }
@@ -157,8 +171,12 @@ func (s *Server) start() error {
 	if s.conf != "" {
 		args = append(args, s.conf)
 	}
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.tlsClient != nil {
+		port = s.tlsArgs(strconv.Itoa(s.port))
+	}
+	args = append(args, port...)
 	args = append(args,
-		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
@@ -182,7 +200,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("redis-server exited: %s", out.String())
 		default:
 		}
-		if ping(addr) == nil {
+		if s.ping(addr) == nil {
 			s.mu.Lock()
 			s.proc, s.exited = cmd.Process, exited
 			s.mu.Unlock()
@@ -197,8 +215,17 @@ func (s *Server) start() error {
 
 // ping sends PING on a fresh connection and expects +PONG, or -NOAUTH from a server that
 // requires a password (it answers, so it is up).
-func ping(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+func ping(addr string) error { return (&Server{}).ping(addr) }
+
+// ping is the package's ping, over TLS for a StartTLS server.
+func (s *Server) ping(addr string) error {
+	var c net.Conn
+	var err error
+	if s.tlsClient != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, s.tlsClient)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return err
 	}

@@ -72,3 +72,20 @@ func TestSentinelFailover(t *testing.T) {
 		t.Errorf("new master refuses writes: %v", err)
 	}
 }
+
+func TestStartTLS(t *testing.T) {
+	s := StartTLS(t)
+	if !strings.HasPrefix(s.URL(), "rediss://127.0.0.1:") || s.CAFile() == "" {
+		t.Fatalf("URL %q, CA %q", s.URL(), s.CAFile())
+	}
+	if err := s.ping(s.Addr()); err != nil {
+		t.Fatalf("PING over TLS: %v", err)
+	}
+	if err := ping(s.Addr()); err == nil {
+		t.Fatal("plaintext PING answered: the server should accept TLS only")
+	}
+	s.Restart(t)
+	if err := s.ping(s.Addr()); err != nil {
+		t.Fatalf("PING over TLS after restart: %v", err)
+	}
+}
