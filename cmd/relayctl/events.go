@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -139,7 +138,9 @@ func setupGet(fs *flag.FlagSet, e *env) runner {
 			return err
 		}
 		if format == formatJSON {
-			b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp.GetEvent())
+			opts := jsonOptions
+			opts.Multiline, opts.Indent = true, "  "
+			b, err := opts.Marshal(resp.GetEvent())
 			if err != nil {
 				return err
 			}

@@ -82,9 +82,13 @@ func formatTime(ts *timestamppb.Timestamp) string {
 	return ts.AsTime().UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
+// jsonOptions marshal messages as relayd's HTTP API does: protojson with the proto field names
+// (received_time, ack_id), so one jq filter reads both.
+var jsonOptions = protojson.MarshalOptions{UseProtoNames: true}
+
 // writeProtoLine writes m as protojson on one line.
 func writeProtoLine(w io.Writer, m proto.Message) error {
-	b, err := protojson.Marshal(m)
+	b, err := jsonOptions.Marshal(m)
 	if err != nil {
 		return err
 	}
