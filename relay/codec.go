@@ -43,20 +43,8 @@ func EncodeCursor(c Cursor) string {
 	})
 	b := protowire.AppendTag(nil, 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, codecVersion)
-	var pos []byte
 	for _, p := range parts {
-		id := c.Positions[p]
-		pos = pos[:0]
-		pos = protowire.AppendTag(pos, 1, protowire.BytesType)
-		pos = protowire.AppendString(pos, p.Source)
-		pos = protowire.AppendTag(pos, 2, protowire.VarintType)
-		pos = protowire.AppendVarint(pos, uint64(p.Index))
-		pos = protowire.AppendTag(pos, 3, protowire.VarintType)
-		pos = protowire.AppendVarint(pos, id.Ms)
-		pos = protowire.AppendTag(pos, 4, protowire.VarintType)
-		pos = protowire.AppendVarint(pos, id.Seq)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		b = protowire.AppendBytes(b, pos)
+		b = appendPosition(b, p, c.Positions[p])
 	}
 	if c.DeadLetters {
 		b = protowire.AppendTag(b, 3, protowire.VarintType)

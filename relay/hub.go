@@ -36,13 +36,20 @@ type partReader struct {
 // them, and how many entries are queued and not yet consumed.
 type tailSub struct {
 	r       *partReader
-	ch      chan []Entry
+	ch      chan *tailBatch
 	pending atomic.Int64
 	err     error // set before ch is closed
 }
 
-// consumed tells the hub that n queued entries were handled.
+// consumed tells the hub that n queued entries were handled (sent, or skipped).
 func (t *tailSub) consumed(n int) { t.pending.Add(-int64(n)) }
+
+// tailBatch is one read of a shared reader, handed as it is to every subscriber of the
+// partition, with a memo per entry in which the subscribers share their encodings of it.
+type tailBatch struct {
+	entries []Entry
+	memos   []entryMemo
+}
 
 // maxQueuedBatches bounds a subscriber's channel; the entry bound is hub.bufSize.
 const maxQueuedBatches = 256
@@ -67,7 +74,7 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, ID, error) {
 		h.wg.Add(1)
 		go h.run(rctx, r)
 	}
-	sub := &tailSub{r: r, ch: make(chan []Entry, min(h.bufSize, maxQueuedBatches))}
+	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches))}
 	r.subs[sub] = struct{}{}
 	h.mu.Unlock()
 
@@ -158,9 +165,9 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 			if len(rr.Entries) == 0 {
 				continue
 			}
+			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries))}
+			n := int64(len(batch.entries))
 			h.mu.Lock()
-			batch := rr.Entries
-			n := int64(len(batch))
 			for sub := range r.subs {
 				// A subscriber with nothing queued always takes the batch; one that has queued
 				// entries may not exceed the buffer.

@@ -53,6 +53,8 @@ type GroupOptions struct {
 }
 
 // Message is one message of a subscription: a delivery or, when Entry is nil, a heartbeat.
+// The send function gets a Message that is valid only during the call (copy what you keep);
+// Entry must not be modified.
 type Message struct {
 	Partition Partition
 	Entry     *Entry
@@ -63,6 +65,11 @@ type Message struct {
 	Attempt int
 	// ServerTime is the relay clock for heartbeats.
 	ServerTime time.Time
+	// Shared, when set, is shared by every tail subscriber that sends this same entry with
+	// this same Cursor (and no AckID): a transport may keep its encoding of the delivery there
+	// and send those bytes to all of them (encode once). Nil for replayed history, group
+	// deliveries and heartbeats.
+	Shared *SharedEncoding
 }
 
 type item struct {
@@ -137,7 +144,8 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	out := make(chan item, 256)
+	enc := newCursorEncoder(pos, req.DeadLetters)
+	out := make(chan batch, 2)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel(nil)
@@ -145,38 +153,63 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 		wg.Add(1)
 		go func(p Partition, from ID) {
 			defer wg.Done()
+			f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out}
 			var err error
 			if req.DeadLetters {
-				err = s.feedDeadLetters(ctx, p, from, req.Heartbeat, out)
+				err = f.deadLetters(from, req.Heartbeat)
 			} else {
-				err = s.feedPartition(ctx, p, from, out)
+				err = f.partition(from)
 			}
 			if err != nil && ctx.Err() == nil {
 				cancel(err) // ends the stream even while a send is in progress
 			}
 		}(p, pos[p])
 	}
-	return s.sendLoop(ctx, req, pos, out, send)
+	return s.run(ctx, req, enc, nil, out, send)
 }
 
+// batch is a run of entries of one partition, in order, for the send loop.
+type batch struct {
+	p       Partition
+	slot    int // the partition's slot in the cursor encoder
+	entries []Entry
+	memos   []entryMemo // parallel to entries for batches of the shared tail reader, else nil
+	tail    *tailSub    // told when the batch is handled (nil: history)
+	count   int         // entries of the shared reader's batch this one stands for
+}
+
+// sendLoop sends the items of a group subscription (positions are the group's, so the
+// cursor stays empty).
 func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, pos map[Partition]ID, out <-chan item, send func(*Message) error) error {
+	return s.run(ctx, req, newCursorEncoder(pos, req.DeadLetters), out, nil, send)
+}
+
+// run is the send loop: it sends the items of items and the batches of batches (either may be
+// nil) in the order received, advancing the cursor, with heartbeats when idle.
+func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan item, batches <-chan batch, send func(*Message) error) error {
 	hb := time.NewTicker(req.Heartbeat)
 	defer hb.Stop()
-	cursor := func() string { return EncodeCursor(Cursor{Positions: pos, DeadLetters: req.DeadLetters}) }
+	done := ctx.Done()
+	group := req.Group.Name != ""
+	var m Message
 	for {
-		if ctx.Err() != nil {
+		select {
+		case <-done:
 			return streamCause(ctx)
+		default:
 		}
 		select {
-		case <-ctx.Done():
+		case <-done:
 			return streamCause(ctx)
 		case <-hb.C:
-			if err := send(&Message{Cursor: cursor(), ServerTime: s.opts.Now()}); err != nil {
+			if err := send(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
 				return err
 			}
-		case it := <-out:
-			if req.Group.Name == "" {
-				pos[it.p] = it.e.ID
+		case it := <-items:
+			if !group {
+				if i := enc.slot(it.p); i >= 0 {
+					enc.set(i, it.p, it.e.ID)
+				}
 			}
 			if !req.Types.Match(EventType(it.e.Event)) {
 				if it.ackID != "" { // filtered group deliveries are acknowledged as handled
@@ -185,12 +218,53 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, pos map[Pa
 				continue
 			}
 			e := it.e
-			if err := send(&Message{Partition: it.p, Entry: &e, Cursor: cursor(), AckID: it.ackID, Attempt: it.attempt}); err != nil {
+			m = Message{Partition: it.p, Entry: &e, Cursor: string(enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
+			if err := send(&m); err != nil {
+				return err
+			}
+			hb.Reset(req.Heartbeat)
+		case b := <-batches:
+			err := s.sendBatch(ctx, req, enc, &m, b, send)
+			if b.tail != nil {
+				b.tail.consumed(b.count)
+			}
+			if err != nil {
 				return err
 			}
 			hb.Reset(req.Heartbeat)
 		}
 	}
+}
+
+// sendBatch sends the entries of b that pass the type filter, each with the cursor as of it.
+func (s *Service) sendBatch(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, m *Message, b batch, send func(*Message) error) error {
+	done := ctx.Done()
+	for i := range b.entries {
+		select {
+		case <-done:
+			return streamCause(ctx)
+		default:
+		}
+		e := &b.entries[i]
+		enc.set(b.slot, b.p, e.ID)
+		if len(req.Types) > 0 && !req.Types.Match(EventType(e.Event)) {
+			continue
+		}
+		cur := enc.bytes()
+		*m = Message{Partition: b.p, Entry: e}
+		if b.memos != nil {
+			m.Shared = b.memos[i].get(cur)
+		}
+		if m.Shared != nil {
+			m.Cursor = m.Shared.cursor
+		} else {
+			m.Cursor = string(cur)
+		}
+		if err := send(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // streamCause is why a subscription's context ended: a feeder's error, or nil when the
@@ -249,44 +323,66 @@ func (s *Service) emit(ctx context.Context, out chan<- item, it item) bool {
 	}
 }
 
-// catchUp sends every entry of p after *pos up to end, in batches, and advances *pos.
-func (s *Service) catchUp(ctx context.Context, p Partition, pos *ID, end ID, out chan<- item,
-	rng func(context.Context, Partition, ID, ID, int, bool) ([]Entry, error)) error {
-	for ctx.Err() == nil && pos.Less(end) {
-		es, err := rng(ctx, p, pos.Next(), end, s.opts.ReplayBatch, false)
+// feeder reads one partition of a (non-group) subscription and hands its entries to the
+// send loop in batches: history in ReplayBatch-sized ranges (the next range is read while
+// the send loop sends the previous one), then the shared tail reader's batches as they are.
+type feeder struct {
+	s    *Service
+	ctx  context.Context
+	p    Partition
+	slot int
+	out  chan<- batch
+}
+
+func (f *feeder) emit(b batch) bool {
+	select {
+	case f.out <- b:
+		return true
+	case <-f.ctx.Done():
+		return false
+	}
+}
+
+// catchUp sends every entry of the partition after *pos up to end, in batches, and advances
+// *pos.
+func (f *feeder) catchUp(pos *ID, end ID, rng func(context.Context, Partition, ID, ID, int, bool) ([]Entry, error)) error {
+	n := f.s.opts.ReplayBatch
+	for f.ctx.Err() == nil && pos.Less(end) {
+		es, err := rng(f.ctx, f.p, pos.Next(), end, n, false)
 		if err != nil {
 			return err
 		}
-		for _, e := range es {
-			if !s.emit(ctx, out, item{p: p, e: e}) {
+		if len(es) > 0 {
+			if !f.emit(batch{p: f.p, slot: f.slot, entries: es}) {
 				return nil
 			}
-			*pos = e.ID
+			*pos = es[len(es)-1].ID
 		}
-		if len(es) < s.opts.ReplayBatch {
+		if len(es) < n {
 			return nil
 		}
 	}
 	return nil
 }
 
-// feedPartition replays p after from, then follows the shared tail reader with no gap and
-// no repeat.
-func (s *Service) feedPartition(ctx context.Context, p Partition, from ID, out chan<- item) error {
+// partition replays the partition after from, then follows the shared tail reader with no
+// gap and no repeat.
+func (f *feeder) partition(from ID) error {
+	s := f.s
 	pos := from
-	for ctx.Err() == nil {
+	for f.ctx.Err() == nil {
 		// Unbounded history first, so the shared reader's buffer only covers the last stretch.
-		if err := s.catchUp(ctx, p, &pos, MaxID, out, s.store.Range); err != nil {
+		if err := f.catchUp(&pos, MaxID, s.store.Range); err != nil {
 			return err
 		}
-		sub, readerPos, err := s.hub.register(ctx, p)
+		sub, readerPos, err := s.hub.register(f.ctx, f.p)
 		if err != nil {
-			if ctx.Err() != nil {
+			if f.ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		err = s.follow(ctx, p, &pos, sub, readerPos, out)
+		err = f.follow(&pos, sub, readerPos)
 		s.hub.unregister(sub)
 		if errors.Is(err, errCatchUpLagged) {
 			continue // fell behind while catching up: read history again
@@ -298,16 +394,16 @@ func (s *Service) feedPartition(ctx context.Context, p Partition, from ID, out c
 
 var errCatchUpLagged = errors.New("lagged during catch-up")
 
-func (s *Service) follow(ctx context.Context, p Partition, pos *ID, sub *tailSub, readerPos ID, out chan<- item) error {
-	if err := s.catchUp(ctx, p, pos, readerPos, out, s.store.Range); err != nil {
+func (f *feeder) follow(pos *ID, sub *tailSub, readerPos ID) error {
+	if err := f.catchUp(pos, readerPos, f.s.store.Range); err != nil {
 		return err
 	}
 	caughtUp := false // an overflow before the first receive happened while catching up
 	for {
 		select {
-		case <-ctx.Done():
+		case <-f.ctx.Done():
 			return nil
-		case batch, ok := <-sub.ch:
+		case tb, ok := <-sub.ch:
 			if !ok {
 				if ErrorCode(sub.err) == CodeResourceExhausted && !caughtUp {
 					return errCatchUpLagged
@@ -315,23 +411,26 @@ func (s *Service) follow(ctx context.Context, p Partition, pos *ID, sub *tailSub
 				return sub.err
 			}
 			caughtUp = true
-			for _, e := range batch {
-				if !pos.Less(e.ID) {
-					continue
-				}
-				if !s.emit(ctx, out, item{p: p, e: e}) {
-					return nil
-				}
-				*pos = e.ID
+			// Entries up to *pos were sent already (history read past the reader's start).
+			k := 0
+			for k < len(tb.entries) && !pos.Less(tb.entries[k].ID) {
+				k++
 			}
-			sub.consumed(len(batch))
+			if k == len(tb.entries) {
+				sub.consumed(len(tb.entries))
+				continue
+			}
+			if !f.emit(batch{p: f.p, slot: f.slot, entries: tb.entries[k:], memos: tb.memos[k:], tail: sub, count: len(tb.entries)}) {
+				return nil
+			}
+			*pos = tb.entries[len(tb.entries)-1].ID
 		}
 	}
 }
 
-// feedDeadLetters replays p's dead letters after from, then polls for new ones.
-func (s *Service) feedDeadLetters(ctx context.Context, p Partition, from ID, poll time.Duration, out chan<- item) error {
-	gs, ok := s.store.(GroupStore)
+// deadLetters replays the partition's dead letters after from, then polls for new ones.
+func (f *feeder) deadLetters(from ID, poll time.Duration) error {
+	gs, ok := f.s.store.(GroupStore)
 	if !ok {
 		return Errorf(CodeUnimplemented, "this store has no dead letters")
 	}
@@ -342,11 +441,11 @@ func (s *Service) feedDeadLetters(ctx context.Context, p Partition, from ID, pol
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		if err := s.catchUp(ctx, p, &pos, MaxID, out, gs.RangeDeadLetters); err != nil {
+		if err := f.catchUp(&pos, MaxID, gs.RangeDeadLetters); err != nil {
 			return err
 		}
 		select {
-		case <-ctx.Done():
+		case <-f.ctx.Done():
 			return nil
 		case <-t.C:
 		}

@@ -52,15 +52,22 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 				Heartbeat: &eventrelayv1.Heartbeat{Cursor: m.Cursor, ServerTime: timestamppb.New(m.ServerTime)},
 			}})
 		}
-		ev, err := relay.DecodeEvent(m.Entry.Event)
+		// The stored Event bytes go out as they are, encoded once for every tail subscriber
+		// with the same cursor (delivery.go).
+		msg, err := deliveryMsg(m)
 		if err != nil {
 			return err
 		}
 		s.Metrics.delivered(m.Partition.Source, m.Attempt)
+		if s.TracerProvider == nil {
+			return stream.SendMsg(msg)
+		}
+		ev, err := relay.DecodeEvent(m.Entry.Event) // the span's attributes
+		if err != nil {
+			return err
+		}
 		end := startDeliverySpan(ctx, s.TracerProvider, ev, m, sr.Group.Name)
-		err = stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Delivery{
-			Delivery: &eventrelayv1.Delivery{Event: ev, Cursor: m.Cursor, AckId: m.AckID, DeliveryAttempt: int32(m.Attempt)},
-		}})
+		err = stream.SendMsg(msg)
 		end(err)
 		return err
 	})
