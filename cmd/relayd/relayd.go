@@ -477,13 +477,15 @@ func (m *Main) Close() error {
 	m.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 		defer cancel()
+		// End the streams first: a Subscribe over HTTP is an in-flight request that Shutdown
+		// would otherwise wait for until its timeout, and then cut without an error message.
+		if m.svc != nil {
+			_ = m.svc.Close()
+		}
 		if m.http != nil {
 			if err := m.http.Shutdown(ctx); err != nil {
 				_ = m.http.Close()
 			}
-		}
-		if m.svc != nil {
-			_ = m.svc.Close()
 		}
 		if m.grpc != nil {
 			server.GracefulStop(m.grpc, 2*time.Second)

@@ -89,7 +89,12 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 //     sentinels and, unless the password= option is given, to the master too.
 //
 // cluster and masterName are mutually exclusive. The client is built with
-// ContextTimeoutEnabled so that OpTimeout is enforced on the socket too.
+// ContextTimeoutEnabled so that OpTimeout is enforced on the socket too, and with one dial
+// attempt per new connection (DialerRetries 1, unless a Sentinel URL sets dialer_retries):
+// go-redis's default of 5 attempts 100ms apart, repeated on each of its command retries,
+// makes a call to an unreachable Redis fail only after about 2s, so webhooks would get their
+// 503 at the edge of OpTimeout; with one attempt they get it within milliseconds, and the
+// command retries (MaxRetries) still carry a call over a connection broken by a restart.
 func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store, error) {
 	opts.SetDefaults()
 	if err := opts.Validate(); err != nil {
@@ -105,6 +110,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			return nil, fmt.Errorf("redisstore: cluster url: %w", redactURLError(err))
 		}
 		o.ContextTimeoutEnabled = true
+		if o.DialerRetries == 0 {
+			o.DialerRetries = 1
+		}
 		if o.PoolSize == 0 {
 			o.PoolSize = DefaultPoolSize
 		}
@@ -119,6 +127,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
 		}
 		o.ContextTimeoutEnabled = true
+		if o.DialerRetries == 0 {
+			o.DialerRetries = 1
+		}
 		if o.PoolSize == 0 {
 			o.PoolSize = DefaultPoolSize
 		}
@@ -129,6 +140,9 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 			return nil, fmt.Errorf("redisstore: url: %w", redactURLError(err))
 		}
 		o.ContextTimeoutEnabled = true
+		if o.DialerRetries == 0 {
+			o.DialerRetries = 1
+		}
 		if o.PoolSize == 0 {
 			o.PoolSize = DefaultPoolSize
 		}
