@@ -8,10 +8,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -99,6 +103,7 @@ func providerCases(t *testing.T) []sendCase {
 // sourcesYAML configures one source per case, named after its provider.
 func sourcesYAML(cases []sendCase) string {
 	var b strings.Builder
+	b.WriteString("sources:\n")
 	for _, c := range cases {
 		secret, _ := json.Marshal(c.secret)
 		fmt.Fprintf(&b, "  - {name: %s, provider: %s, secrets: [%s]}\n", c.provider, c.provider, secret)
@@ -214,7 +219,7 @@ func TestSendEveryProvider(t *testing.T) {
 
 // TestSendPrint checks that --print prints a curl command that relayd accepts.
 func TestSendPrint(t *testing.T) {
-	r := startRelayd(t, `  - {name: gh, provider: github, secrets: ["s3cret"]}`+"\n")
+	r := startRelayd(t, "sources:\n  - {name: gh, provider: github, secrets: [\"s3cret\"]}\n")
 	body := `{"zen":"It's not fully shipped until it's fast.","hook_id":1}`
 	res := relayctl(t, nil, "send", "--url", "http://"+r.HTTP, "--source", "gh", "--provider", "github",
 		"--secret", "s3cret", "--type", "ping", "--id", "print-1", "--data", body, "--print").ok(t)
@@ -246,7 +251,7 @@ func send(t *testing.T, r *relayd, id, typ string) {
 		"--data", fmt.Sprintf(`{"id":%q,"type":%q}`, id, typ)).ok(t)
 }
 
-const ordersYAML = "  - {name: orders, provider: hmac, secrets: [\"orders-secret\"]}\n"
+const ordersYAML = "sources:\n  - {name: orders, provider: hmac, secrets: [\"orders-secret\"]}\n"
 
 // textFields splits a text output line into its fields, unquoting quoted ones.
 func textFields(t *testing.T, line string) []string {
@@ -527,5 +532,81 @@ func TestOpenAPI(t *testing.T) {
 				t.Errorf("%s %s: no 401 response", method, path)
 			}
 		}
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "relayd test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestTLSAndToken runs relayctl against a relayd serving TLS on both listeners and requiring
+// a bearer token for EventService.
+func TestTLSAndToken(t *testing.T) {
+	cert, key := selfSigned(t, t.TempDir())
+	r := startRelayd(t, ordersYAML+"auth:\n  tokens:\n    - {name: ops, token: \"ops-token\", sources: [\"*\"], publish: true}\n",
+		"RELAY_HTTP_TLS_CERT_FILE="+cert, "RELAY_HTTP_TLS_KEY_FILE="+key,
+		"RELAY_GRPC_TLS_CERT_FILE="+cert, "RELAY_GRPC_TLS_KEY_FILE="+key)
+	sendArgs := []string{"send", "--url", "https://" + r.HTTP, "--source", "orders", "--secret", "orders-secret", "--data", `{"id":"tls-1","type":"order.created"}`}
+	if res := relayctl(t, nil, sendArgs...); res.code != 1 || !strings.Contains(res.stderr, "certificate") {
+		t.Errorf("send to an unknown CA: exit %d, %q", res.code, res.stderr)
+	}
+	relayctl(t, nil, append(sendArgs, "--ca", cert)...).ok(t)
+
+	list := []string{"events", "list", "--addr", r.GRPC, "--source", "orders"}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string // in stdout (status 0) or stderr
+	}{
+		{"plaintext to TLS", []string{"RELAY_TOKEN=ops-token"}, nil, 1, "(Unavailable)"},
+		{"no token", nil, []string{"--ca", cert}, 1, "(Unauthenticated)"},
+		{"wrong token", nil, []string{"--ca", cert, "--token", "nope"}, 1, "(Unauthenticated)"},
+		{"--token", nil, []string{"--ca", cert, "--token", "ops-token"}, 0, "tls-1"},
+		{"RELAY_TOKEN", []string{"RELAY_TOKEN=ops-token"}, []string{"--ca", cert}, 0, "tls-1"},
+		{"--tls with the system roots", []string{"RELAY_TOKEN=ops-token"}, []string{"--tls"}, 1, "certificate"},
+		{"--insecure-skip-verify", []string{"RELAY_TOKEN=ops-token"}, []string{"--insecure-skip-verify"}, 0, "tls-1"},
+	} {
+		res := relayctl(t, tc.env, append(list, tc.args...)...)
+		out := res.stderr
+		if tc.code == 0 {
+			out = res.stdout
+		}
+		if res.code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d (want %d), output lacks %q:\nstdout: %s\nstderr: %s", tc.name, res.code, tc.code, tc.want, res.stdout, res.stderr)
+		}
+	}
+	tail := relayctl(t, []string{"RELAY_TOKEN=ops-token"}, "tail", "--addr", r.GRPC, "--ca", cert, "--from-start", "--count", "1").ok(t)
+	if got := ids(t, tail); !slices.Equal(got, []string{"tls-1"}) {
+		t.Errorf("tail over TLS printed %v", got)
 	}
 }

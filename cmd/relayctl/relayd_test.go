@@ -60,19 +60,20 @@ type relayd struct {
 	HTTP, GRPC, Admin string
 }
 
-// startRelayd runs relayd with the YAML sources (a "sources:" list body) on loopback ports
-// and the embedded store, and stops it at cleanup.
-func startRelayd(t *testing.T, sourcesYAML string) *relayd {
+// startRelayd runs relayd on loopback ports and the embedded store, with the configuration
+// config (top-level keys other than http, grpc, admin and log: "sources:\n  - ...") and the
+// environment variables env (RELAY_*), and stops it at cleanup.
+func startRelayd(t *testing.T, config string, env ...string) *relayd {
 	t.Helper()
 	bin := buildRelayd(t)
 	dir := t.TempDir()
-	cfg := "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\nlog: {level: info, format: json}\nsources:\n" + sourcesYAML
+	cfg := "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\nlog: {level: info, format: json}\n" + config
 	path := filepath.Join(dir, "relay.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-config", path)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
