@@ -164,9 +164,14 @@ func TestSendEveryProvider(t *testing.T) {
 
 	// The same delivery again is a duplicate, stored once.
 	c := cases[1] // stripe: its id is in the payload
-	again := relayctl(t, nil, append([]string{"send", "--url", "http://" + r.HTTP + "/v1/webhooks/stripe", "--provider", "stripe", "--data", c.body}, c.signWith...)...).ok(t)
+	// (--type is not applied: Stripe carries the type in the payload, which is sent as is.)
+	again := relayctl(t, nil, append([]string{"send", "--url", "http://" + r.HTTP + "/v1/webhooks/stripe", "--provider", "stripe",
+		"--type", "other.type", "--data", c.body}, c.signWith...)...).ok(t)
 	if want := "200 OK event_id=evt_s1 duplicate=true\n"; again.stdout != want {
 		t.Errorf("resend printed %q, want %q", again.stdout, want)
+	}
+	if !strings.Contains(again.stderr, "note: stripe sends the event type in the payload, not in a header: --type is not applied") {
+		t.Errorf("resend with --type: stderr %q", again.stderr)
 	}
 
 	// tail --from-start prints every stored event, in each format.
