@@ -51,8 +51,8 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 		log = slog.Default()
 	}
 	sopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryRequestID, unaryRecovery(log)),
-		grpc.ChainStreamInterceptor(streamRequestID, streamRecovery(log)),
+		grpc.ChainUnaryInterceptor(unaryRequestID(log), unaryRecovery(log)),
+		grpc.ChainStreamInterceptor(streamRequestID(log), streamRecovery(log)),
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 		grpc.KeepaliveParams(KeepaliveServer),
 		grpc.MaxRecvMsgSize(16 << 20),
@@ -85,18 +85,31 @@ func requestIDOf(ctx context.Context) string {
 }
 
 // unaryRequestID gives every call a request id (the caller's x-request-id, as the HTTP
-// gateway forwards it, or a new one) for the log lines of the call, and echoes it as
-// x-request-id response metadata.
-func unaryRequestID(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	id := requestIDOf(ctx)
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
-	return handler(context.WithValue(ctx, requestIDKey{}, id), req)
+// gateway forwards it, or a new one) for the log lines of the call, echoes it as
+// x-request-id response metadata, and logs the call at debug level (method, code, duration;
+// never metadata, which carries the bearer token).
+func unaryRequestID(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		id := requestIDOf(ctx)
+		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		resp, err := handler(ctx, req)
+		log.DebugContext(ctx, "grpc call", "method", info.FullMethod, "code", status.Code(err).String(), "duration", time.Since(start))
+		return resp, err
+	}
 }
 
-func streamRequestID(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	id := requestIDOf(ss.Context())
-	_ = ss.SetHeader(metadata.Pairs("x-request-id", id))
-	return handler(srv, &ctxStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), requestIDKey{}, id)})
+func streamRequestID(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		id := requestIDOf(ss.Context())
+		_ = ss.SetHeader(metadata.Pairs("x-request-id", id))
+		ctx := context.WithValue(ss.Context(), requestIDKey{}, id)
+		err := handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+		log.DebugContext(ctx, "grpc call", "method", info.FullMethod, "code", status.Code(err).String(), "duration", time.Since(start))
+		return err
+	}
 }
 
 // ctxStream is a ServerStream with another context.

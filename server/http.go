@@ -154,25 +154,34 @@ func RequestID(ctx context.Context) string {
 }
 
 // withRequestID gives every request an id (the caller's X-Request-Id when sane), echoes it,
-// and turns a panic into a 500 and a log line.
+// turns a panic into a 500 and a log line, and logs every request at debug level (method,
+// path, status, duration: never the query, headers or body, which may carry credentials).
 func withRequestID(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		id := saneRequestID(r.Header.Get("X-Request-Id"))
 		// The gateway forwards it to EventService as x-request-id metadata, so the gRPC
 		// side of an HTTP route logs under the same id.
 		r.Header.Set("X-Request-Id", id)
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
 				log.ErrorContext(ctx, "panic in HTTP handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
-				writeError(w, relay.Errorf(relay.CodeInternal, "internal error"))
+				writeError(sw, relay.Errorf(relay.CodeInternal, "internal error"))
 			}
+			code := sw.status
+			if code == 0 {
+				code = http.StatusOK
+			}
+			log.DebugContext(ctx, "http request", "method", r.Method, "path", r.URL.Path, "status", code,
+				"duration", time.Since(start))
 		}()
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(sw, r.WithContext(ctx))
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/eventrelay/eventrelay/server"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,6 +42,11 @@ type Main struct {
 
 	// Bound addresses, set by Run (useful with ":0" in tests).
 	HTTPAddr, GRPCAddr, AdminAddr string
+
+	// TracerProvider, when set before Run, records the spans instead of the provider built
+	// from Config.Tracing (tests use an in-memory exporter).
+	TracerProvider trace.TracerProvider
+	traceShutdown  func(context.Context) error
 
 	embedded  *embedded.Server
 	store     *redisstore.Store
@@ -96,6 +102,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
+	m.metrics = server.NewMetrics()
+	m.store.Client().AddHook(m.metrics.RedisHook())
+	m.store.ObserveBatches(func(p relay.Partition, n int) { m.metrics.ObserveBatch(p.Source, n) })
 	if err := m.store.Ping(ctx); err != nil {
 		log.Warn("redis is not reachable yet; webhooks get 503 until it is", "redis", cfg.Redis.RedactedURL(), "err", err)
 	} else {
@@ -122,12 +131,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Info("source configured", "source", sc.Name, "provider", sc.Provider, "partitions", sc.Partitions,
 			"webhook_path", "/v1/webhooks/"+sc.Name)
 	}
-	m.svc, err = relay.NewService(checkedStore{m.store, &m.partitionsOK}, sources, relay.Options{Logger: log})
+	// Tracing: spans of ingest (the store wrapper records appends) and of deliveries.
+	tp := m.TracerProvider
+	if tp == nil {
+		tp, m.traceShutdown, err = server.NewTracerProvider(ctx, server.TracingOptions{
+			OTLPEndpoint: cfg.Tracing.OTLPEndpoint, SampleRatio: cfg.Tracing.SampleRatio})
+		if err != nil {
+			return err
+		}
+		if tp != nil {
+			log.Info("tracing: exporting spans over OTLP/gRPC", "endpoint", cfg.Tracing.OTLPEndpoint, "sample_ratio", cfg.Tracing.SampleRatio)
+		}
+	}
+	m.svc, err = relay.NewService(server.TraceStore(checkedStore{m.store, &m.partitionsOK}), sources, relay.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	m.metrics.WatchStreams(m.svc, m.store.Client(), 2*time.Second)
 
-	m.metrics = server.NewMetrics()
 	var tokens []server.Token
 	for _, t := range cfg.Auth.Tokens {
 		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish})
@@ -135,6 +156,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	auth := server.NewAuth(tokens)
 	events := server.NewEventServer(m.svc, auth, log)
 	events.Metrics = m.metrics
+	events.TracerProvider = tp
 	webhooks := server.NewWebhookServer(m.svc, log, m.metrics)
 
 	// gRPC: the public listener, and an in-memory one the gateway dials for EventService.
@@ -158,7 +180,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	handler, err := server.NewHTTPHandler(bg, m.svc, webhooks, m.conn, server.HTTPOptions{
-		Logger: log, Metrics: m.metrics,
+		Logger: log, Metrics: m.metrics, TracerProvider: tp,
 		Ingress: server.IngressOptions{
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
@@ -169,6 +191,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	})
 	if err != nil {
 		return err
+	}
+	var httpTLS *tls.Config
+	if cfg.HTTP.TLS.Enabled() {
+		if httpTLS, err = serverTLS(TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile}); err != nil {
+			return fmt.Errorf("http.tls: %w", err)
+		}
 	}
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPC.Addr)
@@ -198,30 +226,36 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	if cfg.HTTP.TLS.Enabled() {
-		tc, err := serverTLS(TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile})
-		if err != nil {
-			return fmt.Errorf("http.tls: %w", err)
-		}
-		m.http.TLSConfig = tc
-		httpLis = tls.NewListener(httpLis, tc)
+		// With TLS, ServeTLS offers HTTP/2 and HTTP/1.1 by ALPN; a plaintext request gets
+		// Go's bare 400 and nothing else.
+		TLSConfig: httpTLS,
 	}
 	m.admin = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	m.serve("grpc", func() error { return m.grpc.Serve(grpcLis) })
 	m.serve("grpc-inproc", func() error { return m.inproc.Serve(m.inprocLis) })
-	m.serve("http", func() error { return m.http.Serve(httpLis) })
+	m.serve("http", func() error {
+		if httpTLS != nil {
+			return m.http.ServeTLS(httpLis, "", "")
+		}
+		return m.http.Serve(httpLis)
+	})
 	m.serve("admin", func() error { return m.admin.Serve(adminLis) })
 	m.wg.Add(1)
 	go m.watchStore(bg)
 
 	log.Info("relayd listening", "http", m.HTTPAddr, "grpc", m.GRPCAddr, "admin", m.AdminAddr,
 		"http_tls", cfg.HTTP.TLS.Enabled(), "grpc_tls", cfg.GRPC.TLS.Enabled(), "redis", redisLabel(cfg))
-	if auth.Open() && !loopbackOnly(m.GRPCAddr, m.HTTPAddr) {
+	warnOpenEventService(log, auth.Open(), m.GRPCAddr, m.HTTPAddr)
+	return nil
+}
+
+// warnOpenEventService warns when EventService has no tokens (open) and a listener is
+// reachable beyond loopback.
+func warnOpenEventService(log *slog.Logger, open bool, addrs ...string) {
+	if open && !loopbackOnly(addrs...) {
 		log.Warn("no auth.tokens configured: EventService (Subscribe, Publish, ...) is open to anyone who can reach the gRPC and HTTP listeners")
 	}
-	return nil
 }
 
 func redisLabel(cfg *Config) string {
@@ -351,7 +385,7 @@ func (m *Main) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /v1/admin/sources", m.adminSources)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	// No /debug/pprof/cmdline: the command line may carry a secret (-redis-url).
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -508,6 +542,9 @@ func (m *Main) Close() error {
 		}
 		if m.embedded != nil {
 			m.embedded.Close()
+		}
+		if m.traceShutdown != nil {
+			_ = m.traceShutdown(ctx) // flushes pending spans
 		}
 	})
 	return m.closeErr
