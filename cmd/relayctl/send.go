@@ -155,6 +155,9 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 				fmt.Fprintf(e.stderr, "relayctl send: note: %s sends the event %s in the payload, not in a header: %s is not applied (the payload is sent as is)\n", provider, a.what, a.flag)
 			}
 		}
+		if contentType == "" {
+			contentType = h.Get("Content-Type") // from --header
+		}
 		if contentType == "" && json.Valid(body) && verify.AcceptsContentType(provider, "application/json") {
 			contentType = "application/json"
 		}
