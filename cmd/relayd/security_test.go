@@ -25,7 +25,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,17 +146,6 @@ func secStore(t testing.TB, rdb *redis.Client, cfg *Config) map[string]int64 {
 	return st
 }
 
-func secRedis(t testing.TB, url string) *redis.Client {
-	t.Helper()
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb
-}
-
 func secSource(name, provider, secret string, mod ...func(*relay.SourceConfig)) relay.SourceConfig {
 	s := relay.SourceConfig{Name: name, Provider: provider, Secrets: []relay.Secret{{Value: []byte(secret)}}, MaxBodyBytes: 4096}
 	for _, f := range mod {
@@ -225,11 +213,9 @@ func secLogger(buf io.Writer) *slog.Logger {
 	return newLogger(LogConfig{Level: "debug", Format: "json"}, buf)
 }
 
+// secStart runs a Main logging to log, stopped at cleanup.
 func secStart(t testing.TB, cfg *Config, log *slog.Logger) *Main {
 	t.Helper()
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	m := NewMain(cfg, log)
 	if err := m.Run(context.Background()); err != nil {
 		_ = m.Close()
@@ -263,8 +249,8 @@ func TestTLS(t *testing.T) {
 	cfg.HTTP.TLS = TLSConfig{CertFile: secWrite(t, dir, "srv.pem", srv.certPEM), KeyFile: secWrite(t, dir, "srv.key", srv.keyPEM)}
 	cfg.GRPC.TLS = TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile, ClientCAFile: secWrite(t, dir, "ca.pem", ca.certPEM)}
 	cfg.Auth.Tokens = []AuthToken{{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}}}
-	m := secStart(t, cfg, nil)
-	rdb := secRedis(t, cfg.Redis.URL)
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
 
 	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}, ForceAttemptHTTP2: true}}
 	t.Run("webhook over HTTPS (HTTP/2)", func(t *testing.T) {
@@ -430,8 +416,8 @@ func secHardenedConfig(url string) *Config {
 func TestBadRequests(t *testing.T) {
 	url := redistest.Start(t)
 	cfg := secHardenedConfig(url)
-	m := secStart(t, cfg, nil)
-	rdb := secRedis(t, url)
+	m := startMain(t, cfg)
+	rdb := redisClient(t, url)
 	c := client(t, m)
 	base := "http://" + m.HTTPAddr
 	now := time.Now()
@@ -645,7 +631,7 @@ func secAwait(t testing.TB, what string, cond func() bool) {
 func TestAdmin(t *testing.T) {
 	srv := redistest.StartWith(t)
 	cfg := testConfig(srv.URL())
-	m := secStart(t, cfg, nil)
+	m := startMain(t, cfg)
 	admin := "http://" + m.AdminAddr
 	c := client(t, m)
 
@@ -787,7 +773,7 @@ func TestReflectionSwitch(t *testing.T) {
 			}
 			base := testConfig("")
 			base.GRPC.Reflection = cfg.GRPC.Reflection
-			m := secStart(t, base, nil)
+			m := startMain(t, base)
 			conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 			if err != nil {
 				t.Fatal(err)
@@ -835,29 +821,11 @@ func TestOpenEventServiceWarning(t *testing.T) {
 		}
 	}
 	// A relayd on loopback with no tokens does not warn.
-	var buf secLogBuffer
+	var buf syncLog
 	secStart(t, testConfig(""), secLogger(&buf))
 	if strings.Contains(buf.String(), "no auth.tokens configured") {
 		t.Errorf("warned on loopback")
 	}
-}
-
-// secLogBuffer collects log output written from several goroutines.
-type secLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *secLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *secLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestNoSecretsInLogs runs relayd at debug level with known secrets, tokens and a Redis
@@ -872,13 +840,8 @@ func TestNoSecretsInLogs(t *testing.T) {
 		{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}},
 		{Name: "producer", Token: relay.Secret{Value: []byte(producerToken)}, Sources: []string{"orders"}, Publish: true},
 	}
-	var logs secLogBuffer
-	m := NewMain(cfg, secLogger(&logs))
-	if err := m.Run(context.Background()); err != nil {
-		_ = m.Close()
-		t.Fatal(err)
-	}
-	defer m.Close()
+	var logs syncLog
+	m := secStart(t, cfg, secLogger(&logs))
 	base := "http://" + m.HTTPAddr
 
 	var sent []string // every signature value sent
