@@ -92,15 +92,15 @@ func TestCheckDedupeKey(t *testing.T) {
 
 func TestAppendArgs(t *testing.T) {
 	now := int64(1_000_000)
-	args := appendArgs(relay.AppendRequest{Event: []byte("e"), DedupeWindow: 90 * time.Second, Retention: 10 * time.Second}, now)
+	args := appendArgs(nil, relay.AppendRequest{Event: []byte("e"), DedupeWindow: 90 * time.Second, Retention: 10 * time.Second}, now)
 	if args[1] != int64(90000) || args[2] != "990000" || args[3] != "" {
 		t.Errorf("retention args = %v", args)
 	}
-	args = appendArgs(relay.AppendRequest{DedupeWindow: time.Microsecond, MaxLen: 5}, now)
+	args = appendArgs(nil, relay.AppendRequest{DedupeWindow: time.Microsecond, MaxLen: 5}, now)
 	if args[1] != int64(1) || args[2] != "" || args[3] != "5" {
 		t.Errorf("max len args = %v", args)
 	}
-	args = appendArgs(relay.AppendRequest{DedupeWindow: time.Hour, Retention: time.Hour}, now)
+	args = appendArgs(nil, relay.AppendRequest{DedupeWindow: time.Hour, Retention: time.Hour}, now)
 	if args[2] != "" {
 		t.Errorf("retention before the epoch: MINID %v, want none", args[2])
 	}
