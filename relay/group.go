@@ -294,7 +294,7 @@ func (s *Service) releaseUndelivered(gc GroupControl, p Partition, o GroupOption
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if _, err := gc.Release(ctx, p, o.Name, ids, MaxAckDeadline); err != nil {
+	if _, err := gc.Unread(ctx, p, o.Name, ids); err != nil {
 		s.log.Warn("releasing undelivered group entries failed; they are redelivered after the ack deadline",
 			"partition", p.String(), "group", o.Name, "err", err)
 	}

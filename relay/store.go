@@ -193,4 +193,8 @@ type GroupControl interface {
 	// idle longer than its ack deadline takes them: idle = ack deadline - delay redelivers
 	// after delay. It reports which ids were pending. The delivery count is not incremented.
 	Release(ctx context.Context, p Partition, group string, ids []ID, idle time.Duration) ([]bool, error)
+	// Unread hands back pending entries that were read for a subscription that ended before
+	// delivering them: they are claimable at once, and the read does not count as a delivery
+	// attempt. It reports which ids were pending.
+	Unread(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
 }

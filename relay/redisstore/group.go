@@ -508,12 +508,43 @@ end
 return out
 `)
 
+// unreadScript hands pending entries back: idle for ARGV[2] ms, and the delivery count one
+// less, so that the next claim counts the next real delivery as the attempt it is.
+var unreadScript = redis.NewScript(`
+local out = {}
+for i = 3, #ARGV do
+  local pe = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if type(pe) == 'table' and pe.err == nil and #pe == 1 then
+    local count = tonumber(pe[1][4]) - 1
+    if count < 0 then count = 0 end
+    redis.call('XCLAIM', KEYS[1], ARGV[1], pe[1][2], 0, ARGV[i], 'IDLE', ARGV[2], 'RETRYCOUNT', count, 'JUSTID')
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+`)
+
+// Unread hands back entries of group that were read (XREADGROUP) for a subscription that
+// ended before delivering them: they look idle for a day, so any consumer's next claim takes
+// them, and their delivery count is decremented so that the read does not count as an
+// attempt. It reports, for each id, whether it was pending.
+func (s *Store) Unread(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
+	return s.reclaimable(ctx, unreadScript, "unread", p, group, ids, 24*time.Hour)
+}
+
 // Release makes pending entries of group look idle for idle (negative acknowledgement): a
 // consumer reclaiming entries idle longer than its ack deadline takes them, so idle = ack
 // deadline - delay redelivers after delay. The owner and delivery count are unchanged (the
 // next claim counts the redelivery). It reports, for each id, whether it was pending; ids
 // of a missing group are all not pending. All ids are handled in one atomic script.
 func (s *Store) Release(ctx context.Context, p relay.Partition, group string, ids []relay.ID, idle time.Duration) ([]bool, error) {
+	return s.reclaimable(ctx, releaseScript, "release", p, group, ids, idle)
+}
+
+// reclaimable runs a release-style script over ids: args group, idle ms, ids.
+func (s *Store) reclaimable(ctx context.Context, script *redis.Script, op string, p relay.Partition, group string, ids []relay.ID, idle time.Duration) ([]bool, error) {
 	if err := checkPartition(p); err != nil {
 		return nil, err
 	}
@@ -536,12 +567,12 @@ func (s *Store) Release(ctx context.Context, p relay.Partition, group string, id
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
-	v, err := releaseScript.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
+	v, err := script.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
 	if err != nil {
-		return nil, s.fail(ctx, "release", err)
+		return nil, s.fail(ctx, op, err)
 	}
 	if len(v) != len(ids) {
-		return nil, s.fail(ctx, "release", fmt.Errorf("unexpected script reply %v", v))
+		return nil, s.fail(ctx, op, fmt.Errorf("unexpected script reply %v", v))
 	}
 	out := make([]bool, len(ids))
 	for i := range v {

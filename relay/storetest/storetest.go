@@ -975,6 +975,16 @@ func testGroupControl(t *testing.T, s relay.GroupStore) {
 	if n, _ := gc.PendingCount(ctx, p, "g", "c2"); n != 1 {
 		t.Errorf("PendingCount(c2) after claim = %d, want 1", n)
 	}
+	// Unread: the entry c1 read but never delivered is claimable at once, and the next claim
+	// counts as its first delivery.
+	got, err = gc.Unread(ctx, p, "g", []relay.ID{all[1], all[2]})
+	if err != nil || fmt.Sprint(got) != "[true false]" {
+		t.Fatalf("Unread = %v, %v; want [true false]", got, err)
+	}
+	es, err = s.Claim(ctx, p, "g", "c2", 30*time.Minute, 10)
+	if err != nil || len(es) != 1 || es[0].ID != all[1] || es[0].DeliveryCount != 1 {
+		t.Fatalf("Claim after Unread = %+v, %v; want %s with count 1", es, err, all[1])
+	}
 }
 
 // Batching and lifecycle.
