@@ -136,3 +136,17 @@ func TestIDOrder(t *testing.T) {
 		t.Fatal(id)
 	}
 }
+
+func TestPublishRejectsInvalidUTF8(t *testing.T) {
+	ev := &eventrelayv1.Event{Id: "x", Type: "bad\xff"}
+	if err := checkUTF8(ev); ErrorCode(err) != CodeInvalid {
+		t.Fatalf("got %v", err)
+	}
+	ev = &eventrelayv1.Event{Id: "x", Headers: map[string]string{"k": "\xc3"}}
+	if err := checkUTF8(ev); ErrorCode(err) != CodeInvalid {
+		t.Fatalf("got %v", err)
+	}
+	if err := checkUTF8(&eventrelayv1.Event{Id: "évt", Type: "ok"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"google.golang.org/protobuf/proto"
@@ -257,6 +259,9 @@ func (s *Service) Publish(ctx context.Context, in PublishInput) (*IngestResult, 
 }
 
 func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Event) (*IngestResult, error) {
+	if err := checkUTF8(ev); err != nil {
+		return nil, err
+	}
 	b, err := proto.Marshal(ev)
 	if err != nil {
 		return nil, WrapError(CodeInternal, err, "encoding the event failed")
@@ -274,6 +279,23 @@ func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Even
 		return nil, err
 	}
 	return &IngestResult{EventID: ev.Id, Duplicate: res.Duplicate, Partition: p, EntryID: res.ID}, nil
+}
+
+// checkUTF8 rejects attribute values that are not valid UTF-8 (protobuf strings must be):
+// a request carrying one is malformed, not an internal failure.
+func checkUTF8(ev *eventrelayv1.Event) error {
+	for name, v := range map[string]string{"id": ev.Id, "type": ev.Type, "subject": ev.Subject,
+		"content type": ev.DataContentType, "partition key": ev.PartitionKey, "traceparent": ev.TraceParent} {
+		if !utf8.ValidString(v) {
+			return Errorf(CodeInvalid, "event %s is not valid UTF-8", name)
+		}
+	}
+	for k, v := range ev.Headers {
+		if !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return Errorf(CodeInvalid, "header %q is not valid UTF-8", strings.ToValidUTF8(k, "?"))
+		}
+	}
+	return nil
 }
 
 // DecodeEvent parses a stored event.
