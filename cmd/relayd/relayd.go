@@ -125,7 +125,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("sources[%d] (%s): %w", i, sc.Name, err)
 		}
 		for _, p := range verify.Problems(&sc) {
-			log.Warn("source refuses every request", "source", sc.Name, "problem", p)
+			log.Warn("source configuration problem", "source", sc.Name, "problem", p)
 		}
 		sources = append(sources, &relay.Source{Config: sc, Verifier: v})
 		log.Info("source configured", "source", sc.Name, "provider", sc.Provider, "partitions", sc.Partitions,
