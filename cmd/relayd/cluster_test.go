@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -976,11 +977,14 @@ func TestScalePartitionCheckDeferred(t *testing.T) {
 	}
 }
 
-// BenchmarkScaleAppends measures signed webhooks per second through relayd: HTTP POST,
-// verification, append (acknowledged by Redis) and answer, from 32 concurrent senders over
-// loopback keep-alive connections, on one machine shared by the senders, relayd and Redis.
+// BenchmarkScaleAppends measures signed webhooks per second through relayd processes: HTTP
+// POST, verification, append (acknowledged by Redis) and answer, from 32 concurrent senders
+// in this process over loopback keep-alive connections, on one machine shared by the
+// senders, relayd and Redis. Besides events/s it reports the CPU time spent per event by the
+// relayd processes, the Redis servers and the senders, which depends far less on what else
+// runs on the machine.
 //
-//	go test -run '^$' -bench BenchmarkScaleAppends -benchtime 4000x ./cmd/relayd
+//	go test -run '^$' -bench BenchmarkScaleAppends -benchtime 5000x ./cmd/relayd
 func BenchmarkScaleAppends(b *testing.B) {
 	for _, bc := range []struct {
 		name     string
@@ -992,19 +996,26 @@ func BenchmarkScaleAppends(b *testing.B) {
 		{"cluster3-2-replicas", true, 2},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			var cfg *Config
+			var config string
+			var nodes []string
 			if bc.cluster {
-				cfg = scaleConfig(redistest.StartCluster(b, 3).URL(), scalePartitions)
-				cfg.Redis.Cluster = true
+				c := redistest.StartCluster(b, 3)
+				config = scaleConfigFile(b, c.URL(), ", cluster: true", scalePartitions)
+				nodes = c.Addrs()
 			} else {
-				cfg = scaleConfig(redistest.Start(b), scalePartitions)
+				srv := redistest.StartWith(b)
+				config = scaleConfigFile(b, srv.URL(), "", scalePartitions)
+				nodes = []string{srv.Addr()}
 			}
 			var addrs []string
+			var procs []*scaleProc
 			for range bc.replicas {
-				addrs = append(addrs, startMain(b, cfg).HTTPAddr)
+				p := startScaleRelayd(b, config, false)
+				addrs, procs = append(addrs, p.HTTP), append(procs, p)
 			}
 			var seq atomic.Int64
 			b.SetParallelism(16) // 32 senders on 2 CPUs
+			redis0, relayd0, proc0 := redisCPU(b, nodes), relaydCPU(b, procs), procCPU(b)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -1016,7 +1027,67 @@ func BenchmarkScaleAppends(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(n/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric((relaydCPU(b, procs)-relayd0).Seconds()*1e6/n, "relayd-cpu-µs/event")
+			b.ReportMetric((redisCPU(b, nodes)-redis0).Seconds()*1e6/n, "redis-cpu-µs/event")
+			b.ReportMetric((procCPU(b)-proc0).Seconds()*1e6/n, "sender-cpu-µs/event")
 		})
 	}
+}
+
+// redisCPU returns the CPU time (user and system) the Redis servers at addrs have used.
+func redisCPU(tb testing.TB, addrs []string) time.Duration {
+	tb.Helper()
+	var total time.Duration
+	for _, addr := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: addr})
+		info, err := rdb.Info(context.Background(), "cpu").Result()
+		_ = rdb.Close()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_cpu_user" || k == "used_cpu_sys" {
+				var sec float64
+				if _, err := fmt.Sscan(v, &sec); err != nil {
+					tb.Fatalf("INFO cpu %s: %q", k, v)
+				}
+				total += time.Duration(sec * float64(time.Second))
+			}
+		}
+	}
+	return total
+}
+
+// relaydCPU returns the CPU time (user and system) the relayd processes have used, from
+// /proc/<pid>/stat (Linux; clock ticks of 10ms).
+func relaydCPU(tb testing.TB, procs []*scaleProc) time.Duration {
+	tb.Helper()
+	var total time.Duration
+	for _, p := range procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			tb.Skipf("no /proc: %v", err)
+		}
+		// Fields after the command name in parentheses: state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		var utime, stime int64
+		if _, err := fmt.Sscan(f[11]+" "+f[12], &utime, &stime); err != nil {
+			tb.Fatalf("/proc/%d/stat: %v", p.cmd.Process.Pid, err)
+		}
+		total += time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return total
+}
+
+// procCPU returns the CPU time (user and system) this process has used.
+func procCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
