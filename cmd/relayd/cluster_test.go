@@ -379,6 +379,37 @@ func TestScaleClusterTwoReplicas(t *testing.T) {
 		scaleGroupAcrossReplicas(t, rdb, m1, m2, c1, c2)
 	})
 
+	t.Run("flow control sees acks made through the other replica", func(t *testing.T) {
+		// max_outstanding 2 on replica 1, every ack through replica 2: the budget comes back
+		// from the pending counts in Redis, so the stream does not stall.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		got := make(chan groupDelivery, 64)
+		var wg sync.WaitGroup
+		scaleConsumer(t, ctx, &wg, c1, c2, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "flow",
+			Consumer: "slow", MaxOutstanding: 2}, got, false, true)
+		const n = 12
+		for i := range n {
+			e := scaleEvent{ID: fmt.Sprintf("evt_flow_%02d", i), Customer: "cus_flow", Seq: i}
+			if r := post(t, m2, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 {
+				t.Fatalf("POST: %d %s", r.status, r.body)
+			}
+		}
+		for i := range n {
+			select {
+			case d := <-got:
+				// One customer, one partition, one consumer: in order.
+				if want := fmt.Sprintf("evt_flow_%02d", i); d.id != want {
+					t.Errorf("delivery %d is %s, want %s", i, d.id, want)
+				}
+			case <-ctx.Done():
+				t.Fatalf("stalled after %d of %d deliveries", i, n)
+			}
+		}
+		cancel()
+		wg.Wait()
+	})
+
 	t.Run("a different partition count is refused", func(t *testing.T) {
 		c := cfg()
 		c.Sources[0].Partitions = 8
