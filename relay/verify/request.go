@@ -2,7 +2,6 @@ package verify
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -89,14 +88,14 @@ type request struct {
 	formErr  error
 
 	jsonDone bool
-	jsonTop  map[string]json.RawMessage
+	jsonObj  relay.JSONObject // nil unless the body is a JSON object
 }
 
 // setBody replaces the body (Sign of body-signed schemes) and forgets what was parsed.
 func (r *request) setBody(b []byte) {
 	r.Body = b
 	r.formDone, r.formVals, r.formErr = false, nil, nil
-	r.jsonDone, r.jsonTop = false, nil
+	r.jsonDone, r.jsonObj = false, nil
 }
 
 // isForm reports whether the body is form data (urlencoded or multipart).
@@ -145,19 +144,12 @@ func (r *request) field(path string) (string, bool) {
 	}
 	if !r.jsonDone {
 		r.jsonDone = true
-		if b := bytes.TrimSpace(r.Body); len(b) > 0 && b[0] == '{' {
-			_ = json.Unmarshal(b, &r.jsonTop)
-		}
+		r.jsonObj, _ = relay.ParseJSONObject(r.Body) // validated once, then scanned per field
 	}
-	first, rest, nested := strings.Cut(path, ".")
-	raw, ok := r.jsonTop[first]
-	if !ok {
+	if r.jsonObj == nil {
 		return "", false
 	}
-	if nested {
-		return relay.JSONLookup(raw, rest)
-	}
-	return scalar(raw)
+	return r.jsonObj.Lookup(path)
 }
 
 // fieldTime returns the time at a body path (unix seconds or ms, or RFC 3339).
@@ -167,23 +159,6 @@ func (r *request) fieldTime(path string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return relay.JSONTime(s)
-}
-
-// scalar converts a raw JSON value as relay.JSONLookup does: strings unquoted, other values as
-// written, null absent.
-func scalar(raw json.RawMessage) (string, bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return "", false
-	}
-	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", false
-		}
-		return s, true
-	}
-	return string(raw), true
 }
 
 // Limits of multipart parsing: only small non-file fields are read.
