@@ -81,8 +81,9 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 	if log == nil {
 		log = slog.Default()
 	}
+	marshaler := newRawBodyMarshaler()
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, newRawBodyMarshaler()),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithForwardResponseOption(handshakeStatus),
@@ -97,6 +98,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 	}
 	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
 	in.tracer = tracerOf(opts.TracerProvider)
+	in.webhooks, in.marshaler = webhooks, marshaler // POSTed webhooks skip the gateway
 	return withRequestID(log, streamDeadlines(bearerChallenge(in.wrap(mux)))), nil
 }
 

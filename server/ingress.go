@@ -65,6 +65,10 @@ type ingress struct {
 	limiters map[string]*bucket
 	sem      chan struct{}
 	tracer   trace.Tracer
+	// webhooks, when set, answers POSTed webhooks directly (see receive); else they go
+	// through the gateway mux like every other route.
+	webhooks  *WebhookServer
+	marshaler *rawBodyMarshaler
 }
 
 func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Metrics) *ingress {
@@ -201,12 +205,37 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
 			}
+			if in.webhooks != nil {
+				in.receive(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), name, body)
+				return
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
 		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// receive answers a POSTed webhook as the gateway's ReceiveWebhook route would (same
+// WebhookServer, same error handler, marshaler and handshake status), without the gateway:
+// its routing, header-to-metadata copy and second read of the body were a fifth of the
+// ingest CPU profile.
+func (in *ingress) receive(w http.ResponseWriter, r *http.Request, source string, body []byte) {
+	ctx := r.Context()
+	resp, err := in.webhooks.ReceiveWebhook(ctx, &eventrelayv1.ReceiveWebhookRequest{Source: source, Body: &httpbody.HttpBody{Data: body}})
+	if err != nil {
+		errorHandler(ctx, nil, in.marshaler, w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", in.marshaler.ContentType(resp))
+	_ = handshakeStatus(ctx, w, resp)
+	buf, err := in.marshaler.Marshal(resp)
+	if err != nil {
+		errorHandler(ctx, nil, in.marshaler, w, r, err)
+		return
+	}
+	_, _ = w.Write(buf)
 }
 
 func utf8Headers(h http.Header) bool {
