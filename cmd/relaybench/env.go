@@ -323,3 +323,81 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// cpuTime returns the user+system CPU time a process has used (/proc/<pid>/stat; pid 0:
+// this process).
+func cpuTime(pid int) time.Duration {
+	path := "/proc/self/stat"
+	if pid > 0 {
+		path = fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces: fields are counted after its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// redisCPU returns Redis's used_cpu_user + used_cpu_sys.
+func redisCPU(rdb *redis.Client) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := rdb.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\n") {
+		line = strings.TrimSpace(line)
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(line, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				total += f
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// cpuMeter measures the CPU time relayd (when its pid is known), Redis and the harness
+// itself use over a phase.
+type cpuMeter struct {
+	pid                    int
+	rdb                    *redis.Client
+	relayd, redis, harness time.Duration
+	startWall              time.Time
+	wall                   time.Duration
+}
+
+func startCPU(pid int, rdb *redis.Client) *cpuMeter {
+	return &cpuMeter{pid: pid, rdb: rdb, relayd: cpuTime(pid), redis: redisCPU(rdb), harness: cpuTime(0), startWall: time.Now()}
+}
+
+// stop turns the meter into the CPU used since start.
+func (m *cpuMeter) stop() *cpuMeter {
+	if m.pid > 0 {
+		m.relayd = cpuTime(m.pid) - m.relayd
+	} else {
+		m.relayd = 0
+	}
+	m.redis = redisCPU(m.rdb) - m.redis
+	m.harness = cpuTime(0) - m.harness
+	m.wall = time.Since(m.startWall)
+	return m
+}
+
+// perOp formats d per n operations in µs.
+func perOp(d time.Duration, n int64) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n))
+}

@@ -225,6 +225,8 @@ type ingestResult struct {
 	lat       latencies // sorted, window only
 	acked     []int64   // every acknowledged (2xx, not duplicate) seq, whole run
 	missing   int64     // acknowledged but not found in the stream afterwards
+	total     int64     // requests answered in the whole run (warm-up included)
+	cpu       *cpuMeter // CPU used over the whole run
 	firstErr  string
 	reqPerSec float64
 }
@@ -301,6 +303,7 @@ func runIngest(name, addr, path string, sg *signer, conns int, warmup, d time.Du
 		r.acked = append(r.acked, o.acked...)
 		for k, v := range o.statuses {
 			r.statuses[k] += v
+			r.total += v
 		}
 		if r.firstErr == "" {
 			r.firstErr = o.firstErr

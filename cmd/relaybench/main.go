@@ -254,14 +254,17 @@ func run(c *config) error {
 		logf("ingest: relayd, %d connections, %s + %s warm-up", c.conns, c.ingestDuration, c.warmup)
 		sg := &signer{secret: []byte(c.secret), prefix: "ing-" + runID + "-"}
 		done := profile("ingest", c.warmup, c.ingestDuration)
+		cpu := startCPU(t.pid, rdb)
 		r := runIngest("relayd", t.httpAddr, "/v1/webhooks/"+c.source, sg, c.conns, c.warmup, c.ingestDuration)
+		r.cpu = cpu.stop()
 		<-done
 		if r.missing, err = verifyStreams(ctx, rdb, keys, froms, sg.prefix, r.acked); err != nil {
 			return err
 		}
 		rep.ingest[0] = r
-		logf("ingest: relayd %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s", fmtRate(r.reqPerSec),
-			fmtDur(r.lat.pct(50)), fmtDur(r.lat.pct(99)), len(r.acked), r.missing, r.errors, r.firstErr)
+		logf("ingest: relayd %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s; CPU µs/request: relayd %s, Redis %s, load generator %s",
+			fmtRate(r.reqPerSec), fmtDur(r.lat.pct(50)), fmtDur(r.lat.pct(99)), len(r.acked), r.missing, r.errors, r.firstErr,
+			perOp(r.cpu.relayd, r.total), perOp(r.cpu.redis, r.total), perOp(r.cpu.harness, r.total))
 
 		logf("ingest: hand-written receiver")
 		from, err := lastID(ctx, rdb, bstream)
@@ -269,13 +272,16 @@ func run(c *config) error {
 			return err
 		}
 		bsg := &signer{secret: []byte(c.secret), prefix: "ingb-" + runID + "-"}
+		cpu = startCPU(0, rdb)
 		br := runIngest("hand-written", b.addr, "/v1/webhooks/baseline", bsg, c.conns, c.warmup, c.ingestDuration)
+		br.cpu = cpu.stop()
 		if br.missing, err = verifyStreams(ctx, rdb, []string{bstream}, []relay.ID{from}, bsg.prefix, br.acked); err != nil {
 			return err
 		}
 		rep.ingest[1] = br
-		logf("ingest: hand-written %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s", fmtRate(br.reqPerSec),
-			fmtDur(br.lat.pct(50)), fmtDur(br.lat.pct(99)), len(br.acked), br.missing, br.errors, br.firstErr)
+		logf("ingest: hand-written %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s; CPU µs/request: receiver+load generator %s, Redis %s",
+			fmtRate(br.reqPerSec), fmtDur(br.lat.pct(50)), fmtDur(br.lat.pct(99)), len(br.acked), br.missing, br.errors, br.firstErr,
+			perOp(br.cpu.harness, br.total), perOp(br.cpu.redis, br.total))
 	}
 
 	if phases["e2e"] && ctx.Err() == nil {
@@ -307,13 +313,15 @@ func run(c *config) error {
 			return fmt.Errorf("fanout: %w", err)
 		}
 		rep.fanout[0] = r
-		logf("fanout: relayd %s deliveries/s (%d events), %d subscribers ended %s", fmtRate(r.perSec), r.events, r.ended, r.firstErr)
+		logf("fanout: relayd %s deliveries/s (%d events), %d subscribers ended %s; CPU µs/delivery: relayd %s, Redis %s, subscribers+producer %s",
+			fmtRate(r.perSec), r.events, r.ended, r.firstErr, perOp(r.cpu.relayd, r.deliveries), perOp(r.cpu.redis, r.deliveries), perOp(r.cpu.harness, r.deliveries))
 		br, err := fanoutBaseline(ctx, c.redisURL, bstream, runID, c.fanoutSubs, c.fanoutWindow, c.fanoutDuration)
 		if err != nil {
 			return fmt.Errorf("fanout baseline: %w", err)
 		}
 		rep.fanout[1] = br
-		logf("fanout: hand-written %s deliveries/s (%d events)", fmtRate(br.perSec), br.events)
+		logf("fanout: hand-written %s deliveries/s (%d events); CPU µs/delivery: readers+producer %s, Redis %s",
+			fmtRate(br.perSec), br.events, perOp(br.cpu.harness, br.deliveries), perOp(br.cpu.redis, br.deliveries))
 	}
 
 	if phases["replay"] && ctx.Err() == nil {
@@ -323,19 +331,21 @@ func run(c *config) error {
 			return fmt.Errorf("replay fill: %w", err)
 		}
 		done := profile("replay", 0, 2*time.Second)
-		r, err := replayRelay(t, parts[0], from, int64(c.replayEvents))
+		r, err := replayRelay(t, rdb, parts[0], from, int64(c.replayEvents))
 		<-done
 		if err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}
 		rep.replay[0] = r
-		logf("replay: relayd %s events/s (%d in %s) %s", fmtRate(r.perSec), r.events, fmtDur(r.elapsed), r.firstErr)
+		logf("replay: relayd %s events/s (%d in %s) %s; CPU µs/event: relayd %s, Redis %s, subscriber %s", fmtRate(r.perSec), r.events, fmtDur(r.elapsed), r.firstErr,
+			perOp(r.cpu.relayd, r.events), perOp(r.cpu.redis, r.events), perOp(r.cpu.harness, r.events))
 		br, err := replayBaseline(ctx, rdb, keys[0], from, int64(c.replayEvents))
 		if err != nil {
 			return fmt.Errorf("replay baseline: %w", err)
 		}
 		rep.replay[1] = br
-		logf("replay: hand-written %s events/s (%d in %s)", fmtRate(br.perSec), br.events, fmtDur(br.elapsed))
+		logf("replay: hand-written %s events/s (%d in %s); CPU µs/event: reader %s, Redis %s", fmtRate(br.perSec), br.events, fmtDur(br.elapsed),
+			perOp(br.cpu.harness, br.events), perOp(br.cpu.redis, br.events))
 	}
 
 	if phases["wrk"] && ctx.Err() == nil {

@@ -47,6 +47,18 @@ func (r *report) rows() []row {
 				fmt.Sprintf("%d of %s", b.missing, fmtInt(int64(len(b.acked)))), "", "0", verdict(a.missing == 0, fmt.Sprintf("%d missing", a.missing))},
 			row{"(a) errors (transport or non-2xx)", fmtInt(a.errors), fmtInt(b.errors), "", "", ""},
 		)
+		if a.cpu != nil && b.cpu != nil && a.total > 0 && b.total > 0 {
+			// The baseline runs inside the harness with the load generator: its share is the
+			// harness's CPU per request less the load generator's, measured in relayd's run.
+			gen := float64(a.cpu.harness.Microseconds()) / float64(a.total)
+			recv := float64(b.cpu.harness.Microseconds())/float64(b.total) - gen
+			rel := float64(a.cpu.relayd.Microseconds()) / float64(a.total)
+			rr := float64(a.cpu.redis.Microseconds()) / float64(a.total)
+			br := float64(b.cpu.redis.Microseconds()) / float64(b.total)
+			rows = append(rows, row{"(a) CPU per request, µs: server + Redis (load generator)",
+				fmt.Sprintf("%.1f + %.1f (%.1f)", rel, rr, gen), fmt.Sprintf("%.1f + %.1f", recv, br),
+				ratio(recv+br, rel+rr) + " less", "", ""})
+		}
 	}
 	if a, b := r.e2e[0], r.e2e[1]; a != nil && b != nil {
 		p99 := a.lat.pct(99)
@@ -63,11 +75,21 @@ func (r *report) rows() []row {
 		rows = append(rows, row{fmt.Sprintf("(c) fan-out to %d tail subscribers: deliveries/s", a.subs),
 			fmtRate(a.perSec) + fmt.Sprintf(" (%d ended)", a.ended), fmtRate(b.perSec), ratio(a.perSec, b.perSec), "≥ 500,000",
 			verdict(a.perSec >= 500000 && a.ended == 0, fmt.Sprintf("%.0f%% short", (500000-a.perSec)/5000))})
+		if a.cpu != nil && b.cpu != nil && a.deliveries > 0 && b.deliveries > 0 {
+			rows = append(rows, row{"(c) CPU per delivery, µs: server + Redis (subscribers and producer)",
+				fmt.Sprintf("%s + %s (%s)", perOp(a.cpu.relayd, a.deliveries), perOp(a.cpu.redis, a.deliveries), perOp(a.cpu.harness, a.deliveries)),
+				fmt.Sprintf("%s (readers and producer) + %s", perOp(b.cpu.harness, b.deliveries), perOp(b.cpu.redis, b.deliveries)), "", "", ""})
+		}
 	}
 	if a, b := r.replay[0], r.replay[1]; a != nil && b != nil {
 		rows = append(rows, row{fmt.Sprintf("(d) replay %s events from history to one subscriber: events/s", fmtInt(int64(c.replayEvents))),
 			fmtRate(a.perSec), fmtRate(b.perSec), ratio(a.perSec, b.perSec), "≥ 300,000",
 			verdict(a.perSec >= 300000, fmt.Sprintf("%.0f%% short", (300000-a.perSec)/3000))})
+		if a.cpu != nil && b.cpu != nil && a.events > 0 && b.events > 0 {
+			rows = append(rows, row{"(d) CPU per event, µs: server + Redis (subscriber)",
+				fmt.Sprintf("%s + %s (%s)", perOp(a.cpu.relayd, a.events), perOp(a.cpu.redis, a.events), perOp(a.cpu.harness, a.events)),
+				fmt.Sprintf("%s (reader) + %s", perOp(b.cpu.harness, b.events), perOp(b.cpu.redis, b.events)), "", "", ""})
+		}
 	}
 	if i := r.idle; i != nil {
 		rows = append(rows, row{fmt.Sprintf("(e) relayd RSS with %d idle subscribers (%d connections)", i.subs, i.conns),

@@ -314,6 +314,7 @@ type fanoutResult struct {
 	perSec     float64
 	ended      int // subscribers that ended early (cut, error)
 	firstErr   string
+	cpu        *cpuMeter // over the measured window
 }
 
 // counter is a subscriber's running count of deliveries.
@@ -404,11 +405,12 @@ func fanoutRelay(ctx context.Context, t *relaydTarget, rdb *redis.Client, source
 	for i, s := range subs {
 		cs[i] = h2counter{s}
 	}
+	cpu := startCPU(t.pid, rdb)
 	events, deliveries, err := drive(ctx, p, cs, window, d)
 	if err != nil {
 		return nil, err
 	}
-	r := &fanoutResult{name: "relayd", subs: m, events: events, deliveries: deliveries, perSec: float64(deliveries) / d.Seconds()}
+	r := &fanoutResult{name: "relayd", subs: m, events: events, deliveries: deliveries, perSec: float64(deliveries) / d.Seconds(), cpu: cpu.stop()}
 	for _, s := range subs {
 		select {
 		case <-s.done:
@@ -462,11 +464,12 @@ func fanoutBaseline(ctx context.Context, redisURL, key, runID string, m int, win
 	}
 	defer func() { cancel(); wg.Wait() }()
 	p := &producer{rdb: rdb, key: key, field: "e", source: "baseline", sg: &signer{prefix: "fanb-" + runID + "-"}}
+	cpu := startCPU(0, rdb)
 	events, deliveries, err := drive(ctx, p, cs, window, d)
 	if err != nil {
 		return nil, err
 	}
-	return &fanoutResult{name: "hand-written", subs: m, events: events, deliveries: deliveries, perSec: float64(deliveries) / d.Seconds()}, nil
+	return &fanoutResult{name: "hand-written", subs: m, events: events, deliveries: deliveries, perSec: float64(deliveries) / d.Seconds(), cpu: cpu.stop()}, nil
 }
 
 // ---- (d) replay --------------------------------------------------------------------------
@@ -477,6 +480,7 @@ type replayResult struct {
 	elapsed  time.Duration
 	perSec   float64
 	firstErr string
+	cpu      *cpuMeter
 }
 
 // fill appends n events to key and returns the id before the first.
@@ -498,8 +502,9 @@ func fill(ctx context.Context, rdb *redis.Client, key, source, runID string, n i
 
 // replayRelay subscribes after the cursor just before the filled events and times the
 // delivery of n of them.
-func replayRelay(t *relaydTarget, p relay.Partition, from relay.ID, n int64) (*replayResult, error) {
+func replayRelay(t *relaydTarget, rdb *redis.Client, p relay.Partition, from relay.ID, n int64) (*replayResult, error) {
 	cursor := relay.EncodeCursor(relay.Cursor{Positions: map[relay.Partition]relay.ID{p: from}})
+	cpu := startCPU(t.pid, rdb)
 	start := time.Now()
 	s, err := dialSubscribe(t.grpcAddr, subscribeRequest(p.Source, cursor), nil)
 	if err != nil {
@@ -518,11 +523,12 @@ func replayRelay(t *relaydTarget, p relay.Partition, from relay.ID, n int64) (*r
 		}
 	}
 	el := time.Since(start)
-	return &replayResult{name: "relayd", events: n, elapsed: el, perSec: float64(n) / el.Seconds()}, nil
+	return &replayResult{name: "relayd", events: n, elapsed: el, perSec: float64(n) / el.Seconds(), cpu: cpu.stop()}, nil
 }
 
 // replayBaseline reads the same entries with go-redis XRANGE in batches of 1000.
 func replayBaseline(ctx context.Context, rdb *redis.Client, key string, from relay.ID, n int64) (*replayResult, error) {
+	cpu := startCPU(0, rdb)
 	start := time.Now()
 	var got int64
 	lo := "(" + from.String()
@@ -541,7 +547,7 @@ func replayBaseline(ctx context.Context, rdb *redis.Client, key string, from rel
 		lo = "(" + msgs[len(msgs)-1].ID
 	}
 	el := time.Since(start)
-	return &replayResult{name: "hand-written", events: got, elapsed: el, perSec: float64(got) / el.Seconds()}, nil
+	return &replayResult{name: "hand-written", events: got, elapsed: el, perSec: float64(got) / el.Seconds(), cpu: cpu.stop()}, nil
 }
 
 // ---- (e) idle subscribers ---------------------------------------------------------------
