@@ -387,7 +387,7 @@ func TestScaleClusterTwoReplicas(t *testing.T) {
 		got := make(chan groupDelivery, 64)
 		var wg sync.WaitGroup
 		scaleConsumer(t, ctx, &wg, c1, c2, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "flow",
-			Consumer: "slow", MaxOutstanding: 2}, got, false, true)
+			Consumer: "slow", MaxOutstanding: 2}, got, consumerOpts{strict: true})
 		const n = 12
 		for i := range n {
 			e := scaleEvent{ID: fmt.Sprintf("evt_flow_%02d", i), Customer: "cus_flow", Seq: i}
@@ -429,15 +429,26 @@ func TestScaleClusterTwoReplicas(t *testing.T) {
 }
 
 // groupDelivery is one delivery to a group consumer, acknowledged.
-type groupDelivery struct{ consumer, id string }
+type groupDelivery struct {
+	consumer, id string
+	attempt      int32
+}
+
+// consumerOpts: mayDie, a stream that ends before ctx is no error (its replica gets killed);
+// strict, an ack naming unknown ids is an error; ackLimit > 0, the consumer acknowledges (and
+// reports) only that many deliveries and then holds every further one unacknowledged, like a
+// client that hung.
+type consumerOpts struct {
+	mayDie, strict bool
+	ackLimit       int
+}
 
 // scaleConsumer subscribes consumer req.Consumer through read and, in the background until
 // ctx ends, acknowledges every delivery through ack and reports it on got. It returns once
 // the first message (a heartbeat or a delivery) arrived: the group exists and the consumer
-// reads. A stream that ends before ctx is an error unless mayDie (its replica gets killed);
-// an ack naming unknown ids is an error when strict.
+// reads.
 func scaleConsumer(t *testing.T, ctx context.Context, wg *sync.WaitGroup, read, ack eventrelayv1.EventServiceClient,
-	req *eventrelayv1.SubscribeRequest, got chan<- groupDelivery, mayDie, strict bool) {
+	req *eventrelayv1.SubscribeRequest, got chan<- groupDelivery, o consumerOpts) {
 	t.Helper()
 	req.HeartbeatInterval = durationpb.New(100 * time.Millisecond)
 	stream, err := read.Subscribe(ctx, req)
@@ -451,8 +462,10 @@ func scaleConsumer(t *testing.T, ctx context.Context, wg *sync.WaitGroup, read, 
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		acked := 0
 		for msg := first; ; {
-			if d := msg.GetDelivery(); d != nil {
+			if d := msg.GetDelivery(); d != nil && (o.ackLimit == 0 || acked < o.ackLimit) {
+				acked++
 				resp, err := ack.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{d.AckId}})
 				switch {
 				case ctx.Err() != nil:
@@ -460,13 +473,13 @@ func scaleConsumer(t *testing.T, ctx context.Context, wg *sync.WaitGroup, read, 
 				case err != nil:
 					t.Errorf("consumer %s: acknowledge: %v", req.Consumer, err)
 					return
-				case strict && len(resp.UnknownAckIds) > 0:
+				case o.strict && len(resp.UnknownAckIds) > 0:
 					t.Errorf("consumer %s: acknowledge through the other replica: unknown %v", req.Consumer, resp.UnknownAckIds)
 				}
-				got <- groupDelivery{req.Consumer, d.Event.Id}
+				got <- groupDelivery{req.Consumer, d.Event.Id, d.DeliveryAttempt}
 			}
 			if msg, err = stream.Recv(); err != nil {
-				if ctx.Err() == nil && !mayDie {
+				if ctx.Err() == nil && !o.mayDie {
 					t.Errorf("consumer %s: %v", req.Consumer, err)
 				}
 				return
@@ -485,8 +498,8 @@ func scaleGroupAcrossReplicas(t *testing.T, rdb *redis.ClusterClient, m1, m2 *Ma
 	req := func(consumer string) *eventrelayv1.SubscribeRequest {
 		return &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "billing", Consumer: consumer}
 	}
-	scaleConsumer(t, ctx, &wg, c1, c2, req("a"), deliveries, false, true)
-	scaleConsumer(t, ctx, &wg, c2, c1, req("b"), deliveries, false, true)
+	scaleConsumer(t, ctx, &wg, c1, c2, req("a"), deliveries, consumerOpts{strict: true})
+	scaleConsumer(t, ctx, &wg, c2, c1, req("b"), deliveries, consumerOpts{strict: true})
 	// Latest start: the group sees only the events posted from now on.
 	want := map[string]bool{}
 	for i := range 60 {
@@ -690,8 +703,10 @@ func TestScaleReplicaKilled(t *testing.T) {
 		return &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "kill", Consumer: consumer,
 			Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST, AckDeadline: durationpb.New(time.Second)}
 	}
-	scaleConsumer(t, ctx, &gwg, c1, c1, greq("a"), deliveries, false, false)
-	scaleConsumer(t, ctx, &gwg, c2, c1, greq("b"), deliveries, true, false)
+	scaleConsumer(t, ctx, &gwg, c1, c1, greq("a"), deliveries, consumerOpts{})
+	// "b" hangs after 20 acks: what its replica delivers to it afterwards stays pending for
+	// it when the replica dies, and must come back to "a".
+	scaleConsumer(t, ctx, &gwg, c2, c1, greq("b"), deliveries, consumerOpts{mayDie: true, ackLimit: 20})
 
 	var killed atomic.Bool
 	var killOnce sync.Once
@@ -717,7 +732,7 @@ func TestScaleReplicaKilled(t *testing.T) {
 		t.Errorf("%d events stored, want %d (each acknowledged event once)", got, n)
 	}
 
-	groupSeen, per := map[string]int{}, map[string]int{}
+	groupSeen, per, reclaimed := map[string]int{}, map[string]int{}, 0
 	for len(groupSeen) < n {
 		select {
 		case d := <-deliveries:
@@ -726,6 +741,9 @@ func TestScaleReplicaKilled(t *testing.T) {
 			}
 			groupSeen[d.id]++
 			per[d.consumer]++
+			if d.attempt > 1 {
+				reclaimed++
+			}
 		case <-ctx.Done():
 			t.Fatalf("the group delivered %d of %d events", len(groupSeen), n)
 		}
@@ -736,7 +754,10 @@ func TestScaleReplicaKilled(t *testing.T) {
 	for _, k := range groupSeen {
 		redelivered += k - 1
 	}
-	t.Logf("group: %d events, %d redelivered (at least once across the kill); deliveries per consumer %v", len(groupSeen), redelivered, per)
+	t.Logf("group: %d events, %d processed twice, %d reclaimed from the hung consumer; deliveries per consumer %v", len(groupSeen), redelivered, reclaimed, per)
+	if reclaimed == 0 || per["b"] != 20 {
+		t.Errorf("expected the survivor to reclaim what the hung consumer on the killed replica held: reclaimed %d, per consumer %v", reclaimed, per)
+	}
 
 	t.Run("another partition count exits with the refusal", func(t *testing.T) {
 		p := startScaleRelayd(t, scaleConfigFile(t, cluster.URL(), ", cluster: true", 2), true)
