@@ -904,19 +904,14 @@ func TestScaleCredentials(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		srv := redistest.StartWith(t, "--requirepass", "right")
 		m := startMain(t, testConfig("redis://:wrong@"+srv.Addr()))
-		resp, err := http.Get("http://" + m.AdminAddr + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Errorf("/readyz: %d", resp.StatusCode)
+		if code := scaleReadyz(t, m); code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz: %d", code)
 		}
 		body := prettyBody("evt_auth")
 		if r := post(t, m, "orders", body, sign(testSecret, body)); r.status != http.StatusServiceUnavailable {
 			t.Errorf("POST with a wrong Redis password: %d %s", r.status, r.body)
 		}
-		_, err = client(t, m).GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_auth"})
+		_, err := client(t, m).GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_auth"})
 		if status.Code(err) != codes.Unavailable || strings.Contains(err.Error(), "wrong") {
 			t.Errorf("GetEvent: %v", err)
 		}
@@ -964,8 +959,8 @@ func (l *syncLog) String() string {
 	return l.b.String()
 }
 
-// readyz returns the status of m's /readyz.
-func readyz(t testing.TB, m *Main) int {
+// scaleReadyz returns the status of m's /readyz.
+func scaleReadyz(t testing.TB, m *Main) int {
 	t.Helper()
 	resp, err := http.Get("http://" + m.AdminAddr + "/readyz")
 	if err != nil {
@@ -994,11 +989,11 @@ func TestScalePartitionCheckDeferred(t *testing.T) {
 		return m
 	}
 	good, bad := start(4), start(2)
-	if readyz(t, good) != http.StatusServiceUnavailable || readyz(t, bad) != http.StatusServiceUnavailable {
+	if scaleReadyz(t, good) != http.StatusServiceUnavailable || scaleReadyz(t, bad) != http.StatusServiceUnavailable {
 		t.Fatal("ready while Redis is down")
 	}
 	srv.Restart(t)
-	for i := 0; readyz(t, good) != http.StatusOK; i++ {
+	for i := 0; scaleReadyz(t, good) != http.StatusOK; i++ {
 		if i == 200 {
 			t.Fatal("relayd with the recorded count did not become ready within 10s of Redis answering")
 		}
@@ -1013,7 +1008,7 @@ func TestScalePartitionCheckDeferred(t *testing.T) {
 	if !strings.Contains(logs.String(), "configured with partitions: 2, but its events are stored in 4 partitions") {
 		t.Errorf("refusal does not say why:\n%s", logs.String())
 	}
-	if readyz(t, bad) != http.StatusServiceUnavailable {
+	if scaleReadyz(t, bad) != http.StatusServiceUnavailable {
 		t.Error("relayd with another partition count is ready")
 	}
 	// It stores nothing; the relayd with the recorded count does.
