@@ -58,15 +58,11 @@ func TestSentinelFailover(t *testing.T) {
 	if old != st.Data[0] {
 		t.Fatalf("master is %s, want the first server %s", old.Addr(), st.Data[0].Addr())
 	}
-	if _, err := command(old.Addr(), "SET", "k", "v"); err != nil {
-		t.Fatal(err)
-	}
+	// Whether a write survives the promotion is Redis's business (replication is asynchronous;
+	// relayd's own Sentinel test uses min_replicas for that): this checks the switch.
 	now := st.Failover(t)
 	if now == old {
 		t.Fatal("failover kept the master")
-	}
-	if got, err := command(now.Addr(), "GET", "k"); err != nil || got != "v" {
-		t.Errorf("GET on the new master = %q, %v", got, err)
 	}
 	if _, err := command(now.Addr(), "SET", "k2", "v"); err != nil {
 		t.Errorf("new master refuses writes: %v", err)
