@@ -42,8 +42,9 @@ fuzz:
 	  done; \
 	done
 
+# A short run of every fuzz target (CI).
 fuzz-smoke:
-	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) fuzz FUZZTIME=3s
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./relay/... ./server/...
