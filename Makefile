@@ -3,7 +3,7 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 1m
 
-.PHONY: all build generate check-generated lint test test-short fuzz fuzz-smoke bench clean
+.PHONY: all build generate check-generated lint test test-short fuzz fuzz-smoke bench bench-go clean
 
 all: lint build test
 
@@ -46,8 +46,24 @@ fuzz:
 fuzz-smoke:
 	$(MAKE) fuzz FUZZTIME=3s
 
+# Load benchmark (cmd/relaybench): relayd, built here, against a redis-server started on a
+# free loopback port (or REDIS_URL), and in the same run on the same Redis the hand-written
+# receiver it is measured against (and wrk against both when wrk is installed). Prints the
+# table and writes it to BENCHMARKS.md; takes about 3 minutes. BENCH_FLAGS adds relaybench
+# flags (bin/relaybench -h).
+BENCH_FLAGS ?=
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./relay/... ./server/...
+	$(GO) build -o bin/ ./cmd/relayd ./cmd/relaybench
+	./bin/relaybench -relayd bin/relayd -start-redis \
+	  -phases idle,ingest,e2e,fanout,replay$$(command -v wrk >/dev/null && echo ,wrk) \
+	  -write BENCHMARKS.md -command 'make bench' $(BENCH_FLAGS)
+
+# Go benchmarks (-benchmem): verify, ingest (event building), JSON lookup, cursor codec,
+# delivery encoding, the webhook handler and the batching writer; recorded in BENCHMARKS.md.
+bench-go:
+	$(GO) build -o bin/ ./cmd/relaybench
+	$(GO) test -run='^$$' -bench=. -benchmem ./relay/... ./server/... > bin/gobench.txt; st=$$?; cat bin/gobench.txt; exit $$st
+	./bin/relaybench -gobench bin/gobench.txt -write BENCHMARKS.md -command 'make bench-go'
 
 clean:
 	rm -rf bin

@@ -6,10 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,12 +22,60 @@ import (
 // baseline is the receiver a user would write by hand instead of running relayd: net/http,
 // verify the HMAC over the raw body, pull id and type out of the JSON, one XADD per request
 // with go-redis (default options), answer 200. No dedupe, no partitions, no Event envelope.
+// POST /v1/webhooks/nostore does the same without the XADD: the upper bound of any receiver
+// built on net/http on this machine.
 type baseline struct {
 	rdb    *redis.Client
 	secret []byte
 	stream string
 	srv    *http.Server
 	addr   string
+	proc   *proc // when it runs as a child process (the default)
+	pid    int
+}
+
+// startBaselineProcess runs the baseline in a child process (this binary with
+// -serve-baseline), like relayd: a receiver sharing the load generator's process would
+// share its scheduler, and its wakeups would be cheaper than a separate server's.
+func startBaselineProcess(redisURL string, secret []byte, stream string) (*baseline, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProc("baseline", exe, []string{"-serve-baseline", "-redis-url", redisURL, "-stream", stream}, append(os.Environ(), "RELAYBENCH_SECRET="+string(secret)))
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("baseline exited: %s", p.out.String())
+		default:
+		}
+		for line := range strings.SplitSeq(p.out.String(), "\n") {
+			if addr, ok := strings.CutPrefix(line, "baseline listening "); ok {
+				return &baseline{secret: secret, stream: stream, addr: strings.TrimSpace(addr), proc: p, pid: p.pid()}, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.stop()
+	return nil, fmt.Errorf("baseline did not start: %s", p.out.String())
+}
+
+// serveBaseline is the child process of startBaselineProcess.
+func serveBaseline(redisURL, stream string) error {
+	b, err := startBaseline(redisURL, []byte(os.Getenv("RELAYBENCH_SECRET")), stream)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("baseline listening %s\n", b.addr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	b.close()
+	return nil
 }
 
 func startBaseline(redisURL string, secret []byte, stream string) (*baseline, error) {
@@ -69,7 +121,9 @@ func (b *baseline) receive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad json", http.StatusBadRequest)
 		return
 	}
-	if err := b.rdb.XAdd(r.Context(), &redis.XAddArgs{Stream: b.stream, Values: []any{"id", ev.ID, "type", ev.Type, "body", body}}).Err(); err != nil {
+	if r.PathValue("source") == "nostore" {
+		// The reference without storage: what any Go HTTP receiver costs at most.
+	} else if err := b.rdb.XAdd(r.Context(), &redis.XAddArgs{Stream: b.stream, Values: []any{"id", ev.ID, "type", ev.Type, "body", body}}).Err(); err != nil {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -78,6 +132,10 @@ func (b *baseline) receive(w http.ResponseWriter, r *http.Request) {
 }
 
 func (b *baseline) close() {
+	if b.proc != nil {
+		b.proc.stop()
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = b.srv.Shutdown(ctx)

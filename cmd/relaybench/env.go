@@ -401,3 +401,34 @@ func perOp(d time.Duration, n int64) string {
 	}
 	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n))
 }
+
+// metric sums the samples of a Prometheus metric (every label set) on relayd's admin
+// /metrics; ok is false when it is not there.
+func (t *relaydTarget) metric(name string) (float64, bool) {
+	if t.adminAddr == "" {
+		return 0, false
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + t.adminAddr + "/metrics")
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var sum float64
+	found := false
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+			found = true
+		}
+	}
+	return sum, found
+}

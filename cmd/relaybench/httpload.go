@@ -227,6 +227,7 @@ type ingestResult struct {
 	missing   int64     // acknowledged but not found in the stream afterwards
 	total     int64     // requests answered in the whole run (warm-up included)
 	cpu       *cpuMeter // CPU used over the whole run
+	batch     float64   // relayd: appends per Redis round trip (0: unknown)
 	firstErr  string
 	reqPerSec float64
 }

@@ -86,6 +86,10 @@ type config struct {
 	write          string
 	command        string
 	cleanup        bool
+	nostore        bool
+	inProcess      bool
+	baselineStream string
+	goBench        string
 }
 
 func main() {
@@ -121,10 +125,34 @@ func main() {
 	flag.StringVar(&c.profileDir, "profile", "", "directory for relayd CPU profiles of the phases")
 	flag.StringVar(&c.write, "write", "", "replace the results section of this file (BENCHMARKS.md)")
 	flag.StringVar(&c.command, "command", "", "command line to record in -write (default: this one)")
+	flag.StringVar(&c.goBench, "gobench", "", "only write this go test -bench output to -write's Go benchmarks section (no phases run)")
+	flag.BoolVar(&c.inProcess, "baseline-in-process", false, "run the hand-written receiver inside the harness process instead of a child process")
+	flag.BoolVar(&c.nostore, "nostore", true, "ingest: also measure the hand-written receiver without its XADD (the ceiling of a net/http receiver)")
 	flag.BoolVar(&c.cleanup, "cleanup", true, "delete the baseline stream (and with -relayd the source's keys) at the end")
+	serve := flag.Bool("serve-baseline", false, "internal: run the hand-written receiver (the child process of a run)")
+	flag.StringVar(&c.baselineStream, "stream", "", "internal: with -serve-baseline, the stream to XADD to")
 	flag.Parse()
+	if *serve {
+		if err := serveBaseline(c.redisURL, c.baselineStream); err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench baseline:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if c.command == "" {
 		c.command = "relaybench " + strings.Join(os.Args[1:], " ")
+	}
+	if c.goBench != "" {
+		// Only record go test -bench output in -write's Go benchmarks section.
+		if c.write == "" {
+			fmt.Fprintln(os.Stderr, "relaybench: -gobench needs -write")
+			os.Exit(2)
+		}
+		if err := writeGoBench(c.write, c.goBench, c.command); err != nil {
+			fmt.Fprintln(os.Stderr, "relaybench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "relaybench:", err)
@@ -206,7 +234,12 @@ func run(c *config) error {
 
 	// The baseline, on the same Redis.
 	bstream := "relaybench:baseline:" + runID
-	b, err := startBaseline(c.redisURL, []byte(c.secret), bstream)
+	var b *baseline
+	if c.inProcess {
+		b, err = startBaseline(c.redisURL, []byte(c.secret), bstream)
+	} else {
+		b, err = startBaselineProcess(c.redisURL, []byte(c.secret), bstream)
+	}
 	if err != nil {
 		return err
 	}
@@ -254,10 +287,18 @@ func run(c *config) error {
 		logf("ingest: relayd, %d connections, %s + %s warm-up", c.conns, c.ingestDuration, c.warmup)
 		sg := &signer{secret: []byte(c.secret), prefix: "ing-" + runID + "-"}
 		done := profile("ingest", c.warmup, c.ingestDuration)
+		bsum0, _ := t.metric("eventrelay_append_batch_size_sum")
+		bcnt0, _ := t.metric("eventrelay_append_batch_size_count")
 		cpu := startCPU(t.pid, rdb)
 		r := runIngest("relayd", t.httpAddr, "/v1/webhooks/"+c.source, sg, c.conns, c.warmup, c.ingestDuration)
 		r.cpu = cpu.stop()
 		<-done
+		bsum1, ok1 := t.metric("eventrelay_append_batch_size_sum")
+		bcnt1, ok2 := t.metric("eventrelay_append_batch_size_count")
+		if ok1 && ok2 && bcnt1 > bcnt0 {
+			r.batch = (bsum1 - bsum0) / (bcnt1 - bcnt0)
+			logf("ingest: %.1f appends per Redis round trip on average", r.batch)
+		}
 		if r.missing, err = verifyStreams(ctx, rdb, keys, froms, sg.prefix, r.acked); err != nil {
 			return err
 		}
@@ -272,16 +313,24 @@ func run(c *config) error {
 			return err
 		}
 		bsg := &signer{secret: []byte(c.secret), prefix: "ingb-" + runID + "-"}
-		cpu = startCPU(0, rdb)
+		cpu = startCPU(b.pid, rdb)
 		br := runIngest("hand-written", b.addr, "/v1/webhooks/baseline", bsg, c.conns, c.warmup, c.ingestDuration)
 		br.cpu = cpu.stop()
 		if br.missing, err = verifyStreams(ctx, rdb, []string{bstream}, []relay.ID{from}, bsg.prefix, br.acked); err != nil {
 			return err
 		}
 		rep.ingest[1] = br
-		logf("ingest: hand-written %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s; CPU µs/request: receiver+load generator %s, Redis %s",
+		if c.nostore {
+			cpu = startCPU(b.pid, rdb)
+			nr := runIngest("no store", b.addr, "/v1/webhooks/nostore", &signer{secret: []byte(c.secret), prefix: "ingn-" + runID + "-"}, c.conns, c.warmup, c.ingestDuration)
+			nr.cpu = cpu.stop()
+			rep.nostore = nr
+			logf("ingest: hand-written without storing %s req/s p50 %s p99 %s; CPU µs/request: receiver %s, load generator %s",
+				fmtRate(nr.reqPerSec), fmtDur(nr.lat.pct(50)), fmtDur(nr.lat.pct(99)), perOp(nr.cpu.relayd, nr.total), perOp(nr.cpu.harness, nr.total))
+		}
+		logf("ingest: hand-written %s req/s p50 %s p99 %s, %d acked, %d missing, errors %d %s; CPU µs/request: receiver %s, Redis %s, load generator %s",
 			fmtRate(br.reqPerSec), fmtDur(br.lat.pct(50)), fmtDur(br.lat.pct(99)), len(br.acked), br.missing, br.errors, br.firstErr,
-			perOp(br.cpu.harness, br.total), perOp(br.cpu.redis, br.total))
+			perOp(br.cpu.relayd, br.total), perOp(br.cpu.redis, br.total), perOp(br.cpu.harness, br.total))
 	}
 
 	if phases["e2e"] && ctx.Err() == nil {
@@ -293,15 +342,15 @@ func run(c *config) error {
 			return fmt.Errorf("e2e: %w", err)
 		}
 		rep.e2e[0] = r
-		logf("e2e: relayd p50 %s p99 %s max %s, %d/%d received, %d missing %s", fmtDur(r.lat.pct(50)), fmtDur(r.lat.pct(99)),
-			fmtDur(r.lat.pct(100)), r.recv, r.acked, r.missing, r.firstErr)
+		logf("e2e: relayd p50 %s p99 %s max %s, %d/%d received, %d missing %s; POST answered p50 %s p99 %s", fmtDur(r.lat.pct(50)), fmtDur(r.lat.pct(99)),
+			fmtDur(r.lat.pct(100)), r.recv, r.acked, r.missing, r.firstErr, fmtDur(r.post.pct(50)), fmtDur(r.post.pct(99)))
 		br, err := e2eBaseline(ctx, b, rdb, runID, c.e2eRate, c.e2eDuration, c.e2eConns)
 		if err != nil {
 			return fmt.Errorf("e2e baseline: %w", err)
 		}
 		rep.e2e[1] = br
-		logf("e2e: hand-written p50 %s p99 %s max %s, %d/%d received", fmtDur(br.lat.pct(50)), fmtDur(br.lat.pct(99)),
-			fmtDur(br.lat.pct(100)), br.recv, br.acked)
+		logf("e2e: hand-written p50 %s p99 %s max %s, %d/%d received; POST answered p50 %s p99 %s", fmtDur(br.lat.pct(50)), fmtDur(br.lat.pct(99)),
+			fmtDur(br.lat.pct(100)), br.recv, br.acked, fmtDur(br.post.pct(50)), fmtDur(br.post.pct(99)))
 	}
 
 	if phases["fanout"] && ctx.Err() == nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 type report struct {
@@ -15,6 +16,7 @@ type report struct {
 	loadEnd string
 	idle    *idleResult
 	ingest  [2]*ingestResult // relayd, hand-written
+	nostore *ingestResult    // hand-written without storing
 	e2e     [2]*e2eResult
 	fanout  [2]*fanoutResult
 	replay  [2]*replayResult
@@ -47,17 +49,32 @@ func (r *report) rows() []row {
 				fmt.Sprintf("%d of %s", b.missing, fmtInt(int64(len(b.acked)))), "", "0", verdict(a.missing == 0, fmt.Sprintf("%d missing", a.missing))},
 			row{"(a) errors (transport or non-2xx)", fmtInt(a.errors), fmtInt(b.errors), "", "", ""},
 		)
+		if n := r.nostore; n != nil {
+			rows = append(rows, row{"(a) reference: the hand-written receiver without its XADD (no storage at all): req/s",
+				"–", fmtRate(n.reqPerSec), ratio(a.reqPerSec, n.reqPerSec), "", ""})
+		}
 		if a.cpu != nil && b.cpu != nil && a.total > 0 && b.total > 0 {
-			// The baseline runs inside the harness with the load generator: its share is the
-			// harness's CPU per request less the load generator's, measured in relayd's run.
-			gen := float64(a.cpu.harness.Microseconds()) / float64(a.total)
-			recv := float64(b.cpu.harness.Microseconds())/float64(b.total) - gen
-			rel := float64(a.cpu.relayd.Microseconds()) / float64(a.total)
-			rr := float64(a.cpu.redis.Microseconds()) / float64(a.total)
-			br := float64(b.cpu.redis.Microseconds()) / float64(b.total)
+			us := func(d time.Duration, n int64) float64 { return float64(d.Microseconds()) / float64(n) }
+			gen := us(a.cpu.harness, a.total)
+			// A baseline inside the harness process shares its CPU time with the load
+			// generator: its share is the harness's CPU per request less the generator's.
+			recv := us(b.cpu.relayd, b.total)
+			if !r.cfg.inProcess {
+				gen = us(b.cpu.harness, b.total)
+			} else {
+				recv = us(b.cpu.harness, b.total) - gen
+			}
+			rel, rr, br := us(a.cpu.relayd, a.total), us(a.cpu.redis, a.total), us(b.cpu.redis, b.total)
+			base := fmt.Sprintf("%.1f + %.1f", recv, br)
+			if n := r.nostore; n != nil && n.cpu != nil && n.total > 0 {
+				nrecv := us(n.cpu.relayd, n.total)
+				if r.cfg.inProcess {
+					nrecv = us(n.cpu.harness, n.total) - gen
+				}
+				base += fmt.Sprintf(" (without XADD: %.1f + 0)", nrecv)
+			}
 			rows = append(rows, row{"(a) CPU per request, µs: server + Redis (load generator)",
-				fmt.Sprintf("%.1f + %.1f (%.1f)", rel, rr, gen), fmt.Sprintf("%.1f + %.1f", recv, br),
-				ratio(recv+br, rel+rr) + " less", "", ""})
+				fmt.Sprintf("%.1f + %.1f (%.1f)", rel, rr, gen), base, ratio(recv+br, rel+rr) + " less", "", ""})
 		}
 	}
 	if a, b := r.e2e[0], r.e2e[1]; a != nil && b != nil {
@@ -68,6 +85,8 @@ func (r *report) rows() []row {
 				fmtDur(b.lat.pct(50)) + " / " + fmtDur(b.lat.pct(99)) + " / " + fmtDur(b.lat.pct(100)),
 				ratio(float64(p99), float64(b.lat.pct(99))) + " (p99)", "p99 ≤ 2 ms",
 				verdict(p99 <= 2e6 && a.missing == 0, fmt.Sprintf("p99 %s, %d missing", fmtDur(p99), a.missing))},
+			row{"(b) the POST's own answer: p50 / p99", fmtDur(a.post.pct(50)) + " / " + fmtDur(a.post.pct(99)),
+				fmtDur(b.post.pct(50)) + " / " + fmtDur(b.post.pct(99)), "", "", ""},
 			row{"(b) acknowledged / received", fmt.Sprintf("%d / %d", a.acked, a.recv), fmt.Sprintf("%d / %d", b.acked, b.recv), "", "", ""},
 		)
 	}
@@ -142,7 +161,7 @@ func (r *report) markdown() string {
 	var b bytes.Buffer
 	m := r.machine
 	fmt.Fprintf(&b, "%s\n", markBegin)
-	fmt.Fprintf(&b, "Command: `%s`\n\n", r.cfg.command)
+	fmt.Fprintf(&b, "Command: `%s` (runs `relaybench %s`)\n\n", r.cfg.command, strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&b, "Date: %s. Machine: %d CPUs (%s), Linux %s, %s, Redis %s. Load average %s at the start, %s at the end.\n\n",
 		m.Date, m.NProc, m.CPUModel, m.Kernel, m.Go, m.Redis, m.LoadAvg, r.loadEnd)
 	fmt.Fprintln(&b, "| measurement | relayd | hand-written baseline | relayd / baseline | target | met |")
@@ -157,18 +176,23 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// writeMarkdown replaces the marked section of path (appending it when the markers are
-// missing).
+// writeMarkdown replaces the marked results section of path (appending it when the markers
+// are missing).
 func (r *report) writeMarkdown(path string) error {
+	return replaceSection(path, markBegin, markEnd, r.markdown())
+}
+
+// replaceSection replaces the text from begin to end (markers included) in path with sec,
+// which starts with begin and ends with end; it is appended when the markers are missing.
+func replaceSection(path, begin, end, sec string) error {
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	s := string(old)
-	sec := r.markdown()
-	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	i, j := strings.Index(s, begin), strings.Index(s, end)
 	if i >= 0 && j > i {
-		s = s[:i] + sec + strings.TrimPrefix(s[j+len(markEnd):], "\n")
+		s = s[:i] + sec + strings.TrimPrefix(s[j+len(end):], "\n")
 	} else {
 		if s != "" && !strings.HasSuffix(s, "\n") {
 			s += "\n"
@@ -177,3 +201,28 @@ func (r *report) writeMarkdown(path string) error {
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
 }
+
+// writeGoBench puts the output of go test -bench (benchFile) in the marked Go benchmarks
+// section of path, with the command that produced it.
+func writeGoBench(path, benchFile, command string) error {
+	out, err := os.ReadFile(benchFile)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", goBenchBegin)
+	fmt.Fprintf(&b, "Command: `%s` (%s, load average %s)\n\n```\n", command, time.Now().UTC().Format("2006-01-02 15:04 UTC"), loadAvg())
+	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+		// Keep the benchmark lines and the package headers, not PASS/ok noise.
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "pkg:") || strings.HasPrefix(line, "cpu:") {
+			b.WriteString(line + "\n")
+		}
+	}
+	fmt.Fprintf(&b, "```\n%s\n", goBenchEnd)
+	return replaceSection(path, goBenchBegin, goBenchEnd, b.String())
+}
+
+const (
+	goBenchBegin = "<!-- gobench:begin -->"
+	goBenchEnd   = "<!-- gobench:end -->"
+)

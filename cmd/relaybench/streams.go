@@ -80,8 +80,9 @@ func subscribeRequest(source string, after string) []byte {
 type e2eResult struct {
 	name              string
 	sent, acked, recv int64
-	missing           int64 // acknowledged but not received
-	lat               latencies
+	missing           int64     // acknowledged but not received
+	lat               latencies // intended send time → receipt on the stream
+	post              latencies // POST → its answer
 	rate              float64
 	lateMax           time.Duration // worst lateness of the request scheduler
 	firstErr          string
@@ -91,7 +92,7 @@ type e2eResult struct {
 // returns the intended send time of every seq (index seq-1) and the acknowledged seqs. The
 // schedule is open loop: a slow answer does not delay the next request's intended time, and
 // latency is measured from the intended time.
-func fixedRate(addr, path string, sg *signer, rate float64, d time.Duration, conns int, sched []atomic.Int64) (acked []int64, sent int64, lateMax time.Duration, firstErr string) {
+func fixedRate(addr, path string, sg *signer, rate float64, d time.Duration, conns int, sched []atomic.Int64) (acked []int64, post latencies, sent int64, lateMax time.Duration, firstErr string) {
 	total := int64(rate * d.Seconds())
 	interval := time.Duration(float64(time.Second) / rate)
 	ch := make(chan int64, 4096)
@@ -106,11 +107,14 @@ func fixedRate(addr, path string, sg *signer, rate float64, d time.Duration, con
 			var body []byte
 			hdr := [][2]string{{"Content-Type", "application/json"}, {"X-Signature", ""}}
 			var mine []int64
+			var lat latencies
 			for n := range ch {
 				body = sg.body(body, n)
 				hdr[1][1] = sg.sign(body)
+				t0 := time.Now()
 				status, resp, err := c.post(path, hdr, body)
 				if err == nil && status/100 == 2 {
+					lat = append(lat, time.Since(t0))
 					mine = append(mine, n)
 					continue
 				}
@@ -126,6 +130,7 @@ func fixedRate(addr, path string, sg *signer, rate float64, d time.Duration, con
 			}
 			mu.Lock()
 			acked = append(acked, mine...)
+			post = append(post, lat...)
 			mu.Unlock()
 		}()
 	}
@@ -142,7 +147,7 @@ func fixedRate(addr, path string, sg *signer, rate float64, d time.Duration, con
 	}
 	close(ch)
 	wg.Wait()
-	return acked, total, lateMax, firstErr
+	return acked, post.sorted(), total, lateMax, firstErr
 }
 
 // receiptRecorder turns received event ids into latencies from their intended send time.
@@ -230,12 +235,14 @@ func e2eRelay(t *relaydTarget, source string, secret []byte, runID string, rate 
 		return nil, err
 	}
 	sg := &signer{secret: secret, prefix: rec.prefix}
-	acked, sent, lateMax, firstErr := fixedRate(t.httpAddr, path, sg, rate, d, conns, rec.sched)
+	acked, post, sent, lateMax, firstErr := fixedRate(t.httpAddr, path, sg, rate, d, conns, rec.sched)
 	rec.waitFor(func() int64 { return int64(len(acked)) }, 3*time.Second)
 	if err := sub.Err(); err != nil && firstErr == "" {
 		firstErr = "subscriber: " + err.Error()
 	}
-	return rec.result("relayd", acked, sent, rate, lateMax, firstErr), nil
+	res := rec.result("relayd", acked, sent, rate, lateMax, firstErr)
+	res.post = post
+	return res, nil
 }
 
 // prime posts webhooks until the subscriber receives one: the stream is then registered with
@@ -297,11 +304,13 @@ func e2eBaseline(ctx context.Context, b *baseline, rdb *redis.Client, runID stri
 		}
 	}()
 	sg := &signer{secret: b.secret, prefix: rec.prefix}
-	acked, sent, lateMax, firstErr := fixedRate(b.addr, "/v1/webhooks/baseline", sg, rate, d, conns, rec.sched)
+	acked, post, sent, lateMax, firstErr := fixedRate(b.addr, "/v1/webhooks/baseline", sg, rate, d, conns, rec.sched)
 	rec.waitFor(func() int64 { return int64(len(acked)) }, 3*time.Second)
 	cancel()
 	wg.Wait()
-	return rec.result("hand-written", acked, sent, rate, lateMax, firstErr), nil
+	res := rec.result("hand-written", acked, sent, rate, lateMax, firstErr)
+	res.post = post
+	return res, nil
 }
 
 // ---- (c) fan-out -------------------------------------------------------------------------
