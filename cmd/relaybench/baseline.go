@@ -46,22 +46,16 @@ func startBaselineProcess(redisURL string, secret []byte, stream string) (*basel
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("baseline exited: %s", p.out.String())
-		default:
-		}
-		for line := range strings.SplitSeq(p.out.String(), "\n") {
-			if addr, ok := strings.CutPrefix(line, "baseline listening "); ok {
-				return &baseline{secret: secret, stream: stream, addr: strings.TrimSpace(addr), proc: p, pid: p.pid()}, nil
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
+	var addr string
+	if err := p.waitLine(10*time.Second, func(l string) bool {
+		a, ok := strings.CutPrefix(l, "baseline listening ")
+		addr = strings.TrimSpace(a)
+		return ok
+	}); err != nil {
+		p.stop()
+		return nil, err
 	}
-	p.stop()
-	return nil, fmt.Errorf("baseline did not start: %s", p.out.String())
+	return &baseline{secret: secret, stream: stream, addr: addr, proc: p, pid: p.pid()}, nil
 }
 
 // serveBaseline is the child process of startBaselineProcess.

@@ -183,29 +183,44 @@ sources:
 	if err != nil {
 		return nil, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	var t *relaydTarget
+	err = p.waitLine(30*time.Second, func(l string) bool {
+		var line struct {
+			Msg   string `json:"msg"`
+			HTTP  string `json:"http"`
+			GRPC  string `json:"grpc"`
+			Admin string `json:"admin"`
+		}
+		if json.Unmarshal([]byte(l), &line) != nil || line.Msg != "relayd listening" {
+			return false
+		}
+		t = &relaydTarget{httpAddr: line.HTTP, grpcAddr: line.GRPC, adminAddr: line.Admin, pid: p.pid(), proc: p}
+		return true
+	})
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+// waitLine waits until match accepts a line of the process's output.
+func (p *proc) waitLine(timeout time.Duration, match func(line string) bool) error {
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		select {
 		case <-p.exited:
-			return nil, fmt.Errorf("relayd exited: %s", p.out.String())
+			return fmt.Errorf("%s exited: %s", p.name, p.out.String())
 		default:
 		}
-		sc := bufio.NewScanner(strings.NewReader(p.out.String()))
-		for sc.Scan() {
-			var line struct {
-				Msg   string `json:"msg"`
-				HTTP  string `json:"http"`
-				GRPC  string `json:"grpc"`
-				Admin string `json:"admin"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "relayd listening" {
-				return &relaydTarget{httpAddr: line.HTTP, grpcAddr: line.GRPC, adminAddr: line.Admin, pid: p.pid(), proc: p}, nil
+		for line := range strings.SplitSeq(p.out.String(), "\n") {
+			if match(line) {
+				return nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	p.stop()
-	return nil, fmt.Errorf("relayd did not start listening within 30s: %s", p.out.String())
+	return fmt.Errorf("%s did not start within %s: %s", p.name, timeout, p.out.String())
 }
 
 // rssBytes returns the resident set size of relayd: /proc/<pid>/status VmRSS when the pid
