@@ -139,7 +139,6 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		}
 		var ctx context.Context
 		ctx, endSpan = startWebhookSpan(in.tracer, r, name)
-		r = r.WithContext(ctx)
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			sw.Header().Set("Allow", "GET, POST")
 			writeErrorStatus(sw, http.StatusMethodNotAllowed, relay.Errorf(relay.CodeInvalid, "method %s not allowed; webhooks are POSTed", r.Method))
@@ -157,7 +156,7 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		if len(src.Config.AllowIPs) > 0 {
 			ip := clientIP(r, in.opts.TrustedProxies)
 			if !allowed(ip, src.Config.AllowIPs) {
-				in.log.DebugContext(r.Context(), "webhook refused: address not allowed", "source", name, "ip", ip.String())
+				in.log.DebugContext(ctx, "webhook refused: address not allowed", "source", name, "ip", ip.String())
 				writeError(sw, relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
 				return
 			}
@@ -190,7 +189,7 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 					return
 				}
 			}
-			body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			body, err := readBody(r, limit)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
@@ -206,23 +205,35 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				return
 			}
 			if in.webhooks != nil {
-				in.receive(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), name, body)
+				in.receive(context.WithValue(ctx, requestInfoKey{}, info), sw, r, name, body)
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
-		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// readBody reads a request body of at most limit bytes (one more is read to tell a longer
+// one). A body with a Content-Length is read into a buffer of exactly that size.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, err
+		}
+		return body, nil // net/http's body reader ends at Content-Length
+	}
+	return io.ReadAll(io.LimitReader(r.Body, limit+1))
 }
 
 // receive answers a POSTed webhook as the gateway's ReceiveWebhook route would (same
 // WebhookServer, same error handler, marshaler and handshake status), without the gateway:
 // its routing, header-to-metadata copy and second read of the body were a fifth of the
 // ingest CPU profile.
-func (in *ingress) receive(w http.ResponseWriter, r *http.Request, source string, body []byte) {
-	ctx := r.Context()
+func (in *ingress) receive(ctx context.Context, w http.ResponseWriter, r *http.Request, source string, body []byte) {
 	resp, err := in.webhooks.ReceiveWebhook(ctx, &eventrelayv1.ReceiveWebhookRequest{Source: source, Body: &httpbody.HttpBody{Data: body}})
 	if err != nil {
 		errorHandler(ctx, nil, in.marshaler, w, r, err)

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"io"
+	"strconv"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -51,10 +52,7 @@ func (m *rawBodyMarshaler) Marshal(v any) ([]byte, error) {
 		return b.GetData(), nil
 	}
 	if r, ok := v.(*eventrelayv1.ReceiveWebhookResponse); ok {
-		return json.Marshal(struct {
-			EventID   string `json:"event_id"`
-			Duplicate bool   `json:"duplicate"`
-		}{r.GetEventId(), r.GetDuplicate()})
+		return webhookAnswer(r.GetEventId(), r.GetDuplicate())
 	}
 	return m.JSONPb.Marshal(v)
 }
@@ -80,4 +78,24 @@ func (m *rawBodyMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		}
 		return m.JSONPb.NewDecoder(r).Decode(v)
 	})
+}
+
+// webhookAnswer is {"event_id":"...","duplicate":false} exactly as encoding/json writes it,
+// without its reflection for the ids that need no escaping (all but those with quotes,
+// backslashes, <, >, & or non-ASCII bytes).
+func webhookAnswer(id string, duplicate bool) ([]byte, error) {
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return json.Marshal(struct {
+				EventID   string `json:"event_id"`
+				Duplicate bool   `json:"duplicate"`
+			}{id, duplicate})
+		}
+	}
+	b := make([]byte, 0, len(id)+35)
+	b = append(b, `{"event_id":"`...)
+	b = append(b, id...)
+	b = append(b, `","duplicate":`...)
+	b = strconv.AppendBool(b, duplicate)
+	return append(b, '}'), nil
 }
