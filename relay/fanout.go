@@ -19,6 +19,7 @@ import (
 // SharedEncoding is the slot for one transport encoding of a delivery, shared by every
 // subscriber that sends the same entry with the same cursor. It is safe for concurrent use.
 type SharedEncoding struct {
+	key    string // the cursor's protobuf form, before base64
 	cursor string
 	v      atomic.Pointer[any]
 }
@@ -43,19 +44,20 @@ type entryMemo struct {
 	slots [memoSlots]atomic.Pointer[SharedEncoding]
 }
 
-// get returns the shared slot for cursor, creating it when there is room; nil when every
-// slot holds another cursor.
-func (m *entryMemo) get(cursor []byte) *SharedEncoding {
+// get returns the shared slot for the cursor whose protobuf form is raw, creating it (with
+// the cursor enc(raw)) when there is room; nil when every slot holds another cursor. A hit
+// costs no base64 encoding.
+func (m *entryMemo) get(raw []byte, enc func() string) *SharedEncoding {
 	for i := range m.slots {
 		s := m.slots[i].Load()
 		if s == nil {
-			n := &SharedEncoding{cursor: string(cursor)}
+			n := &SharedEncoding{key: string(raw), cursor: enc()}
 			if m.slots[i].CompareAndSwap(nil, n) {
 				return n
 			}
 			s = m.slots[i].Load()
 		}
-		if s.cursor == string(cursor) {
+		if s.key == string(raw) {
 			return s
 		}
 	}
@@ -107,25 +109,37 @@ func (c *cursorEncoder) set(i int, p Partition, id ID) {
 	c.dirty = true
 }
 
+// proto returns the cursor's protobuf form (what bytes base64-encodes); valid until the
+// next set.
+func (c *cursorEncoder) proto() []byte {
+	if c.dirty {
+		b := protowire.AppendTag(c.raw[:0], 1, protowire.VarintType)
+		b = protowire.AppendVarint(b, codecVersion)
+		for _, s := range c.segs {
+			b = append(b, s...)
+		}
+		if c.dead {
+			b = protowire.AppendTag(b, 3, protowire.VarintType)
+			b = protowire.AppendVarint(b, 1)
+		}
+		c.raw = b
+		c.out = c.out[:0]
+		c.dirty = false
+	}
+	return c.raw
+}
+
 // bytes returns the opaque cursor; valid until the next set or bytes.
 func (c *cursorEncoder) bytes() []byte {
-	if !c.dirty {
-		return c.out
+	raw := c.proto()
+	if len(c.out) == 0 {
+		c.out = base64.RawURLEncoding.AppendEncode(c.out[:0], raw)
 	}
-	b := protowire.AppendTag(c.raw[:0], 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, codecVersion)
-	for _, s := range c.segs {
-		b = append(b, s...)
-	}
-	if c.dead {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, 1)
-	}
-	c.raw = b
-	c.out = base64.RawURLEncoding.AppendEncode(c.out[:0], b)
-	c.dirty = false
 	return c.out
 }
+
+// String returns the opaque cursor as a new string.
+func (c *cursorEncoder) String() string { return string(c.bytes()) }
 
 // appendPosition appends Cursor field 2 (a Position) as EncodeCursor writes it.
 func appendPosition(b []byte, p Partition, id ID) []byte {

@@ -49,24 +49,27 @@ func TestCursorEncoderMatchesEncodeCursor(t *testing.T) {
 
 func TestEntryMemoSharesPerCursor(t *testing.T) {
 	var m entryMemo
-	a := m.get([]byte("cursor-a"))
+	get := func(m *entryMemo, c string) *SharedEncoding {
+		return m.get([]byte("raw-"+c), func() string { return c })
+	}
+	a := get(&m, "cursor-a")
 	if a == nil || a.cursor != "cursor-a" || a.Load() != nil {
 		t.Fatalf("first get: %+v", a)
 	}
 	a.Store("enc-a")
 	a.Store("ignored: the first store wins")
-	if again := m.get([]byte("cursor-a")); again != a || again.Load() != "enc-a" {
+	if again := get(&m, "cursor-a"); again != a || again.Load() != "enc-a" {
 		t.Fatalf("same cursor did not share: %+v", again)
 	}
-	if b := m.get([]byte("cursor-b")); b == a || b.Load() != nil {
+	if b := get(&m, "cursor-b"); b == a || b.cursor != "cursor-b" || b.Load() != nil {
 		t.Fatal("another cursor shared a slot")
 	}
 	for i := range memoSlots - 2 {
-		if m.get(fmt.Appendf(nil, "c%d", i)) == nil {
+		if get(&m, fmt.Sprintf("c%d", i)) == nil {
 			t.Fatal("slot refused below the bound")
 		}
 	}
-	if m.get([]byte("one too many")) != nil {
+	if get(&m, "one too many") != nil {
 		t.Fatal("memo grew beyond its bound")
 	}
 	// Concurrent subscribers with the same cursor all get the same slot.
@@ -75,7 +78,7 @@ func TestEntryMemoSharesPerCursor(t *testing.T) {
 	got := make([]*SharedEncoding, 16)
 	for i := range got {
 		wg.Add(1)
-		go func() { defer wg.Done(); got[i] = n.get([]byte("same")) }()
+		go func() { defer wg.Done(); got[i] = get(&n, "same") }()
 	}
 	wg.Wait()
 	for _, g := range got {

@@ -250,15 +250,14 @@ func (s *Service) sendBatch(ctx context.Context, req SubscribeRequest, enc *curs
 		if len(req.Types) > 0 && !req.Types.Match(EventType(e.Event)) {
 			continue
 		}
-		cur := enc.bytes()
 		*m = Message{Partition: b.p, Entry: e}
 		if b.memos != nil {
-			m.Shared = b.memos[i].get(cur)
+			m.Shared = b.memos[i].get(enc.proto(), enc.String)
 		}
 		if m.Shared != nil {
 			m.Cursor = m.Shared.cursor
 		} else {
-			m.Cursor = string(cur)
+			m.Cursor = enc.String()
 		}
 		if err := send(m); err != nil {
 			return err

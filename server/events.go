@@ -6,6 +6,7 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -46,6 +47,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	_ = stream.SendHeader(metadata.MD{})
 	s.Metrics.subscriberAdd(1)
 	defer s.Metrics.subscriberAdd(-1)
+	counted := deliveryCounter{m: s.Metrics}
 	err = s.svc.Subscribe(ctx, sr, func(m *relay.Message) error {
 		if m.Entry == nil {
 			return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{
@@ -58,7 +60,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 		if err != nil {
 			return err
 		}
-		s.Metrics.delivered(m.Partition.Source, m.Attempt)
+		counted.add(m.Partition.Source, m.Attempt)
 		if s.TracerProvider == nil {
 			return stream.SendMsg(msg)
 		}
@@ -78,6 +80,28 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 		return nil
 	}
 	return s.err(ctx, err)
+}
+
+// deliveryCounter counts one stream's deliveries, resolving the source's labelled counter
+// once rather than per delivery (the lookup was a tenth of relayd's CPU in the fan-out
+// profile).
+type deliveryCounter struct {
+	m      *Metrics
+	source string
+	c      prometheus.Counter
+}
+
+func (d *deliveryCounter) add(source string, attempt int) {
+	switch {
+	case d.m == nil:
+		return
+	case attempt > 1:
+		d.m.delivered(source, attempt) // counts the redelivery too
+		return
+	case d.c == nil || source != d.source:
+		d.source, d.c = source, d.m.deliveries.WithLabelValues(source)
+	}
+	d.c.Inc()
 }
 
 func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.SubscribeRequest) (relay.SubscribeRequest, error) {
