@@ -74,7 +74,7 @@ func (r *report) rows() []row {
 				base += fmt.Sprintf(" (without XADD: %.1f + 0)", nrecv)
 			}
 			rows = append(rows, row{"(a) CPU per request, µs: server + Redis (load generator)",
-				fmt.Sprintf("%.1f + %.1f (%.1f)", rel, rr, gen), base, ratio(recv+br, rel+rr) + " less", "", ""})
+				fmt.Sprintf("%.1f + %.1f (%.1f)", rel, rr, gen), base, fmt.Sprintf("%.2fx the CPU", (rel+rr)/(recv+br)), "", ""})
 		}
 	}
 	if a, b := r.e2e[0], r.e2e[1]; a != nil && b != nil {
@@ -161,7 +161,14 @@ func (r *report) markdown() string {
 	var b bytes.Buffer
 	m := r.machine
 	fmt.Fprintf(&b, "%s\n", markBegin)
-	fmt.Fprintf(&b, "Command: `%s` (runs `relaybench %s`)\n\n", r.cfg.command, strings.Join(os.Args[1:], " "))
+	args := make([]string, 0, len(os.Args)-1)
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " '\"") {
+			a = "'" + a + "'"
+		}
+		args = append(args, a)
+	}
+	fmt.Fprintf(&b, "Command: `%s` (runs `relaybench %s`)\n\n", r.cfg.command, strings.Join(args, " "))
 	fmt.Fprintf(&b, "Date: %s. Machine: %d CPUs (%s), Linux %s, %s, Redis %s. Load average %s at the start, %s at the end.\n\n",
 		m.Date, m.NProc, m.CPUModel, m.Kernel, m.Go, m.Redis, m.LoadAvg, r.loadEnd)
 	fmt.Fprintln(&b, "| measurement | relayd | hand-written baseline | relayd / baseline | target | met |")
