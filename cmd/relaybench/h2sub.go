@@ -194,8 +194,8 @@ func (s *h2sub) consume(b []byte) {
 			s.msg = s.msg[:0]
 			if s.remain == 0 {
 				s.nhdr = 0
-				continue
 			}
+			continue // the payload may start in the next DATA frame
 		}
 		n := min(s.remain, len(b))
 		if s.first {
