@@ -169,7 +169,7 @@ func (r *report) markdown() string {
 		args = append(args, a)
 	}
 	fmt.Fprintf(&b, "Command: `%s` (runs `relaybench %s`)\n\n", r.cfg.command, strings.Join(args, " "))
-	fmt.Fprintf(&b, "Date: %s. Machine: %d CPUs (%s), Linux %s, %s, Redis %s. Load average %s at the start, %s at the end.\n\n",
+	fmt.Fprintf(&b, "Date: %s. Machine: %d CPUs (%s), Linux %s, %s, Redis %s. Load average %s at the start, %s at the end (the run's own processes included).\n\n",
 		m.Date, m.NProc, m.CPUModel, m.Kernel, m.Go, m.Redis, m.LoadAvg, r.loadEnd)
 	fmt.Fprintln(&b, "| measurement | relayd | hand-written baseline | relayd / baseline | target | met |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|")
