@@ -53,6 +53,12 @@ type IngressOptions struct {
 	// MaxConcurrent bounds the webhook requests served at once; beyond it requests are shed
 	// with 503 and Retry-After instead of queueing (0: unbounded).
 	MaxConcurrent int
+	// ViaGateway routes POSTed webhooks through the grpc-gateway mux (raw-body marshaler into
+	// google.api.HttpBody, header matcher, in-process WebhookService). By default the
+	// middleware, having read and checked the body already, calls the same WebhookService
+	// directly and answers with the same marshaler and error handler: byte-identical answers
+	// (TestWebhookDirectMatchesGateway), about a sixth less CPU per webhook.
+	ViaGateway bool
 }
 
 // ingress is the net/http middleware in front of the gateway mux that answers what must be
@@ -204,7 +210,7 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
 			}
-			if in.webhooks != nil {
+			if in.webhooks != nil && !in.opts.ViaGateway {
 				in.receive(context.WithValue(ctx, requestInfoKey{}, info), sw, r, name, body)
 				return
 			}
