@@ -51,13 +51,7 @@ func (s *Store) EnsureGroup(ctx context.Context, p relay.Partition, group string
 // pending=false reads new entries (>), blocking up to block (0: do not block); their
 // DeliveryCount is 1. count <= 0 means no limit. A missing group is CodeNotFound.
 func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
-	if err := checkPartition(p); err != nil {
-		return nil, err
-	}
-	if err := checkName("group", group); err != nil {
-		return nil, err
-	}
-	if err := checkName("consumer", consumer); err != nil {
+	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
 	}
 	if block < 0 {
@@ -168,13 +162,7 @@ func (s *Store) fillDeliveryCounts(ctx context.Context, key, group string, entri
 // delivery counts (XPENDING after the claim: claiming counts as a delivery). count <= 0
 // means 100. A missing group is CodeNotFound.
 func (s *Store) Claim(ctx context.Context, p relay.Partition, group, consumer string, minIdle time.Duration, count int) ([]relay.Entry, error) {
-	if err := checkPartition(p); err != nil {
-		return nil, err
-	}
-	if err := checkName("group", group); err != nil {
-		return nil, err
-	}
-	if err := checkName("consumer", consumer); err != nil {
+	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
 	}
 	if minIdle < 0 {
@@ -579,4 +567,15 @@ func (s *Store) reclaimable(ctx context.Context, script *redis.Script, op string
 		out[i] = toInt(v[i]) == 1
 	}
 	return out, nil
+}
+
+// checkMember validates the partition, group and consumer of a group operation.
+func checkMember(p relay.Partition, group, consumer string) error {
+	if err := checkPartition(p); err != nil {
+		return err
+	}
+	if err := checkName("group", group); err != nil {
+		return err
+	}
+	return checkName("consumer", consumer)
 }

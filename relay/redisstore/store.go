@@ -109,13 +109,7 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: cluster url: %w", redactURLError(err))
 		}
-		o.ContextTimeoutEnabled = true
-		if o.DialerRetries == 0 {
-			o.DialerRetries = 1
-		}
-		if o.PoolSize == 0 {
-			o.PoolSize = DefaultPoolSize
-		}
+		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
 		client = redis.NewClusterClient(o)
 	case masterName != "":
 		o, err := redis.ParseFailoverURL(rawURL)
@@ -126,26 +120,14 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		if o.Password == "" && o.Username == "" {
 			o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
 		}
-		o.ContextTimeoutEnabled = true
-		if o.DialerRetries == 0 {
-			o.DialerRetries = 1
-		}
-		if o.PoolSize == 0 {
-			o.PoolSize = DefaultPoolSize
-		}
+		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
 		client = redis.NewFailoverClient(o)
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: url: %w", redactURLError(err))
 		}
-		o.ContextTimeoutEnabled = true
-		if o.DialerRetries == 0 {
-			o.DialerRetries = 1
-		}
-		if o.PoolSize == 0 {
-			o.PoolSize = DefaultPoolSize
-		}
+		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
 		client = redis.NewClient(o)
 	}
 	s, err := New(client, opts)
@@ -155,6 +137,20 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 	}
 	s.owned = true
 	return s, nil
+}
+
+// tuneClient sets what Open changes in go-redis's defaults, whatever the topology: OpTimeout
+// enforced on the socket, one dial attempt per connection (go-redis's five attempts per
+// command retry made a 503 take about 2 s with Redis down) unless the URL sets
+// dialer_retries, and a pool sized for blocking reads unless the URL sets pool_size.
+func tuneClient(contextTimeout *bool, dialerRetries, poolSize *int) {
+	*contextTimeout = true
+	if *dialerRetries == 0 {
+		*dialerRetries = 1
+	}
+	if *poolSize == 0 {
+		*poolSize = DefaultPoolSize
+	}
 }
 
 // DefaultPoolSize is the connection pool size Open uses unless the URL sets pool_size.
