@@ -304,30 +304,9 @@ func (s *Store) RangeDeadLetters(ctx context.Context, p relay.Partition, start, 
 	if err := checkPartition(p); err != nil {
 		return nil, err
 	}
-	if s.closed.Load() {
-		return nil, errClosed()
-	}
-	if end.Less(start) {
-		return nil, nil
-	}
-	opCtx, cancel := s.opContext(ctx, 0)
-	defer cancel()
-	key := DeadLetterKey(p)
-	lo, hi := rangeStart(start), rangeEnd(end)
-	var c *redis.XMessageSliceCmd
-	switch {
-	case reverse && count > 0:
-		c = s.client.XRevRangeN(opCtx, key, hi, lo, int64(count))
-	case reverse:
-		c = s.client.XRevRange(opCtx, key, hi, lo)
-	case count > 0:
-		c = s.client.XRangeN(opCtx, key, lo, hi, int64(count))
-	default:
-		c = s.client.XRange(opCtx, key, lo, hi)
-	}
-	msgs, err := c.Result()
+	msgs, err := s.xrange(ctx, "range dead letters", DeadLetterKey(p), start, end, count, reverse)
 	if err != nil {
-		return nil, s.fail(ctx, "range dead letters", err)
+		return nil, err
 	}
 	entries := make([]relay.Entry, 0, len(msgs))
 	for _, m := range msgs {

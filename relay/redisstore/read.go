@@ -24,6 +24,20 @@ func (s *Store) Range(ctx context.Context, p relay.Partition, start, end relay.I
 }
 
 func (s *Store) rangeKey(ctx context.Context, op, key string, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
+	msgs, err := s.xrange(ctx, op, key, start, end, count, reverse)
+	if err != nil || msgs == nil {
+		return nil, err
+	}
+	entries, _, err := toEntries(msgs)
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return entries, nil
+}
+
+// xrange runs XRANGE (or XREVRANGE when reverse) over key from start to end, up to count
+// entries (count <= 0: no limit).
+func (s *Store) xrange(ctx context.Context, op, key string, start, end relay.ID, count int, reverse bool) ([]redis.XMessage, error) {
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
@@ -48,11 +62,7 @@ func (s *Store) rangeKey(ctx context.Context, op, key string, start, end relay.I
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
-	entries, _, err := toEntries(msgs)
-	if err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
-	return entries, nil
+	return msgs, nil
 }
 
 // Read returns, for each partition of after that has entries with ids greater than the
