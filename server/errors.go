@@ -87,8 +87,13 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
 	code := relay.ErrorCode(err)
-	if code == relay.CodeInternal || code == relay.CodeUnavailable {
+	switch code {
+	case relay.CodeInternal:
 		log.ErrorContext(ctx, "request failed", "code", string(code), "err", err)
+	case relay.CodeUnavailable:
+		// Expected while Redis is down or relayd shuts down (one line per request): the
+		// store watcher logs the outage itself at WARN.
+		log.WarnContext(ctx, "request failed", "code", string(code), "err", err)
 	}
 	st := status.New(GRPCCode(code), relay.ErrorMessage(err))
 	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: string(code), Domain: errorDomain}); derr == nil {
