@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/internal/syncbuf"
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
@@ -244,22 +244,7 @@ func bearer(ctx context.Context, token string) context.Context {
 }
 
 // logBuffer collects log output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // lines returns the log lines containing substr.
 func (l *logBuffer) lines(substr string) []string {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/eventrelay/internal/syncbuf"
 )
 
 // The end-to-end tests run relayctl against the real relayd binary, built once from
@@ -121,22 +123,7 @@ func startRelayd(t *testing.T, config string, env ...string) *relayd {
 	return nil
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = syncbuf.Buffer
 
 // result is one relayctl run.
 type result struct {

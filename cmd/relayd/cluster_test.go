@@ -27,6 +27,7 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/internal/syncbuf"
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/redis/go-redis/v9"
@@ -942,22 +943,7 @@ func TestScaleTLS(t *testing.T) {
 }
 
 // syncLog collects a Main's log for assertions.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type syncLog = syncbuf.Buffer
 
 // scaleReadyz returns the status of m's /readyz.
 func scaleReadyz(t testing.TB, m *Main) int {
