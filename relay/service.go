@@ -284,10 +284,10 @@ func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Even
 // checkUTF8 rejects attribute values that are not valid UTF-8 (protobuf strings must be):
 // a request carrying one is malformed, not an internal failure.
 func checkUTF8(ev *eventrelayv1.Event) error {
-	for name, v := range map[string]string{"id": ev.Id, "type": ev.Type, "subject": ev.Subject,
-		"content type": ev.DataContentType, "partition key": ev.PartitionKey, "traceparent": ev.TraceParent} {
-		if !utf8.ValidString(v) {
-			return Errorf(CodeInvalid, "event %s is not valid UTF-8", name)
+	for _, f := range [...]struct{ name, v string }{{"id", ev.Id}, {"type", ev.Type}, {"subject", ev.Subject},
+		{"content type", ev.DataContentType}, {"partition key", ev.PartitionKey}, {"traceparent", ev.TraceParent}} {
+		if !utf8.ValidString(f.v) {
+			return Errorf(CodeInvalid, "event %s is not valid UTF-8", f.name)
 		}
 	}
 	for k, v := range ev.Headers {
