@@ -137,7 +137,7 @@ var meta = &provider{
 	media:      mediaJSON,
 	opts:       optVerifyToken,
 	build:      hubSignature256.build,
-	extract:    func(r *request, v *relay.Verified) { v.Type, _ = r.field("object") },
+	extract:    bodyFields{typ: "object"}.extract,
 	secret:     []string{"X-Hub-Signature-256", "X-Hub-Signature"},
 	challenger: true,
 }
@@ -164,13 +164,8 @@ var intercom = &provider{
 		format: headerFormat{header: "X-Hub-Signature", prefix: "sha1=", enc: encHex},
 		tmpl:   tmplBody,
 	}).build,
-	extract: func(r *request, v *relay.Verified) {
-		v.ID, _ = r.field("id")
-		v.Type, _ = r.field("topic")
-		v.Subject, _ = r.field("data.item.id")
-		v.Time, _ = r.fieldTime("created_at")
-	},
-	secret: []string{"X-Hub-Signature"},
+	extract: bodyFields{id: "id", typ: "topic", subject: "data.item.id", time: "created_at"}.extract,
+	secret:  []string{"X-Hub-Signature"},
 }
 
 var shopify = &provider{
@@ -201,12 +196,7 @@ var square = &provider{
 		format: headerFormat{header: "X-Square-Hmacsha256-Signature", enc: encBase64},
 		tmpl:   mustTemplate("{url}{body}"),
 	}).build,
-	extract: func(r *request, v *relay.Verified) {
-		v.ID, _ = r.field("event_id")
-		v.Type, _ = r.field("type")
-		v.Subject, _ = r.field("data.id")
-		v.Time, _ = r.fieldTime("created_at")
-	},
+	extract: bodyFields{id: "event_id", typ: "type", subject: "data.id", time: "created_at"}.extract,
 	keep: []string{"Square-Environment", "Square-Initial-Delivery-Timestamp", "Square-Retry-Number",
 		"Square-Retry-Reason"},
 	secret:    []string{"X-Square-Hmacsha256-Signature", "X-Square-Signature"},
@@ -263,11 +253,7 @@ var zoom = &provider{
 		tmpl:   mustTemplate("v0:{timestamp}:{body}"),
 		ts:     &tsSpec{header: "X-Zm-Request-Timestamp", unit: unitAuto},
 	}).build,
-	extract: func(r *request, v *relay.Verified) {
-		v.Type, _ = r.field("event")
-		v.Subject, _ = r.field("payload.object.id")
-		v.Time, _ = r.fieldTime("event_ts")
-	},
+	extract:   bodyFields{typ: "event", subject: "payload.object.id", time: "event_ts"}.extract,
 	handshake: zoomHandshake,
 	keep:      []string{"X-Zm-Request-Timestamp", "X-Zm-Trackingid"},
 	secret:    []string{"X-Zm-Signature"},

@@ -17,7 +17,7 @@ var hubspot = &provider{
 	media:     mediaJSON,
 	opts:      optURL | optTolerance,
 	build:     buildHubSpot,
-	extract:   extractHubSpot,
+	extract:   bodyFields{id: "eventId", typ: "subscriptionType", subject: "objectId", time: "occurredAt"}.extract, // single-event bodies; arrays are left to the relay
 	keep:      []string{"X-HubSpot-Request-Timestamp", "X-HubSpot-Signature-Version"},
 	secret:    []string{"X-HubSpot-Signature", "X-HubSpot-Signature-v3"},
 	urlSigned: true,
@@ -106,11 +106,3 @@ func (a *hubspotAuth) sign(r *request, now time.Time, priv crypto.Signer) error 
 }
 
 func (a *hubspotAuth) keyProblems() []string { return a.v3.keyProblems() }
-
-// extractHubSpot reads single-event bodies (arrays of events are left to the relay).
-func extractHubSpot(r *request, v *relay.Verified) {
-	v.ID, _ = r.field("eventId")
-	v.Type, _ = r.field("subscriptionType")
-	v.Subject, _ = r.field("objectId")
-	v.Time, _ = r.fieldTime("occurredAt")
-}

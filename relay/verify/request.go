@@ -214,3 +214,14 @@ func parseMultipart(body []byte, boundary string) (url.Values, error) {
 	}
 	return vals, errForm
 }
+
+// bodyFields is the extraction of providers whose event id, type, subject and time are plain
+// dotted JSON paths of the body (an empty path extracts nothing).
+type bodyFields struct{ id, typ, subject, time string }
+
+func (f bodyFields) extract(r *request, v *relay.Verified) {
+	v.ID, _ = r.field(f.id)
+	v.Type, _ = r.field(f.typ)
+	v.Subject, _ = r.field(f.subject)
+	v.Time, _ = r.fieldTime(f.time)
+}

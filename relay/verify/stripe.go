@@ -22,13 +22,8 @@ var stripe = &provider{
 		tmpl:   mustTemplate("{timestamp}.{body}"),
 		ts:     &tsSpec{unit: unitSeconds, tolerance: 300 * time.Second},
 	}).build,
-	extract: func(r *request, v *relay.Verified) {
-		v.ID, _ = r.field("id")
-		v.Type, _ = r.field("type")
-		v.Subject, _ = r.field("data.object.id")
-		v.Time, _ = r.fieldTime("created")
-	},
-	secret: []string{"Stripe-Signature"},
+	extract: bodyFields{id: "id", typ: "type", subject: "data.object.id", time: "created"}.extract,
+	secret:  []string{"Stripe-Signature"},
 }
 
 // DefaultPaddleTolerance is Paddle's tolerance (its SDK's): set the source's tolerance to
@@ -45,13 +40,8 @@ var paddle = &provider{
 		tmpl:   mustTemplate("{timestamp}:{body}"),
 		ts:     &tsSpec{unit: unitSeconds, tolerance: DefaultPaddleTolerance},
 	}).build,
-	extract: func(r *request, v *relay.Verified) {
-		v.ID, _ = r.field("event_id")
-		v.Type, _ = r.field("event_type")
-		v.Subject, _ = r.field("data.id")
-		v.Time, _ = r.fieldTime("occurred_at")
-	},
-	secret: []string{"Paddle-Signature"},
+	extract: bodyFields{id: "event_id", typ: "event_type", subject: "data.id", time: "occurred_at"}.extract,
+	secret:  []string{"Paddle-Signature"},
 }
 
 // kvFormat is a header of sep-separated key=value pairs: one timestamp, several hex signatures.
