@@ -154,22 +154,12 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	s.groups.add(g)
 	defer s.groups.remove(g)
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	out := make(chan item, 64)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel(nil)
-	for _, p := range parts {
-		wg.Add(1)
-		go func(p Partition) {
-			defer wg.Done()
-			if err := s.feedGroup(ctx, gs, g, p, out); err != nil && ctx.Err() == nil {
-				cancel(err)
-			}
-		}(p)
-	}
-	return s.sendLoop(ctx, req, map[Partition]ID{}, out, send)
+	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
+		return s.feedGroup(ctx, gs, g, p, out)
+	})
+	defer stop()
+	return s.sendLoop(ctx, req, out, send)
 }
 
 func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p Partition, out chan<- item) error {

@@ -142,29 +142,16 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 		pos[p] = id
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	enc := newCursorEncoder(pos, req.DeadLetters)
 	out := make(chan batch, 2)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel(nil)
-	for _, p := range parts {
-		wg.Add(1)
-		go func(p Partition, from ID) {
-			defer wg.Done()
-			f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out}
-			var err error
-			if req.DeadLetters {
-				err = f.deadLetters(from, req.Heartbeat)
-			} else {
-				err = f.partition(from)
-			}
-			if err != nil && ctx.Err() == nil {
-				cancel(err) // ends the stream even while a send is in progress
-			}
-		}(p, pos[p])
-	}
+	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
+		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out}
+		if req.DeadLetters {
+			return f.deadLetters(pos[p], req.Heartbeat)
+		}
+		return f.partition(pos[p])
+	})
+	defer stop()
 	return s.run(ctx, req, enc, nil, out, send)
 }
 
@@ -178,19 +165,39 @@ type batch struct {
 	count   int         // entries of the shared reader's batch this one stands for
 }
 
-// sendLoop sends the items of a group subscription (positions are the group's, so the
-// cursor stays empty).
-func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, pos map[Partition]ID, out <-chan item, send func(*Message) error) error {
-	return s.run(ctx, req, newCursorEncoder(pos, req.DeadLetters), out, nil, send)
+// runFeeders runs feed for every partition in a goroutine of its own, under a context that
+// the first feeder error cancels with that error as its cause (which ends the stream even
+// while a send is in progress; see streamCause). stop cancels the context and waits for the
+// feeders.
+func runFeeders(ctx context.Context, parts []Partition, feed func(ctx context.Context, p Partition) error) (_ context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	for _, p := range parts {
+		wg.Go(func() {
+			if err := feed(ctx, p); err != nil && ctx.Err() == nil {
+				cancel(err)
+			}
+		})
+	}
+	return ctx, func() {
+		cancel(nil)
+		wg.Wait()
+	}
 }
 
-// run is the send loop: it sends the items of items and the batches of batches (either may be
-// nil) in the order received, advancing the cursor, with heartbeats when idle.
+// sendLoop sends the items of a group subscription (positions are the group's, so the
+// cursor stays empty).
+func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan item, send func(*Message) error) error {
+	return s.run(ctx, req, newCursorEncoder(nil, false), out, nil, send)
+}
+
+// run is the send loop: it sends the group items of items and the batches of batches
+// (either may be nil) in the order received, advancing the cursor of batches, with
+// heartbeats when idle.
 func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan item, batches <-chan batch, send func(*Message) error) error {
 	hb := time.NewTicker(req.Heartbeat)
 	defer hb.Stop()
 	done := ctx.Done()
-	group := req.Group.Name != ""
 	var m Message
 	for {
 		select {
@@ -205,12 +212,7 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 			if err := send(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
 				return err
 			}
-		case it := <-items:
-			if !group {
-				if i := enc.slot(it.p); i >= 0 {
-					enc.set(i, it.p, it.e.ID)
-				}
-			}
+		case it := <-items: // group deliveries: the cursor stays empty
 			if !req.Types.Match(EventType(it.e.Event)) {
 				if it.ackID != "" { // filtered group deliveries are acknowledged as handled
 					s.ackFiltered(ctx, it)
