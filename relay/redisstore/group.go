@@ -16,10 +16,7 @@ import (
 // starts after start: zero means from the beginning ("0"), relay.MaxID only entries added
 // from now on ("$").
 func (s *Store) EnsureGroup(ctx context.Context, p relay.Partition, group string, start relay.ID) error {
-	if err := checkPartition(p); err != nil {
-		return err
-	}
-	if err := checkName("group", group); err != nil {
+	if err := checkGroup(p, group); err != nil {
 		return err
 	}
 	if s.closed.Load() {
@@ -213,10 +210,7 @@ func (s *Store) Claim(ctx context.Context, p relay.Partition, group, consumer st
 // it was pending: false for an id already acknowledged, never delivered, or of a missing
 // group.
 func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
-	if err := checkPartition(p); err != nil {
-		return nil, err
-	}
-	if err := checkName("group", group); err != nil {
+	if err := checkGroup(p, group); err != nil {
 		return nil, err
 	}
 	if s.closed.Load() {
@@ -276,10 +270,7 @@ return 1
 // group (acknowledged, or dead-lettered already by another replica) is left alone: DeadLetter
 // is idempotent and returns nil.
 func (s *Store) DeadLetter(ctx context.Context, p relay.Partition, group string, e relay.Entry) error {
-	if err := checkPartition(p); err != nil {
-		return err
-	}
-	if err := checkName("group", group); err != nil {
+	if err := checkGroup(p, group); err != nil {
 		return err
 	}
 	if e.ID.IsZero() {
@@ -512,10 +503,7 @@ func (s *Store) Release(ctx context.Context, p relay.Partition, group string, id
 
 // reclaimable runs a release-style script over ids: args group, idle ms, ids.
 func (s *Store) reclaimable(ctx context.Context, script *redis.Script, op string, p relay.Partition, group string, ids []relay.ID, idle time.Duration) ([]bool, error) {
-	if err := checkPartition(p); err != nil {
-		return nil, err
-	}
-	if err := checkName("group", group); err != nil {
+	if err := checkGroup(p, group); err != nil {
 		return nil, err
 	}
 	if idle < 0 {
@@ -550,11 +538,16 @@ func (s *Store) reclaimable(ctx context.Context, script *redis.Script, op string
 
 // checkMember validates the partition, group and consumer of a group operation.
 func checkMember(p relay.Partition, group, consumer string) error {
-	if err := checkPartition(p); err != nil {
-		return err
-	}
-	if err := checkName("group", group); err != nil {
+	if err := checkGroup(p, group); err != nil {
 		return err
 	}
 	return checkName("consumer", consumer)
+}
+
+// checkGroup validates the partition and group of a group operation.
+func checkGroup(p relay.Partition, group string) error {
+	if err := checkPartition(p); err != nil {
+		return err
+	}
+	return checkName("group", group)
 }
