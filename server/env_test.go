@@ -93,7 +93,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		url = srv.URL()
 	}
 	e := &env{t: t, cfgs: map[string]*relay.SourceConfig{}, logs: &logBuffer{}, metrics: NewMetrics()}
-	log := slog.New(testLogHandler{slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	log := slog.New(LogHandler(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	e.log = log
 	store, err := redisstore.Open(url, false, "", redisstore.Options{})
 	if err != nil {
@@ -255,23 +255,6 @@ func (l *logBuffer) lines(substr string) []string {
 		}
 	}
 	return out
-}
-
-// testLogHandler adds the request id like relayd's handler does.
-type testLogHandler struct{ slog.Handler }
-
-func (h testLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" {
-		r.AddAttrs(slog.String("request_id", id))
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h testLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return testLogHandler{h.Handler.WithAttrs(as)}
-}
-func (h testLogHandler) WithGroup(n string) slog.Handler {
-	return testLogHandler{h.Handler.WithGroup(n)}
 }
 
 // endNotifier is a span processor that hands every ended span to a channel.

@@ -45,7 +45,7 @@ func serveGRPC(t *testing.T, s *grpc.Server) *grpc.ClientConn {
 // panic and the request id; the server keeps serving.
 func TestRecovery(t *testing.T) {
 	logs := &logBuffer{}
-	log := slog.New(testLogHandler{slog.NewJSONHandler(logs, nil)})
+	log := slog.New(LogHandler(slog.NewJSONHandler(logs, nil)))
 	// An EventServer without a service panics (nil pointer) in every RPC.
 	hs := health.NewServer()
 	s := NewGRPCServer(GRPCOptions{Health: hs, Logger: log}, NewEventServer(nil, NewAuth(nil), log), nil)
@@ -102,7 +102,7 @@ func TestRecovery(t *testing.T) {
 // line with the request id.
 func TestHTTPRecovery(t *testing.T) {
 	logs := &logBuffer{}
-	log := slog.New(testLogHandler{slog.NewJSONHandler(logs, nil)})
+	log := slog.New(LogHandler(slog.NewJSONHandler(logs, nil)))
 	h := withRequestID(log, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/v1/sources/x/events", nil)
@@ -131,7 +131,7 @@ func TestRequestID(t *testing.T) {
 	}
 	// Over gRPC the id is echoed; without one a new id is made.
 	logs := &logBuffer{}
-	log := slog.New(testLogHandler{slog.NewJSONHandler(logs, nil)})
+	log := slog.New(LogHandler(slog.NewJSONHandler(logs, nil)))
 	conn := serveGRPC(t, NewGRPCServer(GRPCOptions{Health: health.NewServer(), Logger: log}, NewEventServer(nil, NewAuth(nil), log), nil))
 	for _, sent := range []string{"req-echo-1", ""} {
 		ctx := context.Background()

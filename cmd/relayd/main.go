@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/server"
 )
 
 func main() {
@@ -96,7 +97,7 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	} else {
 		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(requestIDHandler{h})
+	return slog.New(server.LogHandler(h))
 }
 
 // addDemoSource adds the "demo" source (provider hmac) used when relayd runs with no
