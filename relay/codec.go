@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"sort"
-	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -14,8 +16,8 @@ import (
 //
 //	message Cursor   { uint32 version = 1; repeated Position positions = 2; bool dead_letters = 3; }
 //	message Position { string source = 1; uint32 partition = 2; uint64 ms = 3; uint64 seq = 4; }
-//	message AckID    { uint32 version = 1; string source = 2; uint32 partition = 3; uint64 ms = 4;
-//	                   uint64 seq = 5; string group = 6; uint64 ack_deadline_ms = 7; }
+//
+// The ack id is described at EncodeAckID.
 const codecVersion = 1
 
 // maxOpaqueLen bounds the encoded size accepted from clients.
@@ -107,19 +109,44 @@ func DecodeCursor(s string) (Cursor, error) {
 }
 
 // AckID identifies one group delivery: source, partition, entry id and group. It is
-// self-describing, so an Acknowledge may reach any relay replica.
+// self-describing, so an Acknowledge may reach any relay replica, and authenticated: the
+// encoding ends with an HMAC under a key every replica shares (see EncodeAckID).
 type AckID struct {
 	Partition Partition
 	ID        ID
 	Group     string
-	// AckDeadline is the subscription's ack deadline; Nack uses it to schedule redelivery.
-	AckDeadline time.Duration
 }
 
-// EncodeAckID returns the opaque form of a.
-func EncodeAckID(a AckID) string {
+// Ack id wire format (version 2): base64url (no padding) of
+//
+//	message AckID { uint32 version = 1; string source = 2; uint32 partition = 3; uint64 ms = 4;
+//	                uint64 seq = 5; string group = 6; bytes mac = 8; }
+//
+// with the fields in that order and mac last: the first AckIDMACLen bytes of
+// HMAC-SHA256(key, every byte before the mac field). Version 1 (no mac) is refused.
+const (
+	ackIDVersion = 2
+	// AckIDMACLen is the length of an ack id's truncated HMAC-SHA256.
+	AckIDMACLen = 16
+	// AckKeyLen is the length of the ack-id key a store keeps (see AckKeyStore).
+	AckKeyLen = 32
+	// maxAckIDLen bounds the encoded ack id accepted from clients.
+	maxAckIDLen = 1024
+)
+
+// ackMACTag is the tag and length prefix of the mac field (field 8, length-delimited, 16 bytes).
+var ackMACTag = []byte{8<<3 | 2, AckIDMACLen}
+
+func ackMAC(key, body []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(body)
+	return m.Sum(nil)[:AckIDMACLen]
+}
+
+// EncodeAckID returns the opaque, authenticated form of a under key.
+func EncodeAckID(a AckID, key []byte) string {
 	b := protowire.AppendTag(nil, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, codecVersion)
+	b = protowire.AppendVarint(b, ackIDVersion)
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
 	b = protowire.AppendString(b, a.Partition.Source)
 	b = protowire.AppendTag(b, 3, protowire.VarintType)
@@ -130,24 +157,28 @@ func EncodeAckID(a AckID) string {
 	b = protowire.AppendVarint(b, a.ID.Seq)
 	b = protowire.AppendTag(b, 6, protowire.BytesType)
 	b = protowire.AppendString(b, a.Group)
-	if a.AckDeadline > 0 {
-		b = protowire.AppendTag(b, 7, protowire.VarintType)
-		b = protowire.AppendVarint(b, uint64(a.AckDeadline/time.Millisecond))
-	}
+	mac := ackMAC(key, b)
+	b = append(b, ackMACTag...)
+	b = append(b, mac...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// DecodeAckID parses an opaque ack id; ok is false for anything malformed.
-func DecodeAckID(s string) (a AckID, ok bool) {
-	if len(s) > 4096 {
+// DecodeAckID parses an opaque ack id and checks its HMAC under key; ok is false for
+// anything malformed, of another version, or not issued under key (forged or altered).
+func DecodeAckID(s string, key []byte) (a AckID, ok bool) {
+	if len(s) > maxAckIDLen || len(key) == 0 {
 		return AckID{}, false
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
+	if err != nil || len(b) < len(ackMACTag)+AckIDMACLen {
+		return AckID{}, false
+	}
+	body, tag, mac := b[:len(b)-AckIDMACLen-2], b[len(b)-AckIDMACLen-2:len(b)-AckIDMACLen], b[len(b)-AckIDMACLen:]
+	if !bytes.Equal(tag, ackMACTag) || !hmac.Equal(mac, ackMAC(key, body)) {
 		return AckID{}, false
 	}
 	version := uint64(0)
-	err = walkFields(b, func(num protowire.Number, v uint64, bs []byte) error {
+	err = walkFields(body, func(num protowire.Number, v uint64, bs []byte) error {
 		switch num {
 		case 1:
 			version = v
@@ -164,15 +195,12 @@ func DecodeAckID(s string) (a AckID, ok bool) {
 			a.ID.Seq = v
 		case 6:
 			a.Group = string(bs)
-		case 7:
-			if v > uint64(24*time.Hour/time.Millisecond) {
-				return badCursor()
-			}
-			a.AckDeadline = time.Duration(v) * time.Millisecond
+		default:
+			return badCursor() // mac only last; nothing else is ever issued
 		}
 		return nil
 	})
-	if err != nil || version != codecVersion || !ValidSourceName(a.Partition.Source) || !ValidGroupName(a.Group) {
+	if err != nil || version != ackIDVersion || !ValidSourceName(a.Partition.Source) || !ValidGroupName(a.Group) {
 		return AckID{}, false
 	}
 	return a, true

@@ -9,6 +9,9 @@ import (
 
 // Bounds of group options.
 const (
+	// maxClaimInterval bounds how long a group feeder goes without claiming due entries: a
+	// hold (Nack delay, ModifyAckDeadline) placed through any replica is seen within it.
+	maxClaimInterval = 200 * time.Millisecond
 	MinAckDeadline = 100 * time.Millisecond
 	MaxAckDeadline = 12 * time.Hour
 	MaxOutstanding = 100000
@@ -59,6 +62,7 @@ func (g *GroupOptions) normalize(now time.Time) error {
 // stream that delivered the entry, not that of another stream of the same group.
 type groupSub struct {
 	opts        GroupOptions
+	ackKey      []byte // authenticates the ack ids this stream issues
 	outstanding atomic.Int64
 	wake        chan struct{}
 
@@ -150,7 +154,11 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 			return err
 		}
 	}
-	g := &groupSub{opts: req.Group, wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
+	key, err := s.ackKey(ctx)
+	if err != nil {
+		return err
+	}
+	g := &groupSub{opts: req.Group, ackKey: key, wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
 	s.groups.add(g)
 	defer s.groups.remove(g)
 
@@ -164,10 +172,11 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 
 func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p Partition, out chan<- item) error {
 	gc, _ := gs.(GroupControl)
+	gh, _ := gs.(GroupHolds)
 	o := g.opts
 	deliver := func(e Entry) bool {
 		g.track(p, e.ID)
-		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name, AckDeadline: o.AckDeadline})
+		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name}, g.ackKey)
 		return s.emit(ctx, out, item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)})
 	}
 	// handle delivers an entry or dead-letters it past the attempt limit.
@@ -190,20 +199,18 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 	if err != nil {
 		return err
 	}
+	if pending, err = s.dropHeld(ctx, gh, p, o.Name, pending); err != nil {
+		return err
+	}
 	for _, e := range pending {
 		if ok, err := handle(e); err != nil || !ok {
 			return err
 		}
 	}
 
-	claimEvery := o.AckDeadline / 4
-	if claimEvery > time.Second {
-		claimEvery = time.Second
-	}
-	if claimEvery < 50*time.Millisecond {
-		claimEvery = 50 * time.Millisecond
-	}
+	claimEvery := min(max(o.AckDeadline/4, 50*time.Millisecond), maxClaimInterval)
 	lastClaim := time.Time{}
+	nextHold := time.Time{} // when the group's next held entry falls due (zero: none known)
 	lastSync := time.Now()
 	for ctx.Err() == nil {
 		// Flow control: wait for acks when the budget is spent. Acks through this replica wake us;
@@ -227,9 +234,14 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 			}
 		}
 		// 2. Entries idle past the ack deadline, from any consumer of the group.
-		if time.Since(lastClaim) >= claimEvery {
+		if time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
 			lastClaim = time.Now()
-			claimed, err := gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100))
+			var claimed []Entry
+			if gh != nil {
+				claimed, nextHold, err = gh.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100), s.opts.Now())
+			} else {
+				claimed, err = gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100))
+			}
 			if err != nil {
 				return err
 			}
@@ -244,7 +256,10 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		if n <= 0 {
 			continue
 		}
-		block := min(claimEvery, time.Second)
+		block := claimEvery
+		if !nextHold.IsZero() {
+			block = min(block, max(nextHold.Sub(s.opts.Now()), time.Millisecond))
+		}
 		// The read is not abandoned when the subscription ends: an abandoned blocking
 		// XREADGROUP would still hand new entries to this consumer, and they would wait a whole
 		// ack deadline before another consumer could claim them. Entries that arrive after the
@@ -328,78 +343,115 @@ type ackKey struct {
 	group string
 }
 
-// groupAcks decodes ack ids and groups them by partition and group; malformed or unknown
-// source ids are returned as unknown.
-func (s *Service) groupAcks(ackIDs []string) (map[ackKey][]int, []AckID, []string) {
-	byKey := map[ackKey][]int{}
-	decoded := make([]AckID, len(ackIDs))
-	var unknown []string
-	for i, raw := range ackIDs {
-		a, ok := DecodeAckID(raw)
-		if !ok {
-			unknown = append(unknown, raw)
-			continue
-		}
-		src, err := s.Source(a.Partition.Source)
-		if err != nil || a.Partition.Index >= src.Config.Partitions {
-			unknown = append(unknown, raw)
-			continue
-		}
-		decoded[i] = a
-		k := ackKey{a.Partition, a.Group}
-		byKey[k] = append(byKey[k], i)
-	}
-	return byKey, decoded, unknown
-}
-
-// MaxAckIDs bounds the ack ids of one Acknowledge or Nack.
+// MaxAckIDs bounds the ack ids of one Acknowledge, Nack or ModifyAckDeadline.
 const MaxAckIDs = 10000
 
-// Acknowledge acknowledges group deliveries and returns the ack ids that were expired,
-// already acknowledged or malformed.
-func (s *Service) Acknowledge(ctx context.Context, ackIDs []string) ([]string, error) {
-	return s.settle(ctx, ackIDs, func(gs GroupStore, k ackKey, ids []ID, _ []AckID) ([]bool, error) {
+// AckAuthorizer decides whether the caller may settle the delivery an ack id names (its
+// source and group); an error refuses the whole call before anything is settled. A nil
+// AckAuthorizer allows every ack id.
+type AckAuthorizer func(AckID) error
+
+// Acknowledge acknowledges group deliveries and returns the ack ids that were expired or
+// already acknowledged. An ack id that is not authentic (malformed, altered, forged) is a
+// CodeInvalid error and nothing is settled.
+func (s *Service) Acknowledge(ctx context.Context, ackIDs []string, authz AckAuthorizer) ([]string, error) {
+	return s.settle(ctx, ackIDs, authz, true, func(gs GroupStore, k ackKey, ids []ID) ([]bool, error) {
 		return gs.Ack(ctx, k.p, k.group, ids)
 	})
 }
 
-// Nack hands group deliveries back for redelivery after delay and returns the ack ids that
-// were not pending.
-func (s *Service) Nack(ctx context.Context, ackIDs []string, delay time.Duration) ([]string, error) {
+// Nack hands group deliveries back for redelivery after delay (0 to MaxAckDeadline, whatever
+// the ack deadline) and returns the ack ids that were not pending.
+func (s *Service) Nack(ctx context.Context, ackIDs []string, delay time.Duration, authz AckAuthorizer) ([]string, error) {
 	if delay < 0 || delay > MaxAckDeadline {
 		return nil, Errorf(CodeInvalid, "delay: must be 0 to %s", MaxAckDeadline)
 	}
-	return s.settle(ctx, ackIDs, func(gs GroupStore, k ackKey, ids []ID, as []AckID) ([]bool, error) {
-		gc, ok := gs.(GroupControl)
+	return s.hold(ctx, ackIDs, delay, true, authz)
+}
+
+// ModifyAckDeadline sets the ack deadline of group deliveries to deadline from now (0 to
+// MaxAckDeadline): a delivery not acknowledged by then is redelivered, and not before, so a
+// consumer extends the deadline of long work by calling it again before it passes; 0
+// redelivers at once (like Nack). It returns the ack ids that were not pending.
+func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadline time.Duration, authz AckAuthorizer) ([]string, error) {
+	if deadline < 0 || deadline > MaxAckDeadline {
+		return nil, Errorf(CodeInvalid, "ack_deadline: must be 0 to %s", MaxAckDeadline)
+	}
+	return s.hold(ctx, ackIDs, deadline, deadline == 0, authz)
+}
+
+// hold holds deliveries until now+d; release frees their flow-control budget (they are
+// handed back rather than still being worked on).
+func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, release bool, authz AckAuthorizer) ([]string, error) {
+	until := s.opts.Now().Add(d)
+	return s.settle(ctx, ackIDs, authz, release, func(gs GroupStore, k ackKey, ids []ID) ([]bool, error) {
+		gh, ok := gs.(GroupHolds)
 		if !ok {
-			return nil, Errorf(CodeUnimplemented, "this store does not support nack")
+			return nil, Errorf(CodeUnimplemented, "this store cannot hold deliveries")
 		}
-		deadline := as[0].AckDeadline
-		if deadline == 0 {
-			deadline = DefaultAckDeadline
-		}
-		idle := max(deadline-delay, 0)
-		return gc.Release(ctx, k.p, k.group, ids, idle)
+		return gh.Hold(ctx, k.p, k.group, ids, until)
 	})
 }
 
-func (s *Service) settle(ctx context.Context, ackIDs []string, op func(GroupStore, ackKey, []ID, []AckID) ([]bool, error)) ([]string, error) {
-	if len(ackIDs) > MaxAckIDs {
-		return nil, Errorf(CodeInvalid, "ack_ids: at most %d per call", MaxAckIDs)
+// dropHeld leaves out of es the entries held past now (redelivered by the claim path when
+// their hold falls due).
+func (s *Service) dropHeld(ctx context.Context, gh GroupHolds, p Partition, group string, es []Entry) ([]Entry, error) {
+	if gh == nil || len(es) == 0 {
+		return es, nil
 	}
+	ids := make([]ID, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	held, err := gh.Held(ctx, p, group, ids, s.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	out := es[:0:0]
+	for i, e := range es {
+		if i >= len(held) || !held[i] {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// settle authenticates and authorizes every ack id, then applies op per partition and
+// group; ack ids of sources or partitions no longer configured, and those op reports as not
+// pending, are returned as unknown.
+func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(GroupStore, ackKey, []ID) ([]bool, error)) ([]string, error) {
 	gs, err := s.groupStore()
 	if err != nil {
 		return nil, err
 	}
-	byKey, decoded, unknown := s.groupAcks(ackIDs)
+	decoded, err := s.DecodeAckIDs(ctx, ackIDs)
+	if err != nil {
+		return nil, err
+	}
+	if authz != nil {
+		for _, a := range decoded {
+			if err := authz(a); err != nil {
+				return nil, err
+			}
+		}
+	}
+	byKey := map[ackKey][]int{}
+	var unknown []string
+	for i, a := range decoded {
+		src, err := s.Source(a.Partition.Source)
+		if err != nil || a.Partition.Index >= src.Config.Partitions {
+			unknown = append(unknown, ackIDs[i])
+			continue
+		}
+		k := ackKey{a.Partition, a.Group}
+		byKey[k] = append(byKey[k], i)
+	}
 	for k, idx := range byKey {
 		ids := make([]ID, len(idx))
-		as := make([]AckID, len(idx))
 		for j, i := range idx {
 			ids[j] = decoded[i].ID
-			as[j] = decoded[i]
 		}
-		ok, err := op(gs, k, ids, as)
+		ok, err := op(gs, k, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -411,7 +463,7 @@ func (s *Service) settle(ctx context.Context, ackIDs []string, op func(GroupStor
 				unknown = append(unknown, ackIDs[i])
 			}
 		}
-		if len(settled) > 0 {
+		if release && len(settled) > 0 {
 			s.groups.released(k.group, k.p, settled)
 		}
 	}

@@ -56,6 +56,7 @@ type Service struct {
 	log     *slog.Logger
 	hub     *hub
 	groups  groupRegistry
+	ackKeys ackKeyCache
 
 	closeOnce sync.Once
 	closing   context.Context

@@ -366,7 +366,7 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		var acker *sub
 		acker = subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "acks"}}, func(m *relay.Message) error {
 			if m.Entry != nil {
-				unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+				unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID}, nil)
 				if err != nil || len(unknown) != 0 {
 					return fmt.Errorf("ack: %v %v", unknown, err)
 				}
@@ -383,9 +383,13 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		}
 		// Acking again reports the ids as unknown.
 		m := acker.messages()[0]
-		unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID, "garbage"})
-		if err != nil || len(unknown) != 2 {
+		unknown, err := f.svc.Acknowledge(context.Background(), []string{m.AckID}, nil)
+		if err != nil || len(unknown) != 1 {
 			t.Fatalf("second ack: %v %v", unknown, err)
+		}
+		// An ack id the relay did not issue refuses the whole call.
+		if _, err := f.svc.Acknowledge(context.Background(), []string{m.AckID, "garbage"}, nil); relay.ErrorCode(err) != relay.CodeInvalid {
+			t.Fatalf("ack with garbage: %v", err)
 		}
 	})
 }
@@ -395,7 +399,7 @@ func TestGroupSharesWorkAndNack(t *testing.T) {
 		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
 		ack := func(m *relay.Message) error {
 			if m.Entry != nil {
-				_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+				_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID}, nil)
 				return err
 			}
 			return nil
@@ -434,13 +438,13 @@ func TestGroupSharesWorkAndNack(t *testing.T) {
 			}
 			if !nacked {
 				nacked = true
-				unknown, err := f.svc.Nack(context.Background(), []string{m.AckID}, 100*time.Millisecond)
+				unknown, err := f.svc.Nack(context.Background(), []string{m.AckID}, 100*time.Millisecond, nil)
 				if err != nil || len(unknown) != 0 {
 					return fmt.Errorf("nack: %v %v", unknown, err)
 				}
 				return nil
 			}
-			_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID})
+			_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID}, nil)
 			return err
 		})
 		f.publish(t, "s", "nack-me", "t", "")

@@ -454,10 +454,8 @@ func (f *feeder) deadLetters(from ID, poll time.Duration) error {
 }
 
 func (s *Service) ackFiltered(ctx context.Context, it item) {
-	if a, ok := DecodeAckID(it.ackID); ok {
-		if _, err := s.Acknowledge(ctx, []string{it.ackID}); err != nil {
-			s.log.Warn("acknowledging a filtered delivery failed", "partition", a.Partition.String(), "err", err)
-		}
+	if _, err := s.Acknowledge(ctx, []string{it.ackID}, nil); err != nil {
+		s.log.Warn("acknowledging a filtered delivery failed", "partition", it.p.String(), "err", err)
 	}
 }
 
