@@ -20,6 +20,11 @@ type Token struct {
 	Sources []string
 	// Publish allows EventService.Publish.
 	Publish bool
+	// Groups are the consumer groups the token may join (Subscribe with a group) and settle
+	// (Acknowledge, Nack, ModifyAckDeadline): group names or globs ("*" any run of
+	// characters, "?" one). Empty: every group when the token may read every source (Sources
+	// empty or "*"), else none.
+	Groups []string
 }
 
 // Principal is an authenticated caller of EventService.
@@ -28,10 +33,26 @@ type Principal struct {
 	all     bool
 	sources map[string]bool
 	publish bool
+	// allGroups: any group; else groups are the globs of the groups the caller may use.
+	allGroups bool
+	groups    []string
 }
 
 // CanRead reports whether the caller may read source.
 func (p *Principal) CanRead(source string) bool { return p.all || p.sources[source] }
+
+// CanUseGroup reports whether the caller may join and settle consumer group.
+func (p *Principal) CanUseGroup(group string) bool {
+	if p.allGroups {
+		return true
+	}
+	for _, g := range p.groups {
+		if relay.Glob(g, group) {
+			return true
+		}
+	}
+	return false
+}
 
 // CanPublish reports whether the caller may publish to source.
 func (p *Principal) CanPublish(source string) bool { return p.publish && p.CanRead(source) }
@@ -57,7 +78,7 @@ func NewAuth(tokens []Token) *Auth {
 // Open reports whether no tokens are configured.
 func (a *Auth) Open() bool { return a == nil || len(a.tokens) == 0 }
 
-var openPrincipal = &Principal{Name: "anonymous", all: true, publish: true}
+var openPrincipal = &Principal{Name: "anonymous", all: true, publish: true, allGroups: true}
 
 // Authenticate checks the bearer token in ctx's incoming metadata. Every configured token is
 // compared in constant time, so timing says nothing about which one (if any) matched.
@@ -86,7 +107,7 @@ func (a *Auth) Authenticate(ctx context.Context) (*Principal, error) {
 	if match == nil {
 		return nil, relay.Errorf(relay.CodeUnauthenticated, "invalid token")
 	}
-	p := &Principal{Name: match.Name, publish: match.Publish, sources: map[string]bool{}}
+	p := &Principal{Name: match.Name, publish: match.Publish, sources: map[string]bool{}, groups: match.Groups}
 	for _, s := range match.Sources {
 		if s == "*" {
 			p.all = true
@@ -96,6 +117,9 @@ func (a *Auth) Authenticate(ctx context.Context) (*Principal, error) {
 	if len(match.Sources) == 0 {
 		p.all = true
 	}
+	// A token restricted to some sources uses only the groups it lists; an unrestricted one
+	// without a list uses every group.
+	p.allGroups = len(match.Groups) == 0 && p.all
 	return p, nil
 }
 
@@ -104,6 +128,22 @@ func cutBearer(v string) (string, bool) {
 		return strings.TrimSpace(v[7:]), true
 	}
 	return "", false
+}
+
+// checkSettle authorizes settling the delivery an ack id names: the caller must read its
+// source and use its group.
+func checkSettle(p *Principal, a relay.AckID) error {
+	if err := checkRead(p, a.Partition.Source); err != nil {
+		return err
+	}
+	return checkGroup(p, a.Group)
+}
+
+func checkGroup(p *Principal, group string) error {
+	if !p.CanUseGroup(group) {
+		return relay.Errorf(relay.CodePermissionDenied, "token %q may not use consumer group %q (auth.tokens[].groups)", p.Name, group)
+	}
+	return nil
 }
 
 func checkRead(p *Principal, source string) error {

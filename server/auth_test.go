@@ -30,6 +30,44 @@ var scopeTokens = []Token{
 	{Name: "reader", Value: []byte(readerToken), Sources: []string{"orders"}},
 	{Name: "producer", Value: []byte(producerToken), Sources: []string{"orders"}, Publish: true},
 	{Name: "all", Value: []byte(allToken)},
+	{Name: "workers", Value: []byte(workersToken), Sources: []string{"orders", "billing"}, Groups: []string{"work-*", "audit"}},
+}
+
+// workersToken reads orders and billing and may use the groups work-* and audit only.
+const workersToken = "workers-token-0c6e8d2a"
+
+func TestCanUseGroup(t *testing.T) {
+	a := NewAuth(append(slices.Clone(scopeTokens),
+		Token{Name: "star", Value: []byte("star-token-77"), Sources: []string{"*"}},
+		Token{Name: "star-listed", Value: []byte("star-listed-token-78"), Sources: []string{"*"}, Groups: []string{"g?"}}))
+	for _, tc := range []struct {
+		token, group string
+		want         bool
+	}{
+		{readerToken, "g", false},        // restricted to sources, no groups: none
+		{readerToken, "work-1", false},   //
+		{allToken, "g", true},            // unrestricted, no groups: every group
+		{allToken, "billing", true},      //
+		{workersToken, "work-1", true},   // glob
+		{workersToken, "work-", true},    // "*" matches the empty run
+		{workersToken, "audit", true},    // exact name
+		{workersToken, "audit2", false},  //
+		{workersToken, "billing", false}, //
+		{workersToken, "xwork-1", false}, // globs are anchored
+		{"star-token-77", "any", true},   // sources "*" is no restriction
+		{"star-listed-token-78", "g1", true},
+		{"star-listed-token-78", "g12", false}, // a list restricts even an all-sources token
+	} {
+		t.Run(tc.token+"/"+tc.group, func(t *testing.T) {
+			p, err := a.Authenticate(metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+tc.token)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.CanUseGroup(tc.group); got != tc.want {
+				t.Fatalf("CanUseGroup(%q) = %v, want %v", tc.group, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestAuthenticate(t *testing.T) {
@@ -154,6 +192,25 @@ func TestTokenScopesGRPC(t *testing.T) {
 		{"after_cursor of a forbidden source with allowed sources", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, AfterCursor: billingCursor}), codes.PermissionDenied},
 		{"dead letters of a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, DeadLetters: true}), codes.PermissionDenied},
 		{"group on a forbidden source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, Group: "g"}), codes.PermissionDenied},
+		{"group with a token that lists no groups", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "g"}), codes.PermissionDenied},
+		{"group outside the token's groups", workersToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, Group: "g"}), codes.PermissionDenied},
+		{"group matching the token's glob", workersToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}, Group: "work-1"}), codes.OK},
+		{"acknowledge an ack id of a group outside the token's groups", workersToken, func(ctx context.Context) error {
+			_, err := c.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{billingAck}})
+			return err
+		}, codes.PermissionDenied},
+		{"modify the deadline of a group outside the token's groups", workersToken, func(ctx context.Context) error {
+			_, err := c.ModifyAckDeadline(ctx, &eventrelayv1.ModifyAckDeadlineRequest{AckIds: []string{billingAck}, AckDeadline: durationpb.New(time.Minute)})
+			return err
+		}, codes.PermissionDenied},
+		{"modify the deadline of a forbidden source", readerToken, func(ctx context.Context) error {
+			_, err := c.ModifyAckDeadline(ctx, &eventrelayv1.ModifyAckDeadlineRequest{AckIds: []string{billingAck}, AckDeadline: durationpb.New(time.Minute)})
+			return err
+		}, codes.PermissionDenied},
+		{"acknowledge a forged ack id", allToken, func(ctx context.Context) error {
+			_, err := c.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{billingAck[:len(billingAck)-2] + "AA"}})
+			return err
+		}, codes.InvalidArgument},
 		{"subscribe to the allowed source", readerToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}}), codes.OK},
 		{"all-sources token reads billing", allToken, subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"billing"}}), codes.OK},
 		{"get a forbidden event", readerToken, func(ctx context.Context) error {
@@ -280,6 +337,11 @@ func TestTokenScopesHTTP(t *testing.T) {
 		{"publish outside the list", producerToken, call{"POST", "/v1/events", `{"source":"billing","type":"t","data":"e30="}`}, 403, nil},
 		{"publish", producerToken, call{"POST", "/v1/events", `{"source":"orders","type":"t","data":"e30="}`}, 200, nil},
 		{"acknowledge an ack id of a forbidden source", readerToken, call{"POST", "/v1/events:acknowledge", `{"ack_ids":["` + billingAck + `"]}`}, 403, nil},
+		{"acknowledge an ack id of a forbidden group", workersToken, call{"POST", "/v1/events:acknowledge", `{"ack_ids":["` + billingAck + `"]}`}, 403, nil},
+		{"nack an ack id of a forbidden group", workersToken, call{"POST", "/v1/events:nack", `{"ack_ids":["` + billingAck + `"]}`}, 403, nil},
+		{"modify the deadline of a forbidden group", workersToken, call{"POST", "/v1/events:modifyAckDeadline", `{"ack_ids":["` + billingAck + `"],"ack_deadline":"60s"}`}, 403, nil},
+		{"subscribe with a forbidden group", workersToken, call{"GET", "/v1/events:subscribe?sources=billing&group=g", ""}, 403, nil},
+		{"acknowledge a garbage ack id", allToken, call{"POST", "/v1/events:acknowledge", `{"ack_ids":["garbage"]}`}, 400, nil},
 		{"redrive without publish", readerToken, call{"POST", "/v1/sources/orders:redrive", `{}`}, 403, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -142,6 +142,11 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 	if req.GetConsumer() != "" && req.GetGroup() == "" {
 		return sr, relay.Errorf(relay.CodeInvalid, "consumer: set group too")
 	}
+	if req.GetGroup() != "" {
+		if err := checkGroup(p, req.GetGroup()); err != nil {
+			return sr, err
+		}
+	}
 	switch req.GetStart() {
 	case eventrelayv1.StartPosition_START_POSITION_UNSPECIFIED, eventrelayv1.StartPosition_START_POSITION_LATEST:
 		sr.Start = relay.StartLatest
@@ -200,28 +205,23 @@ func (s *EventServer) authorize(ctx context.Context, source string, write bool) 
 	return err
 }
 
-// settleCheck authorizes every well-formed ack id's source.
-func (s *EventServer) settleCheck(p *Principal, ids []string) error {
-	for _, raw := range ids {
-		if a, ok := relay.DecodeAckID(raw); ok {
-			if err := checkRead(p, a.Partition.Source); err != nil {
-				return err
-			}
-		}
+// settleAuth authenticates the caller of a settling RPC and returns the check every ack id
+// must pass: the caller reads the ack id's source and may use its group.
+func (s *EventServer) settleAuth(ctx context.Context) (relay.AckAuthorizer, error) {
+	p, err := s.auth.Authenticate(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return func(a relay.AckID) error { return checkSettle(p, a) }, nil
 }
 
 // Acknowledge acknowledges group deliveries.
 func (s *EventServer) Acknowledge(ctx context.Context, req *eventrelayv1.AcknowledgeRequest) (*eventrelayv1.AcknowledgeResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
+	authz, err := s.settleAuth(ctx)
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
-	if err := s.settleCheck(p, req.GetAckIds()); err != nil {
-		return nil, s.err(ctx, err)
-	}
-	unknown, err := s.svc.Acknowledge(ctx, req.GetAckIds())
+	unknown, err := s.svc.Acknowledge(ctx, req.GetAckIds(), authz)
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
@@ -231,21 +231,37 @@ func (s *EventServer) Acknowledge(ctx context.Context, req *eventrelayv1.Acknowl
 
 // Nack hands group deliveries back for redelivery.
 func (s *EventServer) Nack(ctx context.Context, req *eventrelayv1.NackRequest) (*eventrelayv1.NackResponse, error) {
-	p, err := s.auth.Authenticate(ctx)
+	authz, err := s.settleAuth(ctx)
 	if err != nil {
-		return nil, s.err(ctx, err)
-	}
-	if err := s.settleCheck(p, req.GetAckIds()); err != nil {
 		return nil, s.err(ctx, err)
 	}
 	if req.GetDelay() != nil && req.GetDelay().CheckValid() != nil {
 		return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "delay: not a valid duration"))
 	}
-	unknown, err := s.svc.Nack(ctx, req.GetAckIds(), req.GetDelay().AsDuration())
+	unknown, err := s.svc.Nack(ctx, req.GetAckIds(), req.GetDelay().AsDuration(), authz)
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
 	return &eventrelayv1.NackResponse{UnknownAckIds: unknown}, nil
+}
+
+// ModifyAckDeadline sets the ack deadline of group deliveries from now.
+func (s *EventServer) ModifyAckDeadline(ctx context.Context, req *eventrelayv1.ModifyAckDeadlineRequest) (*eventrelayv1.ModifyAckDeadlineResponse, error) {
+	authz, err := s.settleAuth(ctx)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	if req.GetAckDeadline() == nil {
+		return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "ack_deadline: required (0 to %s)", relay.MaxAckDeadline))
+	}
+	if req.GetAckDeadline().CheckValid() != nil {
+		return nil, s.err(ctx, relay.Errorf(relay.CodeInvalid, "ack_deadline: not a valid duration"))
+	}
+	unknown, err := s.svc.ModifyAckDeadline(ctx, req.GetAckIds(), req.GetAckDeadline().AsDuration(), authz)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	return &eventrelayv1.ModifyAckDeadlineResponse{UnknownAckIds: unknown}, nil
 }
 
 // Publish appends an event from an internal producer.

@@ -9,7 +9,6 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -120,10 +119,11 @@ func testMetrics(t *testing.T, e *env) {
 	}
 
 	// Dead-letter the delivered entry.
-	a, ok := relay.DecodeAckID(d.AckId)
-	if !ok {
-		t.Fatal("ack id")
+	as, err := e.svc.DecodeAckIDs(context.Background(), []string{d.AckId})
+	if err != nil {
+		t.Fatal(err)
 	}
+	a := as[0]
 	ev, err := e.events.GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: d.Event.Id})
 	if err != nil || ev == nil {
 		t.Fatal(err)

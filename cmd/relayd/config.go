@@ -11,8 +11,8 @@ package main
 //     e.g. RELAY_REDIS_URL, RELAY_HTTP_TLS_CERT_FILE, RELAY_LOG_LEVEL. A key of an existing
 //     source is RELAY_SOURCES_<NAME>_<KEY>, with the source name upper-cased and "-" written
 //     "_" (RELAY_SOURCES_ORDERS_SECRETS, RELAY_SOURCES_ORDERS_EU_RATE_LIMIT_RPS); a key of an
-//     existing auth token is RELAY_AUTH_TOKENS_<NAME>_<KEY> (TOKEN, SOURCES, PUBLISH). List
-//     values (secrets, allow_ips, trusted_proxies, an auth token's sources) are
+//     existing auth token is RELAY_AUTH_TOKENS_<NAME>_<KEY> (TOKEN, SOURCES, PUBLISH, GROUPS).
+//     List values (secrets, allow_ips, trusted_proxies, an auth token's sources and groups) are
 //     comma-separated and replace the whole list. The environment can override sources and
 //     tokens but not add them.
 //  4. Flags: a map from dotted key path to value, e.g. "redis.url", "http.addr", "log.level",
@@ -148,6 +148,9 @@ type AuthToken struct {
 	Sources []string
 	// Publish (publish): the token may also call Publish on those sources.
 	Publish bool
+	// Groups (groups): consumer groups (names or globs) the token may join and settle;
+	// empty = every group for a token that may read every source, none otherwise.
+	Groups []string
 }
 
 // LogConfig is the log: section.
@@ -450,6 +453,11 @@ func (c *Config) validate() []*FieldError {
 				v.errf(p+".token", "same value as auth.tokens[%d].token", j)
 			}
 		}
+		for j, g := range t.Groups {
+			if !validGroupGlob(g) {
+				v.errf(fmt.Sprintf("%s.groups[%d]", p, j), "%q is not a group name or glob (letters, digits, . _ : - and the wildcards * ?)", g)
+			}
+		}
 		for j, s := range t.Sources {
 			sp := fmt.Sprintf("%s.sources[%d]", p, j)
 			switch {
@@ -464,6 +472,12 @@ func (c *Config) validate() []*FieldError {
 		}
 	}
 	return v.errs
+}
+
+// validGroupGlob reports whether g is a consumer group name, or a glob over group names
+// ("*" and "?" standing for name characters).
+func validGroupGlob(g string) bool {
+	return relay.ValidGroupName(strings.NewReplacer("*", "x", "?", "x").Replace(g))
 }
 
 type cfgValidator struct{ errs []*FieldError }
@@ -679,6 +693,7 @@ var cfgTokenFields = []cfgField{
 	tokF("token", cfgKSecret, func(t *AuthToken) *relay.Secret { return &t.Token }),
 	tokF("sources", cfgKStrings, func(t *AuthToken) *[]string { return &t.Sources }),
 	tokF("publish", cfgKBool, func(t *AuthToken) *bool { return &t.Publish }),
+	tokF("groups", cfgKStrings, func(t *AuthToken) *[]string { return &t.Groups }),
 }
 
 type srcCfg = relay.SourceConfig
@@ -1033,7 +1048,7 @@ func (d *cfgDecoder) applyEnv(root *yaml.Node) {
 				}
 			default:
 				d.pending = append(d.pending, cfgPendingEnv{name, "names no key of a configured auth token " +
-					"(RELAY_AUTH_TOKENS_<NAME>_<KEY> overrides token, sources or publish of a token of the config file)"})
+					"(RELAY_AUTH_TOKENS_<NAME>_<KEY> overrides token, sources, publish or groups of a token of the config file)"})
 			}
 		default:
 			if cfgLooksLikeConfig(rest, top) {

@@ -151,7 +151,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	var tokens []server.Token
 	for _, t := range cfg.Auth.Tokens {
-		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish})
+		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish, Groups: t.Groups})
 	}
 	auth := server.NewAuth(tokens)
 	events := server.NewEventServer(m.svc, auth, log)

@@ -541,7 +541,7 @@ func (x *AcknowledgeRequest) GetAckIds() []string {
 // AcknowledgeResponse reports ack ids that did not acknowledge anything.
 type AcknowledgeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ack ids that were expired, already acknowledged or malformed.
+	// Ack ids that were expired or already acknowledged.
 	UnknownAckIds []string `protobuf:"bytes,1,rep,name=unknown_ack_ids,json=unknownAckIds,proto3" json:"unknown_ack_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -589,7 +589,8 @@ type NackRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Ack ids from Delivery.ack_id.
 	AckIds []string `protobuf:"bytes,1,rep,name=ack_ids,json=ackIds,proto3" json:"ack_ids,omitempty"`
-	// Redeliver after this delay. Default: as soon as possible.
+	// Redeliver after this delay, 0 to 12h, whatever the ack deadline. Default: as soon as
+	// possible.
 	Delay         *durationpb.Duration `protobuf:"bytes,2,opt,name=delay,proto3" json:"delay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -642,7 +643,7 @@ func (x *NackRequest) GetDelay() *durationpb.Duration {
 // NackResponse reports ack ids that did not match a pending delivery.
 type NackResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Ack ids that were expired, already acknowledged or malformed.
+	// Ack ids that were expired or already acknowledged.
 	UnknownAckIds []string `protobuf:"bytes,1,rep,name=unknown_ack_ids,json=unknownAckIds,proto3" json:"unknown_ack_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -685,6 +686,107 @@ func (x *NackResponse) GetUnknownAckIds() []string {
 	return nil
 }
 
+// ModifyAckDeadlineRequest sets the ack deadline of group deliveries.
+type ModifyAckDeadlineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ack ids from Delivery.ack_id.
+	AckIds []string `protobuf:"bytes,1,rep,name=ack_ids,json=ackIds,proto3" json:"ack_ids,omitempty"`
+	// The new deadline, counted from now: 0 to 12h. 0 redelivers at once.
+	AckDeadline   *durationpb.Duration `protobuf:"bytes,2,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyAckDeadlineRequest) Reset() {
+	*x = ModifyAckDeadlineRequest{}
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyAckDeadlineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyAckDeadlineRequest) ProtoMessage() {}
+
+func (x *ModifyAckDeadlineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyAckDeadlineRequest.ProtoReflect.Descriptor instead.
+func (*ModifyAckDeadlineRequest) Descriptor() ([]byte, []int) {
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ModifyAckDeadlineRequest) GetAckIds() []string {
+	if x != nil {
+		return x.AckIds
+	}
+	return nil
+}
+
+func (x *ModifyAckDeadlineRequest) GetAckDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.AckDeadline
+	}
+	return nil
+}
+
+// ModifyAckDeadlineResponse reports ack ids that did not match a pending delivery.
+type ModifyAckDeadlineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ack ids that were expired or already acknowledged.
+	UnknownAckIds []string `protobuf:"bytes,1,rep,name=unknown_ack_ids,json=unknownAckIds,proto3" json:"unknown_ack_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ModifyAckDeadlineResponse) Reset() {
+	*x = ModifyAckDeadlineResponse{}
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModifyAckDeadlineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModifyAckDeadlineResponse) ProtoMessage() {}
+
+func (x *ModifyAckDeadlineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModifyAckDeadlineResponse.ProtoReflect.Descriptor instead.
+func (*ModifyAckDeadlineResponse) Descriptor() ([]byte, []int) {
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ModifyAckDeadlineResponse) GetUnknownAckIds() []string {
+	if x != nil {
+		return x.UnknownAckIds
+	}
+	return nil
+}
+
 // PublishRequest appends an event from an internal producer.
 type PublishRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -712,7 +814,7 @@ type PublishRequest struct {
 
 func (x *PublishRequest) Reset() {
 	*x = PublishRequest{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[8]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +826,7 @@ func (x *PublishRequest) String() string {
 func (*PublishRequest) ProtoMessage() {}
 
 func (x *PublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[8]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +839,7 @@ func (x *PublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishRequest.ProtoReflect.Descriptor instead.
 func (*PublishRequest) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{8}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PublishRequest) GetSource() string {
@@ -816,7 +918,7 @@ type PublishResponse struct {
 
 func (x *PublishResponse) Reset() {
 	*x = PublishResponse{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[9]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +930,7 @@ func (x *PublishResponse) String() string {
 func (*PublishResponse) ProtoMessage() {}
 
 func (x *PublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[9]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +943,7 @@ func (x *PublishResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishResponse.ProtoReflect.Descriptor instead.
 func (*PublishResponse) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{9}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PublishResponse) GetEventId() string {
@@ -871,7 +973,7 @@ type GetEventRequest struct {
 
 func (x *GetEventRequest) Reset() {
 	*x = GetEventRequest{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[10]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +985,7 @@ func (x *GetEventRequest) String() string {
 func (*GetEventRequest) ProtoMessage() {}
 
 func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[10]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +998,7 @@ func (x *GetEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventRequest.ProtoReflect.Descriptor instead.
 func (*GetEventRequest) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{10}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetEventRequest) GetSource() string {
@@ -924,7 +1026,7 @@ type GetEventResponse struct {
 
 func (x *GetEventResponse) Reset() {
 	*x = GetEventResponse{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[11]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1038,7 @@ func (x *GetEventResponse) String() string {
 func (*GetEventResponse) ProtoMessage() {}
 
 func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[11]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1051,7 @@ func (x *GetEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEventResponse.ProtoReflect.Descriptor instead.
 func (*GetEventResponse) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{11}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetEventResponse) GetEvent() *Event {
@@ -982,7 +1084,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[12]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1096,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[12]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1109,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{12}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListEventsRequest) GetSource() string {
@@ -1072,7 +1174,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[13]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1186,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[13]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1199,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{13}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListEventsResponse) GetDeliveries() []*Delivery {
@@ -1127,7 +1229,7 @@ type RedriveDeadLettersRequest struct {
 
 func (x *RedriveDeadLettersRequest) Reset() {
 	*x = RedriveDeadLettersRequest{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[14]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1241,7 @@ func (x *RedriveDeadLettersRequest) String() string {
 func (*RedriveDeadLettersRequest) ProtoMessage() {}
 
 func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[14]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1254,7 @@ func (x *RedriveDeadLettersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersRequest.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersRequest) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{14}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RedriveDeadLettersRequest) GetSource() string {
@@ -1180,7 +1282,7 @@ type RedriveDeadLettersResponse struct {
 
 func (x *RedriveDeadLettersResponse) Reset() {
 	*x = RedriveDeadLettersResponse{}
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[15]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1294,7 @@ func (x *RedriveDeadLettersResponse) String() string {
 func (*RedriveDeadLettersResponse) ProtoMessage() {}
 
 func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_eventrelay_v1_event_service_proto_msgTypes[15]
+	mi := &file_eventrelay_v1_event_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1307,7 @@ func (x *RedriveDeadLettersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveDeadLettersResponse.ProtoReflect.Descriptor instead.
 func (*RedriveDeadLettersResponse) Descriptor() ([]byte, []int) {
-	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{15}
+	return file_eventrelay_v1_event_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RedriveDeadLettersResponse) GetRedriven() int32 {
@@ -1255,6 +1357,11 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\aack_ids\x18\x01 \x03(\tR\x06ackIds\x12/\n" +
 	"\x05delay\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x05delay\"6\n" +
 	"\fNackResponse\x12&\n" +
+	"\x0funknown_ack_ids\x18\x01 \x03(\tR\runknownAckIds\"q\n" +
+	"\x18ModifyAckDeadlineRequest\x12\x17\n" +
+	"\aack_ids\x18\x01 \x03(\tR\x06ackIds\x12<\n" +
+	"\fack_deadline\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vackDeadline\"C\n" +
+	"\x19ModifyAckDeadlineResponse\x12&\n" +
 	"\x0funknown_ack_ids\x18\x01 \x03(\tR\runknownAckIds\"\xfd\x02\n" +
 	"\x0ePublishRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
@@ -1304,11 +1411,12 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\tListOrder\x12\x1a\n" +
 	"\x16LIST_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17LIST_ORDER_OLDEST_FIRST\x10\x01\x12\x1b\n" +
-	"\x17LIST_ORDER_NEWEST_FIRST\x10\x022\xb9\x06\n" +
+	"\x17LIST_ORDER_NEWEST_FIRST\x10\x022\xcb\a\n" +
 	"\fEventService\x12n\n" +
 	"\tSubscribe\x12\x1f.eventrelay.v1.SubscribeRequest\x1a .eventrelay.v1.SubscribeResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/events:subscribe0\x01\x12w\n" +
 	"\vAcknowledge\x12!.eventrelay.v1.AcknowledgeRequest\x1a\".eventrelay.v1.AcknowledgeResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/events:acknowledge\x12[\n" +
-	"\x04Nack\x12\x1a.eventrelay.v1.NackRequest\x1a\x1b.eventrelay.v1.NackResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/events:nack\x12_\n" +
+	"\x04Nack\x12\x1a.eventrelay.v1.NackRequest\x1a\x1b.eventrelay.v1.NackResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/events:nack\x12\x8f\x01\n" +
+	"\x11ModifyAckDeadline\x12'.eventrelay.v1.ModifyAckDeadlineRequest\x1a(.eventrelay.v1.ModifyAckDeadlineResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/v1/events:modifyAckDeadline\x12_\n" +
 	"\aPublish\x12\x1d.eventrelay.v1.PublishRequest\x1a\x1e.eventrelay.v1.PublishResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/v1/events\x12u\n" +
 	"\bGetEvent\x12\x1e.eventrelay.v1.GetEventRequest\x1a\x1f.eventrelay.v1.GetEventResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/sources/{source}/events/{id}\x12v\n" +
@@ -1330,7 +1438,7 @@ func file_eventrelay_v1_event_service_proto_rawDescGZIP() []byte {
 }
 
 var file_eventrelay_v1_event_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_eventrelay_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_eventrelay_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_eventrelay_v1_event_service_proto_goTypes = []any{
 	(StartPosition)(0),                 // 0: eventrelay.v1.StartPosition
 	(ListOrder)(0),                     // 1: eventrelay.v1.ListOrder
@@ -1342,55 +1450,60 @@ var file_eventrelay_v1_event_service_proto_goTypes = []any{
 	(*AcknowledgeResponse)(nil),        // 7: eventrelay.v1.AcknowledgeResponse
 	(*NackRequest)(nil),                // 8: eventrelay.v1.NackRequest
 	(*NackResponse)(nil),               // 9: eventrelay.v1.NackResponse
-	(*PublishRequest)(nil),             // 10: eventrelay.v1.PublishRequest
-	(*PublishResponse)(nil),            // 11: eventrelay.v1.PublishResponse
-	(*GetEventRequest)(nil),            // 12: eventrelay.v1.GetEventRequest
-	(*GetEventResponse)(nil),           // 13: eventrelay.v1.GetEventResponse
-	(*ListEventsRequest)(nil),          // 14: eventrelay.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),         // 15: eventrelay.v1.ListEventsResponse
-	(*RedriveDeadLettersRequest)(nil),  // 16: eventrelay.v1.RedriveDeadLettersRequest
-	(*RedriveDeadLettersResponse)(nil), // 17: eventrelay.v1.RedriveDeadLettersResponse
-	nil,                                // 18: eventrelay.v1.PublishRequest.HeadersEntry
-	(*timestamppb.Timestamp)(nil),      // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 20: google.protobuf.Duration
-	(*Event)(nil),                      // 21: eventrelay.v1.Event
+	(*ModifyAckDeadlineRequest)(nil),   // 10: eventrelay.v1.ModifyAckDeadlineRequest
+	(*ModifyAckDeadlineResponse)(nil),  // 11: eventrelay.v1.ModifyAckDeadlineResponse
+	(*PublishRequest)(nil),             // 12: eventrelay.v1.PublishRequest
+	(*PublishResponse)(nil),            // 13: eventrelay.v1.PublishResponse
+	(*GetEventRequest)(nil),            // 14: eventrelay.v1.GetEventRequest
+	(*GetEventResponse)(nil),           // 15: eventrelay.v1.GetEventResponse
+	(*ListEventsRequest)(nil),          // 16: eventrelay.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),         // 17: eventrelay.v1.ListEventsResponse
+	(*RedriveDeadLettersRequest)(nil),  // 18: eventrelay.v1.RedriveDeadLettersRequest
+	(*RedriveDeadLettersResponse)(nil), // 19: eventrelay.v1.RedriveDeadLettersResponse
+	nil,                                // 20: eventrelay.v1.PublishRequest.HeadersEntry
+	(*timestamppb.Timestamp)(nil),      // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 22: google.protobuf.Duration
+	(*Event)(nil),                      // 23: eventrelay.v1.Event
 }
 var file_eventrelay_v1_event_service_proto_depIdxs = []int32{
 	0,  // 0: eventrelay.v1.SubscribeRequest.start:type_name -> eventrelay.v1.StartPosition
-	19, // 1: eventrelay.v1.SubscribeRequest.since:type_name -> google.protobuf.Timestamp
-	20, // 2: eventrelay.v1.SubscribeRequest.ack_deadline:type_name -> google.protobuf.Duration
-	20, // 3: eventrelay.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
+	21, // 1: eventrelay.v1.SubscribeRequest.since:type_name -> google.protobuf.Timestamp
+	22, // 2: eventrelay.v1.SubscribeRequest.ack_deadline:type_name -> google.protobuf.Duration
+	22, // 3: eventrelay.v1.SubscribeRequest.heartbeat_interval:type_name -> google.protobuf.Duration
 	4,  // 4: eventrelay.v1.SubscribeResponse.delivery:type_name -> eventrelay.v1.Delivery
 	5,  // 5: eventrelay.v1.SubscribeResponse.heartbeat:type_name -> eventrelay.v1.Heartbeat
-	21, // 6: eventrelay.v1.Delivery.event:type_name -> eventrelay.v1.Event
-	19, // 7: eventrelay.v1.Heartbeat.server_time:type_name -> google.protobuf.Timestamp
-	20, // 8: eventrelay.v1.NackRequest.delay:type_name -> google.protobuf.Duration
-	19, // 9: eventrelay.v1.PublishRequest.time:type_name -> google.protobuf.Timestamp
-	18, // 10: eventrelay.v1.PublishRequest.headers:type_name -> eventrelay.v1.PublishRequest.HeadersEntry
-	21, // 11: eventrelay.v1.GetEventResponse.event:type_name -> eventrelay.v1.Event
-	1,  // 12: eventrelay.v1.ListEventsRequest.order:type_name -> eventrelay.v1.ListOrder
-	19, // 13: eventrelay.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	19, // 14: eventrelay.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 15: eventrelay.v1.ListEventsResponse.deliveries:type_name -> eventrelay.v1.Delivery
-	2,  // 16: eventrelay.v1.EventService.Subscribe:input_type -> eventrelay.v1.SubscribeRequest
-	6,  // 17: eventrelay.v1.EventService.Acknowledge:input_type -> eventrelay.v1.AcknowledgeRequest
-	8,  // 18: eventrelay.v1.EventService.Nack:input_type -> eventrelay.v1.NackRequest
-	10, // 19: eventrelay.v1.EventService.Publish:input_type -> eventrelay.v1.PublishRequest
-	12, // 20: eventrelay.v1.EventService.GetEvent:input_type -> eventrelay.v1.GetEventRequest
-	14, // 21: eventrelay.v1.EventService.ListEvents:input_type -> eventrelay.v1.ListEventsRequest
-	16, // 22: eventrelay.v1.EventService.RedriveDeadLetters:input_type -> eventrelay.v1.RedriveDeadLettersRequest
-	3,  // 23: eventrelay.v1.EventService.Subscribe:output_type -> eventrelay.v1.SubscribeResponse
-	7,  // 24: eventrelay.v1.EventService.Acknowledge:output_type -> eventrelay.v1.AcknowledgeResponse
-	9,  // 25: eventrelay.v1.EventService.Nack:output_type -> eventrelay.v1.NackResponse
-	11, // 26: eventrelay.v1.EventService.Publish:output_type -> eventrelay.v1.PublishResponse
-	13, // 27: eventrelay.v1.EventService.GetEvent:output_type -> eventrelay.v1.GetEventResponse
-	15, // 28: eventrelay.v1.EventService.ListEvents:output_type -> eventrelay.v1.ListEventsResponse
-	17, // 29: eventrelay.v1.EventService.RedriveDeadLetters:output_type -> eventrelay.v1.RedriveDeadLettersResponse
-	23, // [23:30] is the sub-list for method output_type
-	16, // [16:23] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	23, // 6: eventrelay.v1.Delivery.event:type_name -> eventrelay.v1.Event
+	21, // 7: eventrelay.v1.Heartbeat.server_time:type_name -> google.protobuf.Timestamp
+	22, // 8: eventrelay.v1.NackRequest.delay:type_name -> google.protobuf.Duration
+	22, // 9: eventrelay.v1.ModifyAckDeadlineRequest.ack_deadline:type_name -> google.protobuf.Duration
+	21, // 10: eventrelay.v1.PublishRequest.time:type_name -> google.protobuf.Timestamp
+	20, // 11: eventrelay.v1.PublishRequest.headers:type_name -> eventrelay.v1.PublishRequest.HeadersEntry
+	23, // 12: eventrelay.v1.GetEventResponse.event:type_name -> eventrelay.v1.Event
+	1,  // 13: eventrelay.v1.ListEventsRequest.order:type_name -> eventrelay.v1.ListOrder
+	21, // 14: eventrelay.v1.ListEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	21, // 15: eventrelay.v1.ListEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	4,  // 16: eventrelay.v1.ListEventsResponse.deliveries:type_name -> eventrelay.v1.Delivery
+	2,  // 17: eventrelay.v1.EventService.Subscribe:input_type -> eventrelay.v1.SubscribeRequest
+	6,  // 18: eventrelay.v1.EventService.Acknowledge:input_type -> eventrelay.v1.AcknowledgeRequest
+	8,  // 19: eventrelay.v1.EventService.Nack:input_type -> eventrelay.v1.NackRequest
+	10, // 20: eventrelay.v1.EventService.ModifyAckDeadline:input_type -> eventrelay.v1.ModifyAckDeadlineRequest
+	12, // 21: eventrelay.v1.EventService.Publish:input_type -> eventrelay.v1.PublishRequest
+	14, // 22: eventrelay.v1.EventService.GetEvent:input_type -> eventrelay.v1.GetEventRequest
+	16, // 23: eventrelay.v1.EventService.ListEvents:input_type -> eventrelay.v1.ListEventsRequest
+	18, // 24: eventrelay.v1.EventService.RedriveDeadLetters:input_type -> eventrelay.v1.RedriveDeadLettersRequest
+	3,  // 25: eventrelay.v1.EventService.Subscribe:output_type -> eventrelay.v1.SubscribeResponse
+	7,  // 26: eventrelay.v1.EventService.Acknowledge:output_type -> eventrelay.v1.AcknowledgeResponse
+	9,  // 27: eventrelay.v1.EventService.Nack:output_type -> eventrelay.v1.NackResponse
+	11, // 28: eventrelay.v1.EventService.ModifyAckDeadline:output_type -> eventrelay.v1.ModifyAckDeadlineResponse
+	13, // 29: eventrelay.v1.EventService.Publish:output_type -> eventrelay.v1.PublishResponse
+	15, // 30: eventrelay.v1.EventService.GetEvent:output_type -> eventrelay.v1.GetEventResponse
+	17, // 31: eventrelay.v1.EventService.ListEvents:output_type -> eventrelay.v1.ListEventsResponse
+	19, // 32: eventrelay.v1.EventService.RedriveDeadLetters:output_type -> eventrelay.v1.RedriveDeadLettersResponse
+	25, // [25:33] is the sub-list for method output_type
+	17, // [17:25] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_eventrelay_v1_event_service_proto_init() }
@@ -1409,7 +1522,7 @@ func file_eventrelay_v1_event_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_eventrelay_v1_event_service_proto_rawDesc), len(file_eventrelay_v1_event_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	EventService_Subscribe_FullMethodName          = "/eventrelay.v1.EventService/Subscribe"
 	EventService_Acknowledge_FullMethodName        = "/eventrelay.v1.EventService/Acknowledge"
 	EventService_Nack_FullMethodName               = "/eventrelay.v1.EventService/Nack"
+	EventService_ModifyAckDeadline_FullMethodName  = "/eventrelay.v1.EventService/ModifyAckDeadline"
 	EventService_Publish_FullMethodName            = "/eventrelay.v1.EventService/Publish"
 	EventService_GetEvent_FullMethodName           = "/eventrelay.v1.EventService/GetEvent"
 	EventService_ListEvents_FullMethodName         = "/eventrelay.v1.EventService/ListEvents"
@@ -43,11 +44,21 @@ type EventServiceClient interface {
 	// Heartbeat carries the cursor as of that point; resume with after_cursor for no gap and no
 	// repeat. Over HTTP the stream is newline-delimited JSON.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
-	// Acknowledge marks group deliveries as processed. Ack ids that are expired, already
-	// acknowledged or malformed are reported back, not treated as errors.
+	// Acknowledge marks group deliveries as processed. Ack ids that are expired or already
+	// acknowledged are reported back, not treated as errors. Ack ids are authenticated: one
+	// that the relay did not issue (malformed, altered or forged) fails the whole call with
+	// INVALID_ARGUMENT and nothing is settled; one of a source or group the token may not use
+	// fails it with PERMISSION_DENIED.
 	Acknowledge(ctx context.Context, in *AcknowledgeRequest, opts ...grpc.CallOption) (*AcknowledgeResponse, error)
-	// Nack hands group deliveries back for redelivery, after the optional delay.
+	// Nack hands group deliveries back for redelivery, after the optional delay (which may be
+	// longer than the ack deadline). Ack ids are checked as for Acknowledge.
 	Nack(ctx context.Context, in *NackRequest, opts ...grpc.CallOption) (*NackResponse, error)
+	// ModifyAckDeadline sets the ack deadline of group deliveries to ack_deadline from now: a
+	// delivery not acknowledged by then is redelivered, and not before. A consumer working
+	// longer than the ack deadline calls it again before each deadline passes (like Pub/Sub's
+	// ModifyAckDeadline or JetStream's in-progress ack); 0 redelivers at once. Ack ids are
+	// checked as for Acknowledge.
+	ModifyAckDeadline(ctx context.Context, in *ModifyAckDeadlineRequest, opts ...grpc.CallOption) (*ModifyAckDeadlineResponse, error)
 	// Publish appends an event from an internal producer (no webhook signature).
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// GetEvent returns one stored event by source and id. An event can be found by id while
@@ -101,6 +112,16 @@ func (c *eventServiceClient) Nack(ctx context.Context, in *NackRequest, opts ...
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(NackResponse)
 	err := c.cc.Invoke(ctx, EventService_Nack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) ModifyAckDeadline(ctx context.Context, in *ModifyAckDeadlineRequest, opts ...grpc.CallOption) (*ModifyAckDeadlineResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ModifyAckDeadlineResponse)
+	err := c.cc.Invoke(ctx, EventService_ModifyAckDeadline_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -162,11 +183,21 @@ type EventServiceServer interface {
 	// Heartbeat carries the cursor as of that point; resume with after_cursor for no gap and no
 	// repeat. Over HTTP the stream is newline-delimited JSON.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
-	// Acknowledge marks group deliveries as processed. Ack ids that are expired, already
-	// acknowledged or malformed are reported back, not treated as errors.
+	// Acknowledge marks group deliveries as processed. Ack ids that are expired or already
+	// acknowledged are reported back, not treated as errors. Ack ids are authenticated: one
+	// that the relay did not issue (malformed, altered or forged) fails the whole call with
+	// INVALID_ARGUMENT and nothing is settled; one of a source or group the token may not use
+	// fails it with PERMISSION_DENIED.
 	Acknowledge(context.Context, *AcknowledgeRequest) (*AcknowledgeResponse, error)
-	// Nack hands group deliveries back for redelivery, after the optional delay.
+	// Nack hands group deliveries back for redelivery, after the optional delay (which may be
+	// longer than the ack deadline). Ack ids are checked as for Acknowledge.
 	Nack(context.Context, *NackRequest) (*NackResponse, error)
+	// ModifyAckDeadline sets the ack deadline of group deliveries to ack_deadline from now: a
+	// delivery not acknowledged by then is redelivered, and not before. A consumer working
+	// longer than the ack deadline calls it again before each deadline passes (like Pub/Sub's
+	// ModifyAckDeadline or JetStream's in-progress ack); 0 redelivers at once. Ack ids are
+	// checked as for Acknowledge.
+	ModifyAckDeadline(context.Context, *ModifyAckDeadlineRequest) (*ModifyAckDeadlineResponse, error)
 	// Publish appends an event from an internal producer (no webhook signature).
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// GetEvent returns one stored event by source and id. An event can be found by id while
@@ -195,6 +226,9 @@ func (UnimplementedEventServiceServer) Acknowledge(context.Context, *Acknowledge
 }
 func (UnimplementedEventServiceServer) Nack(context.Context, *NackRequest) (*NackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nack not implemented")
+}
+func (UnimplementedEventServiceServer) ModifyAckDeadline(context.Context, *ModifyAckDeadlineRequest) (*ModifyAckDeadlineResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ModifyAckDeadline not implemented")
 }
 func (UnimplementedEventServiceServer) Publish(context.Context, *PublishRequest) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Publish not implemented")
@@ -272,6 +306,24 @@ func _EventService_Nack_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(EventServiceServer).Nack(ctx, req.(*NackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_ModifyAckDeadline_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ModifyAckDeadlineRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ModifyAckDeadline(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ModifyAckDeadline_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ModifyAckDeadline(ctx, req.(*ModifyAckDeadlineRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -362,6 +414,10 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Nack",
 			Handler:    _EventService_Nack_Handler,
+		},
+		{
+			MethodName: "ModifyAckDeadline",
+			Handler:    _EventService_ModifyAckDeadline_Handler,
 		},
 		{
 			MethodName: "Publish",
