@@ -9,9 +9,6 @@ import (
 
 // Bounds of group options.
 const (
-	// maxClaimInterval bounds how long a group feeder goes without claiming due entries: a
-	// hold (Nack delay, ModifyAckDeadline) placed through any replica is seen within it.
-	maxClaimInterval = 200 * time.Millisecond
 	MinAckDeadline = 100 * time.Millisecond
 	MaxAckDeadline = 12 * time.Hour
 	MaxOutstanding = 100000

@@ -22,3 +22,7 @@ type GroupHolds interface {
 	// the next hold of the group on p falls due (zero when none).
 	ClaimDue(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int, now time.Time) ([]Entry, time.Time, error)
 }
+
+// maxClaimInterval bounds how long a group feeder goes without claiming due entries: a hold
+// (Nack delay, ModifyAckDeadline) placed through any replica is seen within it.
+const maxClaimInterval = 200 * time.Millisecond

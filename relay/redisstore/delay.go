@@ -113,11 +113,17 @@ func (s *Store) Held(ctx context.Context, p relay.Partition, group string, ids [
 // First the holds scored at or before now (each removed from the holds; claimed when still
 // pending), then entries idle at least min idle (XPENDING IDLE, up to scan rounds of count)
 // that are not in the holds. A claim is XCLAIM ... RETRYCOUNT <count+1> JUSTID: a delivery,
-// idle reset. An entry whose data was trimmed is acknowledged and left out. Returns
+// idle reset. An entry whose data was trimmed is acknowledged and left out. A missing group
+// is a NOGROUP error reply (on Redis and the embedded server alike). Returns
 // {{id, payload, delivery count}...}, next hold score or false}.
 var claimDueScript = redis.NewScript(`
 local group, consumer = ARGV[1], ARGV[2]
 local count, now = tonumber(ARGV[4]), tonumber(ARGV[5])
+local chk = redis.pcall('XPENDING', KEYS[1], group)
+if type(chk) == 'table' and chk.err then
+  if string.find(chk.err, 'NOGROUP') then return redis.error_reply('NOGROUP ' .. group) end
+  return chk
+end
 local out = {}
 local function take(id, delivered)
   local r = redis.call('XRANGE', KEYS[1], id, id)
