@@ -31,7 +31,7 @@ func (s *Service) ackKey(ctx context.Context) ([]byte, error) {
 	if c.key != nil {
 		return c.key, nil
 	}
-	if ks, ok := s.store.(AckKeyStore); ok {
+	if ks, ok := storeAs[AckKeyStore](s.store); ok {
 		k, err := ks.AckKey(ctx)
 		if err != nil {
 			return nil, err

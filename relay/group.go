@@ -169,7 +169,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 
 func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p Partition, out chan<- item) error {
 	gc, _ := gs.(GroupControl)
-	gh, _ := gs.(GroupHolds)
+	gh, _ := storeAs[GroupHolds](gs)
 	o := g.opts
 	deliver := func(e Entry) bool {
 		g.track(p, e.ID)
@@ -382,7 +382,7 @@ func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadli
 func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, release bool, authz AckAuthorizer) ([]string, error) {
 	until := s.opts.Now().Add(d)
 	return s.settle(ctx, ackIDs, authz, release, func(gs GroupStore, k ackKey, ids []ID) ([]bool, error) {
-		gh, ok := gs.(GroupHolds)
+		gh, ok := storeAs[GroupHolds](gs)
 		if !ok {
 			return nil, Errorf(CodeUnimplemented, "this store cannot hold deliveries")
 		}

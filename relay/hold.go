@@ -26,3 +26,27 @@ type GroupHolds interface {
 // maxClaimInterval bounds how long a group feeder goes without claiming due entries: a hold
 // (Nack delay, ModifyAckDeadline) placed through any replica is seen within it.
 const maxClaimInterval = 200 * time.Millisecond
+
+// StoreWrapper is implemented by stores that wrap another (tracing, start-up checks): the
+// optional capabilities GroupHolds and AckKeyStore are looked up through them, so a wrapper
+// need not forward every optional interface.
+type StoreWrapper interface {
+	// Unwrap returns the wrapped store.
+	Unwrap() Store
+}
+
+// storeAs returns s, or the first store it wraps, as a T.
+func storeAs[T any](s Store) (T, bool) {
+	for s != nil {
+		if v, ok := s.(T); ok {
+			return v, true
+		}
+		w, ok := s.(StoreWrapper)
+		if !ok {
+			break
+		}
+		s = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

@@ -188,11 +188,17 @@ func TraceStore(s relay.Store) relay.Store {
 
 type tracedStore struct{ relay.Store }
 
+// Unwrap lets the domain find the wrapped store's optional capabilities.
+func (s tracedStore) Unwrap() relay.Store { return s.Store }
+
 func (s tracedStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
 	return traceAppend(ctx, req, s.Store.Append)
 }
 
 type tracedGroupStore struct{ relay.GroupStore }
+
+// Unwrap lets the domain find the wrapped store's optional capabilities.
+func (s tracedGroupStore) Unwrap() relay.Store { return s.GroupStore }
 
 func (s tracedGroupStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
 	return traceAppend(ctx, req, s.GroupStore.Append)

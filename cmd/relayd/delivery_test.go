@@ -520,14 +520,22 @@ func TestConsumerGroups(t *testing.T) {
 		mustPost(t, m.HTTPAddr, "acks", "evt_a2")
 		d1, d2 := s.next(t), s.next(t)
 
-		a, _ := relay.DecodeAckID(d1.AckId)
-		a.ID = relay.ID{Ms: 1, Seq: 1} // well formed, never delivered
-		never := relay.EncodeAckID(a)
+		key := relayAckKey(t, redisClient(t, url))
+		a, ok := relay.DecodeAckID(d1.AckId, key)
+		if !ok {
+			t.Fatalf("ack id %q does not decode under relay:ackkey", d1.AckId)
+		}
+		a.ID = relay.ID{Ms: 1, Seq: 1} // authentic, never delivered
+		never := relay.EncodeAckID(a, key)
 		a.Group = "other-group"
-		otherGroup := relay.EncodeAckID(a)
-		unknown := ack(t, c, "garbage", never, d1.AckId, otherGroup)
+		otherGroup := relay.EncodeAckID(a, key)
+		// An ack id the relay did not issue refuses the whole call: d1 stays pending.
+		if _, err := c.Acknowledge(context.Background(), &eventrelayv1.AcknowledgeRequest{AckIds: []string{d1.AckId, "garbage"}}); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("ack with garbage: %v", err)
+		}
+		unknown := ack(t, c, never, d1.AckId, otherGroup)
 		slices.Sort(unknown)
-		want := []string{"garbage", never, otherGroup}
+		want := []string{never, otherGroup}
 		slices.Sort(want)
 		if !slices.Equal(unknown, want) {
 			t.Errorf("unknown %v, want %v", unknown, want)
@@ -546,9 +554,12 @@ func TestConsumerGroups(t *testing.T) {
 		if u := ack(t, c, d2.AckId); !slices.Equal(u, []string{d2.AckId}) {
 			t.Errorf("acked over HTTP, then over gRPC: unknown %v", u)
 		}
-		code, body = postJSON(t, m, "/v1/events:acknowledge", map[string]any{"ack_ids": []string{d2.AckId, "garbage"}})
-		if code != http.StatusOK || json.Unmarshal(body, &resp) != nil || len(resp.Unknown) != 2 {
+		code, body = postJSON(t, m, "/v1/events:acknowledge", map[string]any{"ack_ids": []string{d2.AckId}})
+		if code != http.StatusOK || json.Unmarshal(body, &resp) != nil || len(resp.Unknown) != 1 {
 			t.Fatalf("POST /v1/events:acknowledge again: %d %s", code, body)
+		}
+		if code, body = postJSON(t, m, "/v1/events:acknowledge", map[string]any{"ack_ids": []string{d2.AckId, "garbage"}}); code != http.StatusBadRequest {
+			t.Fatalf("POST /v1/events:acknowledge with garbage: %d %s", code, body)
 		}
 	})
 
