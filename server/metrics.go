@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -277,12 +278,15 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	type part struct {
-		p          relay.Partition
-		xlen, dlq  *redis.IntCmd
-		exists     *redis.IntCmd
-		groups     *redis.XInfoGroupsCmd
-		lastEntry  *redis.XMessageSliceCmd
-		lagScanned map[string]*redis.XMessageSliceCmd
+		p         relay.Partition
+		xlen, dlq *redis.IntCmd
+		exists    *redis.IntCmd
+		groups    *redis.XInfoGroupsCmd
+		lastEntry *redis.XMessageSliceCmd
+		// tail holds the newest entries after the oldest last-delivered id of the groups
+		// whose lag Redis does not know (at most lagScanLimit, newest first): one read per
+		// partition, however many groups.
+		tail *redis.XMessageSliceCmd
 	}
 	var parts []*part
 	for _, name := range c.svc.SourceNames() {
@@ -331,14 +335,17 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		if es := pt.lastEntry.Val(); len(es) > 0 {
 			last = es[0].ID
 		}
+		oldest := ""
 		for _, g := range pt.groups.Val() {
 			if lagKnown(g) || last == "" || !idLess(g.LastDeliveredID, last) {
 				continue
 			}
-			if pt.lagScanned == nil {
-				pt.lagScanned = map[string]*redis.XMessageSliceCmd{}
+			if oldest == "" || idLess(g.LastDeliveredID, oldest) {
+				oldest = g.LastDeliveredID
 			}
-			pt.lagScanned[g.Name] = pipe.XRangeN(ctx, redisstore.StreamKey(pt.p), "("+g.LastDeliveredID, "+", lagScanLimit)
+		}
+		if oldest != "" {
+			pt.tail = pipe.XRevRangeN(ctx, redisstore.StreamKey(pt.p), "+", "("+oldest, lagScanLimit)
 			n++
 		}
 	}
@@ -373,11 +380,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			case last == "" || !idLess(g.LastDeliveredID, last):
 				l = 0
 			default:
-				if got := len(pt.lagScanned[g.Name].Val()); got < lagScanLimit {
-					l = int64(got)
-				} else {
-					l = -1
-				}
+				l = tailLag(pt.tail.Val(), g.LastDeliveredID)
 			}
 			if prev, seen := lag[k]; l < 0 || (seen && prev < 0) {
 				lag[k] = -1
@@ -400,6 +403,17 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(v), k.source, k.group)
 		}
 	}
+}
+
+// tailLag counts the entries of tail (the newest entries of a stream, newest first, at most
+// lagScanLimit) after the id last: the lag of a group that last read last. -1 when tail was
+// cut at lagScanLimit before reaching last (the lag is larger than the scan).
+func tailLag(tail []redis.XMessage, last string) int64 {
+	n := sort.Search(len(tail), func(i int) bool { return !idLess(last, tail[i].ID) })
+	if n == len(tail) && len(tail) >= lagScanLimit {
+		return -1
+	}
+	return int64(n)
 }
 
 // lagKnown reports whether Redis tracked the group's lag (Redis 7: entries-read is counted;
