@@ -391,6 +391,9 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`auth.tokens[0].sources[0]: no source named "nope"`, `auth.tokens[1].name: duplicate token name "a"`,
 				"auth.tokens[1].token: same value as auth.tokens[0].token", "auth.tokens[2].name: required",
 				`auth.tokens[2].sources[0]: "Bad" is not a valid source name`}},
+		{"auth token groups", src + "auth:\n  tokens:\n    - {name: a, token: t1, groups: [billing, 'work-*', '?x', '', '.hidden', 'a b']}\n", nil, nil,
+			[]string{`auth.tokens[0].groups[3]: "" is not a group name or glob`, `auth.tokens[0].groups[4]: ".hidden" is not a group name or glob`,
+				`auth.tokens[0].groups[5]: "a b" is not a group name or glob`}},
 		{"duplicate secret ids", "sources:\n  - name: a\n    secrets: [{id: k, value: x}, {id: k, value: y}]\n", nil, nil,
 			[]string{`sources[0].secrets[1].id: duplicate id "k"`}},
 		{"unknown RELAY variable", "", []string{"RELAY_REDIS_ULR=redis://x"}, nil,
@@ -561,6 +564,7 @@ auth:
 			"RELAY_SOURCES_ORDERS_EU_TOLERANCE=2m", "RELAY_SOURCES_ORDERS_EU_SECRETS=lit1, env:S2",
 			"RELAY_SOURCES_ORDERS_EU_RATE_LIMIT_RPS=9", "RELAY_SOURCES_ORDERS_EU_ALLOW_IPS=10.0.0.1,fd00::/8",
 			"RELAY_AUTH_TOKENS_CI_BOT_TOKEN=env-token", "RELAY_AUTH_TOKENS_CI_BOT_PUBLISH=true",
+			"RELAY_AUTH_TOKENS_CI_BOT_GROUPS=billing, work-*",
 			"RELAY_HTTP_TRUSTED_PROXIES=10.0.0.0/8", "RELAY_TRACING_SAMPLE_RATIO=0.5", "RELAY_GRPC_REFLECTION=false",
 			"S2=s2",
 		}, nil, func(t *testing.T, c *Config) {
@@ -580,7 +584,7 @@ auth:
 			if s.RateLimit != (relay.RateLimit{RPS: 9, Burst: 2}) || !slices.Equal(s.AllowIPs, cfgPrefixes(t, "10.0.0.1/32", "fd00::/8")) {
 				t.Errorf("rate_limit %+v allow_ips %v", s.RateLimit, s.AllowIPs)
 			}
-			if tok := c.Auth.Tokens[0]; string(tok.Token.Value) != "env-token" || !tok.Publish {
+			if tok := c.Auth.Tokens[0]; string(tok.Token.Value) != "env-token" || !tok.Publish || !slices.Equal(tok.Groups, []string{"billing", "work-*"}) {
 				t.Errorf("token %+v", tok)
 			}
 			if c.Sources[1].Tolerance != 0 {

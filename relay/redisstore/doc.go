@@ -9,6 +9,9 @@
 //	relay:{s:p}:s        the stream; each entry has one field "e", the serialized eventrelay.v1.Event
 //	relay:{s:p}:d:<id>   dedupe marker of event id <id>: value = the entry id, expires after the dedupe window
 //	relay:{s:p}:dlq      dead letters: fields "e", "group", "delivery_count", "original_id"
+//	relay:{s:p}:hold:<g> group g's held deliveries: sorted set of entry ids scored by the Unix ms before which they are not redelivered
+//
+// and, once for all sources, relay:ackkey: the key ack ids are authenticated with (AckKey).
 //
 // The hash tag {s:p} puts all keys of a partition in one cluster slot, so every script and
 // transaction below touches one slot. Event ids are key suffixes, never interpreted: any
@@ -44,6 +47,13 @@
 // entry and XDEL it from the dead letters. PendingCount is the XPENDING summary; Release
 // (negative acknowledgement) re-claims entries for their owner with XCLAIM IDLE RETRYCOUNT
 // JUSTID, changing only their idle time.
+//
+// Holds (relay.GroupHolds): Hold adds pending entries to the group's hold set with their
+// not-before time (one script, checking each is pending); Held is ZMSCORE. ClaimDue, the claim
+// path of group subscriptions, is one script: it claims (XCLAIM ... RETRYCOUNT n+1 JUSTID) the
+// held entries that are due and removes them from the set, then entries idle past the min idle
+// found with XPENDING IDLE that are not held, and answers the next hold time so the subscriber
+// claims then. AckKey is SET NX of 32 random bytes, then GET.
 //
 // # Errors and timeouts
 //
