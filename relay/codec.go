@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -169,8 +170,9 @@ func DecodeAckID(s string, key []byte) (a AckID, ok bool) {
 	if len(s) > maxAckIDLen || len(key) == 0 {
 		return AckID{}, false
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < len(ackMACTag)+AckIDMACLen {
+	// Strict and without line breaks (which the decoder would skip): one ack id, one spelling.
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || strings.ContainsAny(s, "\r\n") || len(b) < len(ackMACTag)+AckIDMACLen {
 		return AckID{}, false
 	}
 	body, tag, mac := b[:len(b)-AckIDMACLen-2], b[len(b)-AckIDMACLen-2:len(b)-AckIDMACLen], b[len(b)-AckIDMACLen:]

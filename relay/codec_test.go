@@ -103,6 +103,8 @@ func TestAckIDRejects(t *testing.T) {
 		{"empty group", EncodeAckID(AckID{Partition: Partition{"orders", 0}}, key)},
 		{"bad source", EncodeAckID(AckID{Partition: Partition{"BAD", 0}, Group: "g"}, key)},
 		{"too long", strings.Repeat("A", 2000)},
+		{"line break inside", good[:20] + "\n" + good[20:]},
+		{"padded", good + "=="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if a, ok := DecodeAckID(tc.id, key); ok {
