@@ -112,7 +112,7 @@ func (s *Store) Held(ctx context.Context, p relay.Partition, group string, ids [
 //
 // First the holds scored at or before now (each removed from the holds; claimed when still
 // pending), then entries idle at least min idle (XPENDING IDLE, up to scan rounds of count)
-// that are not in the holds. A claim is XCLAIM ... RETRYCOUNT <count+1> JUSTID: a delivery,
+// that are not in the holds (nor just claimed as due). A claim is XCLAIM ... RETRYCOUNT <count+1> JUSTID: a delivery,
 // idle reset. An entry whose data was trimmed is acknowledged and left out. A missing group
 // is a NOGROUP error reply (on Redis and the embedded server alike). Returns
 // {{id, payload, delivery count}...}, next hold score or false}.
@@ -124,8 +124,9 @@ if type(chk) == 'table' and chk.err then
   if string.find(chk.err, 'NOGROUP') then return redis.error_reply('NOGROUP ' .. group) end
   return chk
 end
-local out = {}
+local out, taken = {}, {}
 local function take(id, delivered)
+  taken[id] = true
   local r = redis.call('XRANGE', KEYS[1], id, id)
   local payload
   if #r > 0 then
@@ -156,7 +157,7 @@ for round = 1, tonumber(ARGV[6]) do
   for _, e in ipairs(pe) do
     if e[1] ~= skip then
       seen = seen + 1
-      if #out < count and not redis.call('ZSCORE', KEYS[2], e[1]) then take(e[1], e[4]) end
+      if #out < count and not taken[e[1]] and not redis.call('ZSCORE', KEYS[2], e[1]) then take(e[1], e[4]) end
     end
     start, skip = e[1], e[1]
   end

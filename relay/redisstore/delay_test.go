@@ -150,3 +150,46 @@ func TestHoldClaimDue(t *testing.T) {
 		}
 	})
 }
+
+// TestHoldsCluster: the hold and claim scripts touch one slot per partition, and the ack-id
+// key is one key, so both work on Redis Cluster, partitions spread over the nodes.
+func TestHoldsCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster start-up is slow; skipped with -short")
+	}
+	c := redistest.StartCluster(t, 2)
+	s, err := redisstore.Open(c.URL(), true, "", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if k, err := s.AckKey(ctx); err != nil || len(k) != relay.AckKeyLen {
+		t.Fatalf("AckKey = %x, %v", k, err)
+	}
+	now := time.Now()
+	for i := range 4 {
+		p := relay.Partition{Source: "ch", Index: i}
+		if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Append(ctx, appendReq(p, "k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.ReadGroup(ctx, p, "g", "c1", false, 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Hold(ctx, p, "g", []relay.ID{r.ID}, now.Add(time.Hour)); err != nil || !got[0] {
+			t.Fatalf("partition %d: Hold = %v, %v", i, got, err)
+		}
+		es, next, err := s.ClaimDue(ctx, p, "g", "c2", 0, 10, now)
+		if err != nil || len(es) != 0 || next.IsZero() {
+			t.Fatalf("partition %d: ClaimDue before the hold = %v, %v, %v", i, es, next, err)
+		}
+		es, _, err = s.ClaimDue(ctx, p, "g", "c2", 0, 10, now.Add(time.Hour))
+		if err != nil || len(es) != 1 || es[0].ID != r.ID {
+			t.Fatalf("partition %d: ClaimDue at the hold = %v, %v", i, es, err)
+		}
+	}
+}
