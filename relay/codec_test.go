@@ -166,3 +166,47 @@ func BenchmarkDecodeCursor(b *testing.B) {
 		_, _ = DecodeCursor(s)
 	}
 }
+
+// goldenOpaque is base64url without padding of hand-assembled protobuf bytes (hex).
+func goldenOpaque(t *testing.T, hexBytes string) string {
+	t.Helper()
+	b, err := hex.DecodeString(hexBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// TestCursorWireFormat pins the cursor's bytes. Each want is the protobuf of the Cursor
+// message written out field by field (tag, length, value; 1700000000000 is the varint
+// 80 d0 95 ff bc 31), so a change of field numbers, order, version or encoding fails here
+// even when encode and decode still agree with each other.
+func TestCursorWireFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    Cursor
+		hex  string
+	}{
+		{"empty: version only", Cursor{Positions: map[Partition]ID{}}, "0801"},
+		{"one position", Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1700000000000, 3}}},
+			"0801" + "1213" + "0a06" + "737472697065" + "1000" + "1880d095ffbc31" + "2003"},
+		{"positions sorted by source, then partition; dead letters", Cursor{Positions: map[Partition]ID{{"stripe", 3}: {4, 5}, {"github", 0}: {}}, DeadLetters: true},
+			"0801" + "120e" + "0a06" + "676974687562" + "1000" + "1800" + "2000" +
+				"120e" + "0a06" + "737472697065" + "1003" + "1804" + "2005" + "1801"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := goldenOpaque(t, tc.hex)
+			if got := EncodeCursor(tc.c); got != want {
+				t.Errorf("EncodeCursor = %s, want %s", got, want)
+			}
+			got, err := DecodeCursor(want)
+			if err != nil || !reflect.DeepEqual(got, tc.c) {
+				t.Errorf("DecodeCursor(%s) = %+v, %v; want %+v", want, got, err, tc.c)
+			}
+		})
+	}
+	// The literal, for a reader comparing with a client's stored cursor.
+	if got := EncodeCursor(Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1700000000000, 3}}}); got != "CAESEwoGc3RyaXBlEAAYgNCV_7wxIAM" {
+		t.Errorf("got %s", got)
+	}
+}

@@ -150,3 +150,25 @@ func TestPublishRejectsInvalidUTF8(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPartitionOfGolden pins the partition hash: FNV-1a 32 of the key, modulo the partition
+// count. The hashes are the published FNV-1a test vectors (FNV reference test suite:
+// "a" → 0xe40c292c, "foobar" → 0xbf9cf968) and the partitions are those values modulo n,
+// worked out by hand. A different hash (FNV-1, a seed, another modulus) moves keys between
+// partitions after an upgrade, which breaks dedupe and per-key order.
+func TestPartitionOfGolden(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		n    int
+		want int
+	}{
+		{"a", 2, 0xe40c292c % 2}, {"a", 3, 1}, {"a", 7, 5}, {"a", 16, 12}, {"a", 100, 20}, {"a", 1000, 220},
+		{"foobar", 2, 0}, {"foobar", 3, 1}, {"foobar", 7, 0}, {"foobar", 16, 8}, {"foobar", 100, 20}, {"foobar", 1000, 720},
+		{"", 16, 0x811c9dc5 % 16}, // the offset basis: 5
+		{"a", 1, 0}, {"a", 0, 0},
+	} {
+		if got := PartitionOf(tc.key, tc.n); got != tc.want {
+			t.Errorf("PartitionOf(%q, %d) = %d, want %d", tc.key, tc.n, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
@@ -89,14 +91,17 @@ type sub struct {
 	done   chan struct{}
 	cancel context.CancelFunc
 	notify chan struct{}
+	ready  chan struct{} // closed at the first message, heartbeat or delivery
+	once   sync.Once
 }
 
 func subscribe(t *testing.T, svc *relay.Service, req relay.SubscribeRequest, onMsg func(m *relay.Message) error) *sub {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sub{done: make(chan struct{}), cancel: cancel, notify: make(chan struct{}, 1)}
+	s := &sub{done: make(chan struct{}), cancel: cancel, notify: make(chan struct{}, 1), ready: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		err := svc.Subscribe(ctx, req, func(m *relay.Message) error {
+			s.once.Do(func() { close(s.ready) })
 			if onMsg != nil {
 				if err := onMsg(m); err != nil {
 					return err
@@ -124,6 +129,24 @@ func subscribe(t *testing.T, svc *relay.Service, req relay.SubscribeRequest, onM
 		s.mu.Unlock()
 	}()
 	t.Cleanup(s.stop)
+	return s
+}
+
+// tailing subscribes at the latest position and returns once the subscription's position
+// is fixed: the send loop starts after every partition's start position was resolved, and
+// its first message is a heartbeat (at the shortest interval). Everything appended after
+// that is delivered.
+func started(t *testing.T, svc *relay.Service, req relay.SubscribeRequest, onMsg func(m *relay.Message) error) *sub {
+	t.Helper()
+	req.Heartbeat = relay.MinHeartbeat
+	s := subscribe(t, svc, req, onMsg)
+	select {
+	case <-s.ready:
+	case <-s.done:
+		t.Fatalf("subscription ended before its first heartbeat: %v", s.err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no heartbeat within 15s")
+	}
 	return s
 }
 
@@ -197,10 +220,8 @@ func TestTailFanOut(t *testing.T) {
 		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
 		var subs []*sub
 		for range 3 {
-			subs = append(subs, subscribe(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}}, nil))
+			subs = append(subs, started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}}, nil))
 		}
-		// Tail subscribers start at the latest position: wait until all three have registered.
-		time.Sleep(100 * time.Millisecond)
 		want := ids("e", 200)
 		for _, id := range want {
 			f.publish(t, "s", id, "t", "")
@@ -229,14 +250,13 @@ func TestTypeFilter(t *testing.T) {
 func TestSlowSubscriberIsCutOff(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{TailBuffer: 64}, relay.SourceConfig{Name: "s"})
-		slow := subscribe(t, f.svc, relay.SubscribeRequest{}, func(m *relay.Message) error {
+		slow := started(t, f.svc, relay.SubscribeRequest{}, func(m *relay.Message) error {
 			if m.Entry != nil {
 				time.Sleep(20 * time.Millisecond) // a consumer far slower than the stream
 			}
 			return nil
 		})
-		fast := subscribe(t, f.svc, relay.SubscribeRequest{}, nil)
-		time.Sleep(100 * time.Millisecond)
+		fast := started(t, f.svc, relay.SubscribeRequest{}, nil)
 		want := ids("e", 500)
 		for _, id := range want {
 			f.publish(t, "s", id, "t", "")
@@ -407,9 +427,8 @@ func TestGroupSharesWorkAndNack(t *testing.T) {
 		g := relay.GroupOptions{Name: "workers", AckDeadline: 10 * time.Second}
 		ga, gb := g, g
 		ga.Consumer, gb.Consumer = "a", "b"
-		a := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: ga}, ack)
-		b := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: gb}, ack)
-		time.Sleep(100 * time.Millisecond)
+		a := started(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: ga}, ack)
+		b := started(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Group: gb}, ack)
 		for _, id := range ids("w", 100) {
 			f.publish(t, "s", id, "t", "")
 		}
@@ -461,9 +480,8 @@ func TestGroupSharesWorkAndNack(t *testing.T) {
 func TestCloseEndsStreamsUnavailable(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
-		tail := subscribe(t, f.svc, relay.SubscribeRequest{}, nil)
-		group := subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g"}}, nil)
-		time.Sleep(100 * time.Millisecond)
+		tail := started(t, f.svc, relay.SubscribeRequest{}, nil)
+		group := started(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g"}}, nil)
 		_ = f.svc.Close()
 		for _, s := range []*sub{tail, group} {
 			select {
@@ -499,4 +517,134 @@ func TestSubscribeValidation(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// TestDedupeWindowHonoured configures the shortest dedupe_window (1s): a redelivery inside it
+// is answered duplicate and not stored, one after it is stored again. The wait is a
+// condition (publish until stored), not a sleep; the only use of the clock is to tell
+// whether the "inside" redelivery really was inside the window.
+func TestDedupeWindowHonoured(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		const window = time.Second
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "w", DedupeWindow: window})
+		ctx := context.Background()
+		pub := func() *relay.IngestResult {
+			t.Helper()
+			res, err := f.svc.Publish(ctx, relay.PublishInput{Source: "w", ID: "evt_w", Type: "t", Data: []byte(`{"id":"evt_w"}`)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res
+		}
+		stored := func() int {
+			t.Helper()
+			es, err := f.store.Range(ctx, relay.Partition{Source: "w"}, relay.ID{}, relay.MaxID, 100, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(es)
+		}
+		start := time.Now()
+		if res := pub(); res.Duplicate {
+			t.Fatal("first delivery answered duplicate")
+		}
+		res := pub()
+		if inside := time.Since(start) < window; inside && !res.Duplicate {
+			t.Fatal("redelivery inside dedupe_window was stored again")
+		}
+		if res.Duplicate && stored() != 1 {
+			t.Fatalf("a duplicate changed the stream: %d entries", stored())
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for res.Duplicate {
+			if time.Now().After(deadline) {
+				t.Fatalf("redelivery still a duplicate 30s after a %s dedupe_window", window)
+			}
+			time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+			res = pub()
+		}
+		if n := stored(); n != 2 {
+			t.Fatalf("after the window: %d entries, want 2", n)
+		}
+		if res := pub(); !res.Duplicate {
+			t.Fatal("the redelivery stored after the window did not open a new window")
+		}
+	})
+}
+
+// reportsMaxDeleted is a store whose Info reports MaxDeleted as the id of the last trimmed
+// entry, exactly, as Redis 7.2+ (and any store that records trimming) does.
+type reportsMaxDeleted struct {
+	relay.GroupStore
+	maxDeleted relay.ID
+}
+
+func (s reportsMaxDeleted) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
+	info, err := s.GroupStore.Info(ctx, p)
+	info.MaxDeleted = s.maxDeleted
+	return info, err
+}
+
+// TestCursorAtLastTrimmedEntry is the OUT_OF_RANGE boundary: a cursor exactly at the last
+// trimmed entry lost nothing (everything after it is retained) and resumes; a cursor one
+// entry older lost the entry after it and is OUT_OF_RANGE. The service reads through a store
+// reporting MaxDeleted exactly (as Redis 7.2 does); on Redis the entries are really deleted
+// first.
+func TestCursorAtLastTrimmedEntry(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "c"})
+		for _, id := range []string{"e0", "e1", "e2"} {
+			f.publish(t, "c", id, "t", "")
+		}
+		all := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest}, nil)
+		all.wait(t, 3)
+		ms := all.messages()
+		all.stop()
+		p := relay.Partition{Source: "c"}
+		if !strings.HasSuffix(t.Name(), "/embedded") { // the embedded server cannot XDEL
+			opt, err := redis.ParseURL(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb := redis.NewClient(opt)
+			defer rdb.Close()
+			if err := rdb.XDel(context.Background(), redisstore.StreamKey(p), ms[0].Entry.ID.String(), ms[1].Entry.ID.String()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			// Redis 7.2 records e1 exactly; 7.0 records only XDEL, and the store then falls back
+			// to "everything before the first retained entry may be gone".
+			info, err := f.store.Info(context.Background(), p)
+			if err != nil || info.MaxDeleted.Less(ms[1].Entry.ID) || !info.MaxDeleted.Less(ms[2].Entry.ID) {
+				t.Fatalf("after XDEL of e0 and e1: MaxDeleted %s (%v), want from e1 %s to before e2 %s", info.MaxDeleted, err, ms[1].Entry.ID, ms[2].Entry.ID)
+			}
+		}
+		// The service sees a store that reports the last trimmed entry exactly.
+		st := reportsMaxDeleted{f.store, ms[1].Entry.ID}
+		src, err := f.svc.Source("c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Close() })
+		cursor := func(m relay.Message) *relay.Cursor {
+			c, err := relay.DecodeCursor(m.Cursor)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return &c
+		}
+		// At the last trimmed entry (e1): resumes with e2.
+		s := subscribe(t, svc, relay.SubscribeRequest{After: cursor(ms[1])}, nil)
+		if got := s.wait(t, 1); !equal(got, []string{"e2"}) {
+			t.Fatalf("after the last trimmed entry: got %v, want [e2]", got)
+		}
+		// Before it (e0): e1 is gone, OUT_OF_RANGE.
+		err = svc.Subscribe(context.Background(), relay.SubscribeRequest{After: cursor(ms[0])}, func(*relay.Message) error { return nil })
+		if relay.ErrorCode(err) != relay.CodeOutOfRange {
+			t.Fatalf("cursor before the last trimmed entry: got %v, want out_of_range", err)
+		}
+	})
 }
