@@ -173,6 +173,8 @@ func TestHandshakes(t *testing.T) {
 			"application/json", `{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"` + hexHMAC("zoom-secret", "qgg8vlvZRS6UYooatFL8Aw") + `"}`},
 		{"discord interaction ping", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
 			jsonReq(`{"id":"1","type":1,"application_id":"2"}`)(), true, "application/json", `{"type":1}`},
+		{"discord interaction ping with its version", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
+			jsonReq(`{"id":"1","type":1,"application_id":"2","token":"t","version":1}`)(), true, "application/json", `{"type":1}`},
 		{"discord webhook event ping", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
 			jsonReq(`{"version":1,"application_id":"2","type":0}`)(), true, "-", ``},
 		{"discord webhook event", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},

@@ -57,8 +57,9 @@ func zoomHandshake(r *request, _ *relay.Verified, k *key) *relay.Handshake {
 	return &relay.Handshake{ContentType: contentJSON, Body: b}
 }
 
-// discordHandshake answers an interactions PING (type 1) with {"type":1}. A webhook-events
-// PING (type 0 with a version) gets a Handshake with no body: answer 204 No Content.
+// discordHandshake answers an interactions PING (type 1, no event; real interactions carry
+// "version": 1 too) with {"type":1}. A webhook-events PING (type 0 with a version) gets a
+// Handshake with no body: answer 204 No Content. Webhook events of type 1 carry an event.
 func discordHandshake(r *request, _ *relay.Verified, _ *key) *relay.Handshake {
 	if _, ok := r.field("event"); ok {
 		return nil
@@ -66,7 +67,7 @@ func discordHandshake(r *request, _ *relay.Verified, _ *key) *relay.Handshake {
 	t, _ := r.field("type")
 	_, events := r.field("version")
 	switch {
-	case t == "1" && !events:
+	case t == "1":
 		return &relay.Handshake{ContentType: contentJSON, Body: []byte(`{"type":1}`)}
 	case t == "0" && events:
 		return &relay.Handshake{}
