@@ -123,8 +123,8 @@ func TestAuthenticate(t *testing.T) {
 
 // scopeEnv is a relay with the scope tokens, one event in orders and one in billing, and a
 // pending group delivery of billing (its ack id) taken with the all-sources token.
-func scopeEnv(t *testing.T) (*env, string, string) {
-	e := newEnv(t, envOptions{redisURL: redisURL(t), tokens: scopeTokens})
+func scopeEnv(t *testing.T, url string) (*env, string, string) {
+	e := newEnv(t, envOptions{redisURL: url, tokens: scopeTokens})
 	for _, src := range []string{"orders", "billing"} {
 		if a := e.do(e.signedRequest(src, []byte(`{"id":"evt_`+src+`","type":"t"}`), time.Now())); a.status != 200 {
 			t.Fatalf("seed %s: %d %s", src, a.status, a.body)
@@ -154,8 +154,10 @@ func scopeEnv(t *testing.T) (*env, string, string) {
 	return e, ackID, list.Deliveries[0].Cursor
 }
 
-func TestTokenScopesGRPC(t *testing.T) {
-	e, billingAck, billingCursor := scopeEnv(t)
+func TestTokenScopesGRPC(t *testing.T) { eachStore(t, testTokenScopesGRPC) }
+
+func testTokenScopesGRPC(t *testing.T, url string) {
+	e, billingAck, billingCursor := scopeEnv(t, url)
 	c := e.events
 	subscribe := func(req *eventrelayv1.SubscribeRequest) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
@@ -298,8 +300,10 @@ func TestTokenScopesGRPC(t *testing.T) {
 	}
 }
 
-func TestTokenScopesHTTP(t *testing.T) {
-	e, billingAck, _ := scopeEnv(t)
+func TestTokenScopesHTTP(t *testing.T) { eachStore(t, testTokenScopesHTTP) }
+
+func testTokenScopesHTTP(t *testing.T, url string) {
+	e, billingAck, _ := scopeEnv(t, url)
 	type call struct {
 		method, path, body string
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"testing"
 
 	"google.golang.org/grpc/encoding"
@@ -48,8 +49,8 @@ func TestEncodeDeliveryIsASubscribeResponse(t *testing.T) {
 			t.Fatalf("%+v: got %v want %v", tc, &got, want)
 		}
 		// Byte for byte what proto.Marshal writes for the same message (fields in order).
-		if wb, _ := (proto.MarshalOptions{Deterministic: true}).Marshal(want); len(wb) != len(b) {
-			t.Fatalf("%+v: %d bytes, proto.Marshal %d", tc, len(b), len(wb))
+		if wb, _ := (proto.MarshalOptions{Deterministic: true}).Marshal(want); !bytes.Equal(wb, b) {
+			t.Fatalf("%+v: encodeDelivery\n%x\nproto.Marshal\n%x", tc, b, wb)
 		}
 	}
 }

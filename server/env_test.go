@@ -171,6 +171,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 // RELAY_REQUIRE_REDIS=1, without one).
 func redisURL(t testing.TB) string { return redistest.Start(t) }
 
+// eachStore runs fn on the embedded server (url "") and on a real redis-server: promises
+// that need nothing Redis-specific are checked by a plain `go test` too.
+func eachStore(t *testing.T, fn func(t *testing.T, url string)) {
+	t.Run("embedded", func(t *testing.T) { fn(t, "") })
+	t.Run("redis", func(t *testing.T) { fn(t, redisURL(t)) })
+}
+
 // signedRequest is a webhook request to source signed by the source's provider at now.
 func (e *env) signedRequest(source string, body []byte, now time.Time) *http.Request {
 	e.t.Helper()

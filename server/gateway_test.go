@@ -2,15 +2,20 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
 )
 
 // TestWebhookDirectMatchesGateway sends the same webhooks through the direct path (the
 // default) and through the grpc-gateway route (IngressOptions.ViaGateway): status, content
-// type and body must be identical, and both must store the event.
+// type and body must be identical, and both must store the event: once, byte for byte, with
+// the second delivery answered as a duplicate.
 func TestWebhookDirectMatchesGateway(t *testing.T) {
 	direct := newEnv(t, envOptions{})
 	gateway := newEnv(t, envOptions{ingress: IngressOptions{ViaGateway: true}})
@@ -20,21 +25,22 @@ func TestWebhookDirectMatchesGateway(t *testing.T) {
 		name   string
 		req    func(e *env) *http.Request
 		status int
+		answer string // the exact body of a 200
 	}{
-		{"stored", func(e *env) *http.Request { return e.signedRequest("orders", body, now) }, 200},
-		{"duplicate", func(e *env) *http.Request { return e.signedRequest("orders", body, now) }, 200},
+		{"stored", func(e *env) *http.Request { return e.signedRequest("orders", body, now) }, 200, `{"event_id":"evt_gw","duplicate":false}`},
+		{"duplicate", func(e *env) *http.Request { return e.signedRequest("orders", body, now) }, 200, `{"event_id":"evt_gw","duplicate":true}`},
 		{"tampered", func(e *env) *http.Request {
 			r := e.signedRequest("orders", body, now)
 			r.Body = io.NopCloser(bytes.NewReader(append([]byte(nil), append(body, ' ')...)))
 			r.ContentLength++
 			return r
-		}, 401},
+		}, 401, ""},
 		{"unsigned", func(e *env) *http.Request {
 			r := e.signedRequest("orders", body, now)
 			r.Header.Del("X-Signature")
 			return r
-		}, 401},
-		{"malformed JSON id", func(e *env) *http.Request { return e.signedRequest("orders", []byte(`{"id":"a b"}`), now) }, 400},
+		}, 401, ""},
+		{"malformed JSON id", func(e *env) *http.Request { return e.signedRequest("orders", []byte(`{"id":"a b"}`), now) }, 400, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -57,6 +63,23 @@ func TestWebhookDirectMatchesGateway(t *testing.T) {
 			}
 			if answers[0].status != tc.status {
 				t.Fatalf("status %d, want %d: %s", answers[0].status, tc.status, answers[0].body)
+			}
+			if tc.answer != "" && strings.TrimSpace(answers[0].body) != tc.answer {
+				t.Fatalf("answer %s, want %s", answers[0].body, tc.answer)
+			}
+			// After every case each relay holds the one event, stored by the first.
+			for i, e := range []*env{direct, gateway} {
+				es, err := e.store.Range(context.Background(), relay.Partition{Source: "orders"}, relay.ID{}, relay.MaxID, 10, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(es) != 1 {
+					t.Fatalf("%s: %d entries, want 1", [2]string{"direct", "gateway"}[i], len(es))
+				}
+				ev, err := relay.DecodeEvent(es[0].Event)
+				if err != nil || ev.Id != "evt_gw" || !bytes.Equal(ev.Data, body) {
+					t.Fatalf("%s: stored %v %q, want evt_gw with the body byte for byte (%v)", [2]string{"direct", "gateway"}[i], ev.GetId(), ev.GetData(), err)
+				}
 			}
 		})
 	}

@@ -166,8 +166,10 @@ func TestIngressLimits(t *testing.T) {
 		if a.status != http.StatusTooManyRequests {
 			t.Fatalf("third: %d %s", a.status, a.body)
 		}
-		if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 {
-			t.Fatalf("Retry-After %q", a.header.Get("Retry-After"))
+		// The bucket holds 2 tokens refilled at 0.001/s and both were spent just now: the next
+		// token is 1/0.001 = 1000 s away, less the (sub-second) time the test has taken.
+		if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 999 || ra > 1000 {
+			t.Fatalf("Retry-After %q, want 1000 (within a second)", a.header.Get("Retry-After"))
 		}
 		if after := e.streamState(); !maps.Equal(before, after) {
 			t.Fatalf("store changed: %v -> %v", before, after)
@@ -267,8 +269,8 @@ func TestConcurrencyLimit(t *testing.T) {
 		<-entered // the request holds its slot
 	}
 	rec := post()
-	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
-		t.Fatalf("third concurrent request: %d Retry-After %q", rec.Code, rec.Header().Get("Retry-After"))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" { // README: shed with Retry-After: 1
+		t.Fatalf("third concurrent request: %d Retry-After %q, want 503 1", rec.Code, rec.Header().Get("Retry-After"))
 	}
 	release <- struct{}{}
 	if code := <-done; code != 200 {

@@ -168,7 +168,7 @@ func TestMetricsRedisDown(t *testing.T) {
 	}
 	// A webhook now gets 503 with Retry-After and counts as a store error.
 	a := e.do(e.signedRequest("orders", []byte(`{"id":"evt_down","type":"t"}`), time.Now()))
-	if a.status != 503 || a.header.Get("Retry-After") == "" || strings.Contains(a.body, "127.0.0.1") {
+	if a.status != 503 || a.header.Get("Retry-After") != "1" || strings.Contains(a.body, "127.0.0.1") {
 		t.Fatalf("%d %q %s", a.status, a.header.Get("Retry-After"), a.body)
 	}
 	if n, _ := metricValue(t, e.metrics.Registry, "eventrelay_store_errors_total"); n != 1 {
