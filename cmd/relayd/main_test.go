@@ -18,6 +18,7 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,6 +57,18 @@ func startMain(t testing.TB, cfg *Config) *Main {
 	}
 	t.Cleanup(func() { _ = m.Close() })
 	return m
+}
+
+// embeddedURL starts an embedded server for the test, as relayd does when redis.url is
+// empty, and returns its URL: the test can then look at the store with a Redis client.
+func embeddedURL(t testing.TB) string {
+	t.Helper()
+	srv, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv.URL()
 }
 
 type tWriter struct{ t testing.TB }

@@ -32,6 +32,7 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/redis/go-redis/v9"
@@ -415,7 +416,11 @@ func secHardenedConfig(url string) *Config {
 // TestBadRequests sends bad requests to a running relayd on real Redis: each gets its status
 // and leaves the store exactly as it was (same keys, same stream lengths, same history).
 func TestBadRequests(t *testing.T) {
-	url := redistest.Start(t)
+	t.Run("embedded", func(t *testing.T) { runBadRequests(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { runBadRequests(t, redistest.Start(t)) })
+}
+
+func runBadRequests(t *testing.T, url string) {
 	cfg := secHardenedConfig(url)
 	m := startMain(t, cfg)
 	rdb := redisClient(t, url)
@@ -461,6 +466,7 @@ func TestBadRequests(t *testing.T) {
 		raw   func() int           // a hand-written exchange on a connection
 		want  int                  // 0: the connection is cut without an answer
 		retry bool                 // Retry-After expected
+		after int                  // its value in seconds, within one (0: not checked)
 	}
 	cases := []badCase{
 		// hmac (orders)
@@ -520,7 +526,7 @@ func TestBadRequests(t *testing.T) {
 		{name: "disallowed IP", req: signed("internal", now), want: 403},
 		{name: "spoofed X-Forwarded-For from an untrusted peer", req: signed("internal", now, set("X-Forwarded-For", "192.0.2.10")), want: 403},
 		{name: "rate limit: an unsigned request spends the token", req: signed("limited", now, del("X-Signature")), want: 401},
-		{name: "rate limit: a valid request is refused before verification", req: signed("limited", now), want: 429, retry: true},
+		{name: "rate limit: a valid request is refused before verification", req: signed("limited", now), want: 429, retry: true, after: 1000}, // 1 token at 0.001/s, just spent
 		{name: "header value not UTF-8", req: signed("orders", now, set("X-Note", "caf\xe9")), want: 400},
 		// the server's own limits
 		{name: "huge headers", raw: func() int {
@@ -572,6 +578,9 @@ func TestBadRequests(t *testing.T) {
 			}
 			if tc.retry && hdr.Get("Retry-After") == "" {
 				t.Errorf("no Retry-After")
+			}
+			if ra, err := strconv.Atoi(hdr.Get("Retry-After")); tc.after != 0 && (err != nil || ra > tc.after || ra < tc.after-1) {
+				t.Errorf("Retry-After %q, want %d (within a second)", hdr.Get("Retry-After"), tc.after)
 			}
 			if tc.want == 401 && !strings.Contains(string(answer), "signature verification failed") {
 				t.Errorf("401 should say no more than that verification failed: %s", answer)
@@ -746,7 +755,7 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("healthz follows the process, not Redis: %d", code)
 		}
 		b := prettyBody("evt_down")
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 503 || r.header.Get("Retry-After") == "" {
+		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 503 || r.header.Get("Retry-After") != "1" {
 			t.Errorf("webhook while Redis is down: %d Retry-After %q", r.status, r.header.Get("Retry-After"))
 		}
 		_, text := secGet(t, admin+"/metrics")
@@ -837,11 +846,35 @@ func TestOpenEventServiceWarning(t *testing.T) {
 // TestNoSecretsInLogs runs relayd at debug level with known secrets, tokens and a Redis
 // password, sends good and bad requests, and finds none of those values (nor the signatures
 // sent) in its output; every line logged for a webhook carries the request id.
+//
+// On real Redis, Redis also goes away and comes back (the reconnect lines name the URL); the
+// embedded server (with the same password) covers everything else.
 func TestNoSecretsInLogs(t *testing.T) {
 	const redisPassword = "redis-pass-e51d0c"
+	t.Run("embedded", func(t *testing.T) {
+		srv, err := embedded.Start(embedded.WithPassword(redisPassword))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Close)
+		runNoSecretsInLogs(t, "redis://:"+redisPassword+"@"+srv.Addr(), redisPassword, nil)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.StartWith(t, "--requirepass", redisPassword)
+		runNoSecretsInLogs(t, "redis://:"+redisPassword+"@"+srv.Addr(), redisPassword, func(logs *syncLog) {
+			srv.Stop()
+			secAwait(t, "redis unreachable logged", func() bool { return strings.Contains(logs.String(), "redis unreachable") })
+			srv.Restart(t)
+			secAwait(t, "redis reachable logged", func() bool { return strings.Contains(logs.String(), "redis reachable again") })
+		})
+	})
+}
+
+// runNoSecretsInLogs is TestNoSecretsInLogs on the store at url; outage, when set, takes the
+// store away and back while the log is recorded.
+func runNoSecretsInLogs(t *testing.T, url, redisPassword string, outage func(logs *syncLog)) {
 	const producerToken = "log-producer-token-77a1"
-	srv := redistest.StartWith(t, "--requirepass", redisPassword)
-	cfg := secHardenedConfig("redis://:" + redisPassword + "@" + srv.Addr())
+	cfg := secHardenedConfig(url)
 	cfg.Auth.Tokens = []AuthToken{
 		{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}},
 		{Name: "producer", Token: relay.Secret{Value: []byte(producerToken)}, Sources: []string{"orders"}, Publish: true},
@@ -896,10 +929,9 @@ func TestNoSecretsInLogs(t *testing.T) {
 		}
 	}
 	// Redis goes away and comes back: the URL is logged redacted.
-	srv.Stop()
-	secAwait(t, "redis unreachable logged", func() bool { return strings.Contains(logs.String(), "redis unreachable") })
-	srv.Restart(t)
-	secAwait(t, "redis reachable logged", func() bool { return strings.Contains(logs.String(), "redis reachable again") })
+	if outage != nil {
+		outage(&logs)
+	}
 	_ = m.Close()
 
 	out := logs.String()
