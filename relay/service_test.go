@@ -503,18 +503,22 @@ func TestSubscribeValidation(t *testing.T) {
 	}
 	defer srv.Close()
 	f := newService(t, srv.URL(), relay.Options{}, relay.SourceConfig{Name: "s"})
-	for name, req := range map[string]relay.SubscribeRequest{
-		"unknown source":  {Sources: []string{"nope"}},
-		"tiny heartbeat":  {Heartbeat: time.Microsecond},
-		"bad group":       {Group: relay.GroupOptions{Name: "bad name"}},
-		"bad deadline":    {Group: relay.GroupOptions{Name: "g", AckDeadline: time.Millisecond}},
-		"group + cursor":  {Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{}},
-		"dlq cursor":      {After: &relay.Cursor{DeadLetters: true}},
-		"bad outstanding": {Group: relay.GroupOptions{Name: "g", MaxOutstanding: -1}},
+	for _, tc := range []struct {
+		name string
+		req  relay.SubscribeRequest
+		want relay.Code
+	}{
+		{"unknown source", relay.SubscribeRequest{Sources: []string{"nope"}}, relay.CodeNotFound},
+		{"tiny heartbeat", relay.SubscribeRequest{Heartbeat: time.Microsecond}, relay.CodeInvalid},
+		{"bad group", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "bad name"}}, relay.CodeInvalid},
+		{"bad deadline", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", AckDeadline: time.Millisecond}}, relay.CodeInvalid},
+		{"group + cursor", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{}}, relay.CodeInvalid},
+		{"dlq cursor", relay.SubscribeRequest{After: &relay.Cursor{DeadLetters: true}}, relay.CodeInvalid},
+		{"bad outstanding", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", MaxOutstanding: -1}}, relay.CodeInvalid},
 	} {
-		err := f.svc.Subscribe(context.Background(), req, func(*relay.Message) error { return errors.New("unexpected message") })
-		if c := relay.ErrorCode(err); c != relay.CodeInvalid && c != relay.CodeNotFound {
-			t.Errorf("%s: %v", name, err)
+		err := f.svc.Subscribe(context.Background(), tc.req, func(*relay.Message) error { return errors.New("unexpected message") })
+		if c := relay.ErrorCode(err); c != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
 		}
 	}
 }

@@ -636,7 +636,9 @@ func hmacSource(name string, extra ...string) string {
 func TestRetention(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) { runRetention(t, embeddedURL(t), false) })
 	// Small stream nodes make the approximate (~) trimming close to exact.
-	t.Run("redis", func(t *testing.T) { runRetention(t, redistest.StartWith(t, "--stream-node-max-entries", "10").URL(), true) })
+	t.Run("redis", func(t *testing.T) {
+		runRetention(t, redistest.StartWith(t, "--stream-node-max-entries", "10").URL(), true)
+	})
 }
 
 func runRetention(t *testing.T, url string, detectsTrimmedCursor bool) {

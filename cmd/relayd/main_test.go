@@ -318,20 +318,24 @@ func runEndToEnd(t *testing.T, redisURL string) {
 	})
 
 	t.Run("invalid subscribe arguments", func(t *testing.T) {
-		for name, req := range map[string]*eventrelayv1.SubscribeRequest{
-			"bad cursor":     {AfterCursor: "!!!"},
-			"unknown source": {Sources: []string{"nope"}},
-			"tiny heartbeat": {HeartbeatInterval: durationpb.New(time.Millisecond)},
-			"bad since":      {Since: &timestamppb.Timestamp{Seconds: -1 << 62}},
+		for _, tc := range []struct {
+			name string
+			req  *eventrelayv1.SubscribeRequest
+			want codes.Code
+		}{
+			{"bad cursor", &eventrelayv1.SubscribeRequest{AfterCursor: "!!!"}, codes.InvalidArgument},
+			{"unknown source", &eventrelayv1.SubscribeRequest{Sources: []string{"nope"}}, codes.NotFound},
+			{"tiny heartbeat", &eventrelayv1.SubscribeRequest{HeartbeatInterval: durationpb.New(time.Millisecond)}, codes.InvalidArgument},
+			{"bad since", &eventrelayv1.SubscribeRequest{Since: &timestamppb.Timestamp{Seconds: -1 << 62}}, codes.InvalidArgument},
 		} {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			stream, err := c.Subscribe(ctx, req)
+			stream, err := c.Subscribe(ctx, tc.req)
 			if err == nil {
 				_, err = stream.Recv()
 			}
 			cancel()
-			if st := status.Convert(err); st.Code() != codes.InvalidArgument && st.Code() != codes.NotFound {
-				t.Errorf("%s: %v", name, err)
+			if st := status.Convert(err); st.Code() != tc.want {
+				t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
 			}
 		}
 	})
