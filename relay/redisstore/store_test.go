@@ -47,6 +47,7 @@ func startEmbedded(tb testing.TB) *embedded.Server {
 type pipelineCounter struct {
 	mu    sync.Mutex
 	sizes []int
+	batch map[string]int // per key of an append script call: the appends of its round trip
 }
 
 func (h *pipelineCounter) DialHook(next redis.DialHook) redis.DialHook          { return next }
@@ -54,16 +55,28 @@ func (h *pipelineCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		n := 0
+		var keys []string
 		for _, c := range cmds {
 			if c.Name() == "evalsha" || c.Name() == "eval" {
-				if keys, ok := c.Args()[2].(int); ok {
-					n += keys - 1
+				if k, ok := c.Args()[2].(int); ok {
+					n += k - 1
+					for _, a := range c.Args()[3 : 3+k] {
+						if s, ok := a.(string); ok {
+							keys = append(keys, s)
+						}
+					}
 				}
 			}
 		}
 		if n > 0 {
 			h.mu.Lock()
 			h.sizes = append(h.sizes, n)
+			if h.batch == nil {
+				h.batch = map[string]int{}
+			}
+			for _, k := range keys {
+				h.batch[k] = n
+			}
 			h.mu.Unlock()
 		}
 		return next(ctx, cmds)
@@ -95,20 +108,17 @@ func appendReq(p relay.Partition, key string) relay.AppendRequest {
 	return relay.AppendRequest{Partition: p, DedupeKey: key, DedupeWindow: time.Hour, Event: []byte(key)}
 }
 
-// TestGroupCommit checks that concurrent appends share round trips and that an append to an
-// idle partition is sent at once, not after MaxDelay.
+// TestGroupCommit checks that concurrent appends share round trips, at most MaxBatch each.
 func TestGroupCommit(t *testing.T) {
 	srv := startEmbedded(t)
 	hook := &pipelineCounter{}
 	s := newStore(t, srv.URL(), redisstore.Options{MaxDelay: 500 * time.Millisecond, MaxBatch: 64, MaxInFlight: 1}, hook)
 	p := relay.Partition{Source: "gc", Index: 0}
 
-	start := time.Now()
+	// An append to an idle partition is sent at once rather than after MaxDelay: a latency,
+	// measured by BenchmarkAppend, not asserted here (no timed assertions in unit tests).
 	if _, err := s.Append(t.Context(), appendReq(p, "alone")); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("a lone append took %s: it waited for MaxDelay", d)
 	}
 
 	const n = 300
@@ -247,18 +257,22 @@ func TestCloseDuringBlockingRead(t *testing.T) {
 		_, err := s.ReadGroup(t.Context(), p, "g", "c", false, 10, 30*time.Second)
 		done <- err
 	}()
+	// Either way the reads end unavailable (a read issued after Close fails at once); the
+	// pause only makes "blocking when closed" the likely case.
 	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	for range 2 {
-		if err := <-done; relay.ErrorCode(err) != relay.CodeUnavailable {
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(20 * time.Second): // the reads block 30s
+			t.Fatal("a blocking read did not end within 20s of Close")
+		}
+		if relay.ErrorCode(err) != relay.CodeUnavailable {
 			t.Errorf("blocking read ended by Close: %v, want CodeUnavailable", err)
 		}
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("Close with blocking reads took %s", d)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
@@ -319,12 +333,15 @@ func TestOpen(t *testing.T) {
 	if _, ok := s.Client().(*redis.Client); !ok {
 		t.Errorf("sentinel client is %T", s.Client())
 	}
-	start := time.Now()
-	if err := s.Ping(t.Context()); relay.ErrorCode(err) != relay.CodeUnavailable {
-		t.Errorf("Ping through absent sentinels: %v", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("Ping through absent sentinels took %s, OpTimeout is 200ms", d)
+	pinged := make(chan error, 1)
+	go func() { pinged <- s.Ping(t.Context()) }()
+	select {
+	case err := <-pinged:
+		if relay.ErrorCode(err) != relay.CodeUnavailable {
+			t.Errorf("Ping through absent sentinels: %v", err)
+		}
+	case <-time.After(20 * time.Second): // OpTimeout is 200ms: generous for a busy machine
+		t.Fatal("Ping through absent sentinels has not returned after 20s, OpTimeout is 200ms")
 	}
 }
 
