@@ -4,10 +4,12 @@
 //
 // Every webhook below is signed the way its provider signs it: with the provider's own SDK
 // (Stripe's generateTestHeaderString, Octokit's sign, the standardwebhooks and svix libraries'
-// Webhook#sign, Twilio's getExpectedTwilioSignature) or, where the provider publishes no
-// signing SDK, by hand per its documentation with node:crypto (Shopify, Slack). Each SDK
-// signature is first checked with the same SDK's own verifier, so a misuse of an SDK shows
-// up as such and not as a relay bug. Then:
+// Webhook#sign, also for GitLab's signing tokens, Twilio's getExpectedTwilioSignature,
+// HubSpot's Signature.getSignature) or, where the provider publishes no signing SDK, by hand
+// per its documentation with node:crypto (Shopify, Linear, Slack). Each signature is first
+// checked with the provider's own verifier where its SDK has one (the same SDK's, or
+// @shopify/shopify-api's webhooks.validate, @linear/sdk's LinearWebhookClient#verify), so a
+// misuse of an SDK or a misreading of the docs shows up as such and not as a relay bug. Then:
 //
 //   - valid deliveries are POSTed to /v1/webhooks/{source}: 200 with the provider's event id;
 //   - stale and future (where the scheme signs a timestamp), tampered, unsigned and
@@ -32,6 +34,10 @@ const Stripe = require("stripe");
 const { Webhook: StandardWebhook } = require("standardwebhooks");
 const { Webhook: SvixWebhook } = require("svix");
 const twilioWebhooks = require("twilio/lib/webhooks/webhooks");
+const { Signature: HubSpotSignature } = require("@hubspot/api-client");
+const { LinearWebhookClient } = await import("@linear/sdk/webhooks");
+await import("@shopify/shopify-api/adapters/node");
+const { shopifyApi, ApiVersion: ShopifyApiVersion } = await import("@shopify/shopify-api");
 
 // ---------------------------------------------------------------------------------------
 // Setup
@@ -62,10 +68,14 @@ const S = {
   twilioSecondary: env("INTEROP_TWILIO_TOKEN_SECONDARY"),
   shopify: env("INTEROP_SHOPIFY_SECRET"),
   slack: env("INTEROP_SLACK_SECRET"),
+  linear: env("INTEROP_LINEAR_SECRET"),
+  hubspot: env("INTEROP_HUBSPOT_SECRET"),
+  gitlab: env("INTEROP_GITLAB_SECRET"),
 };
 // The public URLs the twilio sources are configured with (their url: key).
 const twilioURL = process.env.INTEROP_TWILIO_URL || `${base}/v1/webhooks/twilio`;
 const twilioProxiedURL = env("INTEROP_TWILIO_PROXIED_URL");
+const hubspotURL = env("INTEROP_HUBSPOT_URL"); // the hubspot source's url: key
 
 // Secrets relayd does not know, in each provider's format.
 const WRONG = {
@@ -176,6 +186,19 @@ function sdkCheck(what, fn) {
     err = e.message;
   }
   check(ok, `${what} (the SDK's own verifier accepts its signature)`, err);
+}
+
+// sdkAccepts records that a provider's own verifier (which may be async) accepts what was
+// signed by hand per its docs.
+async function sdkAccepts(what, fn) {
+  let ok = false;
+  let err;
+  try {
+    ok = (await fn()) !== false;
+  } catch (e) {
+    err = e.message;
+  }
+  check(ok, `${what} (the provider's own verifier accepts it)`, err);
 }
 
 function rid(prefix, n = 12) {
@@ -539,6 +562,15 @@ function shopifyReq(secret, { topic = "orders/create", amount = "199.00" } = {})
 
 async function testShopify() {
   const order = shopifyReq(S.shopify);
+  const shopify = shopifyApi({
+    apiKey: "interop", apiSecretKey: S.shopify, scopes: [], hostName: "localhost", isEmbeddedApp: false,
+    apiVersion: Object.values(ShopifyApiVersion).filter((v) => /^\d/.test(v)).sort().at(-1), logger: { level: 0 },
+  });
+  const headersLower = Object.fromEntries(Object.entries(order.headers).map(([k, v]) => [k.toLowerCase(), v]));
+  await sdkAccepts("shopify: @shopify/shopify-api webhooks.validate", async () => {
+    const r = await shopify.webhooks.validate({ rawBody: order.body, rawRequest: { method: "POST", url: "/", headers: headersLower }, rawResponse: {} });
+    if (!r.valid) throw new Error(r.reason);
+  });
   await accept("orders/create signed per Shopify's docs", order, {
     id: order.webhookID, type: "orders/create", subject: `gid://shopify/Order/${order.orderID}`, time: Date.parse(order.triggeredAt),
     provider: "shopify", keyIndex: 0, keep: { "x-shopify-topic": "orders/create", "x-shopify-shop-domain": "interop-test.myshopify.com" },
@@ -627,6 +659,110 @@ async function testSlack() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Linear, by hand per https://linear.app/developers/webhooks#securing-webhooks (hex
+// HMAC-SHA256 of the raw body in Linear-Signature; webhookTimestamp in the body, ms),
+// checked with @linear/sdk's LinearWebhookClient#verify.
+
+function linearReq(secret, { ts = Date.now(), delivery = crypto.randomUUID() } = {}) {
+  const issue = rid("iss-");
+  const body = JSON.stringify({
+    action: "create", type: "Issue", createdAt: new Date(ts).toISOString(), organizationId: "org-1",
+    data: { id: issue, title: "Crème brûlée is out", priority: 2 }, url: `https://linear.app/acme/issue/${issue}`,
+    webhookTimestamp: ts, webhookId: "wh-interop",
+  });
+  const headers = { "Linear-Delivery": delivery, "Linear-Event": "Issue", "User-Agent": "Linear-Webhook" };
+  if (secret) headers["Linear-Signature"] = crypto.createHmac("sha256", secret).update(body).digest("hex");
+  return { source: "linear", body, contentType: "application/json; charset=utf-8", headers, delivery, issue, ts, secretHeaders: ["linear-signature"] };
+}
+
+async function testLinear() {
+  const ev = linearReq(S.linear);
+  await sdkAccepts("linear: @linear/sdk LinearWebhookClient#verify", () =>
+    new LinearWebhookClient(S.linear).verify(Buffer.from(ev.body), ev.headers["Linear-Signature"]));
+  await accept("Issue create signed per Linear's docs", ev,
+    { id: ev.delivery, type: "Issue.create", subject: ev.issue, provider: "linear", keyIndex: 0, signedTime: ev.ts });
+  await duplicate("the same delivery retried", ev, ev.delivery);
+  const stale = linearReq(S.linear, { ts: Date.now() - STALE * 1000 });
+  await reject("stale (webhookTimestamp 10 min old)", stale, stale.delivery);
+  const tampered = linearReq(S.linear);
+  tampered.body = tampered.body.replace("Crème brûlée is out", "All is well");
+  await reject("tampered (title changed after signing)", tampered, tampered.delivery);
+  const unsigned = linearReq(null);
+  await reject("unsigned (no Linear-Signature)", unsigned, unsigned.delivery);
+  const wrong = linearReq(WRONG.hmac);
+  await reject("signed with another secret", wrong, wrong.delivery);
+}
+
+// ---------------------------------------------------------------------------------------
+// HubSpot: @hubspot/api-client's Signature.getSignature (v3: base64 HMAC-SHA256 of method +
+// URL + body + timestamp in ms), checked with Signature.isValid.
+
+function hubspotReq(secret, { ts = Date.now(), query = "" } = {}) {
+  const eventId = Math.floor(Math.random() * 1e9);
+  const objectId = 512 + Math.floor(Math.random() * 1000);
+  const body = JSON.stringify({ eventId, subscriptionId: 2417, portalId: 62515, appId: 1160452, occurredAt: ts,
+    subscriptionType: "contact.creation", attemptNumber: 0, objectId, changeFlag: "CREATED", changeSource: "CRM" });
+  const url = hubspotURL + (query ? `?${query}` : "");
+  const headers = { "X-HubSpot-Request-Timestamp": String(ts) };
+  if (secret) {
+    headers["X-HubSpot-Signature-v3"] = HubSpotSignature.getSignature("POST", "v3",
+      { clientSecret: secret, requestBody: body, url, timestamp: ts });
+  }
+  return { source: "hubspot", body, contentType: "application/json", headers, query, url, ts, eventId: String(eventId), objectId: String(objectId), secretHeaders: ["x-hubspot-signature-v3"] };
+}
+
+async function testHubSpot() {
+  const ev = hubspotReq(S.hubspot, { query: "portalId=62515" });
+  sdkCheck("hubspot: @hubspot/api-client Signature.isValid", () => HubSpotSignature.isValid({
+    signatureVersion: "v3", method: "POST", signature: ev.headers["X-HubSpot-Signature-v3"], clientSecret: S.hubspot,
+    requestBody: ev.body, url: ev.url, timestamp: ev.ts,
+  }));
+  await accept("contact.creation signed with the SDK (v3, with a query)", ev,
+    { id: ev.eventId, type: "contact.creation", subject: ev.objectId, time: ev.ts, provider: "hubspot", keyIndex: 0 });
+  await duplicate("the same event retried", ev, ev.eventId);
+  const stale = hubspotReq(S.hubspot, { ts: Date.now() - STALE * 1000 });
+  await reject("stale (timestamp 10 min old)", stale, stale.eventId);
+  const tampered = hubspotReq(S.hubspot);
+  tampered.body = tampered.body.replace('"CREATED"', '"DELETED"');
+  await reject("tampered (changeFlag changed after signing)", tampered, tampered.eventId);
+  const unsigned = hubspotReq(null);
+  await reject("unsigned (no X-HubSpot-Signature-v3)", unsigned, unsigned.eventId);
+  const wrong = hubspotReq(crypto.randomUUID());
+  await reject("signed with another client secret", wrong, wrong.eventId);
+}
+
+// ---------------------------------------------------------------------------------------
+// GitLab with a signing token: Standard Webhooks headers, signed with the standardwebhooks
+// SDK (webhook-id doubles as Idempotency-Key).
+
+function gitlabReq(secret, { date = new Date() } = {}) {
+  const id = rid("msg_gl_");
+  const body = JSON.stringify({ object_kind: "push", event_name: "push", ref: "refs/heads/main",
+    checkout_sha: crypto.randomBytes(20).toString("hex"), project: { id: 15, path_with_namespace: "acme/relay" } });
+  const headers = { "X-Gitlab-Event": "Push Hook", "Idempotency-Key": id, "webhook-id": id,
+    "webhook-timestamp": String(Math.floor(date.getTime() / 1000)) };
+  if (secret) headers["webhook-signature"] = new StandardWebhook(secret).sign(id, date, body);
+  return { source: "gitlab", body, contentType: "application/json", headers, id, secretHeaders: ["webhook-signature"] };
+}
+
+async function testGitLab() {
+  const ev = gitlabReq(S.gitlab);
+  sdkCheck("gitlab: standardwebhooks Webhook#verify", () => new StandardWebhook(S.gitlab).verify(ev.body, ev.headers));
+  await accept("push signed with a signing token (standardwebhooks SDK)", ev,
+    { id: ev.id, type: "Push Hook", provider: "gitlab", keyIndex: 0 });
+  await duplicate("the same delivery retried", ev, ev.id);
+  const stale = gitlabReq(S.gitlab, { date: new Date(Date.now() - STALE * 1000) });
+  await reject("stale (timestamp 10 min old)", stale, stale.id);
+  const tampered = gitlabReq(S.gitlab);
+  tampered.body = tampered.body.replace("refs/heads/main", "refs/heads/evil");
+  await reject("tampered (ref changed after signing)", tampered, tampered.id);
+  const unsigned = gitlabReq(null);
+  await reject("unsigned (no webhook-signature, no X-Gitlab-Token)", unsigned, unsigned.id);
+  const wrong = gitlabReq(WRONG.standard);
+  await reject("signed with another signing token", wrong, wrong.id);
+}
+
+// ---------------------------------------------------------------------------------------
 // What the relay stored, through its HTTP API.
 
 async function listAll(source) {
@@ -682,10 +818,11 @@ async function checkStored(source) {
 
 // ---------------------------------------------------------------------------------------
 
-const SOURCES = ["stripe", "github", "standardwebhooks", "svix", "twilio", "twilio-proxied", "shopify", "slack"];
+const SOURCES = ["stripe", "github", "standardwebhooks", "svix", "twilio", "twilio-proxied", "shopify", "slack", "linear", "hubspot", "gitlab"];
 
 async function main() {
-  const versions = ["stripe", "@octokit/webhooks-methods", "standardwebhooks", "svix", "twilio"].map((p) => {
+  const versions = ["stripe", "@octokit/webhooks-methods", "standardwebhooks", "svix", "twilio", "@hubspot/api-client",
+    "@linear/sdk", "@shopify/shopify-api"].map((p) => {
     const pkg = JSON.parse(readFileSync(new URL(`node_modules/${p}/package.json`, import.meta.url), "utf8"));
     return `${p} ${pkg.version}`;
   });
@@ -694,7 +831,8 @@ async function main() {
   for (const s of SOURCES) before[s] = (await listAll(s)).length;
 
   for (const [name, fn] of [["stripe", testStripe], ["github", testGitHub], ["standardwebhooks", testStandardWebhooks],
-    ["svix", testSvix], ["twilio", testTwilio], ["shopify", testShopify], ["slack", testSlack]]) {
+    ["svix", testSvix], ["twilio", testTwilio], ["shopify", testShopify], ["slack", testSlack], ["linear", testLinear],
+    ["hubspot", testHubSpot], ["gitlab", testGitLab]]) {
     console.log(`# ${name}`);
     try {
       await fn();

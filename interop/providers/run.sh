@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Provider SDK interop (issue 3, "Done when"): builds relayd, starts it on free loopback ports
 # with the embedded store and one source per provider, then runs interop.mjs, which signs
-# webhooks with the providers' own SDKs (stripe, @octokit/webhooks-methods, standardwebhooks,
-# svix, twilio) and by hand per the docs (Shopify, Slack), posts them, and checks what relayd
-# answered and stored. Exits non-zero on any failure. Needs go, node (>= 20) and npm.
+# webhooks with the providers' own SDKs (stripe, @octokit/webhooks-methods, standardwebhooks
+# (also for GitLab signing tokens), svix, twilio, @hubspot/api-client) or by hand per the docs
+# and then checks them with the provider's own verifier (@shopify/shopify-api, @linear/sdk; Slack
+# by hand only), posts them, and checks what relayd answered and stored. Exits non-zero on any
+# failure. Needs go, node (>= 20) and npm.
 #
 #   interop/providers/run.sh            # from anywhere; npm ci runs when node_modules is stale
 #   KEEP_LOG=1 interop/providers/run.sh # print relayd's log even when everything passed
@@ -57,6 +59,9 @@ export INTEROP_TWILIO_TOKEN="798772b780ab02f2c3a80402874910ed"
 export INTEROP_TWILIO_TOKEN_SECONDARY="cd998c63be9c6b4949e2705d5689319f"
 export INTEROP_SHOPIFY_SECRET="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"
 export INTEROP_SLACK_SECRET="8f742231b10e8888abcd99yyyzzz85a5"
+export INTEROP_LINEAR_SECRET="lin_wh_7f3c9a1e5b2d8046c1e9f7a3b5d2c8e0"
+export INTEROP_HUBSPOT_SECRET="2c5d8e1f-4a7b-4c3d-9e6f-0a1b2c3d4e5f"
+export INTEROP_GITLAB_SECRET="whsec_Z2l0bGFiLWludGVyb3Atc2lnbmluZy10b2tlbi0wMQ=="
 # A twilio source behind a proxy: the public URL Twilio signs is not the one we post to.
 export INTEROP_TWILIO_PROXIED_URL="https://hooks.example.com/v1/webhooks/twilio-proxied"
 
@@ -126,6 +131,16 @@ sources:
   - name: slack
     provider: slack
     secrets: ["$INTEROP_SLACK_SECRET"]
+  - name: linear
+    provider: linear
+    secrets: ["$INTEROP_LINEAR_SECRET"]
+  - name: hubspot
+    provider: hubspot
+    secrets: ["$INTEROP_HUBSPOT_SECRET"]
+    url: http://127.0.0.1:$1/v1/webhooks/hubspot
+  - name: gitlab
+    provider: gitlab
+    secrets: ["$INTEROP_GITLAB_SECRET"]
 EOF
 }
 
@@ -164,4 +179,5 @@ done
 
 echo "interop: relayd ready on 127.0.0.1:$http_port (admin $admin_port)"
 INTEROP_TWILIO_URL="http://127.0.0.1:$http_port/v1/webhooks/twilio" \
+  INTEROP_HUBSPOT_URL="http://127.0.0.1:$http_port/v1/webhooks/hubspot" \
   node "$here/interop.mjs" "http://127.0.0.1:$http_port"
