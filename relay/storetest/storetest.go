@@ -402,10 +402,12 @@ func testRetentionMaxLen(t *testing.T, s relay.GroupStore) {
 	p := part(t)
 	const maxLen = 10
 	var last relay.ID
+	var all []relay.ID
 	for i := range 300 {
 		r := req(p, fmt.Sprint(i), []byte(fmt.Sprint(i)))
 		r.MaxLen = maxLen
 		last = mustAppend(t, s, r).ID
+		all = append(all, last)
 	}
 	info := mustInfo(t, s, p)
 	// MAXLEN ~ trims whole internal nodes (up to 100 entries on Redis): approximately.
@@ -415,9 +417,18 @@ func testRetentionMaxLen(t *testing.T, s relay.GroupStore) {
 	if info.Last != last || info.LastGenerated != last {
 		t.Errorf("Info = %+v, want last %s", info, last)
 	}
-	// MaxDeleted is zero when the backend cannot tell, else just before the retained history.
+	// MaxDeleted is zero when the backend cannot tell, else just before the retained history:
+	// at or after the last trimmed entry (the OUT_OF_RANGE boundary: a cursor before it lost
+	// entries, one at it lost none) and before the first retained one.
 	if !info.MaxDeleted.IsZero() && !info.MaxDeleted.Less(info.First) {
 		t.Errorf("Info = %+v: MaxDeleted not before First", info)
+	}
+	i := slices.Index(all, info.First)
+	if i < 1 {
+		t.Fatalf("first retained entry %s: not one appended after the first (index %d)", info.First, i)
+	}
+	if lastTrimmed := all[i-1]; !info.MaxDeleted.IsZero() && info.MaxDeleted.Less(lastTrimmed) {
+		t.Errorf("Info = %+v: MaxDeleted before the last trimmed entry %s", info, lastTrimmed)
 	}
 }
 
