@@ -34,7 +34,11 @@ type Error struct {
 	// Reason is a short machine-readable detail for logs and metrics (for example
 	// "stale" or "mismatch" for a failed verification). Never shown to clients of the ingress.
 	Reason string
-	Err    error
+	// ResumeCursor, on a subscription's OUT_OF_RANGE or RESOURCE_EXHAUSTED, is the cursor to
+	// resume from; the transport sends it to the client (gRPC: ErrorInfo metadata
+	// "resume_cursor").
+	ResumeCursor string
+	Err          error
 }
 
 func (e *Error) Error() string {

@@ -70,6 +70,8 @@ func (m *entryMemo) get(raw []byte, enc func() string) *SharedEncoding {
 type cursorEncoder struct {
 	slots map[Partition]int // index into segs, in EncodeCursor's (sorted) order
 	segs  [][]byte          // per partition: the encoded Cursor.positions field (tag, length, Position)
+	parts []Partition       // per slot: the partition
+	ids   []ID              // per slot: its position
 	dead  bool
 	raw   []byte
 	out   []byte
@@ -87,12 +89,23 @@ func newCursorEncoder(pos map[Partition]ID, deadLetters bool) *cursorEncoder {
 		}
 		return cmp.Compare(a.Index, b.Index)
 	})
-	c := &cursorEncoder{slots: make(map[Partition]int, len(parts)), segs: make([][]byte, len(parts)), dead: deadLetters, dirty: true}
+	c := &cursorEncoder{slots: make(map[Partition]int, len(parts)), segs: make([][]byte, len(parts)),
+		parts: parts, ids: make([]ID, len(parts)), dead: deadLetters, dirty: true}
 	for i, p := range parts {
 		c.slots[p] = i
+		c.ids[i] = pos[p]
 		c.segs[i] = appendPosition(nil, p, pos[p])
 	}
 	return c
+}
+
+// cursor returns the positions as a Cursor.
+func (c *cursorEncoder) cursor() Cursor {
+	cur := Cursor{Positions: make(map[Partition]ID, len(c.parts)), DeadLetters: c.dead}
+	for i, p := range c.parts {
+		cur.Positions[p] = c.ids[i]
+	}
+	return cur
 }
 
 // slot returns p's index for set, or -1 when the cursor does not hold p.
@@ -105,6 +118,7 @@ func (c *cursorEncoder) slot(p Partition) int {
 
 // set records id as the position of the partition at slot i.
 func (c *cursorEncoder) set(i int, p Partition, id ID) {
+	c.ids[i] = id
 	c.segs[i] = appendPosition(c.segs[i][:0], p, id)
 	c.dirty = true
 }

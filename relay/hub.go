@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -10,7 +11,9 @@ import (
 
 // hub runs one shared blocking reader per partition per process and fans the entries out in
 // memory to every tail subscriber of that partition. Each subscriber has a bounded buffer; one
-// that falls behind is ended with CodeResourceExhausted without slowing the others.
+// that falls behind is cut at once (its subscription ends with CodeResourceExhausted without
+// sending what it had queued) without slowing the others. A reader that finds entries trimmed
+// between two reads (see gap.go) ends its subscribers after what they had queued.
 type hub struct {
 	store   Store
 	bufSize int
@@ -28,6 +31,7 @@ type partReader struct {
 	cancel context.CancelFunc
 	ready  chan struct{} // closed once last is known (or err set)
 	last   ID            // the reader's position: it delivers entries after it
+	n      int64         // entries ever appended up to last; -1 unknown (see trail)
 	err    error         // start-up failure
 	subs   map[*tailSub]struct{}
 }
@@ -38,7 +42,8 @@ type tailSub struct {
 	r       *partReader
 	ch      chan *tailBatch
 	pending atomic.Int64
-	err     error // set before ch is closed
+	err     error         // set before ch or cut is closed
+	cut     chan struct{} // closed when the subscriber fell behind: stop without draining ch
 }
 
 // consumed tells the hub that n queued entries were handled (sent, or skipped).
@@ -49,6 +54,8 @@ func (t *tailSub) consumed(n int) { t.pending.Add(-int64(n)) }
 type tailBatch struct {
 	entries []Entry
 	memos   []entryMemo
+	prev    ID    // the reader's position before this batch: entries follows it with no gap
+	n       int64 // entries ever appended up to the last of entries; -1 unknown
 }
 
 // maxQueuedBatches bounds a subscriber's channel; the entry bound is hub.bufSize.
@@ -59,12 +66,12 @@ func newHub(store Store, bufSize int, block time.Duration, log *slog.Logger) *hu
 }
 
 // register subscribes to p's shared reader, starting it if needed, and returns the position
-// after which the subscription receives every entry.
-func (h *hub) register(ctx context.Context, p Partition) (*tailSub, ID, error) {
+// after which the subscription receives every entry (with its count, see trail).
+func (h *hub) register(ctx context.Context, p Partition) (*tailSub, trail, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return nil, ID{}, Errorf(CodeUnavailable, "relay is shutting down")
+		return nil, trail{}, Errorf(CodeUnavailable, "relay is shutting down")
 	}
 	r, ok := h.readers[p]
 	if !ok {
@@ -74,7 +81,7 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, ID, error) {
 		h.wg.Add(1)
 		go h.run(rctx, r)
 	}
-	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches))}
+	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches)), cut: make(chan struct{})}
 	r.subs[sub] = struct{}{}
 	h.mu.Unlock()
 
@@ -82,18 +89,18 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, ID, error) {
 	case <-r.ready:
 	case <-ctx.Done():
 		h.unregister(sub)
-		return nil, ID{}, ctx.Err()
+		return nil, trail{}, ctx.Err()
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if r.err != nil {
 		h.removeLocked(sub)
-		return nil, ID{}, r.err
+		return nil, trail{}, r.err
 	}
 	if _, ok := r.subs[sub]; !ok { // ended between ready and now
-		return nil, ID{}, sub.err
+		return nil, trail{}, sub.err
 	}
-	return sub, r.last, nil
+	return sub, trail{pos: r.last, n: r.n}, nil
 }
 
 // unregister ends a subscription; the reader stops when its last subscriber leaves.
@@ -141,31 +148,54 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 		h.mu.Unlock()
 		return
 	}
-	r.last = info.LastGenerated
+	r.last, r.n = info.LastGenerated, -1
+	if info.Added > 0 {
+		r.n = info.Added // LastGenerated is the Added-th entry
+	}
 	if r.last.Less(info.Last) {
-		r.last = info.Last
+		r.last, r.n = info.Last, -1
 	}
 	close(r.ready)
 	h.mu.Unlock()
 
-	last := r.last
+	pos := trail{pos: r.last, n: r.n}
+	fail := func(err error) {
+		h.log.Warn("shared stream reader failed; ending its subscriptions", "partition", r.p.String(), "err", err)
+		h.mu.Lock()
+		h.endLocked(r, WrapError(CodeUnavailable, err, "store unavailable; resume from the last cursor"))
+		h.mu.Unlock()
+	}
 	for ctx.Err() == nil {
-		res, err := h.store.Read(ctx, map[Partition]ID{r.p: last}, 1000, h.block)
+		res, err := h.store.Read(ctx, map[Partition]ID{r.p: pos.pos}, 1000, h.block)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			h.log.Warn("shared stream reader failed; ending its subscriptions", "partition", r.p.String(), "err", err)
-			h.mu.Lock()
-			h.endLocked(r, WrapError(CodeUnavailable, err, "store unavailable; resume from the last cursor"))
-			h.mu.Unlock()
+			fail(err)
 			return
 		}
 		for _, rr := range res {
 			if len(rr.Entries) == 0 {
 				continue
 			}
-			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries))}
+			prev := pos.pos
+			if err := advance(ctx, h.store, r.p, &pos, rr.Entries); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if gap := (*gapError)(nil); !errors.As(err, &gap) {
+					fail(err)
+					return
+				}
+				// Entries were trimmed before this reader read them: every subscriber is at
+				// or before its position, so each one has lost them.
+				h.log.Warn("shared stream reader fell behind retention; ending its subscriptions with OUT_OF_RANGE", "partition", r.p.String(), "position", prev.String())
+				h.mu.Lock()
+				h.endLocked(r, err)
+				h.mu.Unlock()
+				return
+			}
+			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries)), prev: prev, n: pos.n}
 			n := int64(len(batch.entries))
 			h.mu.Lock()
 			for sub := range r.subs {
@@ -182,8 +212,7 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 					h.cutLocked(r, sub)
 				}
 			}
-			last = rr.Entries[len(rr.Entries)-1].ID
-			r.last = last
+			r.last, r.n = pos.pos, pos.n
 			if len(r.subs) == 0 {
 				r.cancel()
 				if h.readers[r.p] == r {
@@ -195,9 +224,15 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 	}
 }
 
-// cutLocked ends a subscriber that fell behind.
+// errFellBehind ends a tail subscriber whose buffer overflowed; the send loop turns it into
+// fellBehind with the subscriber's cursor.
+var errFellBehind = Errorf(CodeResourceExhausted, "subscriber fell behind the stream; resume from the last cursor")
+
+// cutLocked ends a subscriber that fell behind: its feeder stops at once, without handing on
+// what it had queued (the cursor of what it was sent is where it resumes).
 func (h *hub) cutLocked(r *partReader, sub *tailSub) {
-	sub.err = Errorf(CodeResourceExhausted, "subscriber fell behind the stream; resume from the last cursor")
+	sub.err = errFellBehind
+	close(sub.cut)
 	close(sub.ch)
 	delete(r.subs, sub)
 }

@@ -126,6 +126,10 @@ type StreamInfo struct {
 	// (Redis 7 max-deleted-entry-id, or the id before the first retained entry once any entry
 	// was trimmed); zero when nothing was removed or the backend cannot tell.
 	MaxDeleted ID
+	// Added counts every entry ever appended (Redis 7 entries-added), so that Added-Length
+	// entries were trimmed or deleted; zero when the backend cannot tell. Length, Last and
+	// Added describe the same instant.
+	Added int64
 }
 
 // ReadResult is a batch of entries of one partition from a blocking read.

@@ -41,6 +41,11 @@ type SubscribeRequest struct {
 	DeadLetters bool
 	// Group, when Name is set, consumes as a durable consumer group.
 	Group GroupOptions
+	// Interrupt, when set, is called (from another goroutine) when the subscription fails
+	// while a send may be blocked, for example on a client that stopped reading: the transport
+	// makes the blocked send return at once. Subscribe then returns the failure, not the
+	// send's error.
+	Interrupt func()
 }
 
 // GroupOptions configure group consumption.
@@ -133,13 +138,14 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	}
 
 	// Resolve the starting position of every partition.
+	start := make(map[Partition]trail, len(parts))
 	pos := make(map[Partition]ID, len(parts))
 	for _, p := range parts {
-		id, err := s.startPosition(ctx, p, req)
+		t, err := s.startPosition(ctx, p, req)
 		if err != nil {
 			return err
 		}
-		pos[p] = id
+		start[p], pos[p] = t, t.pos
 	}
 
 	enc := newCursorEncoder(pos, req.DeadLetters)
@@ -149,13 +155,14 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 		if req.DeadLetters {
 			return f.deadLetters(pos[p], req.Heartbeat)
 		}
-		return f.partition(pos[p])
+		return f.partition(start[p])
 	})
 	defer stop()
 	return s.run(ctx, req, enc, nil, out, send)
 }
 
-// batch is a run of entries of one partition, in order, for the send loop.
+// batch is a run of entries of one partition, in order, for the send loop, or the error that
+// ends the stream after the batches before it (a gap).
 type batch struct {
 	p       Partition
 	slot    int // the partition's slot in the cursor encoder
@@ -163,18 +170,20 @@ type batch struct {
 	memos   []entryMemo // parallel to entries for batches of the shared tail reader, else nil
 	tail    *tailSub    // told when the batch is handled (nil: history)
 	count   int         // entries of the shared reader's batch this one stands for
+	err     error
 }
 
 // runFeeders runs feed for every partition in a goroutine of its own, under a context that
 // the first feeder error cancels with that error as its cause (which ends the stream even
-// while a send is in progress; see streamCause). stop cancels the context and waits for the
-// feeders.
+// while a send is in progress; see streamCause). A feeder that handed its error to the send
+// loop in order (errHandedOn) stops without cancelling. stop cancels the context and waits
+// for the feeders.
 func runFeeders(ctx context.Context, parts []Partition, feed func(ctx context.Context, p Partition) error) (_ context.Context, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	for _, p := range parts {
 		wg.Go(func() {
-			if err := feed(ctx, p); err != nil && ctx.Err() == nil {
+			if err := feed(ctx, p); err != nil && err != errHandedOn && ctx.Err() == nil {
 				cancel(err)
 			}
 		})
@@ -192,25 +201,34 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan
 }
 
 // run is the send loop: it sends the group items of items and the batches of batches
-// (either may be nil) in the order received, advancing the cursor of batches, with
-// heartbeats when idle.
+// (either may be nil) in the order received, advancing the cursor of batches. A heartbeat
+// goes out whenever nothing was sent for req.Heartbeat, however many entries the type filter
+// held back meanwhile; its cursor is past every entry examined.
 func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan item, batches <-chan batch, send func(*Message) error) error {
 	hb := time.NewTicker(req.Heartbeat)
 	defer hb.Stop()
+	if req.Interrupt != nil {
+		stop := context.AfterFunc(ctx, func() {
+			if streamCause(ctx) != nil {
+				req.Interrupt()
+			}
+		})
+		defer stop()
+	}
+	st := sendState{s: s, ctx: ctx, req: &req, enc: enc, send: send, last: enc.String()}
 	done := ctx.Done()
-	var m Message
 	for {
 		select {
 		case <-done:
-			return streamCause(ctx)
+			return st.fail(nil)
 		default:
 		}
 		select {
 		case <-done:
-			return streamCause(ctx)
+			return st.fail(nil)
 		case <-hb.C:
-			if err := send(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
-				return err
+			if err := st.emit(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
+				return st.fail(err)
 			}
 		case it := <-items: // group deliveries: the cursor stays empty
 			if !req.Types.Match(EventType(it.e.Event)) {
@@ -220,52 +238,100 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 				continue
 			}
 			e := it.e
-			m = Message{Partition: it.p, Entry: &e, Cursor: string(enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
-			if err := send(&m); err != nil {
-				return err
+			st.m = Message{Partition: it.p, Entry: &e, Cursor: string(enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
+			if err := st.emit(&st.m); err != nil {
+				return st.fail(err)
 			}
 			hb.Reset(req.Heartbeat)
 		case b := <-batches:
-			err := s.sendBatch(ctx, req, enc, &m, b, send)
+			if b.err != nil {
+				return st.fail(b.err)
+			}
+			sent, err := st.sendBatch(b)
 			if b.tail != nil {
 				b.tail.consumed(b.count)
 			}
 			if err != nil {
-				return err
+				return st.fail(err)
 			}
-			hb.Reset(req.Heartbeat)
+			if sent {
+				hb.Reset(req.Heartbeat)
+			}
 		}
 	}
 }
 
-// sendBatch sends the entries of b that pass the type filter, each with the cursor as of it.
-func (s *Service) sendBatch(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, m *Message, b batch, send func(*Message) error) error {
-	done := ctx.Done()
+// sendState is the send loop's state: the cursor, and the cursor of the last message sent.
+type sendState struct {
+	s    *Service
+	ctx  context.Context
+	req  *SubscribeRequest
+	enc  *cursorEncoder
+	send func(*Message) error
+	m    Message
+	last string // cursor of the last message sent (or the starting cursor)
+}
+
+// emit sends m and remembers its cursor.
+func (st *sendState) emit(m *Message) error {
+	if err := st.send(m); err != nil {
+		return err
+	}
+	st.last = m.Cursor
+	return nil
+}
+
+// sendBatch sends the entries of b that pass the type filter, each with the cursor as of it,
+// and reports whether it sent any.
+func (st *sendState) sendBatch(b batch) (bool, error) {
+	done := st.ctx.Done()
+	sent := false
+	m := &st.m
 	for i := range b.entries {
 		select {
 		case <-done:
-			return streamCause(ctx)
+			return sent, nil // run's next check reports why
 		default:
 		}
 		e := &b.entries[i]
-		enc.set(b.slot, b.p, e.ID)
-		if len(req.Types) > 0 && !req.Types.Match(EventType(e.Event)) {
+		st.enc.set(b.slot, b.p, e.ID)
+		if len(st.req.Types) > 0 && !st.req.Types.Match(EventType(e.Event)) {
 			continue
 		}
 		*m = Message{Partition: b.p, Entry: e}
 		if b.memos != nil {
-			m.Shared = b.memos[i].get(enc.proto(), enc.String)
+			m.Shared = b.memos[i].get(st.enc.proto(), st.enc.String)
 		}
 		if m.Shared != nil {
 			m.Cursor = m.Shared.cursor
 		} else {
-			m.Cursor = enc.String()
+			m.Cursor = st.enc.String()
 		}
-		if err := send(m); err != nil {
-			return err
+		if err := st.emit(m); err != nil {
+			return sent, err
 		}
+		sent = true
 	}
-	return nil
+	return sent, nil
+}
+
+// fail returns the error that ends the stream: the failure that ended it (a feeder's error,
+// which also explains a send that Interrupt broke off), else err. A gap becomes
+// OUT_OF_RANGE naming the cursor of the oldest retained entry, and a subscriber cut for
+// falling behind gets RESOURCE_EXHAUSTED naming the cursor of the last message it was sent.
+func (st *sendState) fail(err error) error {
+	if c := streamCause(st.ctx); c != nil {
+		err = c
+	}
+	var gap *gapError
+	switch {
+	case errors.As(err, &gap):
+		i := st.enc.slot(gap.p)
+		return outOfRange(gap.p, st.enc.ids[i], gap.info, movedCursor(st.enc.cursor(), gap.p, resumePoint(gap.info)))
+	case err == errFellBehind:
+		return fellBehind(st.s.opts.TailBuffer, st.last)
+	}
+	return err
 }
 
 // streamCause is why a subscription's context ended: a feeder's error, or nil when the
@@ -277,42 +343,43 @@ func streamCause(ctx context.Context) error {
 	return nil
 }
 
-// startPosition returns the id after which p is read.
-func (s *Service) startPosition(ctx context.Context, p Partition, req SubscribeRequest) (ID, error) {
+// startPosition returns the position after which p is read. A resume cursor older than the
+// retained history is CodeOutOfRange (the rule and the answer of gap.go).
+func (s *Service) startPosition(ctx context.Context, p Partition, req SubscribeRequest) (trail, error) {
 	if req.After != nil {
 		if id, ok := req.After.Positions[p]; ok {
 			if req.DeadLetters {
-				return id, nil
+				return trail{pos: id, n: -1}, nil
 			}
 			info, err := s.store.Info(ctx, p)
 			if err != nil {
-				return ID{}, err
+				return trail{}, err
 			}
 			if id.Less(info.MaxDeleted) {
-				return ID{}, Errorf(CodeOutOfRange,
-					"after_cursor: the position in %s (%s) is older than the retained history; the oldest available entry is %s; resubscribe with start=START_POSITION_EARLIEST or since",
-					p, id, info.First)
+				return trail{}, outOfRange(p, id, info, movedCursor(*req.After, p, resumePoint(info)))
 			}
-			return id, nil
+			return trail{pos: id, n: -1}, nil
 		}
 	}
 	if !req.Since.IsZero() {
-		return IDFromTime(req.Since).Prev(), nil
+		return trail{pos: IDFromTime(req.Since).Prev(), n: -1, fresh: true}, nil
 	}
-	if req.Start == StartEarliest || req.DeadLetters && req.After == nil && req.Since.IsZero() && req.Start == StartEarliest {
-		return ID{}, nil
-	}
-	if req.DeadLetters {
-		return ID{}, nil // dead letters are few: latest means everything still there
+	if req.Start == StartEarliest || req.DeadLetters {
+		// Dead letters are few: latest means everything still there.
+		return trail{n: -1, fresh: true}, nil
 	}
 	info, err := s.store.Info(ctx, p)
 	if err != nil {
-		return ID{}, err
+		return trail{}, err
 	}
 	if info.LastGenerated.Less(info.Last) {
-		return info.Last, nil
+		return trail{pos: info.Last, n: -1}, nil
 	}
-	return info.LastGenerated, nil
+	t := trail{pos: info.LastGenerated, n: -1}
+	if info.Added > 0 {
+		t.n = info.Added
+	}
+	return t, nil
 }
 
 func (s *Service) emit(ctx context.Context, out chan<- item, it item) bool {
@@ -328,11 +395,12 @@ func (s *Service) emit(ctx context.Context, out chan<- item, it item) bool {
 // send loop in batches: history in ReplayBatch-sized ranges (the next range is read while
 // the send loop sends the previous one), then the shared tail reader's batches as they are.
 type feeder struct {
-	s    *Service
-	ctx  context.Context
-	p    Partition
-	slot int
-	out  chan<- batch
+	s          *Service
+	ctx        context.Context
+	p          Partition
+	slot       int
+	out        chan<- batch
+	deadLetter bool // reads the dead letters
 }
 
 func (f *feeder) emit(b batch) bool {
@@ -344,20 +412,38 @@ func (f *feeder) emit(b batch) bool {
 	}
 }
 
-// catchUp sends every entry of the partition after *pos up to end, in batches, and advances
-// *pos.
-func (f *feeder) catchUp(pos *ID, end ID, rng func(context.Context, Partition, ID, ID, int, bool) ([]Entry, error)) error {
+// errHandedOn is what a feeder returns after handing its error to the send loop in order.
+var errHandedOn = errors.New("error handed to the send loop")
+
+// handOn hands err (a gap) to the send loop after the batches emitted before it, so the
+// subscriber gets every entry read before the gap, then the error.
+func (f *feeder) handOn(err error) error {
+	if !f.emit(batch{p: f.p, err: err}) {
+		return nil
+	}
+	return errHandedOn
+}
+
+// catchUp sends every entry of the partition after t's position up to end, in batches, and
+// advances t. Entries of the main stream trimmed after t's position before they were read
+// end the stream (a gap, handed on in order); dead letters (rng is not the main stream's
+// Range) are not trimmed.
+func (f *feeder) catchUp(t *trail, end ID, rng func(context.Context, Partition, ID, ID, int, bool) ([]Entry, error)) error {
 	n := f.s.opts.ReplayBatch
-	for f.ctx.Err() == nil && pos.Less(end) {
-		es, err := rng(f.ctx, f.p, pos.Next(), end, n, false)
+	for f.ctx.Err() == nil && t.pos.Less(end) {
+		es, err := rng(f.ctx, f.p, t.pos.Next(), end, n, false)
 		if err != nil {
 			return err
 		}
-		if len(es) > 0 {
-			if !f.emit(batch{p: f.p, slot: f.slot, entries: es}) {
-				return nil
+		if f.deadLetter {
+			if len(es) > 0 {
+				t.pos = es[len(es)-1].ID
 			}
-			*pos = es[len(es)-1].ID
+		} else if err := f.advance(t, es); err != nil {
+			return err
+		}
+		if len(es) > 0 && !f.emit(batch{p: f.p, slot: f.slot, entries: es}) {
+			return nil
 		}
 		if len(es) < n {
 			return nil
@@ -366,9 +452,18 @@ func (f *feeder) catchUp(pos *ID, end ID, rng func(context.Context, Partition, I
 	return nil
 }
 
+// advance moves t over es, the entries read after its position, handing a gap on.
+func (f *feeder) advance(t *trail, es []Entry) error {
+	err := advance(f.ctx, f.s.store, f.p, t, es)
+	if gap := (*gapError)(nil); errors.As(err, &gap) {
+		return f.handOn(err)
+	}
+	return err
+}
+
 // partition replays the partition after from, then follows the shared tail reader with no
 // gap and no repeat.
-func (f *feeder) partition(from ID) error {
+func (f *feeder) partition(from trail) error {
 	s := f.s
 	pos := from
 	for f.ctx.Err() == nil {
@@ -376,14 +471,14 @@ func (f *feeder) partition(from ID) error {
 		if err := f.catchUp(&pos, MaxID, s.store.Range); err != nil {
 			return err
 		}
-		sub, readerPos, err := s.hub.register(f.ctx, f.p)
+		sub, reader, err := s.hub.register(f.ctx, f.p)
 		if err != nil {
 			if f.ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		err = f.follow(&pos, sub, readerPos)
+		err = f.follow(&pos, sub, reader)
 		s.hub.unregister(sub)
 		if errors.Is(err, errCatchUpLagged) {
 			continue // fell behind while catching up: read history again
@@ -395,36 +490,80 @@ func (f *feeder) partition(from ID) error {
 
 var errCatchUpLagged = errors.New("lagged during catch-up")
 
-func (f *feeder) follow(pos *ID, sub *tailSub, readerPos ID) error {
-	if err := f.catchUp(pos, readerPos, f.s.store.Range); err != nil {
+// follow catches up from t to the shared reader's position, then hands on the reader's
+// batches. A cut (the subscriber fell behind) ends it at once; the end of the reader (a gap,
+// the store failing) after the batches queued before it.
+func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
+	if err := f.catchUp(t, reader.pos, f.s.store.Range); err != nil {
 		return err
 	}
-	caughtUp := false // an overflow before the first receive happened while catching up
+	if t.pos == reader.pos && t.n < 0 {
+		t.n = reader.n
+	}
+	caughtUp := false // a cut before the first receive happened while catching up
+	cut := func() error {
+		if !caughtUp {
+			return errCatchUpLagged
+		}
+		return sub.err
+	}
 	for {
+		select {
+		case <-sub.cut:
+			return cut()
+		default:
+		}
 		select {
 		case <-f.ctx.Done():
 			return nil
+		case <-sub.cut:
+			return cut()
 		case tb, ok := <-sub.ch:
 			if !ok {
-				if ErrorCode(sub.err) == CodeResourceExhausted && !caughtUp {
-					return errCatchUpLagged
+				select {
+				case <-sub.cut:
+					return cut()
+				default:
+				}
+				if gap := (*gapError)(nil); errors.As(sub.err, &gap) {
+					return f.handOn(sub.err)
 				}
 				return sub.err
 			}
 			caughtUp = true
-			// Entries up to *pos were sent already (history read past the reader's start).
+			// Entries up to t's position were sent already (history read past the reader's
+			// start).
 			k := 0
-			for k < len(tb.entries) && !pos.Less(tb.entries[k].ID) {
+			for k < len(tb.entries) && !t.pos.Less(tb.entries[k].ID) {
 				k++
 			}
 			if k == len(tb.entries) {
 				sub.consumed(len(tb.entries))
 				continue
 			}
-			if !f.emit(batch{p: f.p, slot: f.slot, entries: tb.entries[k:], memos: tb.memos[k:], tail: sub, count: len(tb.entries)}) {
+			if k == 0 && t.pos.Less(tb.prev) {
+				// Catching up stopped short of the reader's position (nothing more was left
+				// in the store): were entries in between trimmed?
+				if err := f.advance(t, tb.entries); err != nil {
+					sub.consumed(len(tb.entries))
+					return err
+				}
+			} else {
+				t.pos = tb.entries[len(tb.entries)-1].ID
+				switch {
+				case tb.n >= 0:
+					t.n = tb.n
+				case t.n >= 0:
+					t.n += int64(len(tb.entries) - k)
+				}
+			}
+			select {
+			case f.out <- batch{p: f.p, slot: f.slot, entries: tb.entries[k:], memos: tb.memos[k:], tail: sub, count: len(tb.entries)}:
+			case <-sub.cut:
+				return cut()
+			case <-f.ctx.Done():
 				return nil
 			}
-			*pos = tb.entries[len(tb.entries)-1].ID
 		}
 	}
 }
@@ -438,7 +577,8 @@ func (f *feeder) deadLetters(from ID, poll time.Duration) error {
 	if poll > time.Second {
 		poll = time.Second
 	}
-	pos := from
+	f.deadLetter = true
+	pos := trail{pos: from, n: -1}
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {

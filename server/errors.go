@@ -96,7 +96,12 @@ func toStatus(ctx context.Context, log *slog.Logger, err error) error {
 		log.WarnContext(ctx, "request failed", "code", string(code), "err", err)
 	}
 	st := status.New(GRPCCode(code), relay.ErrorMessage(err))
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: string(code), Domain: errorDomain}); derr == nil {
+	info := &errdetails.ErrorInfo{Reason: string(code), Domain: errorDomain}
+	var de *relay.Error
+	if errors.As(err, &de) && de.ResumeCursor != "" {
+		info.Metadata = map[string]string{"resume_cursor": de.ResumeCursor}
+	}
+	if d, derr := st.WithDetails(info); derr == nil {
 		st = d
 	}
 	return st.Err()

@@ -43,6 +43,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	if err != nil {
 		return s.err(ctx, err)
 	}
+	sr.Interrupt = streamAborter(ctx) // a slow subscriber is cut at once, even mid-Send
 	// Send headers at once so clients see the stream open before the first event.
 	_ = stream.SendHeader(metadata.MD{})
 	s.Metrics.subscriberAdd(1)
@@ -73,10 +74,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 		end(err)
 		return err
 	})
-	if err == nil && ctx.Err() == nil {
-		return nil
-	}
-	if ctx.Err() != nil {
+	if err == nil || ctx.Err() != nil && !aborted(ctx) {
 		return nil
 	}
 	return s.err(ctx, err)

@@ -58,6 +58,8 @@ type Config struct {
 	Auth    AuthConfig    // auth: bearer tokens of subscribers and producers
 	Log     LogConfig     // log: level and format
 	Tracing TracingConfig // tracing: OpenTelemetry export, off by default
+	// Subscribe (subscribe:) tunes the delivery of tail subscriptions.
+	Subscribe SubscribeConfig
 	// Sources are the configured webhook sources, with relay.SourceConfig.SetDefaults
 	// applied by LoadConfig. LoadConfig never adds the demo source: when Sources is empty,
 	// main decides whether to add it.
@@ -178,6 +180,22 @@ type TracingConfig struct {
 	SampleRatio  float64 // sample_ratio of root traces, 0..1, default 1
 }
 
+// SubscribeConfig is the subscribe: section.
+type SubscribeConfig struct {
+	// TailBuffer (tail_buffer) is how many entries a tail subscriber may fall behind the
+	// stream before it is cut with RESOURCE_EXHAUSTED, default 4096.
+	TailBuffer int
+	// ReplayBatch (replay_batch) is how many entries one history read of a replay fetches,
+	// default 1000.
+	ReplayBatch int
+}
+
+// Bounds of the subscribe: keys.
+const (
+	MaxTailBuffer  = 1 << 20
+	MaxReplayBatch = 10000
+)
+
 // Defaults of DefaultConfig.
 const (
 	DefaultHTTPAddr          = ":8080"
@@ -190,6 +208,8 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxConcurrent     = 1024
+	DefaultTailBuffer        = 4096
+	DefaultReplayBatch       = 1000
 )
 
 // DefaultConfig returns the configuration used when nothing is configured: HTTP on :8080,
@@ -206,11 +226,12 @@ func DefaultConfig() *Config {
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			MaxConcurrent:     DefaultMaxConcurrent,
 		},
-		GRPC:    GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true},
-		Admin:   AdminConfig{Addr: DefaultAdminAddr},
-		Redis:   RedisConfig{Timeout: DefaultRedisTimeout},
-		Log:     LogConfig{Level: "info", Format: "json"},
-		Tracing: TracingConfig{SampleRatio: 1},
+		GRPC:      GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true},
+		Admin:     AdminConfig{Addr: DefaultAdminAddr},
+		Redis:     RedisConfig{Timeout: DefaultRedisTimeout},
+		Log:       LogConfig{Level: "info", Format: "json"},
+		Tracing:   TracingConfig{SampleRatio: 1},
+		Subscribe: SubscribeConfig{TailBuffer: DefaultTailBuffer, ReplayBatch: DefaultReplayBatch},
 	}
 }
 
@@ -391,6 +412,13 @@ func (c *Config) validate() []*FieldError {
 		v.errf("redis.master_name", "cannot be combined with redis.cluster")
 	}
 	v.nonNegative("redis.min_replicas", int64(c.Redis.MinReplicas))
+
+	if n := c.Subscribe.TailBuffer; n < 1 || n > MaxTailBuffer {
+		v.errf("subscribe.tail_buffer", "must be 1 to %d, got %d", MaxTailBuffer, n)
+	}
+	if n := c.Subscribe.ReplayBatch; n < 1 || n > MaxReplayBatch {
+		v.errf("subscribe.replay_batch", "must be 1 to %d, got %d", MaxReplayBatch, n)
+	}
 
 	// Log and tracing.
 	switch c.Log.Level {
@@ -684,6 +712,10 @@ var cfgFields = []cfgField{
 	cfgSection("tracing",
 		cfgF("otlp_endpoint", cfgKString, func(c *Config) *string { return &c.Tracing.OTLPEndpoint }),
 		cfgF("sample_ratio", cfgKFloat, func(c *Config) *float64 { return &c.Tracing.SampleRatio }),
+	),
+	cfgSection("subscribe",
+		cfgF("tail_buffer", cfgKInt, func(c *Config) *int { return &c.Subscribe.TailBuffer }),
+		cfgF("replay_batch", cfgKInt, func(c *Config) *int { return &c.Subscribe.ReplayBatch }),
 	),
 	{name: "sources", kind: cfgKSources, sub: cfgSourceFields},
 }

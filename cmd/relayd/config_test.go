@@ -54,11 +54,12 @@ func TestConfigDefaults(t *testing.T) {
 			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
 		},
-		GRPC:    GRPCConfig{Addr: ":9090", Reflection: true},
-		Admin:   AdminConfig{Addr: ":9091"},
-		Redis:   RedisConfig{Timeout: 2 * time.Second},
-		Log:     LogConfig{Level: "info", Format: "json"},
-		Tracing: TracingConfig{SampleRatio: 1},
+		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true},
+		Admin:     AdminConfig{Addr: ":9091"},
+		Redis:     RedisConfig{Timeout: 2 * time.Second},
+		Log:       LogConfig{Level: "info", Format: "json"},
+		Tracing:   TracingConfig{SampleRatio: 1},
+		Subscribe: SubscribeConfig{TailBuffer: 4096, ReplayBatch: 1000},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("LoadConfig with nothing configured:\n got %+v\nwant %+v", cfg, want)
@@ -116,6 +117,7 @@ auth:
       publish: true
 log: { level: DEBUG, format: text }
 tracing: { otlp_endpoint: "otel:4317", sample_ratio: 0.25 }
+subscribe: { tail_buffer: 64, replay_batch: 50 }
 sources:
   - name: orders
     provider: hmac
@@ -182,8 +184,9 @@ func TestConfigFullRoundTrip(t *testing.T) {
 			{Name: "reader", Token: relay.Secret{ID: "reader", Value: []byte("reader-token")}, Sources: []string{"orders"}},
 			{Name: "writer", Token: relay.Secret{ID: "writer", Value: []byte("writer-literal-token")}, Sources: []string{"*"}, Publish: true},
 		}},
-		Log:     LogConfig{Level: "debug", Format: "text"},
-		Tracing: TracingConfig{OTLPEndpoint: "otel:4317", SampleRatio: 0.25},
+		Log:       LogConfig{Level: "debug", Format: "text"},
+		Tracing:   TracingConfig{OTLPEndpoint: "otel:4317", SampleRatio: 0.25},
+		Subscribe: SubscribeConfig{TailBuffer: 64, ReplayBatch: 50},
 		Sources: []relay.SourceConfig{
 			{
 				Name:     "orders",
@@ -356,6 +359,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`log.format: must be json or text, got "xml"`}},
 		{"sample ratio", "tracing:\n  sample_ratio: 2\n", nil, nil,
 			[]string{"tracing.sample_ratio: must be between 0 and 1"}},
+		{"tail buffer", "subscribe:\n  tail_buffer: 0\n", nil, nil,
+			[]string{"subscribe.tail_buffer: must be 1 to 1048576, got 0"}},
+		{"replay batch from env", "", []string{"RELAY_SUBSCRIBE_REPLAY_BATCH=20000"}, nil,
+			[]string{"subscribe.replay_batch: must be 1 to 10000, got 20000 (RELAY_SUBSCRIBE_REPLAY_BATCH)"}},
 		{"bad addr", "http:\n  addr: \"8080\"\n", nil, nil,
 			[]string{`http.addr: must be host:port, e.g. ":8080", got "8080"`}},
 		{"same addr", "grpc:\n  addr: \":8080\"\n", nil, nil,

@@ -143,7 +143,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			log.Info("tracing: exporting spans over OTLP/gRPC", "endpoint", cfg.Tracing.OTLPEndpoint, "sample_ratio", cfg.Tracing.SampleRatio)
 		}
 	}
-	m.svc, err = relay.NewService(server.TraceStore(checkedStore{m.store, &m.partitionsOK}), sources, relay.Options{Logger: log})
+	m.svc, err = relay.NewService(server.TraceStore(checkedStore{m.store, &m.partitionsOK}), sources, relay.Options{Logger: log,
+		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch})
 	if err != nil {
 		return err
 	}

@@ -260,8 +260,9 @@ func toReadResults(parts []relay.Partition, streams []redis.XStream) ([]relay.Re
 	return res, nil
 }
 
-// Info describes p's stream in one round trip: XLEN, the first and last entry (XRANGE and
-// XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id and max-deleted-entry-id. A
+// Info describes p's stream in one round trip, atomically (MULTI): XLEN, the first and last
+// entry (XRANGE and XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id,
+// max-deleted-entry-id and entries-added. A
 // missing stream is empty, not an error. When the server's XINFO STREAM lacks a field (Redis
 // before 7.0 has no max-deleted-entry-id; the embedded server reports neither first/last
 // entries nor max-deleted-entry-id), MaxDeleted stays zero ("cannot tell") and LastGenerated
@@ -277,7 +278,7 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
 	key := StreamKey(p)
-	pipe := s.client.Pipeline()
+	pipe := s.client.TxPipeline() // one instant: the subscriptions' gap check compares counts
 	xlen := pipe.XLen(opCtx, key)
 	first := pipe.XRangeN(opCtx, key, "-", "+", 1)
 	last := pipe.XRevRangeN(opCtx, key, "+", "-", 1)
@@ -310,6 +311,9 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 		}
 		if id, ok := xinfoID(v, "max-deleted-entry-id"); ok {
 			info.MaxDeleted = id
+		}
+		if added, ok := xinfoValue(v, "entries-added").(int64); ok && added >= info.Length {
+			info.Added = added
 		}
 		// Redis 7.0 does not record trimming in max-deleted-entry-id (only XDEL). Trimming only
 		// removes the head, so when entries were removed (entries-added > length) every id

@@ -1,0 +1,146 @@
+package relay
+
+import (
+	"context"
+	"maps"
+)
+
+// Gaps in a live stream.
+//
+// Retention (a source's max_len and retention) trims the oldest entries of a stream while
+// subscriptions read it. Whenever a subscription reads entries from the store after its
+// position (the history a replay catches up on, the shared tail reader's next read), the
+// entries trimmed in between must not be jumped over silently: the stream then ends with
+// CodeOutOfRange naming the cursor of the oldest retained entry, the same answer a resume
+// with the subscription's cursor gets (see outOfRange).
+//
+// Detection. When the first entry of a read is the immediate successor of the position,
+// nothing lies in between. Otherwise the stream is described (Store.Info) after the read,
+// and:
+//
+//   - when the count of entries appended up to the position is known (trail.n), entries
+//     after the position are gone exactly when more entries than that were removed
+//     (Added-Length > n). When the read reached the newest entry, the count is exact whatever
+//     happened after the read: the last entry read is then the Added-th ever appended. The
+//     count is known for positions taken at the stream's end (a tail from now, the shared
+//     reader) and learned on the way (a read that starts at the oldest retained entry or
+//     ends at the newest);
+//   - otherwise (a resume cursor, before its first such read) the resume check's rule
+//     applies: a position before StreamInfo.MaxDeleted may have lost its successors. On
+//     Redis 7.0 this is conservative (trimming is recorded only as "everything before the
+//     first retained entry").
+//
+// The embedded store reports neither entries-added nor max-deleted-entry-id: it never
+// detects a gap (nor refuses a resume cursor).
+
+// trail is a subscription's read position in one partition.
+type trail struct {
+	pos ID
+	// n counts the entries ever appended up to and including pos; -1 when unknown.
+	n int64
+	// fresh is set for a replay from the oldest retained entry or from a time: what was
+	// trimmed before its first read is not a gap.
+	fresh bool
+}
+
+// gapError reports that entries of p after a subscription's position were trimmed; info
+// describes the stream as the gap was found.
+type gapError struct {
+	p    Partition
+	info StreamInfo
+}
+
+func (e *gapError) Error() string {
+	return string(CodeOutOfRange) + ": entries of " + e.p.String() + " were trimmed under the subscription"
+}
+
+// advance checks that es, the entries a read of p returned after t.pos (oldest first), follow
+// t.pos with nothing trimmed in between, and moves t to the last of them. A gap is a
+// *gapError; a failing store its error.
+func advance(ctx context.Context, store Store, p Partition, t *trail, es []Entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	last := es[len(es)-1].ID
+	if es[0].ID == t.pos.Next() {
+		if t.n >= 0 {
+			t.n += int64(len(es))
+		}
+		t.pos, t.fresh = last, false
+		return nil
+	}
+	info, err := store.Info(ctx, p)
+	if err != nil {
+		return err
+	}
+	read := int64(len(es))
+	if !t.fresh {
+		var gone bool
+		switch {
+		case t.n >= 0 && info.Added > 0 && last == info.Last:
+			gone = info.Added-read > t.n // es[0] is entry Added-read+1
+		case t.n >= 0 && info.Added > 0:
+			gone = info.Added-info.Length > t.n
+		default:
+			gone = t.pos.Less(info.MaxDeleted)
+		}
+		if gone {
+			return &gapError{p: p, info: info}
+		}
+	}
+	switch {
+	case info.Added == 0:
+		t.n = -1
+	case last == info.Last:
+		t.n = info.Added
+	case es[0].ID == info.First:
+		t.n = info.Added - info.Length + read
+	case t.n >= 0 && !t.fresh:
+		t.n += read
+	default:
+		t.n = -1
+	}
+	t.pos, t.fresh = last, false
+	return nil
+}
+
+// resumePoint is the position just before the oldest entry info retains: a cursor there
+// resumes with that entry (and passes the resume check).
+func resumePoint(info StreamInfo) ID {
+	if info.First.IsZero() {
+		return info.LastGenerated // nothing retained: from the next entry on
+	}
+	return info.First.Prev()
+}
+
+// outOfRange is the CodeOutOfRange error for a position pos of p older than the history
+// info retains. cursor is the subscription's cursor with p moved to resumePoint(info). A
+// live stream that hits a gap and a resume with that stream's cursor get the same message.
+func outOfRange(p Partition, pos ID, info StreamInfo, cursor string) error {
+	oldest := "none (every entry was trimmed)"
+	if !info.First.IsZero() {
+		oldest = info.First.String()
+	}
+	err := Errorf(CodeOutOfRange,
+		"the position in %s (%s) is older than the retained history: entries after it were trimmed; the oldest available entry is %s; resume from it with after_cursor=%s, or resubscribe with start=START_POSITION_EARLIEST or since",
+		p, pos, oldest, cursor)
+	err.ResumeCursor = cursor
+	return err
+}
+
+// movedCursor returns c's opaque form with p moved to id.
+func movedCursor(c Cursor, p Partition, id ID) string {
+	c.Positions = maps.Clone(c.Positions)
+	c.Positions[p] = id
+	return EncodeCursor(c)
+}
+
+// fellBehind is the error a cut tail subscriber gets: its buffer and the cursor of the last
+// message it was sent, from which it resumes with no gap and no repeat.
+func fellBehind(buffer int, cursor string) error {
+	err := Errorf(CodeResourceExhausted,
+		"the subscriber fell behind the stream by more than its buffer (%d entries); resume with after_cursor=%s (the cursor of the last message it was sent)",
+		buffer, cursor)
+	err.ResumeCursor = cursor
+	return err
+}
