@@ -45,6 +45,10 @@ func (m *rawBodyMarshaler) ContentType(v any) string {
 	return m.JSONPb.ContentType(v)
 }
 
+// StreamContentType is the content type of a server stream (Subscribe over HTTP):
+// newline-delimited JSON, one {"result": ...} or {"error": ...} object per line.
+func (m *rawBodyMarshaler) StreamContentType(any) string { return "application/x-ndjson" }
+
 // Marshal writes raw bodies as they are and everything else as JSON. A stored webhook is
 // answered exactly {"event_id": "...", "duplicate": false}.
 func (m *rawBodyMarshaler) Marshal(v any) ([]byte, error) {

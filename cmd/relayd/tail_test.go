@@ -1,0 +1,281 @@
+package main
+
+// End-to-end tests of the live-stream promises of Subscribe (issue 12 items 1, 4, 8 and the
+// HTTP stream's content type) through relayd's Main, over gRPC and the HTTP NDJSON form, on
+// real redis-server processes and the embedded store where it can tell.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+)
+
+// paddedBody is a webhook payload of about size bytes.
+func paddedBody(id string, size int) []byte {
+	return []byte(fmt.Sprintf(`{"id":%q,"type":"order.created","pad":%q}`, id, strings.Repeat("x", size)))
+}
+
+// postPadded posts the events named prefix000.. in order, each about size bytes.
+func postPadded(t testing.TB, m *Main, source, prefix string, n, size int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%03d", prefix, i)
+		r := postHook(context.Background(), http.DefaultClient, m.HTTPAddr, source, paddedBody(ids[i], size))
+		if r.err != nil || r.status != http.StatusOK {
+			t.Fatalf("POST %s: %d %v", ids[i], r.status, r.err)
+		}
+	}
+	return ids
+}
+
+// ndjsonLine is one line of the HTTP Subscribe stream.
+type ndjsonLine struct {
+	Result *struct {
+		Delivery *struct {
+			Event  struct{ ID string } `json:"event"`
+			Cursor string             `json:"cursor"`
+		} `json:"delivery"`
+		Heartbeat *struct {
+			Cursor string `json:"cursor"`
+		} `json:"heartbeat"`
+	} `json:"result"`
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Details []struct {
+			Reason   string            `json:"reason"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"details"`
+	} `json:"error"`
+}
+
+// ndjsonStream is an open GET /v1/events:subscribe read line by line.
+type ndjsonStream struct {
+	resp *http.Response
+	r    *bufio.Reader
+}
+
+func openNDJSON(t testing.TB, m *Main, query url.Values) *ndjsonStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+"/v1/events:subscribe?"+query.Encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	return &ndjsonStream{resp: resp, r: bufio.NewReaderSize(resp.Body, 1<<20)}
+}
+
+// next returns the next line, or nil at the end of the stream.
+func (s *ndjsonStream) next(t testing.TB) *ndjsonLine {
+	t.Helper()
+	b, err := s.r.ReadBytes('\n')
+	if err == io.EOF && len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	if err != nil && err != io.EOF {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	var l ndjsonLine
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatalf("line %q: %v", b, err)
+	}
+	return &l
+}
+
+// TestHTTPStreamIsNDJSON: GET /v1/events:subscribe is served as application/x-ndjson, one
+// JSON object per line.
+func TestHTTPStreamIsNDJSON(t *testing.T) {
+	m := startMain(t, testConfig(""))
+	mustPost(t, m.HTTPAddr, "orders", "evt_nd1")
+	s := openNDJSON(t, m, url.Values{"sources": {"orders"}, "start": {"START_POSITION_EARLIEST"}})
+	if ct := s.resp.Header.Get("Content-Type"); ct != "application/x-ndjson" {
+		t.Fatalf("Content-Type %q, want application/x-ndjson", ct)
+	}
+	if l := s.next(t); l == nil || l.Result == nil || l.Result.Delivery == nil || l.Result.Delivery.Event.ID != "evt_nd1" {
+		t.Fatalf("first line %+v", l)
+	}
+}
+
+// TestLiveGapOutOfRange is the issue's scenario scaled down, over gRPC: a source capped at
+// max_len 80 holds 80 events; a subscriber replaying it from the start reads one and stops
+// reading while 150 more arrive; then it reads on. It must get a gapless prefix of the
+// events, in order, then OUT_OF_RANGE naming the cursor of the oldest retained entry (the
+// same answer a resume with its last cursor gets), never a silent jump. The client's flow-control window is the
+// gRPC minimum (64 KiB, no dynamic growth) and the history is read 10 entries at a time
+// (subscribe.replay_batch), so the relay holds only a few dozen of the 8 KiB events when the
+// subscriber stops: the rest it must read from Redis after retention trimmed them.
+func TestLiveGapOutOfRange(t *testing.T) {
+	srv := redistest.StartWith(t, "--stream-node-max-entries", "10") // MAXLEN ~ trims nearly exactly
+	cfg := testConfig(srv.URL())
+	cfg.Sources[0].MaxLen = 80
+	cfg.Sources[0].MaxBodyBytes = 16 << 10
+	cfg.Subscribe.ReplayBatch = 10
+	m := startMain(t, cfg)
+	rdb := redisClient(t, srv.URL())
+	posted := postPadded(t, m, "orders", "a", 80, 8<<10)
+
+	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := eventrelayv1.NewEventServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	stream, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*eventrelayv1.Delivery
+	msg, err := stream.Recv()
+	if err != nil || msg.GetDelivery() == nil {
+		t.Fatalf("first message %v %v", msg, err)
+	}
+	got = append(got, msg.GetDelivery())
+	posted = append(posted, postPadded(t, m, "orders", "b", 150, 8<<10)...) // the subscriber does not read
+	for {
+		msg, err = stream.Recv()
+		if err != nil {
+			break
+		}
+		if d := msg.GetDelivery(); d != nil {
+			got = append(got, d)
+		}
+	}
+	for i, d := range got {
+		if d.Event.Id != posted[i] {
+			t.Fatalf("delivery %d is %s, want %s: a silent jump over trimmed entries", i, d.Event.Id, posted[i])
+		}
+	}
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("after %d deliveries (%s..%s) the stream ended with %v, want OUT_OF_RANGE", len(got), got[0].Event.Id, got[len(got)-1].Event.Id, err)
+	}
+	oldest := streamEventIDs(t, rdb, "orders")[0]
+	cursor := resumeCursorOf(t, err)
+	t.Logf("%d deliveries (up to %s), then %v", len(got), got[len(got)-1].Event.Id, err)
+
+	// The named cursor resumes at the oldest retained entry.
+	if d := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: cursor}, 1); d[0].Event.Id != oldest {
+		t.Fatalf("resuming with the named cursor delivered %s, want the oldest retained %s", d[0].Event.Id, oldest)
+	}
+	// A resume with the cursor of the last delivery gets the same answer as the live stream.
+	rs, rerr := c.Subscribe(context.Background(), &eventrelayv1.SubscribeRequest{AfterCursor: got[len(got)-1].Cursor})
+	if rerr == nil {
+		_, rerr = rs.Recv()
+	}
+	if status.Code(rerr) != codes.OutOfRange || status.Convert(rerr).Message() != status.Convert(err).Message() {
+		t.Fatalf("resume with the last cursor: %v\nlive stream: %v", rerr, err)
+	}
+}
+
+// resumeCursorOf checks that a subscription's OUT_OF_RANGE or RESOURCE_EXHAUSTED names its
+// resume cursor in the message and as ErrorInfo metadata resume_cursor, and returns it.
+func resumeCursorOf(t testing.TB, err error) string {
+	t.Helper()
+	st := status.Convert(err)
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			c := info.GetMetadata()["resume_cursor"]
+			if c == "" || !strings.Contains(st.Message(), "after_cursor="+c) {
+				t.Fatalf("status %q: resume_cursor %q not in the message", st.Message(), c)
+			}
+			if _, derr := relay.DecodeCursor(c); derr != nil {
+				t.Fatalf("resume_cursor %q: %v", c, derr)
+			}
+			return c
+		}
+	}
+	t.Fatalf("status %v has no ErrorInfo", st)
+	return ""
+}
+
+// TestLiveGapOutOfRangeHTTP runs the same scenario over the HTTP NDJSON form: the deliveries
+// read are a gapless prefix, and the stream's last line is the OUT_OF_RANGE error naming the
+// cursor of the oldest retained entry (in the message and as resume_cursor). The events are
+// larger (the HTTP path buffers more: the client's socket, the gateway).
+func TestLiveGapOutOfRangeHTTP(t *testing.T) {
+	srv := redistest.StartWith(t, "--stream-node-max-entries", "10")
+	cfg := testConfig(srv.URL())
+	const maxLen, size = 200, 60 << 10
+	cfg.Sources[0].MaxLen = maxLen
+	cfg.Sources[0].MaxBodyBytes = 64 << 10
+	cfg.Subscribe.ReplayBatch = 5
+	m := startMain(t, cfg)
+	rdb := redisClient(t, srv.URL())
+	posted := postPadded(t, m, "orders", "a", maxLen, size)
+
+	s := openNDJSON(t, m, url.Values{"sources": {"orders"}, "start": {"START_POSITION_EARLIEST"}})
+	var got []string
+	var last string
+	l := s.next(t)
+	if l == nil || l.Result == nil || l.Result.Delivery == nil {
+		t.Fatalf("first line %+v", l)
+	}
+	got = append(got, l.Result.Delivery.Event.ID)
+	posted = append(posted, postPadded(t, m, "orders", "b", 2*maxLen, size)...) // not reading
+	var end *ndjsonLine
+	for l = s.next(t); l != nil; l = s.next(t) {
+		switch {
+		case l.Error != nil:
+			end = l
+		case l.Result != nil && l.Result.Delivery != nil:
+			got = append(got, l.Result.Delivery.Event.ID)
+			last = l.Result.Delivery.Cursor
+		}
+	}
+	for i, id := range got {
+		if id != posted[i] {
+			t.Fatalf("delivery %d is %s, want %s: a silent jump over trimmed entries", i, id, posted[i])
+		}
+	}
+	if end == nil || end.Error.Code != int(codes.OutOfRange) {
+		t.Fatalf("after %d deliveries (up to %s) the stream ended with %+v, want an OUT_OF_RANGE line", len(got), got[len(got)-1], end)
+	}
+	t.Logf("%d deliveries (up to %s), then %s", len(got), got[len(got)-1], end.Error.Message)
+	var cursor string
+	for _, d := range end.Error.Details {
+		cursor = d.Metadata["resume_cursor"]
+	}
+	if cursor == "" || !strings.Contains(end.Error.Message, "after_cursor="+cursor) {
+		t.Fatalf("error line %+v does not name its resume cursor", end.Error)
+	}
+	oldest := streamEventIDs(t, rdb, "orders")[0]
+	r := openNDJSON(t, m, url.Values{"after_cursor": {cursor}})
+	if l := r.next(t); l == nil || l.Result == nil || l.Result.Delivery == nil || l.Result.Delivery.Event.ID != oldest {
+		t.Fatalf("resuming with the named cursor: %+v, want the oldest retained %s", l, oldest)
+	}
+	// A resume with the cursor of the last delivery is refused with the same message.
+	resp, err := http.Get("http://" + m.HTTPAddr + "/v1/events:subscribe?" + url.Values{"after_cursor": {last}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st ndjsonLine // refused before the stream starts: one error object, status 400
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusBadRequest || st.Error == nil || st.Error.Message != end.Error.Message {
+		t.Fatalf("resume with the last cursor: %d %+v %v\nlive stream: %q", resp.StatusCode, st.Error, err, end.Error.Message)
+	}
+}
