@@ -41,11 +41,12 @@ type SubscribeRequest struct {
 	DeadLetters bool
 	// Group, when Name is set, consumes as a durable consumer group.
 	Group GroupOptions
-	// Interrupt, when set, is called (from another goroutine) when the subscription fails
-	// while a send may be blocked, for example on a client that stopped reading: the transport
-	// makes the blocked send return at once. Subscribe then returns the failure, not the
-	// send's error.
-	Interrupt func()
+	// Interrupt, when set, is called at most once, from another goroutine, when the
+	// subscription fails while a send may be blocked (a client that stopped reading, a tail
+	// subscriber cut for falling behind), with the error that ends it. A transport whose send
+	// does not return may end the stream with that error at once; Subscribe itself returns
+	// once the send does, with the same failure.
+	Interrupt func(err error)
 }
 
 // GroupOptions configure group consumption.
@@ -207,15 +208,15 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan
 func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan item, batches <-chan batch, send func(*Message) error) error {
 	hb := time.NewTicker(req.Heartbeat)
 	defer hb.Stop()
+	st := &sendState{s: s, ctx: ctx, req: &req, enc: enc, send: send, last: enc.String()}
 	if req.Interrupt != nil {
 		stop := context.AfterFunc(ctx, func() {
-			if streamCause(ctx) != nil {
-				req.Interrupt()
+			if c := streamCause(ctx); c != nil {
+				req.Interrupt(st.final(c))
 			}
 		})
 		defer stop()
 	}
-	st := sendState{s: s, ctx: ctx, req: &req, enc: enc, send: send, last: enc.String()}
 	done := ctx.Done()
 	for {
 		select {
@@ -269,7 +270,9 @@ type sendState struct {
 	enc  *cursorEncoder
 	send func(*Message) error
 	m    Message
-	last string // cursor of the last message sent (or the starting cursor)
+
+	mu   sync.Mutex // last is also read by Interrupt's goroutine
+	last string     // cursor of the last message sent (or the starting cursor)
 }
 
 // emit sends m and remembers its cursor.
@@ -277,8 +280,21 @@ func (st *sendState) emit(m *Message) error {
 	if err := st.send(m); err != nil {
 		return err
 	}
+	st.mu.Lock()
 	st.last = m.Cursor
+	st.mu.Unlock()
 	return nil
+}
+
+// final is the error that ends the stream for a failure err that ended it out of band
+// (safe to call from another goroutine: gaps, which need the cursor encoder, come in band).
+func (st *sendState) final(err error) error {
+	if err == errFellBehind {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return fellBehind(st.s.opts.TailBuffer, st.last)
+	}
+	return err
 }
 
 // sendBatch sends the entries of b that pass the type filter, each with the cursor as of it,
@@ -324,14 +340,11 @@ func (st *sendState) fail(err error) error {
 		err = c
 	}
 	var gap *gapError
-	switch {
-	case errors.As(err, &gap):
+	if errors.As(err, &gap) {
 		i := st.enc.slot(gap.p)
 		return outOfRange(gap.p, st.enc.ids[i], gap.info, movedCursor(st.enc.cursor(), gap.p, resumePoint(gap.info)))
-	case err == errFellBehind:
-		return fellBehind(st.s.opts.TailBuffer, st.last)
 	}
-	return err
+	return st.final(err)
 }
 
 // streamCause is why a subscription's context ended: a feeder's error, or nil when the

@@ -43,13 +43,23 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	if err != nil {
 		return s.err(ctx, err)
 	}
-	sr.Interrupt = streamAborter(ctx) // a slow subscriber is cut at once, even mid-Send
 	// Send headers at once so clients see the stream open before the first event.
 	_ = stream.SendHeader(metadata.MD{})
 	s.Metrics.subscriberAdd(1)
 	defer s.Metrics.subscriberAdd(-1)
 	counted := deliveryCounter{m: s.Metrics}
-	err = s.svc.Subscribe(ctx, sr, func(m *relay.Message) error {
+	// The subscription runs beside the handler, so that a stream cut while a SendMsg is
+	// blocked ends at once (cut.go).
+	err = runInterruptible(&sr, func() error { return s.svc.Subscribe(ctx, sr, s.sendFunc(ctx, stream, &sr, &counted)) })
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	return s.err(ctx, err)
+}
+
+// sendFunc returns the send function of a Subscribe stream: heartbeats and deliveries.
+func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter) func(m *relay.Message) error {
+	return func(m *relay.Message) error {
 		if m.Entry == nil {
 			return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{
 				Heartbeat: &eventrelayv1.Heartbeat{Cursor: m.Cursor, ServerTime: timestamppb.New(m.ServerTime)},
@@ -73,11 +83,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 		err = stream.SendMsg(msg)
 		end(err)
 		return err
-	})
-	if err == nil || ctx.Err() != nil && !aborted(ctx) {
-		return nil
 	}
-	return s.err(ctx, err)
 }
 
 // deliveryCounter counts one stream's deliveries, resolving the source's labelled counter

@@ -56,7 +56,6 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 		grpc.KeepaliveParams(KeepaliveServer),
 		grpc.MaxRecvMsgSize(16 << 20),
-		grpc.InTapHandle(tapAbortable), // a blocked Subscribe send can be interrupted (abort.go)
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))

@@ -14,16 +14,19 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // paddedBody is a webhook payload of about size bytes.
@@ -50,7 +53,7 @@ type ndjsonLine struct {
 	Result *struct {
 		Delivery *struct {
 			Event  struct{ ID string } `json:"event"`
-			Cursor string             `json:"cursor"`
+			Cursor string              `json:"cursor"`
 		} `json:"delivery"`
 		Heartbeat *struct {
 			Cursor string `json:"cursor"`
@@ -277,5 +280,173 @@ func TestLiveGapOutOfRangeHTTP(t *testing.T) {
 	var st ndjsonLine // refused before the stream starts: one error object, status 400
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusBadRequest || st.Error == nil || st.Error.Message != end.Error.Message {
 		t.Fatalf("resume with the last cursor: %d %+v %v\nlive stream: %q", resp.StatusCode, st.Error, err, end.Error.Message)
+	}
+}
+
+// subscribersGauge reads eventrelay_subscribers from the admin /metrics.
+func subscribersGauge(t testing.TB, m *Main) int {
+	t.Helper()
+	code, body := secGet(t, "http://"+m.AdminAddr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "eventrelay_subscribers "); ok {
+			var n float64
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("no eventrelay_subscribers in /metrics")
+	return 0
+}
+
+// pacedStream reads a Subscribe stream in the background, one message per token (or at
+// full speed once fast is closed).
+type pacedStream struct {
+	tokens chan struct{}
+	fast   chan struct{}
+	done   chan struct{}
+
+	mu    sync.Mutex
+	got   []*eventrelayv1.Delivery
+	beats int
+	err   error
+}
+
+func readPaced(stream eventrelayv1.EventService_SubscribeClient) *pacedStream {
+	p := &pacedStream{tokens: make(chan struct{}, 16), fast: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case <-p.tokens:
+			case <-p.fast:
+			}
+			msg, err := stream.Recv()
+			p.mu.Lock()
+			switch {
+			case err != nil:
+				p.err = err
+			case msg.GetDelivery() != nil:
+				p.got = append(p.got, msg.GetDelivery())
+			default:
+				p.beats++
+			}
+			p.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return p
+}
+
+func (p *pacedStream) state() (got []*eventrelayv1.Delivery, beats int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*eventrelayv1.Delivery(nil), p.got...), p.beats
+}
+
+// TestSlowSubscriberCutPromptly: a tail subscriber that reads one message a second falls
+// behind by its buffer (subscribe.tail_buffer 64) while 200 events of 8 KiB arrive. relayd
+// ends its stream as soon as that happens, without sending it what it had queued: the
+// subscribers gauge drops while the client is still reading one message a second, and the
+// client then gets only what was already on its way (its 64 KiB flow-control window and
+// grpc-go's 64 KiB write quota: about 16 of these events; before the fix, the 64 queued
+// ones too), then RESOURCE_EXHAUSTED naming the cursor of the last delivery it got, from
+// which it resumes with no gap and no repeat. A subscriber that stopped reading altogether
+// (its send blocked for good) is ended the same way.
+func TestSlowSubscriberCutPromptly(t *testing.T) {
+	for _, tc := range []struct {
+		backend string
+		perSec  bool // reads one message a second; else not at all until the gauge dropped
+	}{{"embedded", true}, {"redis", true}, {"redis", false}} {
+		name := tc.backend + "/one_a_second"
+		if !tc.perSec {
+			name = tc.backend + "/not_reading"
+		}
+		t.Run(name, func(t *testing.T) {
+			url := ""
+			if tc.backend == "redis" {
+				url = redistest.Start(t)
+			}
+			cfg := testConfig(url)
+			cfg.Sources[0].MaxBodyBytes = 16 << 10
+			cfg.Subscribe.TailBuffer = 64
+			m := startMain(t, cfg)
+			conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			c := eventrelayv1.NewEventServiceClient(conn)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
+			defer cancel()
+			stream, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := readPaced(stream)
+			p.tokens <- struct{}{}
+			secAwait(t, "the first heartbeat", func() bool { _, beats := p.state(); return beats > 0 })
+			if n := subscribersGauge(t, m); n != 1 {
+				t.Fatalf("gauge %d with one stream open", n)
+			}
+
+			// One message a second while 200 events of 8 KiB arrive.
+			go func() {
+				if !tc.perSec {
+					return
+				}
+				tick := time.NewTicker(time.Second)
+				defer tick.Stop()
+				for {
+					select {
+					case <-tick.C:
+						select {
+						case p.tokens <- struct{}{}:
+						default:
+						}
+					case <-p.done:
+						return
+					}
+				}
+			}()
+			posted := postPadded(t, m, "orders", "s", 200, 8<<10)
+			secAwait(t, "the subscribers gauge to drop", func() bool { return subscribersGauge(t, m) == 0 })
+			got, _ := p.state()
+			t.Logf("relayd ended the stream after the client read %d deliveries", len(got))
+
+			close(p.fast) // the client reads what is already on its way
+			select {
+			case <-p.done:
+			case <-time.After(waitFor):
+				t.Fatal("the stream did not end on the client")
+			}
+			got, _ = p.state()
+			t.Logf("the client got %d deliveries, then %v", len(got), status.Code(p.err))
+			// 128 KiB in flight is 16 of these events; 24 leaves room for grpc-go's rounding.
+			if len(got) == 0 || len(got) > 24 {
+				t.Fatalf("%d deliveries after the cut, want 1 to 24: what was in flight, not the queued ones", len(got))
+			}
+			for i, d := range got {
+				if d.Event.Id != posted[i] {
+					t.Fatalf("delivery %d is %s, want %s", i, d.Event.Id, posted[i])
+				}
+			}
+			if status.Code(p.err) != codes.ResourceExhausted {
+				t.Fatalf("stream ended with %v, want RESOURCE_EXHAUSTED", p.err)
+			}
+			if c := resumeCursorOf(t, p.err); c != got[len(got)-1].Cursor {
+				t.Fatalf("RESOURCE_EXHAUSTED names %s, want the cursor of the last delivery %s", c, got[len(got)-1].Cursor)
+			}
+			if d := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: got[len(got)-1].Cursor}, 1); d[0].Event.Id != posted[len(got)] {
+				t.Fatalf("resuming delivered %s, want %s", d[0].Event.Id, posted[len(got)])
+			}
+		})
 	}
 }
