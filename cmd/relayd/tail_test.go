@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -448,5 +449,94 @@ func TestSlowSubscriberCutPromptly(t *testing.T) {
 				t.Fatalf("resuming delivered %s, want %s", d[0].Event.Id, posted[len(got)])
 			}
 		})
+	}
+}
+
+// TestHeartbeatsOnFilteredStream: a subscriber of types ["rare.*"] with heartbeat_interval 1s
+// gets heartbeats while only other types flow (one every 20 ms), and their cursors advance
+// past the events examined: a resume from the last one does not rescan them and delivers
+// only newer events.
+func TestHeartbeatsOnFilteredStream(t *testing.T) {
+	for _, backend := range []string{"embedded", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			url := ""
+			if backend == "redis" {
+				url = redistest.Start(t)
+			}
+			m := startMain(t, testConfig(url))
+			c := client(t, m)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			stream, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Types: []string{"rare.*"},
+				HeartbeatInterval: durationpb.New(time.Second)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs := make(chan *eventrelayv1.SubscribeResponse, 100)
+			go func() {
+				for {
+					msg, err := stream.Recv()
+					if err != nil {
+						close(msgs)
+						return
+					}
+					msgs <- msg
+				}
+			}()
+
+			// Other types flow until two heartbeats came with different cursors; before the
+			// fix no heartbeat came while events flowed.
+			var posted, beats []string
+			for len(beats) < 2 || beats[len(beats)-2] == beats[len(beats)-1] {
+				if len(posted) == 1000 {
+					t.Fatalf("%d non-matching events posted over about 20 s, heartbeats %d", len(posted), len(beats))
+				}
+				id := fmt.Sprintf("c%04d", len(posted))
+				mustPostTyped(t, m, id, "common.event")
+				posted = append(posted, id)
+			drain:
+				for {
+					select {
+					case msg, ok := <-msgs:
+						if !ok {
+							t.Fatal("stream ended")
+						}
+						if d := msg.GetDelivery(); d != nil {
+							t.Fatalf("delivered %s of type %s to a rare.* subscriber", d.Event.Id, d.Event.Type)
+						}
+						beats = append(beats, msg.GetHeartbeat().GetCursor())
+					default:
+						break drain
+					}
+				}
+				time.Sleep(20 * time.Millisecond) // the pace of the other types
+			}
+			cursor := beats[len(beats)-1]
+			t.Logf("%d heartbeats while %d non-matching events flowed", len(beats), len(posted))
+
+			// Resuming from the last heartbeat without a filter: a suffix of what was posted (no
+			// repeat of what the heartbeat's cursor covers), then a new rare event.
+			mustPostTyped(t, m, "r0001", "rare.thing")
+			all := subscribe(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: cursor})
+			var rest []string
+			for d := all.next(t); d.Event.Id != "r0001"; d = all.next(t) {
+				rest = append(rest, d.Event.Id)
+			}
+			if len(rest) >= len(posted) || !slices.Equal(rest, posted[len(posted)-len(rest):]) {
+				t.Fatalf("resuming from the heartbeat's cursor rescanned: %v of %d posted", rest, len(posted))
+			}
+			// With the filter, the rare event is the first delivery.
+			if d := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: cursor, Types: []string{"rare.*"}}, 1); d[0].Event.Id != "r0001" {
+				t.Fatalf("first delivery %s, want r0001", d[0].Event.Id)
+			}
+		})
+	}
+}
+
+// mustPostTyped posts one webhook of the given type and requires a 200.
+func mustPostTyped(t testing.TB, m *Main, id, typ string) {
+	t.Helper()
+	if r := postHook(context.Background(), http.DefaultClient, m.HTTPAddr, "orders", hookBody(id, typ)); r.status != http.StatusOK {
+		t.Fatalf("POST %s: %d %v", id, r.status, r.err)
 	}
 }
