@@ -554,7 +554,7 @@ func TestScaleHelperRelayd(t *testing.T) {
 	if os.Getenv(scaleHelperEnv) != "1" {
 		t.Skip("not a test: the relayd child process of startScaleRelayd")
 	}
-	os.Exit(run(flag.Args(), os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(runUntilSignal(flag.Args(), os.Environ(), os.Stdout, os.Stderr))
 }
 
 // scaleProc is a relayd process started by a test.

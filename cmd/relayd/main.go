@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -26,11 +27,18 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+	os.Exit(runUntilSignal(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
-// run is main with its environment made explicit, for tests.
-func run(args, environ []string, stdout, stderr io.Writer) int {
+// runUntilSignal is run until SIGINT or SIGTERM.
+func runUntilSignal(args, environ []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, environ, stdout, stderr)
+}
+
+// run is main with its environment made explicit, for tests: relayd serves until ctx ends.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("relayd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "path of the YAML configuration file")
@@ -62,19 +70,21 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(cfg.Log, stderr)
+	var demo *demoSource
 	if len(cfg.Sources) == 0 && *configPath == "" {
-		if err := addDemoSource(cfg, environ, stdout); err != nil {
+		if demo, err = addDemoSource(cfg, environ); err != nil {
 			fmt.Fprintf(stderr, "relayd: %v\n", err)
 			return 2
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	m := NewMain(cfg, log)
 	if err := m.Run(ctx); err != nil {
 		log.Error("relayd failed to start", "err", err)
 		_ = m.Close()
 		return 1
+	}
+	if demo != nil {
+		demo.banner(stdout, m.HTTPAddr) // the bound port (the configured one may be ":0")
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -100,9 +110,15 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(server.LogHandler(h))
 }
 
+// demoSource is the source relayd serves when run with no configuration.
+type demoSource struct {
+	secret    string
+	generated bool // printed once; else from RELAY_DEMO_SECRET
+}
+
 // addDemoSource adds the "demo" source (provider hmac) used when relayd runs with no
-// configuration, with its secret from RELAY_DEMO_SECRET or generated and printed once.
-func addDemoSource(cfg *Config, environ []string, stdout io.Writer) error {
+// configuration, with its secret from RELAY_DEMO_SECRET or generated (banner prints it).
+func addDemoSource(cfg *Config, environ []string) (*demoSource, error) {
 	secret := ""
 	for _, kv := range environ {
 		if v, ok := strings.CutPrefix(kv, "RELAY_DEMO_SECRET="); ok {
@@ -113,18 +129,28 @@ func addDemoSource(cfg *Config, environ []string, stdout io.Writer) error {
 	if generated {
 		var b [16]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return err
+			return nil, err
 		}
 		secret = hex.EncodeToString(b[:])
 	}
 	src := relay.SourceConfig{Name: "demo", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(secret)}}}
 	src.SetDefaults()
 	if err := src.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	cfg.Sources = append(cfg.Sources, src)
+	return &demoSource{secret: secret, generated: generated}, nil
+}
+
+// banner prints how to send the demo source a signed event on the HTTP listener bound at
+// addr.
+func (d *demoSource) banner(stdout io.Writer, addr string) {
+	secret, generated := d.secret, d.generated
 	host := "localhost"
-	port := strings.TrimPrefix(cfg.HTTP.Addr[strings.LastIndex(cfg.HTTP.Addr, ":"):], ":")
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		port = addr
+	}
 	if generated {
 		fmt.Fprintf(stdout, "eventrelay demo source: secret %s (set RELAY_DEMO_SECRET to choose it)\n", secret)
 	} else {
@@ -135,7 +161,6 @@ func addDemoSource(cfg *Config, environ []string, stdout io.Writer) error {
   SIG=$(printf '%%s' "$BODY" | openssl dgst -sha256 -hmac "%s" -hex | sed 's/^.* //')
   curl -sS -X POST http://%s:%s/v1/webhooks/demo -H 'Content-Type: application/json' -H "X-Signature: sha256=$SIG" --data-binary "$BODY"
 `, shellQuoteSecret(secret, generated), host, port)
-	return nil
 }
 
 func shellQuoteSecret(secret string, printable bool) string {

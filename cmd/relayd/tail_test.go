@@ -540,3 +540,69 @@ func mustPostTyped(t testing.TB, m *Main, id, typ string) {
 		t.Fatalf("POST %s: %d %v", id, r.status, r.err)
 	}
 }
+
+// lockedBuffer is an io.Writer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *lockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestDemoBannerBoundPort runs relayd with no configuration and -http-addr 127.0.0.1:0: the
+// demo banner names the port it listens on (not "0"), and the command it prints, with the
+// secret it prints, stores an event.
+func TestDemoBannerBoundPort(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr lockedBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if c := <-code; c != 0 {
+			t.Errorf("relayd exited %d: %s", c, stderr.String())
+		}
+	})
+	secAwait(t, "the demo banner", func() bool { return strings.Contains(stdout.String(), "curl ") })
+	banner := stdout.String()
+	var secret, port string
+	for _, line := range strings.Split(banner, "\n") {
+		if s, ok := strings.CutPrefix(line, "eventrelay demo source: secret "); ok {
+			secret, _, _ = strings.Cut(s, " ")
+		}
+		if _, rest, ok := strings.Cut(line, "http://localhost:"); ok {
+			port, _, _ = strings.Cut(rest, "/")
+		}
+	}
+	if secret == "" || port == "" || port == "0" {
+		t.Fatalf("banner names secret %q and port %q:\n%s", secret, port, banner)
+	}
+	body := []byte(`{"id":"evt_1","type":"demo.hello","text":"hi"}`)
+	req, err := http.NewRequest(http.MethodPost, "http://localhost:"+port+"/v1/webhooks/demo", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature", sign(secret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"event_id":"evt_1"`) {
+		t.Fatalf("the banner's command: %d %s", resp.StatusCode, b)
+	}
+}
