@@ -110,7 +110,7 @@ func (s *ndjsonStream) next(t testing.TB) *ndjsonLine {
 }
 
 // TestHTTPStreamIsNDJSON: GET /v1/events:subscribe is served as application/x-ndjson, one
-// JSON object per line.
+// JSON object per line, and the OpenAPI document says so.
 func TestHTTPStreamIsNDJSON(t *testing.T) {
 	m := startMain(t, testConfig(""))
 	mustPost(t, m.HTTPAddr, "orders", "evt_nd1")
@@ -120,6 +120,17 @@ func TestHTTPStreamIsNDJSON(t *testing.T) {
 	}
 	if l := s.next(t); l == nil || l.Result == nil || l.Result.Delivery == nil || l.Result.Delivery.Event.ID != "evt_nd1" {
 		t.Fatalf("first line %+v", l)
+	}
+	// The OpenAPI document served on the admin port says so.
+	code, doc := secGet(t, "http://"+m.AdminAddr+"/openapi.json")
+	var spec struct {
+		Paths map[string]map[string]struct{ Produces []string }
+	}
+	if err := json.Unmarshal([]byte(doc), &spec); err != nil || code != http.StatusOK {
+		t.Fatalf("/openapi.json: %d %v", code, err)
+	}
+	if got := spec.Paths["/v1/events:subscribe"]["get"].Produces; !slices.Equal(got, []string{"application/x-ndjson"}) {
+		t.Fatalf("OpenAPI: GET /v1/events:subscribe produces %v", got)
 	}
 }
 

@@ -141,7 +141,7 @@ type SubscribeRequest struct {
 	// Where to start when neither after_cursor nor since is set. Default: latest.
 	Start StartPosition `protobuf:"varint,3,opt,name=start,proto3,enum=eventrelay.v1.StartPosition" json:"start,omitempty"`
 	// Resume exactly after this cursor (overrides start and since). A cursor older than the
-	// retained history fails with OUT_OF_RANGE naming the oldest available position.
+	// retained history fails with OUT_OF_RANGE naming the cursor of the oldest retained entry.
 	AfterCursor string `protobuf:"bytes,4,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
 	// Replay from this time (overrides start).
 	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
@@ -155,7 +155,8 @@ type SubscribeRequest struct {
 	MaxOutstanding int32 `protobuf:"varint,9,opt,name=max_outstanding,json=maxOutstanding,proto3" json:"max_outstanding,omitempty"`
 	// Group mode: deliveries of one event before it moves to the dead letters. 0: default 10.
 	MaxDeliveryAttempts int32 `protobuf:"varint,10,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
-	// How often a Heartbeat is sent when no event flows. Default 15s.
+	// A Heartbeat is sent whenever no Delivery was sent for this long, also while events that
+	// the types filter holds back flow; its cursor is past every event examined. Default 15s.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,11,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
 	// Read the dead-letter streams of the given sources instead of their main streams.
 	DeadLetters   bool `protobuf:"varint,12,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`

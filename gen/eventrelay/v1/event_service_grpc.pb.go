@@ -42,7 +42,12 @@ type EventServiceClient interface {
 	// Subscribe streams events: a tail from now, a replay from the beginning, a time or a
 	// cursor, or, with a group, durable consumption with acknowledgements. Every Delivery and
 	// Heartbeat carries the cursor as of that point; resume with after_cursor for no gap and no
-	// repeat. Over HTTP the stream is newline-delimited JSON.
+	// repeat. A stream never skips entries that retention trimmed before it read them: it ends
+	// with OUT_OF_RANGE naming the cursor of the oldest retained entry. A tail subscriber that
+	// falls behind by its buffer ends with RESOURCE_EXHAUSTED naming the cursor of the last
+	// message it was sent. Both name the cursor in the message and as google.rpc.ErrorInfo
+	// metadata "resume_cursor". Over HTTP the stream is newline-delimited JSON
+	// (application/x-ndjson).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 	// Acknowledge marks group deliveries as processed. Ack ids that are expired or already
 	// acknowledged are reported back, not treated as errors. Ack ids are authenticated: one
@@ -181,7 +186,12 @@ type EventServiceServer interface {
 	// Subscribe streams events: a tail from now, a replay from the beginning, a time or a
 	// cursor, or, with a group, durable consumption with acknowledgements. Every Delivery and
 	// Heartbeat carries the cursor as of that point; resume with after_cursor for no gap and no
-	// repeat. Over HTTP the stream is newline-delimited JSON.
+	// repeat. A stream never skips entries that retention trimmed before it read them: it ends
+	// with OUT_OF_RANGE naming the cursor of the oldest retained entry. A tail subscriber that
+	// falls behind by its buffer ends with RESOURCE_EXHAUSTED naming the cursor of the last
+	// message it was sent. Both name the cursor in the message and as google.rpc.ErrorInfo
+	// metadata "resume_cursor". Over HTTP the stream is newline-delimited JSON
+	// (application/x-ndjson).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	// Acknowledge marks group deliveries as processed. Ack ids that are expired or already
 	// acknowledged are reported back, not treated as errors. Ack ids are authenticated: one
