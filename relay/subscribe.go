@@ -429,11 +429,9 @@ func (f *feeder) emit(b batch) bool {
 var errHandedOn = errors.New("error handed to the send loop")
 
 // handOn hands err (a gap) to the send loop after the batches emitted before it, so the
-// subscriber gets every entry read before the gap, then the error.
+// subscriber gets every entry read before the gap, then the error. The feeder stops.
 func (f *feeder) handOn(err error) error {
-	if !f.emit(batch{p: f.p, err: err}) {
-		return nil
-	}
+	f.emit(batch{p: f.p, err: err})
 	return errHandedOn
 }
 
