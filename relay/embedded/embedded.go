@@ -23,8 +23,9 @@
 //     to COUNT, but the delivery counts of the entries beyond it still go up. Pending entries
 //     whose data was trimmed by retention stay pending (Redis drops them from the pending
 //     list when they are re-read or claimed).
-//   - XINFO STREAM has no max-deleted-entry-id, so redisstore reports MaxDeleted as zero
-//     ("cannot tell"): a resume cursor older than the retained history is not detected.
+//   - XINFO STREAM has neither max-deleted-entry-id nor entries-added, so redisstore reports
+//     MaxDeleted and Added as zero ("cannot tell"): a resume cursor older than the retained
+//     history is not detected, nor are entries trimmed under a live stream (no OUT_OF_RANGE).
 //   - Lua scripts (every append is one) run in a fresh interpreter per call: appends cost
 //     about 0.2 ms of CPU each, a few thousand per second.
 //   - WAIT answers 0 replicas: redisstore's min_replicas must stay 0 with it.
