@@ -307,7 +307,7 @@ func TestLiveGapReplay(t *testing.T) {
 func tailAt(t *testing.T, f *gapFixture) (*sub, *sub) {
 	t.Helper()
 	f.publish(t, "s", "pre", "t", "") // the stream exists: the reader knows its count
-	hb := relay.SubscribeRequest{Heartbeat: 100 * time.Millisecond}
+	hb := relay.SubscribeRequest{Heartbeat: relay.MinHeartbeat}
 	beat := make(chan struct{}, 1)
 	a := subscribe(t, f.svc, hb, func(m *relay.Message) error {
 		if m.Entry == nil {
