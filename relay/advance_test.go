@@ -1,0 +1,80 @@
+package relay
+
+import (
+	"context"
+	"testing"
+)
+
+// infoStore answers Info with a fixed description and counts the calls.
+type infoStore struct {
+	Store
+	info  StreamInfo
+	calls int
+}
+
+func (s *infoStore) Info(context.Context, Partition) (StreamInfo, error) {
+	s.calls++
+	return s.info, nil
+}
+
+// TestAdvance is the gap rule of gap.go on hand-built stream descriptions: entries 1-0 to
+// 10-0 were appended (one per millisecond), some trimmed, and a read after the trail's
+// position returned es.
+func TestAdvance(t *testing.T) {
+	id := func(ms uint64) ID { return ID{Ms: ms} }
+	entries := func(from, to uint64) []Entry {
+		var es []Entry
+		for ms := from; ms <= to; ms++ {
+			es = append(es, Entry{ID: id(ms)})
+		}
+		return es
+	}
+	// Entries 1..10 appended, 1..t trimmed: Redis 7.0 reports MaxDeleted just before the first.
+	trimmed := func(t uint64) StreamInfo {
+		return StreamInfo{Length: int64(10 - t), First: id(t + 1), Last: id(10), LastGenerated: id(10), Added: 10, MaxDeleted: id(t + 1).Prev()}
+	}
+	for _, tc := range []struct {
+		name    string
+		from    trail
+		es      []Entry
+		info    StreamInfo
+		gap     bool
+		infos   int   // Info calls
+		wantPos ID    // after a success
+		wantN   int64 // after a success
+	}{
+		{"successor: nothing in between, no question asked", trail{pos: ID{Ms: 3, Seq: 0}, n: 3}, []Entry{{ID: ID{Ms: 3, Seq: 1}}}, StreamInfo{}, false, 0, ID{Ms: 3, Seq: 1}, 4},
+		{"known count, read to the end, nothing trimmed after it", trail{pos: id(4), n: 4}, entries(5, 10), trimmed(3), false, 1, id(10), 10},
+		{"known count, position is the last trimmed entry", trail{pos: id(4), n: 4}, entries(5, 10), trimmed(4), false, 1, id(10), 10},
+		{"known count, one past the last trimmed entry", trail{pos: id(4), n: 4}, entries(6, 10), trimmed(5), true, 1, ID{}, 0},
+		{"known count, everything before the new entry trimmed", trail{pos: id(9), n: 9}, entries(10, 10), trimmed(9), false, 1, id(10), 10},
+		{"known count, read short of the end, trimmed past it", trail{pos: id(4), n: 4}, entries(7, 8), trimmed(6), true, 1, ID{}, 0},
+		{"known count, read short of the end, not trimmed past it", trail{pos: id(4), n: 4}, entries(5, 8), trimmed(4), false, 1, id(8), 8},
+		{"unknown count: conservative, before MaxDeleted", trail{pos: id(4), n: -1}, entries(5, 10), trimmed(4), true, 1, ID{}, 0},
+		{"unknown count: at MaxDeleted, the first entry's id predecessor", trail{pos: id(5).Prev(), n: -1}, entries(5, 10), trimmed(4), false, 0, id(10), -1},
+		{"unknown count: at MaxDeleted, ids apart", trail{pos: id(4), n: -1}, entries(6, 10), StreamInfo{Length: 5, First: id(6), Last: id(10), LastGenerated: id(10), Added: 10, MaxDeleted: id(4)}, false, 1, id(10), 10},
+		{"fresh start: what was trimmed before is no gap; the count is learned", trail{n: -1, fresh: true}, entries(5, 7), trimmed(4), false, 1, id(7), 7},
+		{"store that cannot tell: never a gap, count unknown", trail{pos: id(4), n: 4}, entries(8, 10), StreamInfo{Length: 3, First: id(8), Last: id(10), LastGenerated: id(10)}, false, 1, id(10), -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &infoStore{info: tc.info}
+			tr := tc.from
+			err := advance(context.Background(), s, Partition{Source: "s"}, &tr, tc.es)
+			if s.calls != tc.infos {
+				t.Errorf("%d Info calls, want %d", s.calls, tc.infos)
+			}
+			if _, isGap := err.(*gapError); isGap != tc.gap || (err != nil && !isGap) {
+				t.Fatalf("advance = %v, want gap %v", err, tc.gap)
+			}
+			if tc.gap {
+				if tr != tc.from {
+					t.Errorf("trail moved to %+v on a gap", tr)
+				}
+				return
+			}
+			if tr.pos != tc.wantPos || tr.n != tc.wantN || tr.fresh {
+				t.Errorf("trail %+v, want pos %s n %d", tr, tc.wantPos, tc.wantN)
+			}
+		})
+	}
+}
