@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"runtime/debug"
@@ -27,6 +28,9 @@ type GRPCOptions struct {
 	// Health is the grpc.health.v1 server to register (nil: none).
 	Health *health.Server
 	Logger *slog.Logger
+	// MaxRecvMsgSize bounds a received message (http.max_request_bytes, the same bound as an
+	// EventService request body over HTTP); 0: DefaultMaxRequestBytes.
+	MaxRecvMsgSize int
 }
 
 // Keepalive, consistent with the subscription heartbeats (relay.DefaultHeartbeat 15s,
@@ -55,7 +59,7 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 		grpc.ChainStreamInterceptor(streamRequestID(log), streamRecovery(log)),
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 		grpc.KeepaliveParams(KeepaliveServer),
-		grpc.MaxRecvMsgSize(16 << 20),
+		grpc.MaxRecvMsgSize(cmp.Or(opts.MaxRecvMsgSize, DefaultMaxRequestBytes)),
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))

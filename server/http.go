@@ -71,6 +71,9 @@ type HTTPOptions struct {
 	Metrics *Metrics
 	// TracerProvider records the webhook spans (nil: tracing off; see tracing.go).
 	TracerProvider trace.TracerProvider
+	// Events protect EventService's routes (auth before the body, body bound, client
+	// certificates).
+	Events EventRoutesOptions
 }
 
 // NewHTTPHandler returns the public HTTP handler: the webhook ingress (middleware in front of
@@ -99,7 +102,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
 	in.tracer = tracerOf(opts.TracerProvider)
 	in.webhooks, in.marshaler = webhooks, marshaler // POSTed webhooks skip the gateway
-	return withRequestID(log, streamDeadlines(bearerChallenge(in.wrap(mux)))), nil
+	return withRequestID(log, streamDeadlines(bearerChallenge(guardEventRoutes(opts.Events, in.wrap(mux))))), nil
 }
 
 // bearerChallenge adds WWW-Authenticate: Bearer to the 401s of EventService's routes

@@ -47,6 +47,7 @@ import (
 
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/verify"
+	"github.com/eventrelay/eventrelay/server"
 )
 
 // Config is the whole configuration of relayd.
@@ -70,8 +71,9 @@ type Config struct {
 type TLSConfig struct {
 	CertFile string // cert_file
 	KeyFile  string // key_file
-	// ClientCAFile (client_ca_file, gRPC only) turns on mutual TLS: clients must present a
-	// certificate signed by one of these CAs.
+	// ClientCAFile (client_ca_file) turns on mutual TLS: on gRPC every client must present a
+	// certificate signed by one of these CAs; on HTTP the EventService routes demand one
+	// while webhooks (from providers, which have none) do not.
 	ClientCAFile string
 }
 
@@ -81,7 +83,7 @@ func (t TLSConfig) Enabled() bool { return t.CertFile != "" }
 // HTTPConfig is the http: section.
 type HTTPConfig struct {
 	Addr string    // addr, default ":8080"
-	TLS  TLSConfig // tls: {cert_file, key_file}
+	TLS  TLSConfig // tls: {cert_file, key_file, client_ca_file}
 	// TrustedProxies (trusted_proxies) are the peers whose X-Forwarded-For is believed when
 	// checking a source's allow_ips and for logs. Empty: the TCP peer address is used.
 	TrustedProxies    []netip.Prefix
@@ -91,6 +93,9 @@ type HTTPConfig struct {
 	ReadHeaderTimeout time.Duration // read_header_timeout, default 10s; 0 = none
 	MaxHeaderBytes    int           // max_header_bytes, default 64 KiB
 	MaxConcurrent     int           // max_concurrent requests in flight, default 1024; 0 = unlimited
+	// MaxRequestBytes (max_request_bytes) bounds the body of every EventService request over
+	// HTTP (413 beyond, before reading) and every gRPC message relayd receives, default 1 MiB.
+	MaxRequestBytes int64
 }
 
 // GRPCConfig is the grpc: section.
@@ -208,6 +213,7 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxConcurrent     = 1024
+	DefaultMaxRequestBytes   = server.DefaultMaxRequestBytes
 	DefaultTailBuffer        = 4096
 	DefaultReplayBatch       = 1000
 )
@@ -225,6 +231,7 @@ func DefaultConfig() *Config {
 			ReadHeaderTimeout: DefaultReadHeaderTimeout,
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			MaxConcurrent:     DefaultMaxConcurrent,
+			MaxRequestBytes:   DefaultMaxRequestBytes,
 		},
 		GRPC:      GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true},
 		Admin:     AdminConfig{Addr: DefaultAdminAddr},
@@ -367,8 +374,15 @@ func (c *Config) validate() []*FieldError {
 	v.distinctAddrs([][2]string{{"http.addr", c.HTTP.Addr}, {"grpc.addr", c.GRPC.Addr}, {"admin.addr", c.Admin.Addr}})
 	v.tls("http.tls", c.HTTP.TLS)
 	v.tls("grpc.tls", c.GRPC.TLS)
-	if c.HTTP.TLS.ClientCAFile != "" {
-		v.errf("http.tls.client_ca_file", "not supported on the HTTP listener")
+	if c.HTTP.MaxRequestBytes < 1024 {
+		v.errf("http.max_request_bytes", "must be at least 1024, got %d", c.HTTP.MaxRequestBytes)
+	}
+	// An EventService route is never less protected over HTTP than over gRPC: with client
+	// certificates required on gRPC and no tokens, the HTTP routes must demand them too.
+	if c.GRPC.TLS.ClientCAFile != "" && len(c.Auth.Tokens) == 0 && c.HTTP.TLS.ClientCAFile == "" {
+		v.errf("http.tls.client_ca_file", "grpc.tls.client_ca_file requires client certificates on gRPC, but with no auth.tokens "+
+			"EventService's HTTP routes (%s) would serve anyone: set http.tls.client_ca_file (and http.tls.cert_file) or auth.tokens",
+			strings.Join(server.EventRoutes, ", "))
 	}
 	for _, d := range []struct {
 		key string
@@ -674,6 +688,7 @@ var cfgFields = []cfgField{
 		cfgSection("tls",
 			cfgF("cert_file", cfgKPath, func(c *Config) *string { return &c.HTTP.TLS.CertFile }),
 			cfgF("key_file", cfgKPath, func(c *Config) *string { return &c.HTTP.TLS.KeyFile }),
+			cfgF("client_ca_file", cfgKPath, func(c *Config) *string { return &c.HTTP.TLS.ClientCAFile }),
 		),
 		cfgF("trusted_proxies", cfgKPrefixes, func(c *Config) *[]netip.Prefix { return &c.HTTP.TrustedProxies }),
 		cfgF("read_timeout", cfgKDuration, func(c *Config) *time.Duration { return &c.HTTP.ReadTimeout }),
@@ -682,6 +697,7 @@ var cfgFields = []cfgField{
 		cfgF("read_header_timeout", cfgKDuration, func(c *Config) *time.Duration { return &c.HTTP.ReadHeaderTimeout }),
 		cfgF("max_header_bytes", cfgKInt, func(c *Config) *int { return &c.HTTP.MaxHeaderBytes }),
 		cfgF("max_concurrent", cfgKInt, func(c *Config) *int { return &c.HTTP.MaxConcurrent }),
+		cfgF("max_request_bytes", cfgKInt, func(c *Config) *int64 { return &c.HTTP.MaxRequestBytes }),
 	),
 	cfgSection("grpc",
 		cfgF("addr", cfgKString, func(c *Config) *string { return &c.GRPC.Addr }),

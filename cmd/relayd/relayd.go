@@ -171,8 +171,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log}, events, nil)
-	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log}, events, nil)
+	maxMsg := int(cfg.HTTP.MaxRequestBytes)
+	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log,
+		MaxRecvMsgSize: maxMsg}, events, nil)
+	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log, MaxRecvMsgSize: maxMsg}, events, nil)
 	m.inprocLis = bufconn.Listen(1 << 20)
 	m.conn, err = grpc.NewClient("passthrough:///inproc",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.inprocLis.DialContext(ctx) }),
@@ -182,6 +184,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	handler, err := server.NewHTTPHandler(bg, m.svc, webhooks, m.conn, server.HTTPOptions{
 		Logger: log, Metrics: m.metrics, TracerProvider: tp,
+		Events: server.EventRoutesOptions{Auth: auth, MaxRequestBytes: cfg.HTTP.MaxRequestBytes,
+			RequireClientCert: cfg.HTTP.TLS.ClientCAFile != ""},
 		Ingress: server.IngressOptions{
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
@@ -195,8 +199,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	var httpTLS *tls.Config
 	if cfg.HTTP.TLS.Enabled() {
-		if httpTLS, err = serverTLS(TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile}); err != nil {
+		if httpTLS, err = serverTLS(cfg.HTTP.TLS); err != nil {
 			return fmt.Errorf("http.tls: %w", err)
+		}
+		if httpTLS.ClientCAs != nil {
+			// Providers have no client certificates: webhooks are served without one, and
+			// the EventService routes refuse a request without a verified one.
+			httpTLS.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 	}
 
@@ -255,7 +264,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 // reachable beyond loopback.
 func warnOpenEventService(log *slog.Logger, open bool, addrs ...string) {
 	if open && !loopbackOnly(addrs...) {
-		log.Warn("no auth.tokens configured: EventService (Subscribe, Publish, ...) is open to anyone who can reach the gRPC and HTTP listeners")
+		log.Warn("no auth.tokens configured: EventService (Subscribe, Publish, ...) is open to anyone who can reach the gRPC and HTTP listeners",
+			"http_routes", strings.Join(server.EventRoutes, ", "))
 	}
 }
 

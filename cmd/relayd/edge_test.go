@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+)
+
+const (
+	edgeReaderToken    = "edge-reader-7f3a91"
+	edgePublisherToken = "edge-publisher-2c88d0"
+)
+
+// zeros is an endless reader of zero bytes: a 100 MB body costs the test nothing.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// edgeRequest builds a request to relayd's HTTP listener. size > 0 sends a body of zeros of
+// that length (chunked when chunked is set); token "" sends none.
+func edgeRequest(t testing.TB, method, url, token string, body []byte, size int64, chunked bool) *http.Request {
+	t.Helper()
+	var r io.Reader = bytes.NewReader(body)
+	n := int64(len(body))
+	if size > 0 {
+		r, n = io.LimitReader(zeros{}, size), size
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = n
+	if chunked {
+		req.ContentLength = -1
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+// edgeDo sends req and returns the status (0 when the server hung up without answering).
+func edgeDo(c *http.Client, req *http.Request) int {
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestEventRoutesBeforeBody: EventService's HTTP routes authenticate before reading a byte
+// of the body (401 without a token, 403 for a token that may not publish) and bound the
+// body by http.max_request_bytes (413, announced or chunked); nothing is stored.
+func TestEventRoutesBeforeBody(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { runEventRoutesBeforeBody(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { runEventRoutesBeforeBody(t, redistest.Start(t)) })
+}
+
+func runEventRoutesBeforeBody(t *testing.T, url string) {
+	cfg := testConfig(url)
+	cfg.Auth.Tokens = []AuthToken{
+		{Name: "reader", Token: relay.Secret{Value: []byte(edgeReaderToken)}},
+		{Name: "publisher", Token: relay.Secret{Value: []byte(edgePublisherToken)}, Publish: true},
+	}
+	m := startMain(t, cfg)
+	rdb := redisClient(t, url)
+	base := "http://" + m.HTTPAddr
+	before := secStore(t, rdb, cfg)
+	publish := []byte(`{"source":"orders","id":"evt_pub","type":"t","data":"e30="}`)
+
+	for _, tc := range []struct {
+		name, method, path, token string
+		size                      int64
+		chunked                   bool
+		want                      int
+	}{
+		{"publish without token, 100 MB", http.MethodPost, "/v1/events", "", 100 << 20, false, 401},
+		{"publish without token, chunked 100 MB", http.MethodPost, "/v1/events", "", 100 << 20, true, 401},
+		{"publish with a bad token", http.MethodPost, "/v1/events", "not-a-token", 100 << 20, false, 401},
+		{"publish by a reader, 100 MB", http.MethodPost, "/v1/events", edgeReaderToken, 100 << 20, false, 403},
+		{"acknowledge without token", http.MethodPost, "/v1/events:acknowledge", "", 10 << 20, false, 401},
+		{"nack without token", http.MethodPost, "/v1/events:nack", "", 10 << 20, false, 401},
+		{"redrive without token", http.MethodPost, "/v1/sources/orders:redrive", "", 10 << 20, false, 401},
+		{"subscribe without token", http.MethodGet, "/v1/events:subscribe?sources=orders", "", 0, false, 401},
+		{"publish over max_request_bytes", http.MethodPost, "/v1/events", edgePublisherToken, 2 << 20, false, 413},
+		{"chunked publish over max_request_bytes", http.MethodPost, "/v1/events", edgePublisherToken, 2 << 20, true, 413},
+		{"acknowledge over max_request_bytes", http.MethodPost, "/v1/events:acknowledge", edgeReaderToken, 2 << 20, true, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := edgeRequest(t, tc.method, base+tc.path, tc.token, nil, tc.size, tc.chunked)
+			if got := edgeDo(http.DefaultClient, req); got != tc.want {
+				t.Fatalf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if after := secStore(t, rdb, cfg); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("store changed: %v -> %v", before, after)
+	}
+	// The same routes still work for who may use them.
+	if got := edgeDo(http.DefaultClient, edgeRequest(t, http.MethodPost, base+"/v1/events", edgePublisherToken, publish, 0, false)); got != 200 {
+		t.Fatalf("publish with the publisher token: %d, want 200", got)
+	}
+	if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 1 {
+		t.Fatalf("stream length %d (%v), want 1", n, err)
+	}
+}
+
+// TestEventRoutesMemoryBound: 20 concurrent 100 MB requests to POST /v1/events, without a
+// token (tokens configured) or over max_request_bytes (no tokens), leave relayd's memory
+// within 64 MiB of idle.
+func TestEventRoutesMemoryBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 4 GB over loopback")
+	}
+	for _, tc := range []struct {
+		name   string
+		tokens bool
+		want   int
+	}{
+		{"unauthenticated", true, 401},
+		{"open, over the body limit", false, 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("")
+			if tc.tokens {
+				cfg.Auth.Tokens = []AuthToken{{Name: "p", Token: relay.Secret{Value: []byte(edgePublisherToken)}, Publish: true}}
+			}
+			m := startMain(t, cfg)
+			url := "http://" + m.HTTPAddr + "/v1/events"
+			c := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 0, DisableKeepAlives: true}}
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			idle := ms.Sys
+			var wg sync.WaitGroup
+			statuses := make([]int, 20)
+			for i := range statuses {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					statuses[i] = edgeDo(c, edgeRequest(t, http.MethodPost, url, "", nil, 100<<20, i%2 == 1))
+				}()
+			}
+			wg.Wait()
+			runtime.ReadMemStats(&ms)
+			grew := int64(ms.Sys) - int64(idle)
+			t.Logf("memory obtained from the OS grew by %d KiB", grew>>10)
+			if grew > 64<<20 {
+				t.Fatalf("memory grew by %d MiB, want at most 64", grew>>20)
+			}
+			// The answer comes before the body was read; the server then closes the
+			// connection on the unread rest, which a client still writing may see as a reset
+			// before it reads the answer (0). Anything else is wrong.
+			for i, s := range statuses {
+				if s != tc.want && s != 0 {
+					t.Fatalf("request %d: status %d, want %d", i, s, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestEventRoutesClientCert: with client certificates required on gRPC and no tokens,
+// relayd refuses to start unless the HTTP listener demands them too for EventService
+// (http.tls.client_ca_file); then the EventService routes refuse a client without a
+// certificate while providers still deliver webhooks without one.
+func TestEventRoutesClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := secIssue(t, nil, "eventrelay test CA", false)
+	srv := secIssue(t, ca, "relayd", true)
+	cli := secIssue(t, ca, "consumer", false)
+	certFile, keyFile := secWrite(t, dir, "srv.pem", srv.certPEM), secWrite(t, dir, "srv.key", srv.keyPEM)
+	caFile := secWrite(t, dir, "ca.pem", ca.certPEM)
+
+	cfg := testConfig(embeddedURL(t))
+	cfg.HTTP.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
+	cfg.GRPC.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("mTLS on gRPC, open HTTP EventService routes: configuration accepted")
+	}
+	for _, want := range []string{"http.tls.client_ca_file", "grpc.tls.client_ca_file", "auth.tokens", "POST /v1/events", "GET /v1/events:subscribe"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+
+	cfg.HTTP.TLS.ClientCAFile = caFile
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("with http.tls.client_ca_file: %v", err)
+	}
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+	base := "https://" + m.HTTPAddr
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+	withCert := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), Certificates: []tls.Certificate{cli.tls(t)}}}}
+	before := secStore(t, rdb, cfg)
+	publish := []byte(`{"source":"orders","id":"evt_cert","type":"t","data":"e30="}`)
+
+	for _, tc := range []struct {
+		name, method, path string
+		body               []byte
+	}{
+		{"publish", http.MethodPost, "/v1/events", publish},
+		{"subscribe", http.MethodGet, "/v1/events:subscribe?sources=orders&start=START_POSITION_EARLIEST", nil},
+		{"list", http.MethodGet, "/v1/sources/orders/events", nil},
+	} {
+		t.Run(tc.name+" without a client certificate", func(t *testing.T) {
+			if got := edgeDo(anon, edgeRequest(t, tc.method, base+tc.path, "", tc.body, 0, false)); got != 401 {
+				t.Fatalf("status %d, want 401", got)
+			}
+		})
+	}
+	if after := secStore(t, rdb, cfg); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("store changed: %v -> %v", before, after)
+	}
+	resp, err := anon.Do(secSigned(t, cfg, base, "orders", []byte(`{"id":"evt_hook","type":"t"}`), time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("webhook without a client certificate: %d, want 200", resp.StatusCode)
+	}
+	if got := edgeDo(withCert, edgeRequest(t, http.MethodPost, base+"/v1/events", "", publish, 0, false)); got != 200 {
+		t.Fatalf("publish with a client certificate: %d, want 200", got)
+	}
+	n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result()
+	if err != nil || n != 2 {
+		t.Fatalf("stream length %d (%v), want 2", n, err)
+	}
+}
