@@ -10,6 +10,9 @@ import (
 // Defaults applied by SourceConfig.SetDefaults.
 const (
 	DefaultMaxBodyBytes = 1 << 20 // 1 MiB
+	// DefaultSourceMaxConcurrent is a source's default max_concurrent: a quarter of the
+	// listener's default http.max_concurrent.
+	DefaultSourceMaxConcurrent = 256
 	DefaultRetention    = 7 * 24 * time.Hour
 	DefaultDedupeWindow = 72 * time.Hour
 	DefaultPartitions   = 1
@@ -78,7 +81,13 @@ type SourceConfig struct {
 	// Limits.
 	MaxBodyBytes int64
 	AllowIPs     []netip.Prefix
-	RateLimit    RateLimit
+	// RateLimit bounds the verified webhooks of the source; requests that fail verification
+	// never spend it (they draw from a per-client-address budget of the ingress).
+	RateLimit RateLimit
+	// MaxConcurrent bounds the webhooks of this source verified and stored at once (beyond:
+	// 503 with Retry-After), so one flooded source cannot take every slot of the listener.
+	// Default DefaultSourceMaxConcurrent.
+	MaxConcurrent int
 
 	// Storage.
 	Partitions   int
@@ -105,6 +114,9 @@ func (c *SourceConfig) SetDefaults() {
 	if c.DedupeWindow == 0 {
 		c.DedupeWindow = DefaultDedupeWindow
 	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = DefaultSourceMaxConcurrent
+	}
 }
 
 // Validate checks the provider-independent settings. Provider options are checked by the
@@ -127,6 +139,9 @@ func (c *SourceConfig) Validate() error {
 	}
 	if c.DedupeWindow < time.Second {
 		return fmt.Errorf("dedupe_window: must be at least 1s, got %s", c.DedupeWindow)
+	}
+	if c.MaxConcurrent < 0 {
+		return fmt.Errorf("max_concurrent: must not be negative, got %d", c.MaxConcurrent)
 	}
 	if c.RateLimit.RPS < 0 || c.RateLimit.Burst < 0 {
 		return fmt.Errorf("rate_limit: rps and burst must not be negative")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,13 @@ type IngressOptions struct {
 	// MaxConcurrent bounds the webhook requests served at once; beyond it requests are shed
 	// with 503 and Retry-After instead of queueing (0: unbounded).
 	MaxConcurrent int
+	// MinBodyRate (http.min_body_rate, bytes per second) is the slowest a webhook body may
+	// arrive after its first second; slower requests end with 408. 0: only the read timeout.
+	MinBodyRate int64
+	// Unverified is the budget, per client address, of webhook requests that fail
+	// verification (401); beyond it the address gets 429 until the bucket refills. Zero RPS:
+	// no budget.
+	Unverified relay.RateLimit
 	// ViaGateway routes POSTed webhooks through the grpc-gateway mux (raw-body marshaler into
 	// google.api.HttpBody, header matcher, in-process WebhookService). By default the
 	// middleware, having read and checked the body already, calls the same WebhookService
@@ -70,6 +78,10 @@ type ingress struct {
 	metrics  *Metrics
 	limiters map[string]*bucket
 	sem      chan struct{}
+	// sourceSem bounds each source's requests in flight (sources[].max_concurrent).
+	sourceSem map[string]chan struct{}
+	// failures is the per-client-address budget of requests that fail verification.
+	failures *addrBuckets
 	tracer   trace.Tracer
 	// webhooks, when set, answers POSTed webhooks directly (see receive); else they go
 	// through the gateway mux like every other route.
@@ -91,6 +103,15 @@ func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Me
 	}
 	if opts.MaxConcurrent > 0 {
 		in.sem = make(chan struct{}, opts.MaxConcurrent)
+	}
+	in.sourceSem = map[string]chan struct{}{}
+	for _, name := range svc.SourceNames() {
+		if src, _ := svc.Source(name); src.Config.MaxConcurrent > 0 {
+			in.sourceSem[name] = make(chan struct{}, src.Config.MaxConcurrent)
+		}
+	}
+	if opts.Unverified.RPS > 0 {
+		in.failures = newAddrBuckets(opts.Unverified.RPS, max(1, opts.Unverified.Burst), maxTrackedAddrs)
 	}
 	return in
 }
@@ -150,30 +171,35 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			writeErrorStatus(sw, http.StatusMethodNotAllowed, relay.Errorf(relay.CodeInvalid, "method %s not allowed; webhooks are POSTed", r.Method))
 			return
 		}
-		if in.sem != nil {
-			select {
-			case in.sem <- struct{}{}:
-				defer func() { <-in.sem }()
-			default:
-				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
-				return
-			}
+		ip := clientIP(r, in.opts.TrustedProxies)
+		if len(src.Config.AllowIPs) > 0 && !allowed(ip, src.Config.AllowIPs) {
+			in.log.DebugContext(ctx, "webhook refused: address not allowed", "source", name, "ip", ip.String())
+			writeError(sw, relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
+			return
 		}
-		if len(src.Config.AllowIPs) > 0 {
-			ip := clientIP(r, in.opts.TrustedProxies)
-			if !allowed(ip, src.Config.AllowIPs) {
-				in.log.DebugContext(ctx, "webhook refused: address not allowed", "source", name, "ip", ip.String())
-				writeError(sw, relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
-				return
-			}
+		// Requests that fail verification spend their client address's budget, never the
+		// source's rate limit: an unsigned flood cannot starve the provider's deliveries.
+		if ok, wait := in.failures.allow(ip, time.Now()); !ok {
+			sw.Header().Set("Retry-After", retryAfter(wait))
+			writeError(sw, relay.Errorf(relay.CodeRateLimited, "too many requests that failed verification from this address"))
+			return
 		}
-		if b := in.limiters[name]; b != nil {
-			if ok, wait := b.take(time.Now()); !ok {
-				sw.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		limiter := in.limiters[name]
+		if limiter != nil {
+			if ok, wait := limiter.peek(time.Now()); !ok {
+				sw.Header().Set("Retry-After", retryAfter(wait))
 				writeError(sw, relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
 				return
 			}
 		}
+		defer func() {
+			switch {
+			case sw.status == http.StatusUnauthorized:
+				in.failures.spend(ip, time.Now())
+			case sw.status >= 200 && sw.status < 300 && limiter != nil:
+				limiter.spend(time.Now())
+			}
+		}()
 		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
 			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
 		if r.Method == http.MethodPost {
@@ -195,12 +221,12 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 					return
 				}
 			}
-			body, err := readBody(r, limit)
+			body, err := readBody(sw, r, limit, in.opts.MinBodyRate)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					// http.read_timeout ran out: a client dribbling its body (slowloris).
-					writeErrorStatus(sw, http.StatusRequestTimeout, relay.Errorf(relay.CodeInvalid, "timed out reading the body"))
+					writeErrorStatus(sw, http.StatusRequestTimeout, relay.Errorf(relay.CodeInvalid, "timed out reading the body (http.min_body_rate, http.read_timeout)"))
 					return
 				}
 				writeError(sw, relay.Errorf(relay.CodeInvalid, "reading the body failed"))
@@ -210,6 +236,13 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
 			}
+			// Slots are taken once the body is in: a client dribbling its body holds none.
+			release, ok := in.acquire(name)
+			if !ok {
+				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
+				return
+			}
+			defer release()
 			if in.webhooks != nil && !in.opts.ViaGateway {
 				in.receive(context.WithValue(ctx, requestInfoKey{}, info), sw, r, name, body)
 				return
@@ -217,22 +250,99 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		}
+		if r.Method != http.MethodPost {
+			release, ok := in.acquire(name)
+			if !ok {
+				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
+				return
+			}
+			defer release()
+		}
 		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
 }
 
+// acquire takes a slot of the listener (http.max_concurrent) and one of the source
+// (sources[].max_concurrent) without waiting; ok is false when either is full.
+func (in *ingress) acquire(source string) (release func(), ok bool) {
+	if in.sem != nil {
+		select {
+		case in.sem <- struct{}{}:
+		default:
+			return nil, false
+		}
+	}
+	if ss := in.sourceSem[source]; ss != nil {
+		select {
+		case ss <- struct{}{}:
+		default:
+			if in.sem != nil {
+				<-in.sem
+			}
+			return nil, false
+		}
+	}
+	return func() {
+		if ss := in.sourceSem[source]; ss != nil {
+			<-ss
+		}
+		if in.sem != nil {
+			<-in.sem
+		}
+	}, true
+}
+
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
+}
+
+// bodyGrace is how long a body may take before http.min_body_rate applies.
+const bodyGrace = time.Second
+
 // readBody reads a request body of at most limit bytes (one more is read to tell a longer
-// one). A body with a Content-Length is read into a buffer of exactly that size.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if n := r.ContentLength; n >= 0 && n <= limit {
-		body := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
+// one). With minRate > 0 (bytes per second) the body must arrive at that rate after the
+// first second: before every read the connection's read deadline is set to the moment the
+// bytes received so far would fall below it, so a client dribbling its body gets a timeout
+// (408) within about a second instead of holding the connection for http.read_timeout.
+// Memory grows with the bytes received, not with the Content-Length announced.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, minRate int64) ([]byte, error) {
+	var rc *http.ResponseController
+	start := time.Now()
+	if minRate > 0 {
+		rc = http.NewResponseController(w)
+	}
+	n := r.ContentLength
+	if n < 0 || n > limit {
+		n = limit + 1
+	}
+	buf := make([]byte, 0, min(n, 64<<10))
+	for int64(len(buf)) < n {
+		if rc != nil {
+			due := start.Add(bodyGrace + time.Duration(float64(len(buf)+1)/float64(minRate)*float64(time.Second)))
+			_ = rc.SetReadDeadline(due)
+		}
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, int(min(n-int64(len(buf)), int64(cap(buf)))))
+		}
+		m, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), n)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
 			return nil, err
 		}
-		return body, nil // net/http's body reader ends at Content-Length
 	}
-	return io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if r.ContentLength >= 0 && int64(len(buf)) < r.ContentLength && int64(len(buf)) <= limit {
+		return nil, io.ErrUnexpectedEOF
+	}
+	if rc != nil {
+		// The body is in: lift the rate deadline. (After a timeout it stays in the past, so
+		// the server does not wait for the rest of the body before answering 408.)
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	return buf, nil
 }
 
 // receive answers a POSTed webhook as the gateway's ReceiveWebhook route would (same
@@ -347,19 +457,117 @@ func newBucket(rps float64, burst int) *bucket {
 	return &bucket{rate: rps, burst: float64(burst), tokens: float64(burst)}
 }
 
-// take spends a token; when none is left it returns how long until one is.
-func (b *bucket) take(now time.Time) (bool, time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// refill adds the tokens earned since the last call; b.mu is held.
+func (b *bucket) refill(now time.Time) {
 	if !b.last.IsZero() {
 		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
+}
+
+// take spends a token; when none is left it returns how long until one is.
+func (b *bucket) take(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	return false, b.wait()
+}
+
+// peek reports whether a token is left, without spending it; when none is, how long until
+// one is.
+func (b *bucket) peek(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens >= 1 {
+		return true, 0
+	}
+	return false, b.wait()
+}
+
+// spend charges a token for a request admitted by peek. Requests admitted together may
+// overdraw the bucket by the number in flight, never below -burst; the debt delays the next
+// admission.
+func (b *bucket) spend(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	b.tokens = max(-b.burst, b.tokens-1)
+}
+
+func (b *bucket) wait() time.Duration {
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+}
+
+// full reports whether the bucket has refilled to its burst (it then says nothing a new
+// bucket would not).
+func (b *bucket) full(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	return b.tokens >= b.burst
+}
+
+// maxTrackedAddrs bounds the client addresses whose verification failures are tracked.
+const maxTrackedAddrs = 1 << 16
+
+// addrBuckets are token buckets per client address, at most max of them: when full, the
+// addresses whose buckets have refilled are forgotten, and if that frees nothing, all are
+// (an attacker spreading over more addresses than that is then only bounded by the other
+// limits). A nil *addrBuckets allows everything.
+type addrBuckets struct {
+	mu      sync.Mutex
+	rate    float64
+	burst   int
+	max     int
+	buckets map[netip.Addr]*bucket
+}
+
+func newAddrBuckets(rps float64, burst, maxAddrs int) *addrBuckets {
+	return &addrBuckets{rate: rps, burst: burst, max: maxAddrs, buckets: map[netip.Addr]*bucket{}}
+}
+
+// allow reports whether addr has budget left (without spending it).
+func (a *addrBuckets) allow(addr netip.Addr, now time.Time) (bool, time.Duration) {
+	if a == nil {
+		return true, 0
+	}
+	a.mu.Lock()
+	b := a.buckets[addr]
+	a.mu.Unlock()
+	if b == nil {
+		return true, 0
+	}
+	return b.peek(now)
+}
+
+// spend charges addr one failed request.
+func (a *addrBuckets) spend(addr netip.Addr, now time.Time) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	b := a.buckets[addr]
+	if b == nil {
+		if len(a.buckets) >= a.max {
+			for k, v := range a.buckets {
+				if v.full(now) {
+					delete(a.buckets, k)
+				}
+			}
+			if len(a.buckets) >= a.max {
+				clear(a.buckets)
+			}
+		}
+		b = newBucket(a.rate, a.burst)
+		a.buckets[addr] = b
+	}
+	a.mu.Unlock()
+	b.spend(now)
 }
 
 // writeError writes err in the same JSON shape as the gateway (google.rpc.Status).

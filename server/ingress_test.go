@@ -154,17 +154,23 @@ func TestIngressLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("rate limit before verification", func(t *testing.T) {
+	t.Run("rate limit spent by verified requests only", func(t *testing.T) {
 		if a := e.do(req("limited", true, inside)); a.status != 200 {
 			t.Fatalf("first: %d %s", a.status, a.body)
 		}
-		if a := e.do(req("limited", false, inside)); a.status != 401 { // spends the last token
-			t.Fatalf("second: %d %s", a.status, a.body)
+		// Unsigned requests are refused on their own budget and leave the source's alone.
+		for i := range 2 {
+			if a := e.do(req("limited", false, inside)); a.status != 401 {
+				t.Fatalf("unsigned %d: %d %s", i, a.status, a.body)
+			}
+		}
+		if a := e.do(req("limited", true, inside)); a.status != 200 { // the last token
+			t.Fatalf("second signed: %d %s", a.status, a.body)
 		}
 		before := e.streamState()
 		a := e.do(req("limited", true, inside))
 		if a.status != http.StatusTooManyRequests {
-			t.Fatalf("third: %d %s", a.status, a.body)
+			t.Fatalf("third signed: %d %s", a.status, a.body)
 		}
 		// The bucket holds 2 tokens refilled at 0.001/s and both were spent just now: the next
 		// token is 1/0.001 = 1000 s away, less the (sub-second) time the test has taken.

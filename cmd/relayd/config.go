@@ -96,6 +96,13 @@ type HTTPConfig struct {
 	// MaxRequestBytes (max_request_bytes) bounds the body of every EventService request over
 	// HTTP (413 beyond, before reading) and every gRPC message relayd receives, default 1 MiB.
 	MaxRequestBytes int64
+	// MinBodyRate (min_body_rate) is the slowest, in bytes per second, a webhook body may
+	// arrive after its first second (408 beyond), default 1024; 0 = only read_timeout.
+	MinBodyRate int64
+	// Unverified (unverified_limit: {rps, burst}) is each client address's budget of webhook
+	// requests that fail verification (429 beyond), default 1 per second, burst 20; rps 0 =
+	// none. Such requests never spend a source's rate_limit.
+	Unverified relay.RateLimit
 }
 
 // GRPCConfig is the grpc: section.
@@ -214,6 +221,9 @@ const (
 	DefaultMaxHeaderBytes    = 64 << 10
 	DefaultMaxConcurrent     = 1024
 	DefaultMaxRequestBytes   = server.DefaultMaxRequestBytes
+	DefaultMinBodyRate       = 1024
+	DefaultUnverifiedRPS     = 1
+	DefaultUnverifiedBurst   = 20
 	DefaultTailBuffer        = 4096
 	DefaultReplayBatch       = 1000
 )
@@ -232,6 +242,8 @@ func DefaultConfig() *Config {
 			MaxHeaderBytes:    DefaultMaxHeaderBytes,
 			MaxConcurrent:     DefaultMaxConcurrent,
 			MaxRequestBytes:   DefaultMaxRequestBytes,
+			MinBodyRate:       DefaultMinBodyRate,
+			Unverified:        relay.RateLimit{RPS: DefaultUnverifiedRPS, Burst: DefaultUnverifiedBurst},
 		},
 		GRPC:      GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true},
 		Admin:     AdminConfig{Addr: DefaultAdminAddr},
@@ -396,6 +408,10 @@ func (c *Config) validate() []*FieldError {
 	}
 	v.nonNegative("http.max_header_bytes", int64(c.HTTP.MaxHeaderBytes))
 	v.nonNegative("http.max_concurrent", int64(c.HTTP.MaxConcurrent))
+	v.nonNegative("http.min_body_rate", c.HTTP.MinBodyRate)
+	if c.HTTP.Unverified.RPS < 0 || c.HTTP.Unverified.Burst < 0 {
+		v.errf("http.unverified_limit", "rps and burst must not be negative")
+	}
 	for i, p := range c.HTTP.TrustedProxies {
 		if !p.IsValid() {
 			v.errf(fmt.Sprintf("http.trusted_proxies[%d]", i), "invalid prefix")
@@ -698,6 +714,11 @@ var cfgFields = []cfgField{
 		cfgF("max_header_bytes", cfgKInt, func(c *Config) *int { return &c.HTTP.MaxHeaderBytes }),
 		cfgF("max_concurrent", cfgKInt, func(c *Config) *int { return &c.HTTP.MaxConcurrent }),
 		cfgF("max_request_bytes", cfgKInt, func(c *Config) *int64 { return &c.HTTP.MaxRequestBytes }),
+		cfgF("min_body_rate", cfgKInt, func(c *Config) *int64 { return &c.HTTP.MinBodyRate }),
+		cfgSection("unverified_limit",
+			cfgF("rps", cfgKFloat, func(c *Config) *float64 { return &c.HTTP.Unverified.RPS }),
+			cfgF("burst", cfgKInt, func(c *Config) *int { return &c.HTTP.Unverified.Burst }),
+		),
 	),
 	cfgSection("grpc",
 		cfgF("addr", cfgKString, func(c *Config) *string { return &c.GRPC.Addr }),
@@ -768,6 +789,7 @@ var cfgSourceFields = []cfgField{
 	srcF("verify_token", cfgKSecret, func(s *srcCfg) **relay.Secret { return &s.VerifyToken }),
 	srcF("max_body_bytes", cfgKInt, func(s *srcCfg) *int64 { return &s.MaxBodyBytes }),
 	srcF("allow_ips", cfgKPrefixes, func(s *srcCfg) *[]netip.Prefix { return &s.AllowIPs }),
+	srcF("max_concurrent", cfgKInt, func(s *srcCfg) *int { return &s.MaxConcurrent }),
 	cfgSection("rate_limit",
 		srcF("rps", cfgKFloat, func(s *srcCfg) *float64 { return &s.RateLimit.RPS }),
 		srcF("burst", cfgKInt, func(s *srcCfg) *int { return &s.RateLimit.Burst }),

@@ -53,6 +53,7 @@ func TestConfigDefaults(t *testing.T) {
 			Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
+			MaxRequestBytes: 1 << 20, MinBodyRate: 1024, Unverified: relay.RateLimit{RPS: 1, Burst: 20},
 		},
 		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true},
 		Admin:     AdminConfig{Addr: ":9091"},
@@ -93,6 +94,9 @@ http:
   read_header_timeout: 5s
   max_header_bytes: 32768
   max_concurrent: 10
+  max_request_bytes: 65536
+  min_body_rate: 2048
+  unverified_limit: { rps: 0.5, burst: 5 }
 grpc:
   addr: ":9443"
   tls: { cert_file: /g.crt, key_file: /g.key, client_ca_file: /ca.pem }
@@ -145,6 +149,7 @@ sources:
     max_body_bytes: 2048
     allow_ips: ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32", "2001:db8::7"]
     rate_limit: { rps: 2.5, burst: 7 }
+    max_concurrent: 32
     partitions: 8
     partition_key: header:X-Customer
     retention: 0s
@@ -176,6 +181,9 @@ func TestConfigFullRoundTrip(t *testing.T) {
 			ReadHeaderTimeout: 5 * time.Second,
 			MaxHeaderBytes:    32768,
 			MaxConcurrent:     10,
+			MaxRequestBytes:   65536,
+			MinBodyRate:       2048,
+			Unverified:        relay.RateLimit{RPS: 0.5, Burst: 5},
 		},
 		GRPC:  GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"}},
 		Admin: AdminConfig{Addr: "localhost:9999"},
@@ -204,14 +212,15 @@ func TestConfigFullRoundTrip(t *testing.T) {
 				VerifyToken:  &vt,
 				MaxBodyBytes: 2048,
 				AllowIPs:     cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
-				RateLimit:    relay.RateLimit{RPS: 2.5, Burst: 7},
-				Partitions:   8, PartitionKey: "header:X-Customer",
+				RateLimit:    relay.RateLimit{RPS: 2.5, Burst: 7}, MaxConcurrent: 32,
+				Partitions: 8, PartitionKey: "header:X-Customer",
 				Retention: 0, MaxLen: 10000, DedupeWindow: 24 * time.Hour,
 			},
 			{
 				Name: "gh_2", Provider: "github", Secrets: []relay.Secret{{Value: []byte("gh-secret")}},
 				MaxBodyBytes: relay.DefaultMaxBodyBytes, Partitions: 1,
 				Retention: relay.DefaultRetention, DedupeWindow: relay.DefaultDedupeWindow,
+				MaxConcurrent: relay.DefaultSourceMaxConcurrent,
 			},
 		},
 	}
@@ -300,8 +309,14 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`htpp: unknown key (did you mean "http"?)`, "relay.yaml:1)"}},
 		{"unknown key in a section", "redis:\n  ulr: redis://x\n", nil, nil,
 			[]string{`redis.ulr: unknown key (did you mean "url"?)`}},
-		{"unknown key in http.tls", "http:\n  tls:\n    client_ca_file: /ca\n", nil, nil,
-			[]string{"http.tls.client_ca_file: unknown key"}},
+		{"unknown key in http.tls", "http:\n  tls:\n    client_file: /ca\n", nil, nil,
+			[]string{"http.tls.client_file: unknown key"}},
+		{"http client CA without TLS", "http:\n  tls:\n    client_ca_file: /ca\n", nil, nil,
+			[]string{"http.tls.client_ca_file: needs cert_file and key_file"}},
+		{"http limits", "http:\n  max_request_bytes: 10\n  min_body_rate: -1\n  unverified_limit: {rps: -1}\n", nil, nil,
+			[]string{"http.max_request_bytes: must be at least 1024, got 10", "http.min_body_rate", "http.unverified_limit: rps and burst must not be negative"}},
+		{"source max_concurrent", "sources:\n  - {name: a, secrets: [x], max_concurrent: -2}\n", nil, nil,
+			[]string{"max_concurrent: must not be negative, got -2"}},
 		{"unknown key in a source",
 			src + "  - name: b\n    secrets: [s]\n  - name: c\n    secrets: [s]\n    hedaer: X-Sig\n", nil, nil,
 			[]string{`sources[2].hedaer: unknown key (did you mean "header"?)`, "relay.yaml:8"}},

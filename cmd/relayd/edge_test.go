@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -241,6 +244,113 @@ func TestEventRoutesClientCert(t *testing.T) {
 	}
 	n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result()
 	if err != nil || n != 2 {
+		t.Fatalf("stream length %d (%v), want 2", n, err)
+	}
+}
+
+// TestSlowSendersHoldNoSlot: 64 unsigned senders dribbling their bodies (1 byte every 2 s)
+// against a listener with max_concurrent 64 hold no slot: a signed webhook sent meanwhile
+// gets 200 within a second, and each slow sender ends with 408 (http.min_body_rate).
+func TestSlowSendersHoldNoSlot(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	cfg.HTTP.MaxConcurrent = 64
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+
+	const slow = 64
+	started := make(chan struct{}, slow)
+	statuses := make(chan int, slow)
+	head := "POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
+	for range slow {
+		go func() {
+			conn, err := net.Dial("tcp", m.HTTPAddr)
+			if err != nil {
+				started <- struct{}{}
+				statuses <- -1
+				return
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			_, err = io.WriteString(conn, head+"{")
+			started <- struct{}{}
+			for err == nil {
+				// Dribble until the server answers and hangs up.
+				time.Sleep(2 * time.Second)
+				_, err = io.WriteString(conn, " ")
+			}
+			resp, rerr := http.ReadResponse(bufio.NewReader(conn), nil)
+			if rerr != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	for range slow {
+		<-started
+	}
+	c := &http.Client{Timeout: time.Second}
+	resp, err := c.Do(secSigned(t, cfg, "http://"+m.HTTPAddr, "orders", []byte(`{"id":"evt_signed","type":"t"}`), time.Now()))
+	if err != nil {
+		t.Fatalf("signed webhook next to %d slow senders: %v", slow, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("signed webhook next to %d slow senders: %d, want 200", slow, resp.StatusCode)
+	}
+	for range slow {
+		if s := <-statuses; s != http.StatusRequestTimeout {
+			t.Fatalf("slow sender answered %d, want 408", s)
+		}
+	}
+	if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 1 {
+		t.Fatalf("stream length %d (%v), want 1", n, err)
+	}
+}
+
+// TestUnsignedFloodSparesRateLimit: requests that fail verification draw from their client
+// address's budget (http.unverified_limit), never the source's rate_limit: after two
+// unsigned requests a signed one still gets 200, and past the attacker's budget its
+// requests get 429 while the provider's (another address) still pass.
+func TestUnsignedFloodSparesRateLimit(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	cfg.Sources[0].RateLimit = relay.RateLimit{RPS: 1, Burst: 2}
+	cfg.HTTP.Unverified = relay.RateLimit{RPS: 0.001, Burst: 3}
+	// relayd behind a proxy on loopback: X-Forwarded-For names the client.
+	cfg.HTTP.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+	unsigned := func() postResult {
+		return post(t, m, "orders", []byte(`{"id":"evt_forged","type":"t"}`), "sha256=00", "X-Forwarded-For", "198.51.100.66")
+	}
+	signed := func(id string) postResult {
+		b := []byte(`{"id":"` + id + `","type":"t"}`)
+		return post(t, m, "orders", b, sign(testSecret, b), "X-Forwarded-For", "203.0.113.10")
+	}
+	for i := range 2 {
+		if r := unsigned(); r.status != 401 {
+			t.Fatalf("unsigned %d: %d, want 401", i, r.status)
+		}
+	}
+	if r := signed("evt_1"); r.status != 200 {
+		t.Fatalf("signed after two unsigned: %d %s, want 200", r.status, r.body)
+	}
+	if r := unsigned(); r.status != 401 {
+		t.Fatalf("third unsigned: %d, want 401", r.status)
+	}
+	r := unsigned()
+	if r.status != http.StatusTooManyRequests {
+		t.Fatalf("unsigned past the address's budget: %d, want 429", r.status)
+	}
+	// 3 tokens at 0.001/s, all spent: the next is 1000 s away.
+	if ra := r.header.Get("Retry-After"); ra != "1000" && ra != "999" {
+		t.Fatalf("Retry-After %q, want 1000", ra)
+	}
+	if r := signed("evt_2"); r.status != 200 {
+		t.Fatalf("signed after the unsigned flood: %d %s, want 200", r.status, r.body)
+	}
+	if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 2 {
 		t.Fatalf("stream length %d (%v), want 2", n, err)
 	}
 }

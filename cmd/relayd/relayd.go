@@ -189,6 +189,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Ingress: server.IngressOptions{
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
+			MinBodyRate:    cfg.HTTP.MinBodyRate,
+			Unverified:     cfg.HTTP.Unverified,
 			ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 				return verify.AcceptsContentType(src.Provider, ct)
 			},
