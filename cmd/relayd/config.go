@@ -46,6 +46,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/eventrelay/eventrelay/server"
 )
@@ -130,17 +131,9 @@ type RedisConfig struct {
 	Timeout     time.Duration // timeout: dial/read/write timeout, default 2s
 }
 
-// RedactedURL returns URL with any password replaced by "xxxxx", for logs.
-func (r RedisConfig) RedactedURL() string {
-	if r.URL == "" {
-		return ""
-	}
-	u, err := url.Parse(r.URL)
-	if err != nil {
-		return "<invalid>"
-	}
-	return u.Redacted()
-}
+// RedactedURL returns URL with every credential (userinfo password, password and
+// sentinel_password query parameters, ...) replaced by "xxxxx", for logs.
+func (r RedisConfig) RedactedURL() string { return redisstore.RedactURL(r.URL) }
 
 // String hides the password of the URL so a RedisConfig can be logged.
 func (r RedisConfig) String() string {

@@ -354,3 +354,51 @@ func TestUnsignedFloodSparesRateLimit(t *testing.T) {
 		t.Fatalf("stream length %d (%v), want 2", n, err)
 	}
 }
+
+// TestRedisURLRedacted: a start with every Redis URL form (Redis unreachable, so that
+// relayd logs the URL and go-redis logs its dial failures) never shows a credential in the
+// log, in /v1/admin/sources or in /metrics.
+func TestRedisURLRedacted(t *testing.T) {
+	for _, tc := range []struct {
+		name, url, master string
+		cluster           bool
+		secrets           []string
+	}{
+		{"userinfo", "redis://relay:pw-userinfo-a1@127.0.0.1:1/0", "", false, []string{"pw-userinfo-a1"}},
+		{"tls, password only", "rediss://:pw-userinfo-b2@127.0.0.1:1/0", "", false, []string{"pw-userinfo-b2"}},
+		// go-redis refuses the option: the error must not show its value.
+		{"password parameter refused", "redis://127.0.0.1:1/0?password=pw-query-c3", "", false, []string{"pw-query-c3"}},
+		// Sentinel: userinfo is the sentinels' password, ?password= the master's.
+		{"sentinel", "redis://:pw-sentinel-d4@127.0.0.1:1/0?password=pw-master-e5&addr=127.0.0.1:2", "mymaster", false,
+			[]string{"pw-sentinel-d4", "pw-master-e5"}},
+		{"cluster", "redis://:pw-cluster-f6@127.0.0.1:1?addr=127.0.0.1:2", "", true, []string{"pw-cluster-f6"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(tc.url)
+			cfg.Redis.MasterName, cfg.Redis.Cluster = tc.master, tc.cluster
+			cfg.Redis.Timeout = 50 * time.Millisecond
+			var logs syncLog
+			m := NewMain(cfg, secLogger(&logs))
+			if err := m.Run(context.Background()); err != nil {
+				logs.Write([]byte("Run: " + err.Error()))
+			} else {
+				// A webhook meets the unreachable store; the admin answers are read too.
+				_ = post(t, m, "orders", []byte(`{"id":"evt_r"}`), sign(testSecret, []byte(`{"id":"evt_r"}`)))
+				for _, path := range []string{"/v1/admin/sources", "/metrics"} {
+					_, body := secGet(t, "http://"+m.AdminAddr+path)
+					logs.Write([]byte(body))
+				}
+			}
+			_ = m.Close()
+			out := logs.String()
+			if !strings.Contains(out, "xxxxx") && !strings.Contains(out, "Run: ") {
+				t.Errorf("the redacted URL is not logged:\n%s", out)
+			}
+			for _, s := range tc.secrets {
+				if strings.Contains(out, s) {
+					t.Errorf("%q appears in the output:\n%s", s, out)
+				}
+			}
+		})
+	}
+}

@@ -86,7 +86,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 
-	// Store.
+	// Store. go-redis's own lines (dial failures during an outage) go through slog too.
+	redis.SetLogger(redisstore.SlogLogger{Log: log})
 	url := cfg.Redis.URL
 	if url == "" {
 		m.embedded, err = embedded.Start()

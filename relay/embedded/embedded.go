@@ -3,7 +3,8 @@
 // redis.url is empty.
 //
 // The server listens on a loopback TCP port and speaks RESP like Redis; redisstore connects
-// to URL() as it would to any Redis. Data lives in memory only and is lost when the process
+// to URL() as it would to any Redis. It requires a password generated at Start (never
+// logged), so other local processes cannot read the events or append forged ones. Data lives in memory only and is lost when the process
 // stops. It is meant for development, tests and small single-node setups; production runs
 // real Redis (see the README's operations section).
 //
@@ -35,6 +36,8 @@
 package embedded
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -74,7 +77,9 @@ type Option func(*config)
 // to a non-loopback address exposes the server, with no TLS, to the network.
 func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 
-// WithPassword makes the server require AUTH with password; URL then carries it.
+// WithPassword sets the password the server requires (AUTH); URL carries it. By default
+// Start generates a random one, so that no other local process can read or forge events
+// through the loopback port: the only way in is URL, which the caller must not log.
 func WithPassword(password string) Option { return func(c *config) { c.password = password } }
 
 // WithClockInterval sets how often key expiry catches up with real time (default 1s; a
@@ -90,10 +95,15 @@ func Start(opts ...Option) (*Server, error) {
 	if cfg.clockInterval <= 0 {
 		return nil, errors.New("embedded: clock interval must be positive")
 	}
-	m := miniredis.NewMiniRedis()
-	if cfg.password != "" {
-		m.RequireAuth(cfg.password)
+	if cfg.password == "" {
+		var b [24]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("embedded: no randomness for the password: %w", err)
+		}
+		cfg.password = hex.EncodeToString(b[:])
 	}
+	m := miniredis.NewMiniRedis()
+	m.RequireAuth(cfg.password)
 	if err := m.StartAddr(cfg.addr); err != nil {
 		return nil, fmt.Errorf("embedded: listen on %s: %w", cfg.addr, err)
 	}
@@ -128,7 +138,7 @@ func (s *Server) clock(interval time.Duration) {
 // Addr returns the host:port the server listens (or listened, after Close) on.
 func (s *Server) Addr() string { return s.addr }
 
-// URL returns a redis:// URL for Addr, with the password when one is required.
+// URL returns a redis:// URL for Addr with the server's password: a secret.
 func (s *Server) URL() string {
 	u := url.URL{Scheme: "redis", Host: s.addr}
 	if s.password != "" {
