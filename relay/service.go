@@ -225,7 +225,7 @@ func (s *Service) Publish(ctx context.Context, in PublishInput) (*IngestResult, 
 		return nil, err
 	}
 	if int64(len(in.Data)) > src.Config.MaxBodyBytes {
-		return nil, Errorf(CodeTooLarge, "data is larger than the source's limit of %d bytes", src.Config.MaxBodyBytes)
+		return nil, Errorf(CodeTooLarge, "data: larger than the source's max_body_bytes (%d bytes)", src.Config.MaxBodyBytes)
 	}
 	now := s.opts.Now()
 	ev := &eventrelayv1.Event{
@@ -260,12 +260,18 @@ func (s *Service) Publish(ctx context.Context, in PublishInput) (*IngestResult, 
 }
 
 func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Event) (*IngestResult, error) {
+	if err := checkSizes(ev); err != nil {
+		return nil, err
+	}
 	if err := checkUTF8(ev); err != nil {
 		return nil, err
 	}
 	b, err := proto.Marshal(ev)
 	if err != nil {
 		return nil, WrapError(CodeInternal, err, "encoding the event failed")
+	}
+	if limit := src.Config.MaxBodyBytes + EnvelopeAllowance; int64(len(b)) > limit {
+		return nil, Errorf(CodeInvalid, "event: %d bytes stored, more than the source's max_body_bytes plus %d bytes of attributes and headers", len(b), EnvelopeAllowance)
 	}
 	p := Partition{Source: src.Config.Name, Index: PartitionOf(ev.PartitionKey, src.Config.Partitions)}
 	res, err := s.store.Append(ctx, AppendRequest{
@@ -280,6 +286,58 @@ func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Even
 		return nil, err
 	}
 	return &IngestResult{EventID: ev.Id, Duplicate: res.Duplicate, Partition: p, EntryID: res.ID}, nil
+}
+
+// Bounds of an event's attributes, checked for every event stored (Publish over gRPC and
+// HTTP, webhooks): a larger one is refused with CodeInvalid naming the field, and nothing
+// is stored. The data is bounded by the source's max_body_bytes; the whole stored entry by
+// max_body_bytes + EnvelopeAllowance.
+const (
+	MaxTypeLen        = 256
+	MaxSubjectLen     = 1024
+	MaxPartitionKey   = 256
+	MaxContentTypeLen = 256
+	MaxTraceParentLen = 256
+	MaxHeaders        = 100
+	MaxHeaderNameLen  = 256
+	MaxHeaderValueLen = 8 << 10
+	MaxHeadersBytes   = 64 << 10 // names and values of all headers together
+	// EnvelopeAllowance is what a stored entry may hold beyond its data: attributes,
+	// headers and encoding (the bounds above add up to less).
+	EnvelopeAllowance = 80 << 10
+)
+
+func checkSizes(ev *eventrelayv1.Event) error {
+	for _, f := range [...]struct {
+		name string
+		v    string
+		max  int
+	}{{"type", ev.Type, MaxTypeLen}, {"subject", ev.Subject, MaxSubjectLen}, {"partition_key", ev.PartitionKey, MaxPartitionKey},
+		{"data_content_type", ev.DataContentType, MaxContentTypeLen}, {"trace_parent", ev.TraceParent, MaxTraceParentLen}} {
+		if len(f.v) > f.max {
+			return Errorf(CodeInvalid, "%s: %d bytes, at most %d", f.name, len(f.v), f.max)
+		}
+	}
+	if len(ev.Id) > MaxEventIDLen {
+		return Errorf(CodeInvalid, "id: %d bytes, at most %d", len(ev.Id), MaxEventIDLen)
+	}
+	if len(ev.Headers) > MaxHeaders {
+		return Errorf(CodeInvalid, "headers: %d, at most %d", len(ev.Headers), MaxHeaders)
+	}
+	total := 0
+	for k, v := range ev.Headers {
+		if len(k) > MaxHeaderNameLen {
+			return Errorf(CodeInvalid, "headers: a name of %d bytes, at most %d", len(k), MaxHeaderNameLen)
+		}
+		if len(v) > MaxHeaderValueLen {
+			return Errorf(CodeInvalid, "headers[%q]: %d bytes, at most %d", strings.ToValidUTF8(k, "?"), len(v), MaxHeaderValueLen)
+		}
+		total += len(k) + len(v)
+	}
+	if total > MaxHeadersBytes {
+		return Errorf(CodeInvalid, "headers: %d bytes together, at most %d", total, MaxHeadersBytes)
+	}
+	return nil
 }
 
 // checkUTF8 rejects attribute values that are not valid UTF-8 (protobuf strings must be):

@@ -13,10 +13,10 @@ const (
 	// DefaultSourceMaxConcurrent is a source's default max_concurrent: a quarter of the
 	// listener's default http.max_concurrent.
 	DefaultSourceMaxConcurrent = 256
-	DefaultRetention    = 7 * 24 * time.Hour
-	DefaultDedupeWindow = 72 * time.Hour
-	DefaultPartitions   = 1
-	MaxPartitions       = 1024
+	DefaultRetention           = 7 * 24 * time.Hour
+	DefaultDedupeWindow        = 72 * time.Hour
+	DefaultPartitions          = 1
+	MaxPartitions              = 1024
 )
 
 var sourceNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

@@ -16,8 +16,11 @@ import (
 	"testing"
 	"time"
 
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 const (
@@ -400,5 +403,73 @@ func TestRedisURLRedacted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPublishBounds: every Publish field is bounded, and the stored entry too; an event
+// over a bound is refused naming the field (INVALID_ARGUMENT), one over the message limit
+// by the transport, and nothing is stored.
+func TestPublishBounds(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { runPublishBounds(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { runPublishBounds(t, redistest.Start(t)) })
+}
+
+func runPublishBounds(t *testing.T, url string) {
+	cfg := testConfig(url)
+	cfg.Sources[0].MaxBodyBytes = 100
+	m := startMain(t, cfg)
+	rdb := redisClient(t, url)
+	c := client(t, m)
+	before := secStore(t, rdb, cfg)
+	big := func(n int) string { return strings.Repeat("x", n) }
+	many := func(n, size int) map[string]string {
+		h := map[string]string{}
+		for i := range n {
+			h[fmt.Sprintf("h-%03d", i)] = big(size)
+		}
+		return h
+	}
+	ok := func() *eventrelayv1.PublishRequest {
+		return &eventrelayv1.PublishRequest{Source: "orders", Type: "t", Data: []byte(`{}`)}
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*eventrelayv1.PublishRequest)
+		code codes.Code
+		msg  string
+	}{
+		{"the 8 MB event", func(r *eventrelayv1.PublishRequest) {
+			r.Headers = map[string]string{"x": big(5 << 20)}
+			r.Subject, r.PartitionKey = big(2<<20), big(1<<20)
+		}, codes.ResourceExhausted, ""},
+		{"data over max_body_bytes", func(r *eventrelayv1.PublishRequest) { r.Data = []byte(big(101)) }, codes.InvalidArgument, "data:"},
+		{"type", func(r *eventrelayv1.PublishRequest) { r.Type = big(257) }, codes.InvalidArgument, "type:"},
+		{"subject", func(r *eventrelayv1.PublishRequest) { r.Subject = big(1025) }, codes.InvalidArgument, "subject:"},
+		{"id", func(r *eventrelayv1.PublishRequest) { r.Id = big(1000) }, codes.InvalidArgument, "id"},
+		{"partition key", func(r *eventrelayv1.PublishRequest) { r.PartitionKey = big(257) }, codes.InvalidArgument, "partition_key:"},
+		{"content type", func(r *eventrelayv1.PublishRequest) { r.DataContentType = big(257) }, codes.InvalidArgument, "data_content_type:"},
+		{"a header value", func(r *eventrelayv1.PublishRequest) { r.Headers = map[string]string{"x-big": big(8<<10 + 1)} }, codes.InvalidArgument, `headers["x-big"]`},
+		{"a header name", func(r *eventrelayv1.PublishRequest) { r.Headers = map[string]string{big(257): "v"} }, codes.InvalidArgument, "headers: a name"},
+		{"too many headers", func(r *eventrelayv1.PublishRequest) { r.Headers = many(101, 1) }, codes.InvalidArgument, "headers: 101"},
+		{"all headers together", func(r *eventrelayv1.PublishRequest) { r.Headers = many(9, 8<<10) }, codes.InvalidArgument, "headers: 73"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ok()
+			tc.mod(r)
+			_, err := c.Publish(context.Background(), r)
+			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+				t.Fatalf("Publish = %v, want %s naming %q", err, tc.code, tc.msg)
+			}
+		})
+	}
+	if after := secStore(t, rdb, cfg); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("store changed: %v -> %v", before, after)
+	}
+	// At the bounds, it is stored.
+	r := ok()
+	r.Data, r.Type, r.Subject, r.PartitionKey = []byte(`"`+big(98)+`"`), big(256), big(1024), big(256)
+	r.Headers = many(7, 8<<10)
+	if _, err := c.Publish(context.Background(), r); err != nil {
+		t.Fatalf("Publish at the bounds: %v", err)
 	}
 }
