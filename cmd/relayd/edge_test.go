@@ -4,13 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -471,5 +475,72 @@ func runPublishBounds(t *testing.T, url string) {
 	r.Headers = many(7, 8<<10)
 	if _, err := c.Publish(context.Background(), r); err != nil {
 		t.Fatalf("Publish at the bounds: %v", err)
+	}
+}
+
+// TestFarFutureTimestamps: correctly signed requests whose signed timestamp lies beyond the
+// tolerance in the future (far enough that the difference overflows a Duration) get 401 and
+// store nothing. Signatures are computed here by hand (HMAC-SHA256 over the documented
+// string), not with verify.Sign.
+func TestFarFutureTimestamps(t *testing.T) {
+	const stripeSecret, hmacSecret = "whsec_far_future_test", "far-future-hmac"
+	cfg := testConfig(embeddedURL(t))
+	cfg.Sources = append(cfg.Sources,
+		secSource("stripe", "stripe", stripeSecret),
+		secSource("stamped", "hmac", hmacSecret, func(s *relay.SourceConfig) {
+			s.TimestampHeader, s.Template = "X-Timestamp", "{timestamp}.{body}"
+		}))
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+	mac := func(secret, msg string) string {
+		h := hmac.New(sha256.New, []byte(secret))
+		h.Write([]byte(msg))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	body := `{"id":"evt_future","object":"event","type":"charge.succeeded"}`
+	stripe := func(ts string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("Stripe-Signature", "t="+ts+",v1="+mac(stripeSecret, ts+"."+body))
+		}
+	}
+	stamped := func(ts string) func(*http.Request) {
+		return func(r *http.Request) {
+			r.Header.Set("X-Timestamp", ts)
+			r.Header.Set("X-Signature", "sha256="+mac(hmacSecret, ts+"."+body))
+		}
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		name, source string
+		sign         func(*http.Request)
+		want         int
+	}{
+		{"stripe: t=99999999999", "stripe", stripe("99999999999"), 401},
+		{"stripe: t in milliseconds", "stripe", stripe(strconv.FormatInt(now.UnixMilli(), 10)), 401},
+		{"stripe: 10 minutes ahead", "stripe", stripe(strconv.FormatInt(now.Add(10*time.Minute).Unix(), 10)), 401},
+		{"stripe: year 1", "stripe", stripe("-62135596800"), 401},
+		{"hmac: 9999-12-31T23:59:59Z", "stamped", stamped("9999-12-31T23:59:59Z"), 401},
+		{"hmac: unix seconds far ahead", "stamped", stamped("99999999999"), 401},
+		{"hmac: 0001-01-01T00:00:00Z", "stamped", stamped("0001-01-01T00:00:00Z"), 401},
+		// Controls: the same signatures as of now pass.
+		{"stripe: now", "stripe", stripe(strconv.FormatInt(now.Unix(), 10)), 200},
+		{"hmac: now", "stamped", stamped(now.UTC().Format(time.RFC3339)), 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, "http://"+m.HTTPAddr+"/v1/webhooks/"+tc.source, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			tc.sign(req)
+			if got := edgeDo(http.DefaultClient, req); got != tc.want {
+				t.Fatalf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+	for src, want := range map[string]int64{"stripe": 1, "stamped": 1} {
+		if n, err := rdb.XLen(context.Background(), "relay:{"+src+":0}:s").Result(); err != nil || n != want {
+			t.Errorf("%s: stream length %d (%v), want %d", src, n, err, want)
+		}
 	}
 }

@@ -277,11 +277,16 @@ func checkTime(signed, now time.Time, tol time.Duration) error {
 	if tol <= 0 {
 		return nil
 	}
-	d := now.Sub(signed)
-	switch {
-	case d > tol:
-		return unauthenticated(relay.ReasonStale)
-	case -d > tol:
+	// Each difference is taken in the direction that makes it positive: time.Sub saturates
+	// at the largest Duration instead of overflowing, so a timestamp millennia away is still
+	// "more than tol" (negating a saturated negative difference would overflow and pass).
+	if signed.Before(now) {
+		if now.Sub(signed) > tol {
+			return unauthenticated(relay.ReasonStale)
+		}
+		return nil
+	}
+	if signed.Sub(now) > tol {
 		return unauthenticated(relay.ReasonFuture)
 	}
 	return nil

@@ -3,11 +3,14 @@ package verify
 import (
 	"bytes"
 	"encoding/json"
+	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/eventrelay/eventrelay/relay"
@@ -269,6 +272,38 @@ func FuzzTemplate(f *testing.F) {
 		out := tmpl.expand(&tvals{body: []byte("B")})
 		if !strings.ContainsAny(s, "{}") && string(out) != s {
 			t.Fatalf("literal template %q expanded to %q", s, out)
+		}
+	})
+}
+
+// FuzzCheckTime: a signed time is accepted exactly when it is within tol of now, either way,
+// whatever the magnitudes (no overflow lets a far-away timestamp through). The oracle works in
+// big integers of nanoseconds.
+func FuzzCheckTime(f *testing.F) {
+	f.Add(int64(1700000000), int64(0), int64(1700000000), int64(0), int64(300))
+	f.Add(int64(99999999999), int64(0), int64(1700000000), int64(0), int64(300))
+	f.Add(int64(1733360000000), int64(0), int64(1733360000), int64(0), int64(300))
+	f.Add(int64(253402300799), int64(0), int64(1700000000), int64(0), int64(600))
+	f.Add(int64(-62135596800), int64(0), int64(1700000000), int64(0), int64(600))
+	f.Add(int64(math.MaxInt64/int64(time.Second)), int64(999999999), int64(0), int64(0), int64(1))
+	f.Fuzz(func(t *testing.T, sSec, sNsec, nSec, nNsec, tolSec int64) {
+		signed, now := time.Unix(sSec, sNsec%1e9), time.Unix(nSec, nNsec%1e9)
+		tol := time.Duration(tolSec%(1e6)) * time.Second
+		err := checkTime(signed, now, tol)
+		if tol <= 0 {
+			if err != nil {
+				t.Fatalf("tolerance %v: %v", tol, err)
+			}
+			return
+		}
+		ns := func(x time.Time) *big.Int {
+			v := new(big.Int).Mul(big.NewInt(x.Unix()), big.NewInt(1e9))
+			return v.Add(v, big.NewInt(int64(x.Nanosecond())))
+		}
+		diff := new(big.Int).Sub(ns(now), ns(signed))
+		within := new(big.Int).Abs(diff).Cmp(big.NewInt(int64(tol))) <= 0
+		if within != (err == nil) {
+			t.Fatalf("signed %v now %v tol %v: err %v, want within=%v", signed, now, tol, err, within)
 		}
 	})
 }
