@@ -75,6 +75,16 @@ type SourceConfig struct {
 	TimeField       string // JSON field carrying the event time (unix seconds, ms or RFC 3339)
 	// QueryParam names the query parameter carrying the token for the token scheme.
 	QueryParam string
+	// BodyFormat (body_format) is the one body format the source accepts, for providers
+	// that offer a choice: json, form, multipart, xml or raw (any content type, fields read
+	// only from a JSON body). A request in another format gets 415: the signature covers the
+	// body bytes, not the Content-Type, so the format must not decide how they are read.
+	// Empty: the provider's default (see verify.BodyFormats).
+	BodyFormat string
+	// UnsignedID (unsigned_id) accepts an id_header the signature does not cover (generic
+	// hmac with a template without {id}): anyone replaying a captured request with another
+	// id then gets it stored again. Without it such a configuration is refused.
+	UnsignedID bool
 	// VerifyToken answers Meta's GET hub.verify_token challenge.
 	VerifyToken *Secret
 

@@ -150,7 +150,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	e.events = eventrelayv1.NewEventServiceClient(e.conn)
 
 	if o.ingress.ContentTypes == nil {
-		o.ingress.ContentTypes = func(src *relay.SourceConfig, ct string) bool { return verify.AcceptsContentType(src.Provider, ct) }
+		o.ingress.ContentTypes = func(src *relay.SourceConfig, ct string) bool { return verify.SourceAccepts(src, ct) }
 	}
 	hopts := HTTPOptions{Ingress: o.ingress, Logger: log, Metrics: e.metrics}
 	if tp != nil {

@@ -117,7 +117,7 @@ func FuzzWebhookIngress(f *testing.F) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
 	h, err := NewHTTPHandler(ctx, svc, NewWebhookServer(svc, log, nil), nil, HTTPOptions{Logger: log,
-		Ingress: IngressOptions{ContentTypes: func(src *relay.SourceConfig, ct string) bool { return verify.AcceptsContentType(src.Provider, ct) }}})
+		Ingress: IngressOptions{ContentTypes: func(src *relay.SourceConfig, ct string) bool { return verify.SourceAccepts(src, ct) }}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	m := NewMetrics()
 	h, err := NewHTTPHandler(b.Context(), svc, NewWebhookServer(svc, log, m), nil, HTTPOptions{Logger: log, Metrics: m,
 		Ingress: IngressOptions{MaxConcurrent: 1024, ContentTypes: func(src *relay.SourceConfig, ct string) bool {
-			return verify.AcceptsContentType(src.Provider, ct)
+			return verify.SourceAccepts(src, ct)
 		}}})
 	if err != nil {
 		b.Fatal(err)

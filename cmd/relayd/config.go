@@ -779,6 +779,8 @@ var cfgSourceFields = []cfgField{
 	srcF("subject_field", cfgKString, func(s *srcCfg) *string { return &s.SubjectField }),
 	srcF("time_field", cfgKString, func(s *srcCfg) *string { return &s.TimeField }),
 	srcF("query_param", cfgKString, func(s *srcCfg) *string { return &s.QueryParam }),
+	srcF("body_format", cfgKString, func(s *srcCfg) *string { return &s.BodyFormat }),
+	srcF("unsigned_id", cfgKBool, func(s *srcCfg) *bool { return &s.UnsignedID }),
 	srcF("verify_token", cfgKSecret, func(s *srcCfg) **relay.Secret { return &s.VerifyToken }),
 	srcF("max_body_bytes", cfgKInt, func(s *srcCfg) *int64 { return &s.MaxBodyBytes }),
 	srcF("allow_ips", cfgKPrefixes, func(s *srcCfg) *[]netip.Prefix { return &s.AllowIPs }),

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -542,5 +543,85 @@ func TestFarFutureTimestamps(t *testing.T) {
 		if n, err := rdb.XLen(context.Background(), "relay:{"+src+":0}:s").Result(); err != nil || n != want {
 			t.Errorf("%s: stream length %d (%v), want %d", src, n, err, want)
 		}
+	}
+}
+
+// TestBodyFormat: a source reads one body format (body_format, or its provider's default),
+// so the unsigned Content-Type cannot change what a signed body means: a captured JSON
+// webhook replayed as a form, or a JSON body whose string smuggles form fields, gets 415 and
+// is not stored.
+func TestBodyFormat(t *testing.T) {
+	const ghSecret = "gh-body-format-secret"
+	cfg := testConfig(embeddedURL(t))
+	cfg.Sources = append(cfg.Sources,
+		secSource("gh", "github", ghSecret),
+		secSource("ghform", "github", ghSecret, func(s *relay.SourceConfig) { s.BodyFormat = "form" }))
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+	mac := func(secret, body string) string {
+		h := hmac.New(sha256.New, []byte(secret))
+		h.Write([]byte(body))
+		return "sha256=" + hex.EncodeToString(h.Sum(nil))
+	}
+	send := func(source, ct, body string, hdr ...string) int {
+		req, err := http.NewRequest(http.MethodPost, "http://"+m.HTTPAddr+"/v1/webhooks/"+source, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", ct)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		return edgeDo(http.DefaultClient, req)
+	}
+	ghBody := `{"action":"opened","number":7}`
+	ghHeaders := []string{"X-Hub-Signature-256", mac(ghSecret, ghBody), "X-GitHub-Event", "issues", "X-GitHub-Delivery", "d-77"}
+	smuggled := `{"id":"evt_1","note":"x&type=refund.issued&id=evt_forged"}`
+	formBody := "payload=" + url.QueryEscape(ghBody)
+	for _, tc := range []struct {
+		name, source, ct, body string
+		hdr                    []string
+		want                   int
+	}{
+		{"github json", "gh", "application/json", ghBody, ghHeaders, 200},
+		{"the same capture replayed as a form", "gh", "application/x-www-form-urlencoded", ghBody, ghHeaders, 415},
+		{"the same capture replayed as multipart", "gh", "multipart/form-data; boundary=x", ghBody, ghHeaders, 415},
+		{"hmac json smuggling form fields, sent as a form", "orders", "application/x-www-form-urlencoded", smuggled,
+			[]string{"X-Signature", sign(testSecret, []byte(smuggled))}, 415},
+		{"hmac json as text/plain", "orders", "text/plain", smuggled, []string{"X-Signature", sign(testSecret, []byte(smuggled))}, 415},
+		{"github form source: a form", "ghform", "application/x-www-form-urlencoded", formBody,
+			[]string{"X-Hub-Signature-256", mac(ghSecret, formBody), "X-GitHub-Event", "issues", "X-GitHub-Delivery", "d-78"}, 200},
+		{"github form source: json", "ghform", "application/json", ghBody, ghHeaders, 415},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := send(tc.source, tc.ct, tc.body, tc.hdr...); got != tc.want {
+				t.Fatalf("status %d, want %d", got, tc.want)
+			}
+		})
+	}
+	for src, want := range map[string]int64{"gh": 1, "ghform": 1, "orders": 0} {
+		if n, err := rdb.XLen(context.Background(), "relay:{"+src+":0}:s").Result(); err != nil && want > 0 || n != want {
+			t.Errorf("%s: stream length %d (%v), want %d", src, n, err, want)
+		}
+	}
+
+	// An id_header the signature does not cover fails the start unless accepted.
+	start := func(mod func(*relay.SourceConfig)) error {
+		c := testConfig("")
+		c.Sources[0].IDHeader = "X-Delivery-Id"
+		mod(&c.Sources[0])
+		m := NewMain(c, nil)
+		defer m.Close()
+		return m.Run(context.Background())
+	}
+	err := start(func(*relay.SourceConfig) {})
+	if err == nil || !strings.Contains(err.Error(), "id_header") || !strings.Contains(err.Error(), "unsigned_id") {
+		t.Fatalf("unsigned id_header: Run = %v, want an error naming id_header and unsigned_id", err)
+	}
+	if err := start(func(s *relay.SourceConfig) { s.UnsignedID = true }); err != nil {
+		t.Fatalf("with unsigned_id: %v", err)
+	}
+	if err := start(func(s *relay.SourceConfig) { s.Template = "{id}.{body}" }); err != nil {
+		t.Fatalf("with {id} signed: %v", err)
 	}
 }

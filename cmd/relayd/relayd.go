@@ -193,7 +193,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			MinBodyRate:    cfg.HTTP.MinBodyRate,
 			Unverified:     cfg.HTTP.Unverified,
 			ContentTypes: func(src *relay.SourceConfig, ct string) bool {
-				return verify.AcceptsContentType(src.Provider, ct)
+				return verify.SourceAccepts(src, ct)
 			},
 		},
 	})

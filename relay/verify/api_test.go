@@ -158,7 +158,7 @@ func TestHandshakes(t *testing.T) {
 		{"slack url_verification", relay.SourceConfig{Provider: "slack", Secrets: secrets("k")},
 			jsonReq(`{"token":"t","challenge":"3eZbrw1aB","type":"url_verification"}`)(), false,
 			"application/json", `{"challenge":"3eZbrw1aB"}`},
-		{"slack ssl_check", relay.SourceConfig{Provider: "slack", Secrets: secrets("k")},
+		{"slack ssl_check", relay.SourceConfig{Provider: "slack", Secrets: secrets("k"), BodyFormat: "form"},
 			formReq("ssl_check=1&token=t")(), false, "text/plain; charset=utf-8", ``},
 		{"slack event", relay.SourceConfig{Provider: "slack", Secrets: secrets("k")},
 			jsonReq(`{"type":"event_callback","event":{"type":"message"}}`)(), false, "", ""},
@@ -347,7 +347,7 @@ func TestTwilioDetails(t *testing.T) {
 		verifyOK(t, cfg, r)
 	})
 	t.Run("json body hash mismatch", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw"}
+		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw", BodyFormat: "json"}
 		q := "bodySHA256=" + strings.Repeat("0", 64)
 		r := jsonReq(`{}`, "X-Twilio-Signature", sign("https://relay.example.com/tw?"+q, ""))()
 		r.RawQuery = q
@@ -355,13 +355,13 @@ func TestTwilioDetails(t *testing.T) {
 		wantReason(t, err, relay.ReasonMismatch)
 	})
 	t.Run("json body without bodySHA256", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw"}
+		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw", BodyFormat: "json"}
 		r := jsonReq(`{}`, "X-Twilio-Signature", sign("https://relay.example.com/tw", ""))()
 		_, err := mustNew(t, cfg).Verify(r, testNow)
 		wantReason(t, err, relay.ReasonMissing)
 	})
 	t.Run("sign json appends bodySHA256", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token)}
+		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), BodyFormat: "json"}
 		r := jsonReq(twilioJSONBody)()
 		r.URL, r.RawQuery = "https://mycompany.com/myapp.php?foo=1&bar=2", "foo=1&bar=2"
 		if err := verify.Sign(cfg, r, testNow); err != nil {
@@ -424,7 +424,7 @@ func TestFieldOverridesAndHeaders(t *testing.T) {
 	}
 
 	// Configured header names never expose a credential.
-	cfg = &relay.SourceConfig{Provider: "hmac", Header: "X-Sig", Secrets: secrets("k"), IDHeader: "X-Sig", TypeHeader: "Authorization"}
+	cfg = &relay.SourceConfig{Provider: "hmac", Header: "X-Sig", Secrets: secrets("k"), IDHeader: "X-Sig", TypeHeader: "Authorization", UnsignedID: true}
 	r = jsonReq(`{"type":"t"}`, "Authorization", "Bearer x")()
 	if err := verify.Sign(cfg, r, testNow); err != nil {
 		t.Fatal(err)
@@ -521,7 +521,7 @@ func TestMailgunMultipart(t *testing.T) {
 		"--" + boundary + "\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"a.txt\"\r\n\r\nfile body\r\n" +
 		"--" + boundary + "--\r\n"
 	r := &relay.WebhookRequest{Method: "POST", ContentType: "multipart/form-data; boundary=" + boundary, Body: []byte(body)}
-	got := verifyOK(t, &relay.SourceConfig{Provider: "mailgun", Secrets: secrets("key-1")}, r)
+	got := verifyOK(t, &relay.SourceConfig{Provider: "mailgun", Secrets: secrets("key-1"), BodyFormat: "multipart"}, r)
 	if got.ID != "tok123" || got.Type != "stored" || !got.SignedTime.Equal(testNow) {
 		t.Errorf("got %+v", got)
 	}

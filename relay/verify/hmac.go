@@ -16,9 +16,11 @@ const DefaultTolerance = 5 * time.Minute
 
 // genericHMAC is the scheme of hand-written senders, entirely configured by the source.
 var genericHMAC = &provider{
-	media: mediaAny,
+	media:   mediaAny,
+	formats: mediaJSON | mediaForm | mediaAny,
+	format:  mediaJSON,
 	opts: optHeader | optTolerance | optURL | optAlgorithm | optEncoding | optPrefix |
-		optTemplate | optTimestampHeader,
+		optTemplate | optTimestampHeader | optUnsignedID,
 	build:         buildGeneric,
 	genericFields: true,
 	secret:        []string{"X-Signature"},
@@ -73,6 +75,12 @@ func buildGeneric(b *builder) (authenticator, error) {
 		return nil, fmt.Errorf("tolerance: set but no timestamp_header")
 	case c.URL != "" && !tmpl.uses(tURL):
 		return nil, fmt.Errorf("url: set but the template does not sign {url}")
+	case c.IDHeader != "" && !tmpl.uses(tID) && !c.UnsignedID:
+		return nil, fmt.Errorf("id_header: %s is not covered by the signature (the template %q does not sign {id}): "+
+			"a captured request replayed with another id would be stored again; sign {id} in the template, "+
+			"or set unsigned_id: true to accept that", c.IDHeader, src)
+	case c.UnsignedID && (c.IDHeader == "" || tmpl.uses(tID)):
+		return nil, fmt.Errorf("unsigned_id: set but there is no unsigned id_header")
 	}
 	p := &preset{
 		alg:      alg,
@@ -111,6 +119,8 @@ var hubSignature256 = &preset{
 
 var github = &provider{
 	media:   mediaJSON | mediaForm,
+	formats: mediaJSON | mediaForm, // the webhook's "Content type" setting
+	format:  mediaJSON,
 	build:   hubSignature256.build,
 	extract: extractGitHub,
 	keep: []string{"X-GitHub-Event", "X-GitHub-Delivery", "X-GitHub-Hook-ID",
@@ -169,7 +179,9 @@ var intercom = &provider{
 }
 
 var shopify = &provider{
-	media: mediaJSON | mediaXML,
+	media:   mediaJSON | mediaXML,
+	formats: mediaJSON | mediaXML, // the webhook's format setting
+	format:  mediaJSON,
 	build: (&preset{
 		alg:    sha256Alg,
 		format: headerFormat{header: "X-Shopify-Hmac-Sha256", enc: encBase64},
@@ -204,8 +216,10 @@ var square = &provider{
 }
 
 var slack = &provider{
-	media: mediaJSON | mediaForm,
-	opts:  optTolerance,
+	media:   mediaJSON | mediaForm,
+	formats: mediaJSON | mediaForm, // Events API: json; slash commands and interactivity: form
+	format:  mediaJSON,
+	opts:    optTolerance,
 	build: (&preset{
 		alg:    sha256Alg,
 		format: headerFormat{header: "X-Slack-Signature", prefix: "v0=", enc: encHex},

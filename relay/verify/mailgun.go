@@ -15,8 +15,10 @@ import (
 // HMAC-SHA256 of {timestamp}{token} with the HTTP webhook signing key. The body itself is not
 // signed; the token is the dedupe key, so a replayed signature is caught by the relay's dedupe.
 var mailgun = &provider{
-	media: mediaJSON | mediaForm | mediaMultipart,
-	opts:  optTolerance,
+	media:   mediaJSON | mediaForm | mediaMultipart,
+	formats: mediaJSON | mediaForm | mediaMultipart, // webhooks: json; legacy and routes: form, multipart
+	format:  mediaJSON,
+	opts:    optTolerance,
 	build: (&preset{
 		alg:    sha256Alg,
 		format: mailgunFormat{},

@@ -144,7 +144,7 @@ func oracles() []oracle {
 				"X-Hub-Signature", "sha1="+macHex(sha1.New, "intercom-client-secret", `{"type":"notification_event","id":"notif_1","topic":"conversation.user.created"}`))},
 		{name: "mailgun json", cfg: src("mailgun", mgKey), now: now, scheme: "hmac-sha256", wantID: mgToken, wantTyp: "delivered",
 			req: post(json, mgBody)},
-		{name: "mailgun form", cfg: src("mailgun", mgKey), now: now, scheme: "hmac-sha256", wantID: mgToken, wantTyp: "opened",
+		{name: "mailgun form", cfg: withFormat(src("mailgun", mgKey), "form"), now: now, scheme: "hmac-sha256", wantID: mgToken, wantTyp: "opened",
 			req: post("application/x-www-form-urlencoded", mgForm)},
 		{name: "meta", cfg: src("meta", "meta-app-secret-0e"), now: now, scheme: "hmac-sha256", wantTyp: "whatsapp_business_account",
 			req: post(json, `{"object":"whatsapp_business_account","entry":[]}`,
@@ -221,4 +221,10 @@ func TestTwitchSignedOrder(t *testing.T) {
 			t.Errorf("signed %q: err %v, want ok=%v", tc.signed, err, tc.ok)
 		}
 	}
+}
+
+// withFormat returns c with body_format set.
+func withFormat(c relay.SourceConfig, format string) relay.SourceConfig {
+	c.BodyFormat = format
+	return c
 }

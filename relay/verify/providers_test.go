@@ -185,7 +185,7 @@ func fixtures(t testing.TB) []fixture {
 			name: "hmac sha512 base64 prefix timestamp", provider: "hmac",
 			base: relay.SourceConfig{Algorithm: "sha512", Encoding: "base64", Prefix: "v1=", Header: "X-Sig",
 				TimestampHeader: "X-Time", Template: "{method} {url}\n{timestamp}.{body}", URL: "https://relay.example.com/v1/webhooks/src",
-				IDHeader: "X-Event-Id", TypeHeader: "X-Event", SubjectField: "data.user", TimeField: "at"},
+				IDHeader: "X-Event-Id", TypeHeader: "X-Event", SubjectField: "data.user", TimeField: "at", UnsignedID: true},
 			req:     jsonReq(`{"at":"2023-11-14T22:13:20Z","data":{"user":"u1"},"note":"original"}`, "X-Event-Id", "e-9", "X-Event", "user.updated"),
 			missing: []string{"X-Sig"}, tsHeader: "X-Time", malform: setHeader("X-Sig", "v1=!!!"),
 			tolerance: verify.DefaultTolerance, signsTime: true,
@@ -228,7 +228,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("d-1", "issues.opened", "", time.Time{}), scheme: "hmac-sha256",
 		},
 		{
-			name: "github form", provider: "github",
+			name: "github form", provider: "github", base: relay.SourceConfig{BodyFormat: "form"},
 			req: formReq("payload="+url.QueryEscape(`{"action":"closed","note":"original"}`),
 				"X-GitHub-Event", "pull_request", "X-GitHub-Delivery", "d-2"),
 			missing: []string{"X-Hub-Signature-256"}, malform: setHeader("X-Hub-Signature-256", "sha256=xyz"),
@@ -254,7 +254,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("Ev1", "app_mention", "", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "slack slash command", provider: "slack",
+			name: "slack slash command", provider: "slack", base: relay.SourceConfig{BodyFormat: "form"},
 			req:     formReq("command=%2Fdeploy&text=original&trigger_id=tr1"),
 			missing: []string{"X-Slack-Signature"}, tsHeader: "X-Slack-Request-Timestamp", malform: setHeader("X-Slack-Request-Timestamp", "yesterday"),
 			tolerance: 5 * time.Minute, signsTime: true,
@@ -267,7 +267,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("idem-1", "", "SM1", time.Time{}), scheme: "hmac-sha1",
 		},
 		{
-			name: "twilio json", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src"},
+			name: "twilio json", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", BodyFormat: "json"},
 			req:     jsonReq(`{"id":"e1","type":"com.twilio.messaging.inbound-message.received","note":"original"}`),
 			missing: []string{"X-Twilio-Signature"}, malform: setHeader("X-Twilio-Signature", "@"),
 			check: want("e1", "com.twilio.messaging.inbound-message.received", "", time.Time{}), scheme: "hmac-sha1",
@@ -370,7 +370,7 @@ func fixtures(t testing.TB) []fixture {
 			check:     want("*", "delivered", "", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "mailgun form", provider: "mailgun",
+			name: "mailgun form", provider: "mailgun", base: relay.SourceConfig{BodyFormat: "form"},
 			req:       formReq("event=delivered&note=original"),
 			strip:     func(r *relay.WebhookRequest) { r.Body = []byte("event=delivered&note=original") },
 			malform:   func(r *relay.WebhookRequest) { r.Body = []byte("timestamp=1&token=t&signature=%zz") },

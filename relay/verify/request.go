@@ -34,6 +34,33 @@ var mediaNames = []struct {
 	{mediaXML, "application/xml"},
 }
 
+// formatNames are the body_format names of media (raw: any content type).
+var formatNames = []struct {
+	m    media
+	name string
+}{{mediaJSON, "json"}, {mediaForm, "form"}, {mediaMultipart, "multipart"}, {mediaXML, "xml"}, {mediaAny, "raw"}}
+
+// formatOf returns the media of a body_format name.
+func formatOf(name string) (media, bool) {
+	for _, f := range formatNames {
+		if f.name == strings.ToLower(strings.TrimSpace(name)) {
+			return f.m, true
+		}
+	}
+	return 0, false
+}
+
+// formats lists the body_format names of the kinds in m, "|"-separated.
+func (m media) formats() string {
+	var names []string
+	for _, f := range formatNames {
+		if m&f.m != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return strings.Join(names, "|")
+}
+
 // mediaOf classifies a Content-Type value; 0 when it is none of the known kinds.
 func mediaOf(contentType string) media {
 	mt, _, _ := strings.Cut(contentType, ";")
@@ -82,6 +109,8 @@ func (m media) String() string {
 type request struct {
 	*relay.WebhookRequest
 	cfgURL string
+	// jsonOnly: fields are never read from a form body (body_format raw).
+	jsonOnly bool
 
 	formDone bool
 	formVals url.Values
@@ -98,8 +127,12 @@ func (r *request) setBody(b []byte) {
 	r.jsonDone, r.jsonObj = false, nil
 }
 
-// isForm reports whether the body is form data (urlencoded or multipart).
+// isForm reports whether the body is form data (urlencoded or multipart) and the source reads
+// form bodies (a raw source reads fields from JSON bodies only).
 func (r *request) isForm() bool {
+	if r.jsonOnly {
+		return false
+	}
 	m := mediaOf(r.ContentType)
 	return m == mediaForm || m == mediaMultipart
 }

@@ -76,13 +76,13 @@ func sign(cfg *relay.SourceConfig, req *relay.WebhookRequest, now time.Time, pri
 		req.Method = http.MethodPost
 	}
 	if req.ContentType == "" {
-		if ct := v.p.media.primary(); ct != "" {
+		if ct := v.media.primary(); ct != "" {
 			req.ContentType = ct
 			req.Header.Set("Content-Type", ct)
 		}
 	}
-	if !v.p.media.accepts(req.ContentType) {
-		return fmt.Errorf("verify: Sign: provider %s sends %s, not %q", v.name, v.p.media, req.ContentType)
+	if !v.media.accepts(req.ContentType) {
+		return fmt.Errorf("verify: Sign: source of provider %s reads %s, not %q", v.name, v.media, req.ContentType)
 	}
 	return v.auth.sign(&request{WebhookRequest: req, cfgURL: v.cfgURL}, now, priv)
 }

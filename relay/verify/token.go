@@ -21,6 +21,8 @@ import (
 // is accepted too) or in the query parameter cfg.QueryParam; with both set, either may carry it.
 var tokenProvider = &provider{
 	media:         mediaAny,
+	formats:       mediaJSON | mediaForm | mediaAny,
+	format:        mediaAny, // the token proves the sender, not the body
 	opts:          optHeader | optQueryParam,
 	build:         buildToken,
 	genericFields: true,
@@ -28,7 +30,9 @@ var tokenProvider = &provider{
 
 // basicAuth: Authorization: Basic; each secret is "user:password".
 var basicAuth = &provider{
-	media: mediaAny,
+	media:   mediaAny,
+	formats: mediaJSON | mediaForm | mediaAny,
+	format:  mediaAny,
 	build: func(b *builder) (authenticator, error) {
 		return &tokenAuth{scheme: "basic", header: "Authorization", basic: true,
 			keys: parseKeys(b.cfg.Secrets, keyBasic)}, nil

@@ -18,8 +18,10 @@ import (
 // carries bodySHA256=<hex SHA-256 of the body>, which must match the body. The URL is tried
 // as configured and with the default port added or removed (:443, :80), as Twilio's SDKs do.
 var twilio = &provider{
-	media: mediaForm | mediaJSON,
-	opts:  optURL,
+	media:   mediaForm | mediaJSON,
+	formats: mediaForm | mediaJSON, // status callbacks: form; Event Streams and some products: json
+	format:  mediaForm,
+	opts:    optURL,
 	build: (&preset{
 		alg:      sha1Alg,
 		format:   headerFormat{header: "X-Twilio-Signature", enc: encBase64},

@@ -87,7 +87,7 @@ func vectors() []vector {
 		},
 		{
 			name: "slack docs",
-			cfg:  relay.SourceConfig{Name: "sl", Provider: "slack", Secrets: secrets("8f742231b10e8888abcd99yyyzzz85a5")},
+			cfg:  relay.SourceConfig{Name: "sl", Provider: "slack", Secrets: secrets("8f742231b10e8888abcd99yyyzzz85a5"), BodyFormat: "form"},
 			req: relay.WebhookRequest{Method: "POST", ContentType: form, Body: []byte(slackVectorBody),
 				Header: headers("X-Slack-Signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
 					"X-Slack-Request-Timestamp", "1531420618")},
@@ -118,7 +118,7 @@ func vectors() []vector {
 		},
 		{
 			name: "twilio json",
-			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Secrets: secrets("12345"), URL: "https://mycompany.com/myapp.php"},
+			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Secrets: secrets("12345"), URL: "https://mycompany.com/myapp.php", BodyFormat: "json"},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(twilioJSONBody),
 				RawQuery: "foo=1&bar=2&bodySHA256=" + twilioBodySHA,
 				Header:   headers("X-Twilio-Signature", "a9nBmqA0ju/hNViExpshrM61xv4=")},

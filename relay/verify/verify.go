@@ -17,6 +17,9 @@ import (
 type provider struct {
 	// media is the set of content types the provider sends.
 	media media
+	// formats are the body formats a source may choose with body_format (0: the provider
+	// sends one, media); format is the default among them.
+	formats, format media
 	// opts are the source options the provider reads besides the secrets and the extraction
 	// fields (id_header, id_field, type_header, type_field, subject_field, time_field).
 	opts option
@@ -73,12 +76,59 @@ var registry = map[string]*provider{
 // (svix, facebook, instagram, whatsapp), sorted.
 func Providers() []string { return slices.Sorted(maps.Keys(registry)) }
 
+// bodyFormat returns the one body format a source of p reads: its body_format when p offers
+// a choice, else what p sends.
+func bodyFormat(cfg *relay.SourceConfig, p *provider, name string) (media, error) {
+	if cfg.BodyFormat == "" {
+		if p.formats != 0 {
+			return p.format, nil
+		}
+		return p.media, nil
+	}
+	m, ok := formatOf(cfg.BodyFormat)
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("body_format: unknown %q (want json, form, multipart, xml or raw)", cfg.BodyFormat)
+	case p.formats == 0 && m == p.media:
+		return m, nil // the one format it sends, spelled out
+	case p.formats == 0:
+		return 0, fmt.Errorf("body_format: provider %q sends only %s", name, p.media.formats())
+	case p.formats&m == 0:
+		return 0, fmt.Errorf("body_format: provider %q sends %s, not %s", name, p.formats.formats(), cfg.BodyFormat)
+	}
+	return m, nil
+}
+
+// BodyFormats returns the body_format values provider accepts and its default ("" when the
+// provider sends one format, which is then the default).
+func BodyFormats(provider string) (choices []string, def string) {
+	p, ok := registry[normalize(provider)]
+	if !ok {
+		return nil, ""
+	}
+	if p.formats == 0 {
+		return nil, p.media.formats()
+	}
+	return strings.Split(p.formats.formats(), "|"), p.format.formats()
+}
+
 // AcceptsContentType reports whether provider sends bodies of contentType (parameters such as
 // charset are ignored). Verify answers a request of any other content type with
 // CodeUnsupportedMedia. Unknown providers accept nothing.
 func AcceptsContentType(provider, contentType string) bool {
 	p, ok := registry[normalize(provider)]
 	return ok && p.media.accepts(contentType)
+}
+
+// SourceAccepts reports whether the source reads bodies of contentType: the one format of
+// its body_format (or its provider's default). An invalid configuration accepts nothing.
+func SourceAccepts(cfg *relay.SourceConfig, contentType string) bool {
+	p, ok := registry[normalize(cfg.Provider)]
+	if !ok {
+		return false
+	}
+	m, err := bodyFormat(cfg, p, normalize(cfg.Provider))
+	return err == nil && m.accepts(contentType)
 }
 
 // New builds the Verifier of a source from cfg.Provider (empty means "hmac") and the options
@@ -136,6 +186,7 @@ const (
 	optTimestampHeader
 	optQueryParam
 	optVerifyToken
+	optUnsignedID
 )
 
 // options names each provider-specific option as configured and says whether cfg sets it.
@@ -154,6 +205,7 @@ var options = []struct {
 	{optTimestampHeader, "timestamp_header", func(c *relay.SourceConfig) bool { return c.TimestampHeader != "" }},
 	{optQueryParam, "query_param", func(c *relay.SourceConfig) bool { return c.QueryParam != "" }},
 	{optVerifyToken, "verify_token", func(c *relay.SourceConfig) bool { return c.VerifyToken != nil }},
+	{optUnsignedID, "unsigned_id", func(c *relay.SourceConfig) bool { return c.UnsignedID }},
 }
 
 // builder carries a source's configuration into a provider's build function.
@@ -174,6 +226,7 @@ func (b *builder) tolerance(def time.Duration) time.Duration {
 type verifier struct {
 	name        string
 	p           *provider
+	media       media // the one body format of the source (body_format)
 	auth        authenticator
 	usable      bool
 	cfgURL      string
@@ -213,11 +266,15 @@ func build(cfg *relay.SourceConfig) (*verifier, error) {
 			return nil, fmt.Errorf("%s: %q is not a valid header name", h.name, h.value)
 		}
 	}
+	format, err := bodyFormat(cfg, p, name)
+	if err != nil {
+		return nil, err
+	}
 	auth, err := p.build(&builder{cfg: cfg, name: name})
 	if err != nil {
 		return nil, err
 	}
-	v := &verifier{name: name, p: p, auth: auth, cfgURL: cfg.URL}
+	v := &verifier{name: name, p: p, media: format, auth: auth, cfgURL: cfg.URL}
 	v.fields = fields{
 		idHeader: cfg.IDHeader, idField: cfg.IDField,
 		typeHeader: cfg.TypeHeader, typeField: cfg.TypeField,
@@ -275,11 +332,11 @@ func (v *verifier) Verify(req *relay.WebhookRequest, now time.Time) (*relay.Veri
 	if req == nil {
 		return nil, relay.Unauthenticated(relay.ReasonMissing)
 	}
-	if !v.p.media.accepts(req.ContentType) {
+	if !v.media.accepts(req.ContentType) {
 		return nil, &relay.Error{Code: relay.CodeUnsupportedMedia,
-			Message: fmt.Sprintf("content type not sent by provider %s (want %s)", v.name, v.p.media)}
+			Message: fmt.Sprintf("content type not read by this source (want %s; body_format)", v.media)}
 	}
-	r := &request{WebhookRequest: req, cfgURL: v.cfgURL}
+	r := &request{WebhookRequest: req, cfgURL: v.cfgURL, jsonOnly: v.media == mediaAny}
 	m, err := v.auth.authenticate(r, now)
 	if err != nil {
 		return nil, err
