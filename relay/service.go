@@ -44,6 +44,10 @@ type Options struct {
 	ReplayBatch int
 	// ReadBlock is how long a shared reader blocks per read (default 2s).
 	ReadBlock time.Duration
+	// MinHeartbeat is the shortest heartbeat_interval a subscription may ask for (default and
+	// floor MinHeartbeat); a shorter one is INVALID_ARGUMENT. Every heartbeat is a send on
+	// every stream: a thousand streams at 100 ms cost relayd a core.
+	MinHeartbeat time.Duration
 }
 
 // Service is eventrelay's domain service: ingest (verify, build, append), publish, history

@@ -108,8 +108,8 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	if req.Heartbeat == 0 {
 		req.Heartbeat = DefaultHeartbeat
 	}
-	if req.Heartbeat < MinHeartbeat {
-		return Errorf(CodeInvalid, "heartbeat_interval must be at least %s", MinHeartbeat)
+	if min := max(s.opts.MinHeartbeat, MinHeartbeat); req.Heartbeat < min {
+		return Errorf(CodeInvalid, "heartbeat_interval must be at least %s", min)
 	}
 	names := req.Sources
 	if len(names) == 0 {

@@ -25,6 +25,9 @@ type Token struct {
 	// characters, "?" one). Empty: every group when the token may read every source (Sources
 	// empty or "*"), else none.
 	Groups []string
+	// MaxSubscriptions bounds the subscriptions the token holds open at once; 0: no bound
+	// but the server's.
+	MaxSubscriptions int
 }
 
 // Principal is an authenticated caller of EventService.
@@ -36,6 +39,8 @@ type Principal struct {
 	// allGroups: any group; else groups are the globs of the groups the caller may use.
 	allGroups bool
 	groups    []string
+	// maxSubs is the token's bound on open subscriptions (0: none).
+	maxSubs int
 }
 
 // CanRead reports whether the caller may read source.
@@ -107,7 +112,8 @@ func (a *Auth) Authenticate(ctx context.Context) (*Principal, error) {
 	if match == nil {
 		return nil, relay.Errorf(relay.CodeUnauthenticated, "invalid token")
 	}
-	p := &Principal{Name: match.Name, publish: match.Publish, sources: map[string]bool{}, groups: match.Groups}
+	p := &Principal{Name: match.Name, publish: match.Publish, sources: map[string]bool{}, groups: match.Groups,
+		maxSubs: match.MaxSubscriptions}
 	for _, s := range match.Sources {
 		if s == "*" {
 			p.all = true

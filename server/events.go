@@ -23,6 +23,10 @@ type EventServer struct {
 	// TracerProvider, when set, records an eventrelay.deliver span per delivery, linked to
 	// the event's ingest span (see tracing.go).
 	TracerProvider trace.TracerProvider
+	// Limits bound the subscriptions.
+	Limits SubscribeLimits
+
+	subs subscriptions
 }
 
 // NewEventServer returns the EventService implementation.
@@ -43,14 +47,27 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	if err != nil {
 		return s.err(ctx, err)
 	}
+	release, err := s.subs.open(p, s.Limits.MaxSubscribers)
+	if err != nil {
+		return s.err(ctx, err)
+	}
+	defer release()
 	// Send headers at once so clients see the stream open before the first event.
 	_ = stream.SendHeader(metadata.MD{})
 	s.Metrics.subscriberAdd(1)
 	defer s.Metrics.subscriberAdd(-1)
 	counted := deliveryCounter{m: s.Metrics}
 	// The subscription runs beside the handler, so that a stream cut while a SendMsg is
-	// blocked ends at once (cut.go).
-	err = runInterruptible(&sr, func() error { return s.svc.Subscribe(ctx, sr, s.sendFunc(ctx, stream, &sr, &counted)) })
+	// blocked ends at once (cut.go), and so does one whose send is blocked too long.
+	err = runInterruptible(&sr, func() error {
+		send := s.sendFunc(ctx, stream, &sr, &counted)
+		if s.Limits.SendTimeout > 0 {
+			var stop func()
+			send, stop = watchSends(send, s.Limits.SendTimeout, sr.Interrupt)
+			defer stop()
+		}
+		return s.svc.Subscribe(ctx, sr, send)
+	})
 	if err == nil || ctx.Err() != nil {
 		return nil
 	}

@@ -31,6 +31,9 @@ type GRPCOptions struct {
 	// MaxRecvMsgSize bounds a received message (http.max_request_bytes, the same bound as an
 	// EventService request body over HTTP); 0: DefaultMaxRequestBytes.
 	MaxRecvMsgSize int
+	// MaxConcurrentStreams bounds the streams of one client connection (0: grpc-go's
+	// default, unbounded).
+	MaxConcurrentStreams int
 }
 
 // Keepalive, consistent with the subscription heartbeats (relay.DefaultHeartbeat 15s,
@@ -63,6 +66,9 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))
+	}
+	if opts.MaxConcurrentStreams > 0 {
+		sopts = append(sopts, grpc.MaxConcurrentStreams(uint32(opts.MaxConcurrentStreams)))
 	}
 	s := grpc.NewServer(sopts...)
 	eventrelayv1.RegisterEventServiceServer(s, events)

@@ -74,6 +74,9 @@ type HTTPOptions struct {
 	// Events protect EventService's routes (auth before the body, body bound, client
 	// certificates).
 	Events EventRoutesOptions
+	// StreamWriteTimeout closes an HTTP Subscribe stream that has not accepted a write for
+	// that long (http.write_timeout; a client that stopped reading). 0: never.
+	StreamWriteTimeout time.Duration
 }
 
 // NewHTTPHandler returns the public HTTP handler: the webhook ingress (middleware in front of
@@ -102,7 +105,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookSe
 	in := newIngress(svc, opts.Ingress, log, opts.Metrics)
 	in.tracer = tracerOf(opts.TracerProvider)
 	in.webhooks, in.marshaler = webhooks, marshaler // POSTed webhooks skip the gateway
-	return withRequestID(log, streamDeadlines(bearerChallenge(guardEventRoutes(opts.Events, in.wrap(mux))))), nil
+	return withRequestID(log, streamDeadlines(opts.StreamWriteTimeout, bearerChallenge(guardEventRoutes(opts.Events, in.wrap(mux))))), nil
 }
 
 // bearerChallenge adds WWW-Authenticate: Bearer to the 401s of EventService's routes
@@ -190,13 +193,39 @@ func withRequestID(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// streamDeadlines lifts the server's write timeout for the long-lived Subscribe stream over
-// HTTP (the timeout still guards every other route against slow readers).
-func streamDeadlines(next http.Handler) http.Handler {
+// streamDeadlines replaces the server's write timeout, which counts from the start of the
+// request, for the long-lived Subscribe stream over HTTP: each write of the stream must be
+// accepted within timeout of its start instead, so a stream lives as long as its client
+// reads, and one that stopped reading is closed (its subscription then ends) once the
+// connection's buffers are full for timeout.
+func streamDeadlines(timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/v1/events:subscribe" {
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+			rc := http.NewResponseController(w)
+			_ = rc.SetWriteDeadline(time.Time{})
+			if timeout > 0 {
+				w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: timeout}
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// deadlineWriter sets the connection's write deadline before every write and flush.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(b []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *deadlineWriter) Flush() {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	_ = w.rc.Flush()
+}
+
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

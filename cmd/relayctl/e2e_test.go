@@ -41,6 +41,7 @@ type sendCase struct {
 	signWith []string
 	body     string
 	args     []string
+	yaml     string // more source options, ", key: value" each
 	// wantID and wantType, when set, are checked on the stored event.
 	wantID, wantType string
 }
@@ -73,7 +74,8 @@ func providerCases(t *testing.T) []sendCase {
 		{provider: "gitlab", secret: "gl-token", body: `{"object_kind":"push"}`, args: []string{"--type", "Push Hook", "--id", "gl-1"}, wantID: "gl-1", wantType: "Push Hook"},
 		{provider: "bitbucket", secret: "bb-secret", body: `{"push":{}}`, args: []string{"--type", "repo:push", "--id", "bb-1"}, wantID: "bb-1", wantType: "repo:push"},
 		{provider: "slack", secret: "slack-secret", body: `{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention"}}`, wantID: "Ev1", wantType: "app_mention"},
-		{provider: "twilio", secret: "twilio-token", body: `{"id":"tw-body","type":"sms.received"}`, args: []string{"--id", "tw-1"}, wantID: "tw-1", wantType: "sms.received"},
+		{provider: "twilio", secret: "twilio-token", body: `{"id":"tw-body","type":"sms.received"}`, args: []string{"--id", "tw-1", "--body-format", "json"},
+			yaml: ", body_format: json", wantID: "tw-1", wantType: "sms.received"},
 		{provider: "shopify", secret: "shop-secret", body: `{"id":820982911946154508,"admin_graphql_api_id":"gid://shopify/Order/1"}`, args: []string{"--type", "orders/create", "--id", "shop-1"}, wantID: "shop-1", wantType: "orders/create"},
 		{provider: "square", secret: "square-key", body: `{"event_id":"sq-1","type":"payment.created","data":{"id":"p1"}}`, wantID: "sq-1", wantType: "payment.created"},
 		{provider: "zoom", secret: "zoom-secret", body: `{"event":"meeting.started","payload":{"object":{"id":"m1"}}}`, wantType: "meeting.started"},
@@ -106,7 +108,7 @@ func sourcesYAML(cases []sendCase) string {
 	b.WriteString("sources:\n")
 	for _, c := range cases {
 		secret, _ := json.Marshal(c.secret)
-		fmt.Fprintf(&b, "  - {name: %s, provider: %s, secrets: [%s]}\n", c.provider, c.provider, secret)
+		fmt.Fprintf(&b, "  - {name: %s, provider: %s, secrets: [%s]%s}\n", c.provider, c.provider, secret, c.yaml)
 	}
 	return b.String()
 }

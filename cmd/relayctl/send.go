@@ -98,6 +98,8 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 	fs.StringVar(&cfg.IDHeader, "id-header", "", "hmac, token, basic: header carrying the event id (where --id goes)")
 	fs.StringVar(&cfg.TypeHeader, "type-header", "", "hmac, token, basic: header carrying the event type (where --type goes)")
 	fs.StringVar(&cfg.QueryParam, "query-param", "", "token: query parameter carrying the token")
+	fs.StringVar(&cfg.BodyFormat, "body-format", "", "the source's body_format (json, form, multipart, xml, raw) where the provider offers a choice")
+	fs.BoolVar(&cfg.UnsignedID, "unsigned-id", false, "hmac: the source's unsigned_id (an --id-header the template does not sign)")
 	fs.StringVar(&cfg.URL, "public-url", "", "twilio, square, hubspot, hmac with {url}: the public `URL` the source's url option names (default: the request URL)")
 	tlsf := addTLSFlags(fs, false)
 
@@ -158,7 +160,7 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 		if contentType == "" {
 			contentType = h.Get("Content-Type") // from --header
 		}
-		if contentType == "" && json.Valid(body) && verify.AcceptsContentType(provider, "application/json") {
+		if contentType == "" && json.Valid(body) && verify.SourceAccepts(&relay.SourceConfig{Provider: provider, BodyFormat: cfg.BodyFormat}, "application/json") {
 			contentType = "application/json"
 		}
 		if contentType != "" {

@@ -111,6 +111,9 @@ type GRPCConfig struct {
 	Addr       string    // addr, default ":9090"
 	TLS        TLSConfig // tls: {cert_file, key_file, client_ca_file}
 	Reflection bool      // reflection: register the gRPC reflection service, default true
+	// MaxStreamsPerConnection (max_streams_per_connection) bounds the concurrent streams of
+	// one client connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), default 100.
+	MaxStreamsPerConnection int
 }
 
 // AdminConfig is the admin: section.
@@ -158,6 +161,9 @@ type AuthToken struct {
 	// Groups (groups): consumer groups (names or globs) the token may join and settle;
 	// empty = every group for a token that may read every source, none otherwise.
 	Groups []string
+	// MaxSubscriptions (max_subscriptions) bounds the subscriptions the token holds open at
+	// once (RESOURCE_EXHAUSTED beyond); 0 = only subscribe.max_subscribers.
+	MaxSubscriptions int
 }
 
 // LogConfig is the log: section.
@@ -193,6 +199,15 @@ type SubscribeConfig struct {
 	// ReplayBatch (replay_batch) is how many entries one history read of a replay fetches,
 	// default 1000.
 	ReplayBatch int
+	// MinHeartbeat (min_heartbeat) is the shortest heartbeat_interval a subscriber may ask
+	// for (INVALID_ARGUMENT below), default 1s, at least 100ms.
+	MinHeartbeat time.Duration
+	// MaxSubscribers (max_subscribers) bounds the subscriptions open at once over gRPC and
+	// HTTP together (RESOURCE_EXHAUSTED beyond), default 10000.
+	MaxSubscribers int
+	// SendTimeout (send_timeout) ends a gRPC subscription whose send has been blocked that
+	// long (a client that stopped reading) with RESOURCE_EXHAUSTED, default 30s; 0 = never.
+	SendTimeout time.Duration
 }
 
 // Bounds of the subscribe: keys.
@@ -219,6 +234,10 @@ const (
 	DefaultUnverifiedBurst   = 20
 	DefaultTailBuffer        = 4096
 	DefaultReplayBatch       = 1000
+	DefaultMinHeartbeat      = time.Second
+	DefaultMaxSubscribers    = 10000
+	DefaultSendTimeout       = 30 * time.Second
+	DefaultMaxStreamsPerConn = 100
 )
 
 // DefaultConfig returns the configuration used when nothing is configured: HTTP on :8080,
@@ -238,12 +257,13 @@ func DefaultConfig() *Config {
 			MinBodyRate:       DefaultMinBodyRate,
 			Unverified:        relay.RateLimit{RPS: DefaultUnverifiedRPS, Burst: DefaultUnverifiedBurst},
 		},
-		GRPC:      GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true},
+		GRPC:      GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true, MaxStreamsPerConnection: DefaultMaxStreamsPerConn},
 		Admin:     AdminConfig{Addr: DefaultAdminAddr},
 		Redis:     RedisConfig{Timeout: DefaultRedisTimeout},
 		Log:       LogConfig{Level: "info", Format: "json"},
 		Tracing:   TracingConfig{SampleRatio: 1},
-		Subscribe: SubscribeConfig{TailBuffer: DefaultTailBuffer, ReplayBatch: DefaultReplayBatch},
+		Subscribe: SubscribeConfig{TailBuffer: DefaultTailBuffer, ReplayBatch: DefaultReplayBatch,
+			MinHeartbeat: DefaultMinHeartbeat, MaxSubscribers: DefaultMaxSubscribers, SendTimeout: DefaultSendTimeout},
 	}
 }
 
@@ -438,6 +458,21 @@ func (c *Config) validate() []*FieldError {
 
 	if n := c.Subscribe.TailBuffer; n < 1 || n > MaxTailBuffer {
 		v.errf("subscribe.tail_buffer", "must be 1 to %d, got %d", MaxTailBuffer, n)
+	}
+	if d := c.Subscribe.MinHeartbeat; d < relay.MinHeartbeat {
+		v.errf("subscribe.min_heartbeat", "must be at least %s, got %s", relay.MinHeartbeat, d)
+	}
+	if n := c.Subscribe.MaxSubscribers; n < 1 {
+		v.errf("subscribe.max_subscribers", "must be at least 1, got %d", n)
+	}
+	v.nonNegative("subscribe.send_timeout", int64(c.Subscribe.SendTimeout))
+	if n := c.GRPC.MaxStreamsPerConnection; n < 1 {
+		v.errf("grpc.max_streams_per_connection", "must be at least 1, got %d", n)
+	}
+	for i, t := range c.Auth.Tokens {
+		if t.MaxSubscriptions < 0 {
+			v.errf(fmt.Sprintf("auth.tokens[%d].max_subscriptions", i), "must not be negative, got %d", t.MaxSubscriptions)
+		}
 	}
 	if n := c.Subscribe.ReplayBatch; n < 1 || n > MaxReplayBatch {
 		v.errf("subscribe.replay_batch", "must be 1 to %d, got %d", MaxReplayBatch, n)
@@ -721,6 +756,7 @@ var cfgFields = []cfgField{
 			cfgF("client_ca_file", cfgKPath, func(c *Config) *string { return &c.GRPC.TLS.ClientCAFile }),
 		),
 		cfgF("reflection", cfgKBool, func(c *Config) *bool { return &c.GRPC.Reflection }),
+		cfgF("max_streams_per_connection", cfgKInt, func(c *Config) *int { return &c.GRPC.MaxStreamsPerConnection }),
 	),
 	cfgSection("admin",
 		cfgF("addr", cfgKString, func(c *Config) *string { return &c.Admin.Addr }),
@@ -746,6 +782,9 @@ var cfgFields = []cfgField{
 	cfgSection("subscribe",
 		cfgF("tail_buffer", cfgKInt, func(c *Config) *int { return &c.Subscribe.TailBuffer }),
 		cfgF("replay_batch", cfgKInt, func(c *Config) *int { return &c.Subscribe.ReplayBatch }),
+		cfgF("min_heartbeat", cfgKDuration, func(c *Config) *time.Duration { return &c.Subscribe.MinHeartbeat }),
+		cfgF("max_subscribers", cfgKInt, func(c *Config) *int { return &c.Subscribe.MaxSubscribers }),
+		cfgF("send_timeout", cfgKDuration, func(c *Config) *time.Duration { return &c.Subscribe.SendTimeout }),
 	),
 	{name: "sources", kind: cfgKSources, sub: cfgSourceFields},
 }
@@ -756,6 +795,7 @@ var cfgTokenFields = []cfgField{
 	tokF("sources", cfgKStrings, func(t *AuthToken) *[]string { return &t.Sources }),
 	tokF("publish", cfgKBool, func(t *AuthToken) *bool { return &t.Publish }),
 	tokF("groups", cfgKStrings, func(t *AuthToken) *[]string { return &t.Groups }),
+	tokF("max_subscriptions", cfgKInt, func(t *AuthToken) *int { return &t.MaxSubscriptions }),
 }
 
 type srcCfg = relay.SourceConfig

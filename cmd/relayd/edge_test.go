@@ -25,7 +25,9 @@ import (
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 const (
@@ -623,5 +625,154 @@ func TestBodyFormat(t *testing.T) {
 	}
 	if err := start(func(s *relay.SourceConfig) { s.Template = "{id}.{body}" }); err != nil {
 		t.Fatalf("with {id} signed: %v", err)
+	}
+}
+
+// edgeSubscribers reads the eventrelay_subscribers gauge from the admin listener.
+func edgeSubscribers(t testing.TB, m *Main) int {
+	t.Helper()
+	_, body := secGet(t, "http://"+m.AdminAddr+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, "eventrelay_subscribers "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return -1
+}
+
+// TestSubscriptionLimits: subscribe.max_subscribers bounds the subscriptions over gRPC and
+// HTTP together, auth.tokens[].max_subscriptions those of one token (RESOURCE_EXHAUSTED, 429
+// over HTTP), a closed subscription frees its place, heartbeats faster than
+// subscribe.min_heartbeat are refused, and the goroutines return to their count once all
+// are closed.
+func TestSubscriptionLimits(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	cfg.Subscribe.MaxSubscribers = 3
+	cfg.Subscribe.MinHeartbeat = time.Second
+	cfg.Auth.Tokens = []AuthToken{
+		{Name: "capped", Token: relay.Secret{Value: []byte(edgeReaderToken)}, MaxSubscriptions: 2},
+		{Name: "free", Token: relay.Secret{Value: []byte(edgePublisherToken)}},
+	}
+	m := startMain(t, cfg)
+	c := client(t, m)
+	var base int
+	open := func(token string) (eventrelayv1.EventService_SubscribeClient, context.CancelFunc, error) {
+		ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token))
+		st, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(time.Second)})
+		if err == nil {
+			_, err = st.Header() // the stream is open (or refused)
+			if err == nil {
+				// A refusal arrives as the status; an admitted stream sends its first heartbeat.
+				_, err = st.Recv()
+			}
+		}
+		if err != nil {
+			cancel()
+		}
+		return st, cancel, err
+	}
+	// Warm up: the client's connection, the gateway's in-process one and the shared reader
+	// of orders exist from the first subscriptions on; count the goroutines after them.
+	if _, cancel, err := open(edgePublisherToken); err != nil {
+		t.Fatal(err)
+	} else {
+		cancel()
+	}
+	warm := edgeRequest(t, http.MethodGet, "http://"+m.HTTPAddr+"/v1/sources/orders/events", edgePublisherToken, nil, 0, false)
+	if got := edgeDo(http.DefaultClient, warm); got != 200 {
+		t.Fatalf("list: %d", got)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	secAwait(t, "no subscriber left", func() bool { return edgeSubscribers(t, m) == 0 })
+	base = runtime.NumGoroutine()
+
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+edgePublisherToken)
+	st, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(500 * time.Millisecond)})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "at least 1s") {
+		t.Fatalf("heartbeat 500ms: %v, want INVALID_ARGUMENT (at least 1s)", err)
+	}
+	_, c1, err := open(edgeReaderToken)
+	if err != nil {
+		t.Fatalf("first capped subscription: %v", err)
+	}
+	_, c2, err := open(edgeReaderToken)
+	if err != nil {
+		t.Fatalf("second capped subscription: %v", err)
+	}
+	if _, _, err := open(edgeReaderToken); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "max_subscriptions") {
+		t.Fatalf("third capped subscription: %v, want RESOURCE_EXHAUSTED naming max_subscriptions", err)
+	}
+	_, c3, err := open(edgePublisherToken)
+	if err != nil {
+		t.Fatalf("a subscription of another token: %v", err)
+	}
+	if _, _, err := open(edgePublisherToken); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "max_subscribers") {
+		t.Fatalf("a fourth subscription: %v, want RESOURCE_EXHAUSTED naming max_subscribers", err)
+	}
+	req := edgeRequest(t, http.MethodGet, "http://"+m.HTTPAddr+"/v1/events:subscribe?sources=orders&heartbeat_interval=1s", edgePublisherToken, nil, 0, false)
+	if got := edgeDo(http.DefaultClient, req); got != http.StatusTooManyRequests {
+		t.Fatalf("a fourth subscription over HTTP: %d, want 429", got)
+	}
+	c1()
+	secAwait(t, "the closed subscription's place to be free", func() bool {
+		_, cancel, err := open(edgeReaderToken)
+		if err == nil {
+			cancel()
+		}
+		return err == nil
+	})
+	c2()
+	c3()
+	secAwait(t, "no subscriber left", func() bool { return edgeSubscribers(t, m) == 0 })
+	t.Logf("goroutines: %d at the start, %d now", base, runtime.NumGoroutine())
+	http.DefaultClient.CloseIdleConnections()
+	secAwait(t, "goroutines back to their count", func() bool { return runtime.NumGoroutine() <= base+2 })
+	t.Logf("goroutines: %d at the start, %d at the end", base, runtime.NumGoroutine())
+}
+
+// TestStalledSubscribersEnd: a gRPC subscriber that stops reading is ended once its send has
+// been blocked for subscribe.send_timeout, and an HTTP one once the stream has not accepted a
+// write for http.write_timeout; the subscribers gauge drops to zero.
+func TestStalledSubscribersEnd(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	cfg.Sources[0].MaxBodyBytes = 8 << 10
+	cfg.Subscribe.SendTimeout = time.Second
+	cfg.HTTP.WriteTimeout = time.Second
+	m := startMain(t, cfg)
+	c := client(t, m)
+
+	// gRPC: the client never calls Recv after the first message.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	// HTTP: a raw connection with a small receive buffer that reads nothing.
+	conn, err := net.Dial("tcp", m.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := io.WriteString(conn, "GET /v1/events:subscribe?sources=orders&heartbeat_interval=0.1s HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	secAwait(t, "both subscribers", func() bool { return edgeSubscribers(t, m) == 2 })
+	data := []byte(`"` + strings.Repeat("x", 7<<10) + `"`)
+	for i := 0; edgeSubscribers(t, m) > 0; i++ {
+		if i == 4000 {
+			t.Fatalf("%d subscribers still open after 4000 events of 7 KiB", edgeSubscribers(t, m))
+		}
+		if _, err := c.Publish(context.Background(), &eventrelayv1.PublishRequest{Source: "orders", Type: "t", Data: data}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

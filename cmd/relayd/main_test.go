@@ -37,6 +37,8 @@ func testConfig(redisURL string) *Config {
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Redis.URL = redisURL
+	// Tests wait on heartbeats: let them ask for 100 ms ones (relayd's default minimum is 1s).
+	cfg.Subscribe.MinHeartbeat = 100 * time.Millisecond
 	src := relay.SourceConfig{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(testSecret)}}, MaxBodyBytes: 4096}
 	src.SetDefaults()
 	cfg.Sources = []relay.SourceConfig{src}

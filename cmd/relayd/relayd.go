@@ -145,7 +145,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 	m.svc, err = relay.NewService(server.TraceStore(checkedStore{m.store, &m.partitionsOK}), sources, relay.Options{Logger: log,
-		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch})
+		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch, MinHeartbeat: cfg.Subscribe.MinHeartbeat})
 	if err != nil {
 		return err
 	}
@@ -153,12 +153,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	var tokens []server.Token
 	for _, t := range cfg.Auth.Tokens {
-		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish, Groups: t.Groups})
+		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish, Groups: t.Groups,
+			MaxSubscriptions: t.MaxSubscriptions})
 	}
 	auth := server.NewAuth(tokens)
 	events := server.NewEventServer(m.svc, auth, log)
 	events.Metrics = m.metrics
 	events.TracerProvider = tp
+	events.Limits = server.SubscribeLimits{MaxSubscribers: cfg.Subscribe.MaxSubscribers, SendTimeout: cfg.Subscribe.SendTimeout}
 	webhooks := server.NewWebhookServer(m.svc, log, m.metrics)
 
 	// gRPC: the public listener, and an in-memory one the gateway dials for EventService.
@@ -174,7 +176,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	maxMsg := int(cfg.HTTP.MaxRequestBytes)
 	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log,
-		MaxRecvMsgSize: maxMsg}, events, nil)
+		MaxRecvMsgSize: maxMsg, MaxConcurrentStreams: cfg.GRPC.MaxStreamsPerConnection}, events, nil)
 	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log, MaxRecvMsgSize: maxMsg}, events, nil)
 	m.inprocLis = bufconn.Listen(1 << 20)
 	m.conn, err = grpc.NewClient("passthrough:///inproc",
@@ -185,6 +187,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	handler, err := server.NewHTTPHandler(bg, m.svc, webhooks, m.conn, server.HTTPOptions{
 		Logger: log, Metrics: m.metrics, TracerProvider: tp,
+		StreamWriteTimeout: cfg.HTTP.WriteTimeout,
 		Events: server.EventRoutesOptions{Auth: auth, MaxRequestBytes: cfg.HTTP.MaxRequestBytes,
 			RequireClientCert: cfg.HTTP.TLS.ClientCAFile != ""},
 		Ingress: server.IngressOptions{
