@@ -579,6 +579,8 @@ func startScaleRelayd(t testing.TB, config string, wantExit bool, env ...string)
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	// Tests wait on 100 ms heartbeats (relayd's default minimum is 1s).
+	cmd.Env = append(cmd.Env, "RELAY_SUBSCRIBE_MIN_HEARTBEAT=100ms")
 	cmd.Env = append(cmd.Env, env...) // the last value of a name wins
 	cmd.SysProcAttr = redistest.SysProcAttr()
 	stderr, err := cmd.StderrPipe()

@@ -55,12 +55,12 @@ func TestConfigDefaults(t *testing.T) {
 			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
 			MaxRequestBytes: 1 << 20, MinBodyRate: 1024, Unverified: relay.RateLimit{RPS: 1, Burst: 20},
 		},
-		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true},
+		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true, MaxStreamsPerConnection: 100},
 		Admin:     AdminConfig{Addr: ":9091"},
 		Redis:     RedisConfig{Timeout: 2 * time.Second},
 		Log:       LogConfig{Level: "info", Format: "json"},
 		Tracing:   TracingConfig{SampleRatio: 1},
-		Subscribe: SubscribeConfig{TailBuffer: 4096, ReplayBatch: 1000},
+		Subscribe: SubscribeConfig{TailBuffer: 4096, ReplayBatch: 1000, MinHeartbeat: time.Second, MaxSubscribers: 10000, SendTimeout: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("LoadConfig with nothing configured:\n got %+v\nwant %+v", cfg, want)
@@ -101,6 +101,7 @@ grpc:
   addr: ":9443"
   tls: { cert_file: /g.crt, key_file: /g.key, client_ca_file: /ca.pem }
   reflection: false
+  max_streams_per_connection: 7
 admin:
   addr: "localhost:9999"
 redis:
@@ -121,7 +122,7 @@ auth:
       publish: true
 log: { level: DEBUG, format: text }
 tracing: { otlp_endpoint: "otel:4317", sample_ratio: 0.25 }
-subscribe: { tail_buffer: 64, replay_batch: 50 }
+subscribe: { tail_buffer: 64, replay_batch: 50, min_heartbeat: 2s, max_subscribers: 9, send_timeout: 5s }
 sources:
   - name: orders
     provider: hmac
@@ -185,7 +186,8 @@ func TestConfigFullRoundTrip(t *testing.T) {
 			MinBodyRate:       2048,
 			Unverified:        relay.RateLimit{RPS: 0.5, Burst: 5},
 		},
-		GRPC:  GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"}},
+		GRPC: GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"},
+			MaxStreamsPerConnection: 7},
 		Admin: AdminConfig{Addr: "localhost:9999"},
 		Redis: RedisConfig{URL: "redis://:pw@redis-1:6379/2?addr=redis-2:6379", Cluster: true, MinReplicas: 1, Timeout: 500 * time.Millisecond},
 		Auth: AuthConfig{Tokens: []AuthToken{
@@ -194,7 +196,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 		}},
 		Log:       LogConfig{Level: "debug", Format: "text"},
 		Tracing:   TracingConfig{OTLPEndpoint: "otel:4317", SampleRatio: 0.25},
-		Subscribe: SubscribeConfig{TailBuffer: 64, ReplayBatch: 50},
+		Subscribe: SubscribeConfig{TailBuffer: 64, ReplayBatch: 50, MinHeartbeat: 2 * time.Second, MaxSubscribers: 9, SendTimeout: 5 * time.Second},
 		Sources: []relay.SourceConfig{
 			{
 				Name:     "orders",
