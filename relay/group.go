@@ -136,7 +136,11 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if req.DeadLetters {
 		return Errorf(CodeInvalid, "dead_letters: read dead letters without a group")
 	}
+	asked := GroupSettings{Types: normalTypes(req.Types), AckDeadline: req.Group.AckDeadline, MaxAttempts: req.Group.MaxAttempts}
 	if err := req.Group.normalize(s.opts.Now()); err != nil {
+		return err
+	}
+	if err := s.groupSettings(ctx, gs, partitionSources(parts), asked, &req); err != nil {
 		return err
 	}
 	start := MaxID

@@ -98,6 +98,9 @@ type SourceConfig struct {
 	// 503 with Retry-After), so one flooded source cannot take every slot of the listener.
 	// Default DefaultSourceMaxConcurrent.
 	MaxConcurrent int
+	// MaxGroups bounds the consumer groups of the source (FAILED_PRECONDITION for one more),
+	// default DefaultMaxGroups.
+	MaxGroups int
 
 	// Storage.
 	Partitions   int
@@ -149,6 +152,9 @@ func (c *SourceConfig) Validate() error {
 	}
 	if c.DedupeWindow < time.Second {
 		return fmt.Errorf("dedupe_window: must be at least 1s, got %s", c.DedupeWindow)
+	}
+	if c.MaxGroups < 0 {
+		return fmt.Errorf("max_groups: must not be negative, got %d", c.MaxGroups)
 	}
 	if c.MaxConcurrent < 0 {
 		return fmt.Errorf("max_concurrent: must not be negative, got %d", c.MaxConcurrent)

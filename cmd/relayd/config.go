@@ -825,6 +825,7 @@ var cfgSourceFields = []cfgField{
 	srcF("max_body_bytes", cfgKInt, func(s *srcCfg) *int64 { return &s.MaxBodyBytes }),
 	srcF("allow_ips", cfgKPrefixes, func(s *srcCfg) *[]netip.Prefix { return &s.AllowIPs }),
 	srcF("max_concurrent", cfgKInt, func(s *srcCfg) *int { return &s.MaxConcurrent }),
+	srcF("max_groups", cfgKInt, func(s *srcCfg) *int { return &s.MaxGroups }),
 	cfgSection("rate_limit",
 		srcF("rps", cfgKFloat, func(s *srcCfg) *float64 { return &s.RateLimit.RPS }),
 		srcF("burst", cfgKInt, func(s *srcCfg) *int { return &s.RateLimit.Burst }),

@@ -628,19 +628,6 @@ func TestBodyFormat(t *testing.T) {
 	}
 }
 
-// edgeSubscribers reads the eventrelay_subscribers gauge from the admin listener.
-func edgeSubscribers(t testing.TB, m *Main) int {
-	t.Helper()
-	_, body := secGet(t, "http://"+m.AdminAddr+"/metrics")
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, "eventrelay_subscribers "); ok {
-			n, _ := strconv.ParseFloat(v, 64)
-			return int(n)
-		}
-	}
-	return -1
-}
-
 // TestSubscriptionLimits: subscribe.max_subscribers bounds the subscriptions over gRPC and
 // HTTP together, auth.tokens[].max_subscriptions those of one token (RESOURCE_EXHAUSTED, 429
 // over HTTP), a closed subscription frees its place, heartbeats faster than
@@ -684,7 +671,7 @@ func TestSubscriptionLimits(t *testing.T) {
 		t.Fatalf("list: %d", got)
 	}
 	http.DefaultClient.CloseIdleConnections()
-	secAwait(t, "no subscriber left", func() bool { return edgeSubscribers(t, m) == 0 })
+	secAwait(t, "no subscriber left", func() bool { return subscribersGauge(t, m) == 0 })
 	base = runtime.NumGoroutine()
 
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+edgePublisherToken)
@@ -727,7 +714,7 @@ func TestSubscriptionLimits(t *testing.T) {
 	})
 	c2()
 	c3()
-	secAwait(t, "no subscriber left", func() bool { return edgeSubscribers(t, m) == 0 })
+	secAwait(t, "no subscriber left", func() bool { return subscribersGauge(t, m) == 0 })
 	t.Logf("goroutines: %d at the start, %d now", base, runtime.NumGoroutine())
 	http.DefaultClient.CloseIdleConnections()
 	secAwait(t, "goroutines back to their count", func() bool { return runtime.NumGoroutine() <= base+2 })
@@ -765,11 +752,11 @@ func TestStalledSubscribersEnd(t *testing.T) {
 	if _, err := io.WriteString(conn, "GET /v1/events:subscribe?sources=orders&heartbeat_interval=0.1s HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	secAwait(t, "both subscribers", func() bool { return edgeSubscribers(t, m) == 2 })
+	secAwait(t, "both subscribers", func() bool { return subscribersGauge(t, m) == 2 })
 	data := []byte(`"` + strings.Repeat("x", 7<<10) + `"`)
-	for i := 0; edgeSubscribers(t, m) > 0; i++ {
+	for i := 0; subscribersGauge(t, m) > 0; i++ {
 		if i == 4000 {
-			t.Fatalf("%d subscribers still open after 4000 events of 7 KiB", edgeSubscribers(t, m))
+			t.Fatalf("%d subscribers still open after 4000 events of 7 KiB", subscribersGauge(t, m))
 		}
 		if _, err := c.Publish(context.Background(), &eventrelayv1.PublishRequest{Source: "orders", Type: "t", Data: data}); err != nil {
 			t.Fatal(err)

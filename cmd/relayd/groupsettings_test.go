@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// TestGroupSettingsBelongToGroup: a group's type filter and ack deadline are recorded when it
+// is created; a member asking for others is refused naming the setting and the group's
+// value, a member omitting them takes the group's, so members never acknowledge each other's
+// events as filtered out nor reclaim each other's work. A source has at most max_groups groups.
+func TestGroupSettingsBelongToGroup(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { runGroupSettings(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { runGroupSettings(t, redistest.Start(t)) })
+}
+
+func runGroupSettings(t *testing.T, url string) {
+	cfg := testConfig(url)
+	cfg.Sources[0].MaxGroups = 3
+	m := startMain(t, cfg)
+	c := client(t, m)
+	rdb := redisClient(t, url)
+	refused := func(req *eventrelayv1.SubscribeRequest, want ...string) {
+		t.Helper()
+		s := subscribe(t, c, req)
+		err := s.end(t)
+		if status.Code(err) != codes.FailedPrecondition {
+			t.Fatalf("Subscribe %v: %v, want FAILED_PRECONDITION", req, err)
+		}
+		for _, w := range want {
+			if !strings.Contains(status.Convert(err).Message(), w) {
+				t.Errorf("%q does not name %q", status.Convert(err).Message(), w)
+			}
+		}
+	}
+
+	// Filters: A reads order.*; B asking for invoice.* is refused; C without types takes order.*.
+	reqA := groupReq("orders", "mix", "a", 0)
+	reqA.Types = []string{"order.*"}
+	a := subscribe(t, c, reqA)
+	defer a.close()
+	a.ready(t)
+	reqB := groupReq("orders", "mix", "b", 0)
+	reqB.Types = []string{"invoice.*"}
+	refused(reqB, "types", "[order.*]", "[invoice.*]")
+	cm := subscribe(t, c, groupReq("orders", "mix", "c", 0))
+	defer cm.close()
+	cm.ready(t)
+	post := func(id, typ string) {
+		t.Helper()
+		if r := postHook(context.Background(), http.DefaultClient, m.HTTPAddr, "orders", hookBody(id, typ)); r.status != http.StatusOK {
+			t.Fatalf("POST %s: %d %v", id, r.status, r.err)
+		}
+	}
+	for i := range 10 {
+		post(fmt.Sprintf("evt_inv_%d", i), "invoice.paid")
+		post(fmt.Sprintf("evt_ord_%d", i), "order.created")
+	}
+	// Between them, A and C get every order event once and no invoice.
+	got := map[string]int{}
+	for len(got) < 10 {
+		var d *eventrelayv1.Delivery
+		select {
+		case d = <-a.deliveries:
+		case d = <-cm.deliveries:
+		case <-time.After(waitFor):
+			t.Fatalf("order events delivered to the group: %v", got)
+		}
+		if !strings.HasPrefix(d.GetEvent().GetType(), "order.") {
+			t.Fatalf("member got %s of type %s: not the group's filter", d.GetEvent().GetId(), d.GetEvent().GetType())
+		}
+		got[d.GetEvent().GetId()]++
+		ack(t, c, d.GetAckId())
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	a.close()
+	cm.close()
+
+	// Deadlines: W holds 5 deliveries under 60s; a member asking for 1s is refused; one
+	// omitting it takes 60s and reclaims none of them within 3s.
+	w := subscribe(t, c, groupReq("orders", "work", "w", time.Minute))
+	defer w.close()
+	w.ready(t)
+	for i := range 5 {
+		post(fmt.Sprintf("evt_work_%d", i), "order.created")
+	}
+	for range 25 { // the 20 earlier events, then the 5 new ones (the group reads from now on)
+		if d := w.next(t); strings.HasPrefix(d.GetEvent().GetId(), "evt_work_") {
+			if d.GetEvent().GetId() == "evt_work_4" {
+				break
+			}
+		}
+	}
+	refused(groupReq("orders", "work", "x", time.Second), "ack_deadline", "1m0s", "1s")
+	y := subscribe(t, c, groupReq("orders", "work", "y", 0))
+	defer y.close()
+	y.ready(t)
+	y.quiet(t, 3*time.Second, "a member that took the group's 60s deadline reclaimed W's work")
+
+	// max_groups: mix and work exist; a third group is created, a fourth refused.
+	third := subscribe(t, c, groupReq("orders", "third", "t", 0))
+	defer third.close()
+	third.ready(t)
+	refused(groupReq("orders", "fourth", "f", 0), "max_groups")
+	groups, err := rdb.XInfoGroups(context.Background(), "relay:{orders:0}:s").Result()
+	if err != nil || len(groups) != 3 {
+		t.Fatalf("groups on the stream: %v (%v), want mix, work and third", groups, err)
+	}
+}

@@ -1,0 +1,134 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// GroupSettings are what belongs to a consumer group rather than to one of its members (Pub/Sub's
+// rule: the filter belongs to the subscription): recorded in the store when the group is
+// created, and taken by every member. A member that asks for another value is refused with
+// CodeFailedPrecondition naming the setting and the group's value; a member that omits a
+// setting takes the group's. Were they per member, members with different filters would
+// acknowledge each other's events as filtered out, and a member with a short ack deadline
+// would reclaim the work of members with a long one.
+type GroupSettings struct {
+	// Types are the type globs of the group's filter; empty: every type.
+	Types []string
+	// Filter is reserved for a filter expression; "" today.
+	Filter string
+	// AckDeadline is how long a delivery may stay unacknowledged before it is redelivered.
+	AckDeadline time.Duration
+	// MaxAttempts is how many deliveries an entry gets before it is dead-lettered.
+	MaxAttempts int
+}
+
+// GroupSettingsStore is implemented by group stores that record group settings.
+type GroupSettingsStore interface {
+	// EnsureGroupSettings records want as the settings of group on source unless the group
+	// has settings already, atomically, and returns the group's settings (want when it
+	// recorded them). maxGroups > 0 bounds the groups with settings on source: recording
+	// one more is CodeFailedPrecondition.
+	EnsureGroupSettings(ctx context.Context, source, group string, want GroupSettings, maxGroups int) (GroupSettings, error)
+}
+
+// DefaultMaxGroups is the default bound on the consumer groups of one source.
+const DefaultMaxGroups = 64
+
+// groupSettings reconciles the settings a group subscription asked for (zero: omitted) with
+// the recorded ones of every source it reads, and sets req.Group and req.Types to the
+// group's.
+func (s *Service) groupSettings(ctx context.Context, gs GroupStore, sources []string, want GroupSettings, req *SubscribeRequest) error {
+	st, ok := storeAs[GroupSettingsStore](gs)
+	if !ok {
+		return nil
+	}
+	// What is recorded for a new group: the request, defaults for what it omits.
+	create := want
+	if create.AckDeadline == 0 {
+		create.AckDeadline = DefaultAckDeadline
+	}
+	if create.MaxAttempts == 0 {
+		create.MaxAttempts = DefaultMaxAttempts
+	}
+	var agreed *GroupSettings
+	for _, src := range sources {
+		got, err := st.EnsureGroupSettings(ctx, src, req.Group.Name, create, s.maxGroups(src))
+		if err != nil {
+			return err
+		}
+		if err := want.conflict(got, req.Group.Name, src); err != nil {
+			return err
+		}
+		if agreed == nil {
+			agreed = &got
+		} else if err := agreed.conflict(got, req.Group.Name, src); err != nil {
+			return err
+		}
+	}
+	if agreed != nil {
+		req.Types = TypeFilter(agreed.Types)
+		req.Group.AckDeadline, req.Group.MaxAttempts = agreed.AckDeadline, agreed.MaxAttempts
+	}
+	return nil
+}
+
+func (s *Service) maxGroups(source string) int {
+	if src, ok := s.sources[source]; ok && src.Config.MaxGroups != 0 {
+		return src.Config.MaxGroups
+	}
+	return DefaultMaxGroups
+}
+
+// conflict reports, as CodeFailedPrecondition, the first setting set in r (zero: omitted)
+// that differs from the group's g.
+func (r GroupSettings) conflict(g GroupSettings, group, source string) error {
+	bad := func(setting, has, asked string) error {
+		return Errorf(CodeFailedPrecondition, "group %q (source %s) has %s %s; this subscription asks for %s: settings belong to the group (omit %s to take the group's, or use another group)",
+			group, source, setting, has, asked, setting)
+	}
+	if r.Types != nil && !slices.Equal(r.Types, g.Types) {
+		return bad("types", typesString(g.Types), typesString(r.Types))
+	}
+	if r.Filter != "" && r.Filter != g.Filter {
+		return bad("filter", fmt.Sprintf("%q", g.Filter), fmt.Sprintf("%q", r.Filter))
+	}
+	if r.AckDeadline != 0 && r.AckDeadline != g.AckDeadline {
+		return bad("ack_deadline", g.AckDeadline.String(), r.AckDeadline.String())
+	}
+	if r.MaxAttempts != 0 && r.MaxAttempts != g.MaxAttempts {
+		return bad("max_delivery_attempts", fmt.Sprint(g.MaxAttempts), fmt.Sprint(r.MaxAttempts))
+	}
+	return nil
+}
+
+// normalTypes sorts and deduplicates type globs; nil when there are none.
+func normalTypes(t TypeFilter) []string {
+	if len(t) == 0 {
+		return nil
+	}
+	out := slices.Clone([]string(t))
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func typesString(t []string) string {
+	if len(t) == 0 {
+		return "[] (every type)"
+	}
+	return "[" + strings.Join(t, ", ") + "]"
+}
+
+// partitionSources returns the sources of parts, each once, in order.
+func partitionSources(parts []Partition) []string {
+	var out []string
+	for _, p := range parts {
+		if !slices.Contains(out, p.Source) {
+			out = append(out, p.Source)
+		}
+	}
+	return out
+}
