@@ -61,7 +61,12 @@ type groupSub struct {
 	opts        GroupOptions
 	ackKey      []byte // authenticates the ack ids this stream issues
 	outstanding atomic.Int64
-	wake        chan struct{}
+	// reserved is budget claimed by reads in progress on some partition (reserve): the
+	// partitions' feeders share one budget, so a read may only ask for what no other feeder
+	// holds, and the stream never has more than MaxOutstanding deliveries unacknowledged.
+	reserved atomic.Int64
+	parts    int // partitions the stream reads
+	wake     chan struct{}
 
 	mu       sync.Mutex
 	inflight map[Partition]map[ID]struct{}
@@ -113,6 +118,32 @@ func (g *groupSub) forget(p Partition) {
 	}
 }
 
+// reserve claims up to n of the free budget for one read and returns how much it got (0:
+// none free); unreserve gives it back once what was read is tracked. While both count an
+// entry the budget is underestimated, never overestimated.
+func (g *groupSub) reserve(n int) int {
+	for {
+		held := g.reserved.Load()
+		k := min(int64(n), int64(g.opts.MaxOutstanding)-g.outstanding.Load()-held)
+		if k <= 0 {
+			return 0
+		}
+		if g.reserved.CompareAndSwap(held, held+k) {
+			return int(k)
+		}
+	}
+}
+
+func (g *groupSub) unreserve(k int) {
+	if k > 0 {
+		g.reserved.Add(-int64(k))
+		select {
+		case g.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (g *groupSub) release(n int64) {
 	g.outstanding.Add(-n)
 	select {
@@ -159,7 +190,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if err != nil {
 		return err
 	}
-	g := &groupSub{opts: req.Group, ackKey: key, wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
+	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
 	s.groups.add(g)
 	defer s.groups.remove(g)
 
@@ -192,19 +223,31 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		return deliver(e), nil
 	}
 	budget := func() int {
-		return o.MaxOutstanding - int(g.outstanding.Load())
+		return o.MaxOutstanding - int(g.outstanding.Load()) - int(g.reserved.Load())
+	}
+	// handleAll handles es read under a reservation of k, then gives the reservation back.
+	handleAll := func(es []Entry, k int) (bool, error) {
+		defer g.unreserve(k)
+		for _, e := range es {
+			if ok, err := handle(e); err != nil || !ok {
+				return false, err
+			}
+		}
+		return true, nil
 	}
 
-	// 1. The consumer's own pending entries (delivered before a disconnect), once.
-	pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, o.MaxOutstanding, 0)
-	if err != nil {
-		return err
-	}
-	if pending, err = s.dropHeld(ctx, gh, p, o.Name, pending); err != nil {
-		return err
-	}
-	for _, e := range pending {
-		if ok, err := handle(e); err != nil || !ok {
+	// 1. The consumer's own pending entries (delivered before a disconnect), once, as many as
+	// the budget allows (the rest come back through the claim path after the ack deadline).
+	if k := g.reserve(o.MaxOutstanding); k > 0 {
+		pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, k, 0)
+		if err == nil {
+			pending, err = s.dropHeld(ctx, gh, p, o.Name, pending)
+		}
+		if err != nil {
+			g.unreserve(k)
+			return err
+		}
+		if ok, err := handleAll(pending, k); err != nil || !ok {
 			return err
 		}
 	}
@@ -235,25 +278,28 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 			}
 		}
 		// 2. Entries idle past the ack deadline, from any consumer of the group.
-		if time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
-			lastClaim = time.Now()
-			var claimed []Entry
-			if gh != nil {
-				claimed, nextHold, err = gh.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100), s.opts.Now())
-			} else {
-				claimed, err = gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, min(budget(), 100))
-			}
-			if err != nil {
-				return err
-			}
-			for _, e := range claimed {
-				if ok, err := handle(e); err != nil || !ok {
+		if k := 0; time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
+			if k = g.reserve(100); k > 0 {
+				lastClaim = time.Now()
+				var claimed []Entry
+				var err error
+				if gh != nil {
+					claimed, nextHold, err = gh.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, k, s.opts.Now())
+				} else {
+					claimed, err = gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, k)
+				}
+				if err != nil {
+					g.unreserve(k)
+					return err
+				}
+				if ok, err := handleAll(claimed, k); err != nil || !ok {
 					return err
 				}
 			}
 		}
-		// 3. New entries.
-		n := min(budget(), 500)
+		// 3. New entries: a share of the free budget, so that a blocking read on one partition
+		// leaves budget for the others.
+		n := g.reserve(max(1, min(500, budget()/g.parts)))
 		if n <= 0 {
 			continue
 		}
@@ -269,10 +315,12 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		es, err := gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, block)
 		rcancel()
 		if ctx.Err() != nil {
+			g.unreserve(n)
 			s.releaseUndelivered(gc, p, o, es)
 			return nil
 		}
 		if err != nil {
+			g.unreserve(n)
 			return err
 		}
 		for i, e := range es {
@@ -280,10 +328,12 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 				e.DeliveryCount = 1
 			}
 			if !deliver(e) {
+				g.unreserve(n)
 				s.releaseUndelivered(gc, p, o, es[i:])
 				return nil
 			}
 		}
+		g.unreserve(n)
 	}
 	return nil
 }

@@ -451,7 +451,7 @@ func TestGroupSharesWorkAndNack(t *testing.T) {
 
 		// Nack: the delivery comes back with attempt 2.
 		nacked := false
-		n := subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "workers", Consumer: "n", AckDeadline: time.Second}}, func(m *relay.Message) error {
+		n := subscribe(t, f.svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "workers", Consumer: "n"}}, func(m *relay.Message) error {
 			if m.Entry == nil {
 				return nil
 			}

@@ -120,3 +120,46 @@ func runGroupSettings(t *testing.T, url string) {
 		t.Fatalf("groups on the stream: %v (%v), want mix, work and third", groups, err)
 	}
 }
+
+// TestGroupFlowControlAcrossPartitions: a group member with max_outstanding 10 reading a
+// source of 4 partitions never holds more than 10 unacknowledged deliveries (the partitions
+// share one budget); acknowledging 5 lets exactly 5 more through.
+func TestGroupFlowControlAcrossPartitions(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) { runGroupFlowControl(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { runGroupFlowControl(t, redistest.Start(t)) })
+}
+
+func runGroupFlowControl(t *testing.T, url string) {
+	cfg := testConfig(url)
+	cfg.Sources[0].Partitions = 4
+	m := startMain(t, cfg)
+	c := client(t, m)
+	req := groupReq("orders", "fc", "only", time.Minute)
+	req.Start = eventrelayv1.StartPosition_START_POSITION_EARLIEST
+	req.MaxOutstanding = 10
+	for i := range 100 { // spread over the 4 partitions by their ids
+		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_fc_%03d", i))
+	}
+	s := subscribe(t, c, req)
+	defer s.close()
+	var held []*eventrelayv1.Delivery
+	for range 10 {
+		held = append(held, s.next(t))
+	}
+	s.quiet(t, 2*time.Second, "an 11th delivery while 10 are unacknowledged")
+	ack(t, c, held[0].GetAckId(), held[1].GetAckId(), held[2].GetAckId(), held[3].GetAckId(), held[4].GetAckId())
+	for range 5 {
+		s.next(t)
+	}
+	s.quiet(t, 2*time.Second, "a delivery beyond the 5 the acknowledgements freed")
+	s.close()
+
+	// The consumer comes back holding 15 pending deliveries spread over the partitions: the
+	// re-read of its pending entries is bounded by the same budget.
+	again := subscribe(t, c, req)
+	defer again.close()
+	for range 10 {
+		again.next(t)
+	}
+	again.quiet(t, 2*time.Second, "more than max_outstanding pending deliveries re-read after a reconnect")
+}

@@ -137,6 +137,9 @@ type SubscribeRequest struct {
 	Sources []string `protobuf:"bytes,1,rep,name=sources,proto3" json:"sources,omitempty"`
 	// Glob filters on Event.type ("*" matches any run of characters, "?" one character),
 	// for example "invoice.*". Empty: all types. An event matching any filter is delivered.
+	// Group mode: the filter belongs to the group (recorded when the group is created, like
+	// ack_deadline and max_delivery_attempts): a member asking for other types fails with
+	// FAILED_PRECONDITION naming the group's; empty takes the group's.
 	Types []string `protobuf:"bytes,2,rep,name=types,proto3" json:"types,omitempty"`
 	// Where to start when neither after_cursor nor since is set. Default: latest.
 	Start StartPosition `protobuf:"varint,3,opt,name=start,proto3,enum=eventrelay.v1.StartPosition" json:"start,omitempty"`
@@ -145,15 +148,23 @@ type SubscribeRequest struct {
 	AfterCursor string `protobuf:"bytes,4,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
 	// Replay from this time (overrides start).
 	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	// Durable consumer group. Empty: ephemeral tail without acknowledgements.
+	// Durable consumer group. Empty: ephemeral tail without acknowledgements. The group's
+	// settings (types, ack_deadline, max_delivery_attempts) are recorded when its first member
+	// subscribes; every later member takes them. A source has at most max_groups groups
+	// (FAILED_PRECONDITION for one more).
 	Group string `protobuf:"bytes,6,opt,name=group,proto3" json:"group,omitempty"`
 	// Member name within the group. Default: generated.
 	Consumer string `protobuf:"bytes,7,opt,name=consumer,proto3" json:"consumer,omitempty"`
-	// Group mode: a delivery not acknowledged within this time is redelivered. Default 30s.
+	// Group mode, a group setting: a delivery not acknowledged within this time is
+	// redelivered. Default 30s when the group is created; omitted: the group's; another value
+	// than the group's: FAILED_PRECONDITION.
 	AckDeadline *durationpb.Duration `protobuf:"bytes,8,opt,name=ack_deadline,json=ackDeadline,proto3" json:"ack_deadline,omitempty"`
-	// Group mode: most unacknowledged deliveries in flight on this stream. Default 1000.
+	// Group mode: most unacknowledged deliveries in flight on this stream, over all its
+	// partitions. Default 1000. Per member, not a group setting.
 	MaxOutstanding int32 `protobuf:"varint,9,opt,name=max_outstanding,json=maxOutstanding,proto3" json:"max_outstanding,omitempty"`
-	// Group mode: deliveries of one event before it moves to the dead letters. 0: default 10.
+	// Group mode, a group setting: deliveries of one event before it moves to the dead
+	// letters. 0: the group's (10 when the group is created); another value than the
+	// group's: FAILED_PRECONDITION.
 	MaxDeliveryAttempts int32 `protobuf:"varint,10,opt,name=max_delivery_attempts,json=maxDeliveryAttempts,proto3" json:"max_delivery_attempts,omitempty"`
 	// A Heartbeat is sent whenever no Delivery was sent for this long, also while events that
 	// the types filter holds back flow; its cursor is past every event examined. Default 15s.
