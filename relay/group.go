@@ -66,7 +66,11 @@ type groupSub struct {
 	// holds, and the stream never has more than MaxOutstanding deliveries unacknowledged.
 	reserved atomic.Int64
 	parts    int // partitions the stream reads
-	wake     chan struct{}
+	// wake is broadcast when budget is freed (acks, reservations given back); waiting
+	// counts the partitions waiting for budget, so that one whose read found nothing
+	// yields to them instead of taking the budget again at once.
+	wake    broadcast
+	waiting atomic.Int32
 
 	mu       sync.Mutex
 	inflight map[Partition]map[ID]struct{}
@@ -137,19 +141,13 @@ func (g *groupSub) reserve(n int) int {
 func (g *groupSub) unreserve(k int) {
 	if k > 0 {
 		g.reserved.Add(-int64(k))
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
+		g.wake.signal()
 	}
 }
 
 func (g *groupSub) release(n int64) {
 	g.outstanding.Add(-n)
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
+	g.wake.signal()
 }
 
 // subscribeGroup consumes parts as a durable consumer group: per partition, the consumer's
@@ -168,6 +166,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 		return Errorf(CodeInvalid, "dead_letters: read dead letters without a group")
 	}
 	asked := GroupSettings{Types: normalTypes(req.Types), AckDeadline: req.Group.AckDeadline, MaxAttempts: req.Group.MaxAttempts}
+	anonymous := req.Group.Consumer == "" // a consumer name generated for this stream alone
 	if err := req.Group.normalize(s.opts.Now()); err != nil {
 		return err
 	}
@@ -190,9 +189,16 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if err != nil {
 		return err
 	}
-	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), wake: make(chan struct{}, 1), inflight: map[Partition]map[ID]struct{}{}}
+	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), inflight: map[Partition]map[ID]struct{}{}}
 	s.groups.add(g)
 	defer s.groups.remove(g)
+	if anonymous {
+		// Nobody can come back as this consumer: when the stream ends with nothing pending,
+		// it is deleted rather than left in the group for ever. One that still holds pending
+		// deliveries stays (deleting it would drop them); the others reclaim them after the
+		// ack deadline, and the empty consumer is then left behind.
+		defer s.removeConsumer(gs, parts, req.Group)
+	}
 
 	out := make(chan item, 64)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
@@ -259,10 +265,12 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 	for ctx.Err() == nil {
 		// Flow control: wait for acks when the budget is spent. Acks through this replica wake us;
 		// acks through another replica are seen by re-counting the pending entries.
-		for budget() <= 0 {
+		for woken := g.wake.wait(); budget() <= 0; woken = g.wake.wait() {
+			g.waiting.Add(1)
 			if gc != nil && time.Since(lastSync) > 200*time.Millisecond {
 				n, err := gc.PendingCount(ctx, p, o.Name, o.Consumer)
 				if err != nil {
+					g.waiting.Add(-1)
 					return err
 				}
 				lastSync = time.Now()
@@ -272,10 +280,12 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 			}
 			select {
 			case <-ctx.Done():
+				g.waiting.Add(-1)
 				return nil
-			case <-g.wake:
+			case <-woken:
 			case <-time.After(250 * time.Millisecond):
 			}
+			g.waiting.Add(-1)
 		}
 		// 2. Entries idle past the ack deadline, from any consumer of the group.
 		if k := 0; time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
@@ -333,7 +343,17 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 				return nil
 			}
 		}
+		woken := g.wake.wait()
 		g.unreserve(n)
+		if len(es) == 0 && g.waiting.Load() > 0 {
+			// Nothing came here while other partitions wait for budget: let them take it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-woken:
+			case <-time.After(claimEvery):
+			}
+		}
 	}
 	return nil
 }
@@ -568,4 +588,45 @@ func (s *Service) Redrive(ctx context.Context, source string, eventIDs []string)
 		}
 	}
 	return total, nil
+}
+
+// removeConsumer deletes o's consumer from every partition where it has nothing pending.
+func (s *Service) removeConsumer(gs GroupStore, parts []Partition, o GroupOptions) {
+	cr, ok := storeAs[ConsumerRemover](gs)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, p := range parts {
+		if _, err := cr.RemoveConsumer(ctx, p, o.Name, o.Consumer); err != nil {
+			s.log.Debug("removing a stream's consumer failed", "partition", p.String(), "group", o.Name, "consumer", o.Consumer, "err", err)
+		}
+	}
+}
+
+// broadcast wakes every waiter at once (a sync.Cond usable in a select).
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed by the next signal.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
+}
+
+// signal wakes everyone waiting.
+func (b *broadcast) signal() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
+	}
 }

@@ -35,6 +35,13 @@ type GroupSettingsStore interface {
 	EnsureGroupSettings(ctx context.Context, source, group string, want GroupSettings, maxGroups int) (GroupSettings, error)
 }
 
+// ConsumerRemover is implemented by group stores that can delete a group's consumer.
+type ConsumerRemover interface {
+	// RemoveConsumer deletes consumer from group on p when it has no pending entry, and
+	// reports whether it did.
+	RemoveConsumer(ctx context.Context, p Partition, group, consumer string) (bool, error)
+}
+
 // DefaultMaxGroups is the default bound on the consumer groups of one source.
 const DefaultMaxGroups = 64
 

@@ -443,6 +443,14 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if err != nil {
 			return nil, "", Errorf(CodeInvalid, "page_token: not a valid page token")
 		}
+		if c.DeadLetters != q.DeadLetters {
+			return nil, "", Errorf(CodeInvalid, "page_token: a page token of a %s listing, not of this one (dead_letters must match)", listingKind(c.DeadLetters))
+		}
+		for p := range c.Positions {
+			if p.Source != q.Source {
+				return nil, "", Errorf(CodeInvalid, "page_token: a page token of source %s, not %s", p.Source, q.Source)
+			}
+		}
 		pos = c.Positions
 	}
 	type head struct {
@@ -500,4 +508,11 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		next = EncodeCursor(Cursor{Positions: pos, DeadLetters: q.DeadLetters})
 	}
 	return items, next, nil
+}
+
+func listingKind(deadLetters bool) string {
+	if deadLetters {
+		return "dead-letter"
+	}
+	return "stream"
 }

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -79,8 +78,7 @@ func edgeDo(c *http.Client, req *http.Request) int {
 // of the body (401 without a token, 403 for a token that may not publish) and bound the
 // body by http.max_request_bytes (413, announced or chunked); nothing is stored.
 func TestEventRoutesBeforeBody(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { runEventRoutesBeforeBody(t, embeddedURL(t)) })
-	t.Run("redis", func(t *testing.T) { runEventRoutesBeforeBody(t, redistest.Start(t)) })
+	onBothStores(t, runEventRoutesBeforeBody)
 }
 
 func runEventRoutesBeforeBody(t *testing.T, url string) {
@@ -417,8 +415,7 @@ func TestRedisURLRedacted(t *testing.T) {
 // over a bound is refused naming the field (INVALID_ARGUMENT), one over the message limit
 // by the transport, and nothing is stored.
 func TestPublishBounds(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { runPublishBounds(t, embeddedURL(t)) })
-	t.Run("redis", func(t *testing.T) { runPublishBounds(t, redistest.Start(t)) })
+	onBothStores(t, runPublishBounds)
 }
 
 func runPublishBounds(t *testing.T, url string) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -19,8 +18,7 @@ import (
 // value, a member omitting them takes the group's, so members never acknowledge each other's
 // events as filtered out nor reclaim each other's work. A source has at most max_groups groups.
 func TestGroupSettingsBelongToGroup(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { runGroupSettings(t, embeddedURL(t)) })
-	t.Run("redis", func(t *testing.T) { runGroupSettings(t, redistest.Start(t)) })
+	onBothStores(t, runGroupSettings)
 }
 
 func runGroupSettings(t *testing.T, url string) {
@@ -125,8 +123,7 @@ func runGroupSettings(t *testing.T, url string) {
 // source of 4 partitions never holds more than 10 unacknowledged deliveries (the partitions
 // share one budget); acknowledging 5 lets exactly 5 more through.
 func TestGroupFlowControlAcrossPartitions(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { runGroupFlowControl(t, embeddedURL(t)) })
-	t.Run("redis", func(t *testing.T) { runGroupFlowControl(t, redistest.Start(t)) })
+	onBothStores(t, runGroupFlowControl)
 }
 
 func runGroupFlowControl(t *testing.T, url string) {
@@ -162,4 +159,78 @@ func runGroupFlowControl(t *testing.T, url string) {
 		again.next(t)
 	}
 	again.quiet(t, 2*time.Second, "more than max_outstanding pending deliveries re-read after a reconnect")
+}
+
+// TestAnonymousConsumersRemoved: a group subscription without a consumer name leaves no
+// consumer behind in Redis when it ends with nothing pending (one with pending deliveries
+// stays until they are settled or reclaimed).
+func TestAnonymousConsumersRemoved(t *testing.T) {
+	onBothStores(t, runAnonymousConsumers)
+}
+
+func runAnonymousConsumers(t *testing.T, url string) {
+	cfg := testConfig(url)
+	m := startMain(t, cfg)
+	c := client(t, m)
+	rdb := redisClient(t, url)
+	consumers := func() int {
+		cs, err := rdb.XInfoConsumers(context.Background(), "relay:{orders:0}:s", "anon").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(cs)
+	}
+	for i := range 5 {
+		s := subscribe(t, c, groupReq("orders", "anon", "", time.Minute))
+		s.ready(t)
+		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_anon_%d", i))
+		ack(t, c, s.next(t).GetAckId())
+		s.close()
+		// The next event is posted once the stream has ended on the server too (an event
+		// read by a stream that is ending stays pending for its consumer).
+		eventually(t, "the stream to end", func() bool { return subscribersGauge(t, m) == 0 })
+	}
+	eventually(t, "the five acknowledged anonymous consumers to be removed", func() bool { return consumers() == 0 })
+	s := subscribe(t, c, groupReq("orders", "anon", "", time.Minute))
+	s.ready(t)
+	mustPost(t, m.HTTPAddr, "orders", "evt_anon_held")
+	s.next(t) // not acknowledged
+	s.close()
+	if n := consumers(); n != 1 {
+		t.Fatalf("%d consumers, want the one holding a pending delivery", n)
+	}
+}
+
+// TestListPageTokenKind: a page token of a dead-letter listing is refused for a stream
+// listing and the other way round, and one of another source too.
+func TestListPageTokenKind(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	addSource(cfg, "other")
+	m := startMain(t, cfg)
+	c := client(t, m)
+	for i := range 3 {
+		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_page_%d", i))
+	}
+	first, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "orders", PageSize: 1})
+	if err != nil || first.GetNextPageToken() == "" {
+		t.Fatalf("ListEvents: %v %v", first, err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  *eventrelayv1.ListEventsRequest
+		want string
+	}{
+		{"stream token for dead letters", &eventrelayv1.ListEventsRequest{Source: "orders", DeadLetters: true, PageToken: first.GetNextPageToken()}, "dead_letters must match"},
+		{"token of another source", &eventrelayv1.ListEventsRequest{Source: "other", PageToken: first.GetNextPageToken()}, "source orders"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.ListEvents(context.Background(), tc.req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ListEvents = %v, want INVALID_ARGUMENT naming %q", err, tc.want)
+			}
+		})
+	}
+	if next, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "orders", PageSize: 1, PageToken: first.GetNextPageToken()}); err != nil || len(next.GetDeliveries()) != 1 {
+		t.Fatalf("the next page: %v %v", next, err)
+	}
 }

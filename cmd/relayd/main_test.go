@@ -73,6 +73,12 @@ func embeddedURL(t testing.TB) string {
 	return srv.URL()
 }
 
+// onBothStores runs run against the embedded store and a real redis-server.
+func onBothStores(t *testing.T, run func(t *testing.T, url string)) {
+	t.Run("embedded", func(t *testing.T) { run(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { run(t, redistest.Start(t)) })
+}
+
 type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {

@@ -419,8 +419,7 @@ func secHardenedConfig(url string) *Config {
 // TestBadRequests sends bad requests to a running relayd on real Redis: each gets its status
 // and leaves the store exactly as it was (same keys, same stream lengths, same history).
 func TestBadRequests(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { runBadRequests(t, embeddedURL(t)) })
-	t.Run("redis", func(t *testing.T) { runBadRequests(t, redistest.Start(t)) })
+	onBothStores(t, runBadRequests)
 }
 
 func runBadRequests(t *testing.T, url string) {
