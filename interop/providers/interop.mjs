@@ -74,6 +74,8 @@ const S = {
 };
 // The public URLs the twilio sources are configured with (their url: key).
 const twilioURL = process.env.INTEROP_TWILIO_URL || `${base}/v1/webhooks/twilio`;
+// Twilio's JSON webhooks (Event Streams) go to a source with body_format: json.
+const twilioJSONURL = `${twilioURL}-json`;
 const twilioProxiedURL = env("INTEROP_TWILIO_PROXIED_URL");
 const hubspotURL = env("INTEROP_HUBSPOT_URL"); // the hubspot source's url: key
 
@@ -326,7 +328,7 @@ async function githubReq(event, body, secret, { form = false, delivery = crypto.
     headers["X-Hub-Signature"] = "sha1=" + crypto.createHmac("sha1", secret).update(payload).digest("hex");
   }
   return {
-    source: "github",
+    source: form ? "github-form" : "github", // a source reads one body format (body_format)
     body: payload,
     contentType: form ? "application/x-www-form-urlencoded" : "application/json",
     headers,
@@ -498,12 +500,12 @@ async function testTwilio() {
     { id: secondary.idem, provider: "twilio", keyIndex: 1, keyId: "secondary" });
 
   const evID = rid("EZ", 16);
-  const json = twilioJSON("twilio", twilioURL, twilioEventStream(evID), S.twilio);
+  const json = twilioJSON("twilio-json", twilioJSONURL, twilioEventStream(evID), S.twilio);
   sdkCheck("twilio: validateRequestWithBody", () =>
     twilioWebhooks.validateRequestWithBody(S.twilio, json.headers["X-Twilio-Signature"], json.url, json.body));
   await accept("JSON body, URL with bodySHA256", json, { id: evID, type: "com.twilio.messaging.message.delivered", provider: "twilio" });
   const evID2 = rid("EZ", 16);
-  const json2 = twilioJSON("twilio", twilioURL, twilioEventStream(evID2), S.twilio, { query: "tenant=acme&region=us1" });
+  const json2 = twilioJSON("twilio-json", twilioJSONURL, twilioEventStream(evID2), S.twilio, { query: "tenant=acme&region=us1" });
   await accept("JSON body, URL with its own query and bodySHA256", json2, { id: evID2, type: "com.twilio.messaging.message.delivered", provider: "twilio" });
 
   // Behind a proxy: the source's url is the public https URL; Twilio signs it with its query,
@@ -519,7 +521,7 @@ async function testTwilio() {
   const tampered = twilioForm("twilio", twilioURL, smsParams(), S.twilio);
   tampered.body = new URLSearchParams({ ...tampered.params, Body: "Send me your password" }).toString();
   await reject("tampered form (Body changed after signing)", tampered, tampered.idem);
-  const tj = twilioJSON("twilio", twilioURL, twilioEventStream(`EZ${run}tampered`), S.twilio);
+  const tj = twilioJSON("twilio-json", twilioJSONURL, twilioEventStream(`EZ${run}tampered`), S.twilio);
   tj.body = tj.body.replace("DELIVERED", "FAILED");
   await reject("tampered JSON (body no longer matches bodySHA256)", tj, `EZ${run}tampered`);
   const wrongURL = twilioForm("twilio", twilioURL.replace("/twilio", "/other"), smsParams(), S.twilio);
@@ -593,7 +595,8 @@ async function testShopify() {
 function slackReq(body, secret, { ts = nowS(), form = false } = {}) {
   const headers = { "X-Slack-Request-Timestamp": String(ts), "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)" };
   if (secret) headers["X-Slack-Signature"] = "v0=" + crypto.createHmac("sha256", secret).update(`v0:${ts}:${body}`).digest("hex");
-  return { source: "slack", body, contentType: form ? "application/x-www-form-urlencoded" : "application/json", headers, secretHeaders: ["x-slack-signature"] };
+  // Events API (json) and slash commands / interactivity (form) go to sources of their format.
+  return { source: form ? "slack-form" : "slack", body, contentType: form ? "application/x-www-form-urlencoded" : "application/json", headers, secretHeaders: ["x-slack-signature"] };
 }
 
 function slackEvent(eventID, text = "<@U0LAN0Z89> is it everything a river should be?") {
@@ -818,7 +821,8 @@ async function checkStored(source) {
 
 // ---------------------------------------------------------------------------------------
 
-const SOURCES = ["stripe", "github", "standardwebhooks", "svix", "twilio", "twilio-proxied", "shopify", "slack", "linear", "hubspot", "gitlab"];
+const SOURCES = ["stripe", "github", "github-form", "standardwebhooks", "svix", "twilio", "twilio-json", "twilio-proxied", "shopify", "slack",
+  "slack-form", "linear", "hubspot", "gitlab"];
 
 async function main() {
   const versions = ["stripe", "@octokit/webhooks-methods", "standardwebhooks", "svix", "twilio", "@hubspot/api-client",

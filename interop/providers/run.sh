@@ -94,10 +94,11 @@ http_status() {
 
 write_config() { # http_port admin_port
   cat >"$work/relay.yaml" <<EOF
-http:  { addr: "127.0.0.1:$1" }
 grpc:  { addr: "127.0.0.1:0" }
 admin: { addr: "127.0.0.1:$2" }
 log:   { level: info, format: text }
+# Every request comes from 127.0.0.1 and many fail verification on purpose: no per-address budget.
+http:  { addr: "127.0.0.1:$1", unverified_limit: { rps: 0 } }
 sources:
   - name: stripe
     provider: stripe
@@ -106,6 +107,10 @@ sources:
       - { id: previous, value: "$INTEROP_STRIPE_SECRET_OLD" }
   - name: github
     provider: github
+    secrets: ["$INTEROP_GITHUB_SECRET"]
+  - name: github-form
+    provider: github
+    body_format: form
     secrets: ["$INTEROP_GITHUB_SECRET"]
   - name: standardwebhooks
     provider: standardwebhooks
@@ -121,6 +126,11 @@ sources:
       - { id: primary, value: "$INTEROP_TWILIO_TOKEN" }
       - { id: secondary, value: "$INTEROP_TWILIO_TOKEN_SECONDARY" }
     url: http://127.0.0.1:$1/v1/webhooks/twilio
+  - name: twilio-json
+    provider: twilio
+    body_format: json
+    secrets: ["$INTEROP_TWILIO_TOKEN"]
+    url: http://127.0.0.1:$1/v1/webhooks/twilio-json
   - name: twilio-proxied
     provider: twilio
     secrets: ["$INTEROP_TWILIO_TOKEN"]
@@ -130,6 +140,10 @@ sources:
     secrets: ["$INTEROP_SHOPIFY_SECRET"]
   - name: slack
     provider: slack
+    secrets: ["$INTEROP_SLACK_SECRET"]
+  - name: slack-form
+    provider: slack
+    body_format: form
     secrets: ["$INTEROP_SLACK_SECRET"]
   - name: linear
     provider: linear
