@@ -404,6 +404,9 @@ func secHardenedConfig(url string) *Config {
 		secSource("limited", "hmac", testSecret, func(s *relay.SourceConfig) {
 			s.RateLimit = relay.RateLimit{RPS: 0.001, Burst: 1}
 		}),
+		secSource("stamped", "hmac", testSecret, func(s *relay.SourceConfig) {
+			s.TimestampHeader, s.Template = "X-Timestamp", "{timestamp}.{body}"
+		}),
 	)
 	// The test client (127.0.0.1) is not a trusted proxy: its X-Forwarded-For is a spoof.
 	cfg.HTTP.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
@@ -461,6 +464,27 @@ func runBadRequests(t *testing.T, url string) {
 		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
 	}
 	stale, future := now.Add(-time.Hour), now.Add(time.Hour)
+	// Far from now: t=99999999999 (year 5138), and now's milliseconds read as seconds.
+	farFuture, millisAsSeconds := time.Unix(99999999999, 0), time.Unix(now.UnixMilli(), 0)
+	// stampedAt is a webhook to "stamped" whose X-Timestamp is ts, signed by hand
+	// (HMAC-SHA256 of "<ts>.<body>", the source's template).
+	stampedAt := func(ts string) func() *http.Request {
+		return func() *http.Request {
+			b := body()
+			r := secSigned(t, cfg, base, "stamped", b, now)
+			r.Header.Set("X-Timestamp", ts)
+			r.Header.Set("X-Signature", sign(testSecret, []byte(ts+"."+string(b))))
+			return r
+		}
+	}
+	// smuggled is a signed JSON body whose string value reads as form fields, sent as a form.
+	smuggled := func() *http.Request {
+		b := []byte(`{"id":"evt_1","note":"x&type=refund.issued&id=evt_forged"}`)
+		r := secSigned(t, cfg, base, "orders", b, now)
+		r.Header.Set("X-Signature", sign(testSecret, b))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return r
+	}
 
 	type badCase struct {
 		name  string
@@ -483,6 +507,10 @@ func runBadRequests(t *testing.T, url string) {
 			r.Header.Del("X-Signature")
 		}), want: 401},
 		{name: "hmac: empty signature", req: signed("orders", now, set("X-Signature", "")), want: 401},
+		{name: "hmac: JSON smuggling form fields, sent as a form", req: smuggled, want: 415},
+		{name: "hmac: X-Timestamp 9999-12-31T23:59:59Z", req: stampedAt("9999-12-31T23:59:59Z"), want: 401},
+		{name: "hmac: X-Timestamp 0001-01-01T00:00:00Z", req: stampedAt("0001-01-01T00:00:00Z"), want: 401},
+		{name: "hmac: X-Timestamp in milliseconds 10 minutes ahead", req: stampedAt(strconv.FormatInt(now.Add(10*time.Minute).UnixMilli(), 10)), want: 401},
 		// stripe
 		{name: "stripe: missing header", req: signed("stripe", now, del("Stripe-Signature")), want: 401},
 		{name: "stripe: stale timestamp", req: signed("stripe", stale), want: 401},
@@ -492,6 +520,8 @@ func runBadRequests(t *testing.T, url string) {
 		{name: "stripe: timestamp swapped after signing", req: signed("stripe", now, edit("Stripe-Signature", func(v string) string {
 			return strings.Replace(v, "t=", "t=1", 1)
 		})), want: 401},
+		{name: "stripe: t=99999999999 (far future)", req: signed("stripe", farFuture), want: 401},
+		{name: "stripe: t in milliseconds", req: signed("stripe", millisAsSeconds), want: 401},
 		{name: "stripe: text/plain", req: signed("stripe", now, set("Content-Type", "text/plain")), want: 415},
 		{name: "stripe: XML", req: signed("stripe", now, set("Content-Type", "application/xml")), want: 415},
 		// github
@@ -501,9 +531,11 @@ func runBadRequests(t *testing.T, url string) {
 		}), want: 401},
 		{name: "github: body changed after signing", req: signed("gh", now, tamper), want: 401},
 		{name: "github: multipart content type", req: signed("gh", now, set("Content-Type", "multipart/form-data; boundary=x")), want: 415},
+		{name: "github: JSON capture replayed as a form", req: signed("gh", now, set("Content-Type", "application/x-www-form-urlencoded")), want: 415},
 		// slack
 		{name: "slack: stale timestamp (replay)", req: signed("slack", stale), want: 401},
 		{name: "slack: future timestamp", req: signed("slack", future), want: 401},
+		{name: "slack: timestamp in milliseconds", req: signed("slack", millisAsSeconds), want: 401},
 		{name: "slack: missing timestamp", req: signed("slack", now, del("X-Slack-Request-Timestamp")), want: 401},
 		{name: "slack: timestamp changed after signing", req: signed("slack", now, edit("X-Slack-Request-Timestamp", func(v string) string {
 			ts, _ := strconv.ParseInt(v, 10, 64)
@@ -511,6 +543,7 @@ func runBadRequests(t *testing.T, url string) {
 		})), want: 401},
 		// standard webhooks
 		{name: "standardwebhooks: stale timestamp", req: signed("svix", stale), want: 401},
+		{name: "standardwebhooks: far-future timestamp", req: signed("svix", farFuture), want: 401},
 		{name: "standardwebhooks: missing webhook-id", req: signed("svix", now, del("Webhook-Id")), want: 401},
 		{name: "standardwebhooks: signature not base64", req: signed("svix", now, set("Webhook-Signature", "v1,!!!not-base64!!!")), want: 401},
 		// limits, before verification
@@ -604,9 +637,27 @@ func runBadRequests(t *testing.T, url string) {
 	}
 	// The same relay still takes good webhooks of every source.
 	t.Run("controls", func(t *testing.T) {
-		for _, src := range []string{"orders", "stripe", "gh", "slack", "svix"} {
+		type control struct {
+			src string
+			req func() *http.Request
+		}
+		var controls []control
+		for _, src := range []string{"orders", "stripe", "gh", "slack", "svix", "stamped"} {
+			controls = append(controls, control{src, func() *http.Request { return secSigned(t, cfg, base, src, body(), time.Now()) }})
+		}
+		// The hand-signed attacks above fail for their timestamp or format alone: the same
+		// requests with a current timestamp, or as JSON, are stored.
+		controls = append(controls,
+			control{"stamped", stampedAt(time.Now().UTC().Format(time.RFC3339))},
+			control{"orders", func() *http.Request {
+				r := smuggled()
+				r.Header.Set("Content-Type", "application/json")
+				return r
+			}})
+		for _, ctl := range controls {
+			src := ctl.src
 			before := secStore(t, rdb, cfg)
-			resp, err := http.DefaultClient.Do(secSigned(t, cfg, base, src, body(), time.Now()))
+			resp, err := http.DefaultClient.Do(ctl.req())
 			if err != nil {
 				t.Fatal(err)
 			}
