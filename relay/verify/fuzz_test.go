@@ -305,5 +305,16 @@ func FuzzCheckTime(f *testing.F) {
 		if within != (err == nil) {
 			t.Fatalf("signed %v now %v tol %v: err %v, want within=%v", signed, now, tol, err, within)
 		}
+		// The bound is symmetric: the mirror image of signed around now gets the same
+		// answer, with the other reason (stale for the past, future for the future).
+		if mirror := now.Add(now.Sub(signed)); now.Sub(signed) == now.Sub(mirror)*-1 && now.Sub(signed) != 0 {
+			merr := checkTime(mirror, now, tol)
+			if (merr == nil) != (err == nil) {
+				t.Fatalf("signed %v and its mirror %v around %v (tol %v): %v and %v", signed, mirror, now, tol, err, merr)
+			}
+			if err != nil && relay.ErrorReason(err) == relay.ErrorReason(merr) {
+				t.Fatalf("signed %v and its mirror %v: both %s", signed, mirror, relay.ErrorReason(err))
+			}
+		}
 	})
 }

@@ -550,6 +550,40 @@ func testProvider(t *testing.T, f fixture) {
 				t.Errorf("within tolerance: %v", err)
 			}
 		})
+		// Far away signed times, correctly signed, beyond any Duration from now (the
+		// difference saturates): Stripe's t=99999999999, year 9999's last second, and now's
+		// milliseconds where seconds are expected. What each is read as depends on the
+		// provider's timestamp format; none may pass.
+		auto := f.provider == "hmac" || f.provider == "zoom" // seconds, or milliseconds above 1e11
+		rfc3339 := f.provider == "twitch"
+		for _, far := range []struct {
+			name string
+			at   time.Time
+			want string // "" = accepted
+		}{
+			{"far future: 99999999999 s", time.Unix(99999999999, 0), relay.ReasonFuture},
+			// Written as 253402300799 by an auto-unit scheme, that reads as milliseconds (1978).
+			{"far future: 9999-12-31T23:59:59Z", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+				map[bool]string{false: relay.ReasonFuture, true: relay.ReasonStale}[auto]},
+			// Written as 1700000000000: an auto-unit scheme reads milliseconds (now, accepted),
+			// RFC 3339 has no five-digit years.
+			{"far future: now in milliseconds read as seconds", time.Unix(testNow.UnixMilli(), 0),
+				map[bool]string{false: relay.ReasonFuture, true: ""}[auto]},
+		} {
+			if rfc3339 && strings.HasSuffix(far.name, "read as seconds") {
+				far.want = relay.ReasonMalformed
+			}
+			t.Run(far.name, func(t *testing.T) {
+				_, err := vt.Verify(f.sign(t, 0, far.at), testNow)
+				if far.want == "" {
+					if err != nil {
+						t.Fatalf("Verify: %v", err)
+					}
+					return
+				}
+				wantReason(t, err, far.want)
+			})
+		}
 		t.Run("tolerance override", func(t *testing.T) {
 			c := f.config(0)
 			c.Tolerance = 48 * time.Hour
