@@ -380,6 +380,17 @@ func TestRedisURLRedacted(t *testing.T) {
 		{"sentinel", "redis://:pw-sentinel-d4@127.0.0.1:1/0?password=pw-master-e5&addr=127.0.0.1:2", "mymaster", false,
 			[]string{"pw-sentinel-d4", "pw-master-e5"}},
 		{"cluster", "redis://:pw-cluster-f6@127.0.0.1:1?addr=127.0.0.1:2", "", true, []string{"pw-cluster-f6"}},
+		{"cluster, user and TLS", "rediss://relay:pw-cluster-g7@127.0.0.1:1?addr=127.0.0.1:2&addr=127.0.0.1:3", "", true, []string{"pw-cluster-g7"}},
+		// go-redis refuses these options on a cluster URL: the error must not show their values.
+		{"cluster, password parameter", "redis://127.0.0.1:1?addr=127.0.0.1:2&password=pw-cluster-h8", "", true, []string{"pw-cluster-h8"}},
+		{"sentinel, TLS, user and password", "rediss://sentinel:pw-sentinel-i9@127.0.0.1:1?username=app&password=pw-master-j0", "mymaster", false,
+			[]string{"pw-sentinel-i9", "pw-master-j0"}},
+		{"sentinel_password parameter", "redis://127.0.0.1:1?sentinel_password=pw-sentinel-k1&password=pw-master-l2", "mymaster", false,
+			[]string{"pw-sentinel-k1", "pw-master-l2"}},
+		// A unix socket takes ?password=; other secret-looking parameters are hidden too.
+		{"unix socket, password parameter", "unix:///nonexistent/redis.sock?db=0&password=pw-unix-m3", "", false, []string{"pw-unix-m3"}},
+		{"other secret parameters", "redis://127.0.0.1:1/0?client_name=relay&auth_token=pw-token-n4&api_key=pw-key-o5", "", false,
+			[]string{"pw-token-n4", "pw-key-o5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(tc.url)
