@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -126,4 +130,90 @@ func TestRedisPasswordNeverShown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBodyFormatPerProvider: for each provider offering a choice of body format (slack,
+// twilio, generic hmac), a source of either format stores a signed webhook in its format and
+// answers 415 to the very same signed request sent with the other format's content type,
+// storing nothing; the smuggled-form JSON body, sent as JSON, is stored with the id it
+// carries as JSON.
+func TestBodyFormatPerProvider(t *testing.T) {
+	onBothStores(t, runBodyFormatPerProvider)
+}
+
+func runBodyFormatPerProvider(t *testing.T, storeURL string) {
+	const slackSecret, twilioSecret = "slack-format-secret", "twilio-format-token"
+	twilioURL := func(s *relay.SourceConfig) { s.URL = "https://relay.example.com/v1/webhooks/" + s.Name }
+	format := func(f string) func(*relay.SourceConfig) { return func(s *relay.SourceConfig) { s.BodyFormat = f } }
+	cfg := testConfig(storeURL)
+	cfg.Sources = append(cfg.Sources,
+		secSource("slack", "slack", slackSecret),
+		secSource("slackform", "slack", slackSecret, format("form")),
+		secSource("twilio", "twilio", twilioSecret, twilioURL),
+		secSource("twiliojson", "twilio", twilioSecret, twilioURL, format("json")),
+		secSource("hmacform", "hmac", testSecret, format("form")),
+	)
+	m := startMain(t, cfg)
+	rdb := redisClient(t, storeURL)
+	base := "http://" + m.HTTPAddr
+	const (
+		jsonCT = "application/json"
+		formCT = "application/x-www-form-urlencoded"
+	)
+	jsonBody := func(id string) []byte { return []byte(`{"id":"` + id + `","type":"t","event_id":"` + id + `"}`) }
+	formBody := func(id string) []byte { return []byte("id=" + id + "&type=t&MessageSid=" + id) }
+	for _, tc := range []struct {
+		source, own, other string
+		body               func(string) []byte
+	}{
+		{"orders", jsonCT, formCT, jsonBody},
+		{"hmacform", formCT, jsonCT, formBody},
+		{"slack", jsonCT, formCT, jsonBody},
+		{"slackform", formCT, jsonCT, formBody},
+		{"twilio", formCT, jsonCT, formBody},
+		{"twiliojson", jsonCT, formCT, jsonBody},
+	} {
+		t.Run(tc.source, func(t *testing.T) {
+			before := secStore(t, rdb, cfg)
+			signed := func() *http.Request {
+				b := tc.body("evt_" + tc.source)
+				r := secSigned(t, cfg, base, tc.source, b, time.Now())
+				if tc.source == "twiliojson" {
+					// Twilio signs a JSON body's SHA-256 as the URL's bodySHA256 parameter.
+					sum := sha256.Sum256(b)
+					r.URL.RawQuery = "bodySHA256=" + hex.EncodeToString(sum[:])
+				}
+				return r
+			}
+			req := signed()
+			req.Header.Set("Content-Type", tc.other)
+			if got := edgeDo(http.DefaultClient, req); got != http.StatusUnsupportedMediaType {
+				t.Fatalf("signed %s request sent as %s: %d, want 415", tc.own, tc.other, got)
+			}
+			if after := secStore(t, rdb, cfg); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Fatalf("store changed: %v -> %v", before, after)
+			}
+			req = signed()
+			req.Header.Set("Content-Type", tc.own)
+			if got := edgeDo(http.DefaultClient, req); got != http.StatusOK {
+				t.Fatalf("signed %s request: %d, want 200", tc.own, got)
+			}
+			if after := secStore(t, rdb, cfg); after[tc.source] != before[tc.source]+1 {
+				t.Fatalf("not stored: %v -> %v", before, after)
+			}
+		})
+	}
+	t.Run("smuggled form fields read as JSON", func(t *testing.T) {
+		b := []byte(`{"id":"evt_1","note":"x&type=refund.issued&id=evt_forged"}`)
+		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != http.StatusOK {
+			t.Fatalf("as JSON: %d %s", r.status, r.body)
+		}
+		if ids := streamEventIDs(t, rdb, "orders"); fmt.Sprint(ids) != "[evt_orders evt_1]" {
+			t.Fatalf("stored ids %v, want [evt_orders evt_1]", ids)
+		}
+		ev, err := client(t, m).GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_1"})
+		if err != nil || ev.GetEvent().GetId() != "evt_1" || ev.GetEvent().GetType() == "refund.issued" {
+			t.Fatalf("GetEvent = %v, %v: want evt_1 without the smuggled type", ev, err)
+		}
+	})
 }

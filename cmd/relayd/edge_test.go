@@ -561,8 +561,12 @@ func TestFarFutureTimestamps(t *testing.T) {
 // webhook replayed as a form, or a JSON body whose string smuggles form fields, gets 415 and
 // is not stored.
 func TestBodyFormat(t *testing.T) {
+	onBothStores(t, runBodyFormat)
+}
+
+func runBodyFormat(t *testing.T, storeURL string) {
 	const ghSecret = "gh-body-format-secret"
-	cfg := testConfig(embeddedURL(t))
+	cfg := testConfig(storeURL)
 	cfg.Sources = append(cfg.Sources,
 		secSource("gh", "github", ghSecret),
 		secSource("ghform", "github", ghSecret, func(s *relay.SourceConfig) { s.BodyFormat = "form" }))
