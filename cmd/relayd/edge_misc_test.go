@@ -217,3 +217,50 @@ func runBodyFormatPerProvider(t *testing.T, storeURL string) {
 		}
 	})
 }
+
+// TestBodyFormatConfig: body_format and unsigned_id come from YAML, RELAY_* variables and
+// flags; a format the provider does not send, or an hmac id_header outside the signature
+// without unsigned_id, stops the start with a message naming the key.
+func TestBodyFormatConfig(t *testing.T) {
+	path := cfgWriteConfig(t, "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\n"+
+		"sources:\n  - {name: orders, secrets: [s1], id_header: X-Delivery-Id}\n  - {name: gh, provider: github, secrets: [s2]}\n")
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags map[string]string
+		want  []string // substrings of the start's error; none: it starts
+	}{
+		{"unsigned id_header", nil, nil, []string{"sources[0]", "id_header", "unsigned_id"}},
+		{"unsigned_id from env", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true"}, nil, nil},
+		{"unsigned_id from a flag", nil, map[string]string{"sources.orders.unsigned_id": "true"}, nil},
+		{"form from env", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true", "RELAY_SOURCES_GH_BODY_FORMAT=form"}, nil, nil},
+		{"xml for github", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true"}, map[string]string{"sources.gh.body_format": "xml"},
+			[]string{"sources[1]", "body_format", "xml"}},
+		{"an unknown format", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true", "RELAY_SOURCES_GH_BODY_FORMAT=yaml"}, nil,
+			[]string{"sources[1]", "body_format", `"yaml"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := LoadConfig(path, tc.env, tc.flags)
+			if err != nil {
+				t.Fatalf("LoadConfig: %v", err)
+			}
+			m := NewMain(cfg, nil)
+			err = m.Run(context.Background())
+			_ = m.Close()
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Run: started")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Run: %v, want it to name %q", err, w)
+				}
+			}
+		})
+	}
+}
