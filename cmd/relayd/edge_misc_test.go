@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -262,5 +265,83 @@ func TestBodyFormatConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestEmbeddedStoreClosed: relayd with no redis.url runs the embedded store on a loopback
+// port that requires a random password: another local process connecting without it gets
+// NOAUTH for XADD, XRANGE and the rest (with a wrong password, or through HELLO, too), no
+// forged event is stored or delivered, and the password appears in no log line and no admin
+// answer.
+func TestEmbeddedStoreClosed(t *testing.T) {
+	var logs syncLog
+	m := secStart(t, testConfig(""), secLogger(&logs))
+	u, err := neturl.Parse(m.embedded.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	if len(password) < 32 {
+		t.Fatalf("embedded password %q: want at least 32 random characters", password)
+	}
+	body := []byte(`{"id":"evt_real","type":"t"}`)
+	if r := post(t, m, "orders", body, sign(testSecret, body)); r.status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", r.status, r.body)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	// cmd sends one RESP command and returns the first line of the answer.
+	cmd := func(args ...string) string {
+		t.Helper()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(conn, "$%d\r\n%s\r\n", len(a), a)
+		}
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	forged := []string{"XADD", "relay:{orders:0}:s", "*", "e", `{"id":"evt_forged","type":"refund.issued"}`}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // prefix of the answer
+	}{
+		{"XADD a forged event", forged, "-NOAUTH"},
+		{"XRANGE every event", []string{"XRANGE", "relay:{orders:0}:s", "-", "+"}, "-NOAUTH"},
+		{"KEYS", []string{"KEYS", "*"}, "-NOAUTH"},
+		{"AUTH with a guessed password", []string{"AUTH", "relay"}, "-"},
+		{"AUTH default with a guessed password", []string{"AUTH", "default", ""}, "-"},
+		{"HELLO with a guessed password", []string{"HELLO", "3", "AUTH", "default", "relay"}, "-"},
+		{"XADD after the failed AUTHs", forged, "-NOAUTH"},
+		{"XRANGE after the failed AUTHs", []string{"XRANGE", "relay:{orders:0}:s", "-", "+"}, "-NOAUTH"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cmd(tc.args...); !strings.HasPrefix(got, tc.want) {
+				t.Fatalf("%v = %q, want %q...", tc.args, got, tc.want)
+			}
+		})
+	}
+	resp, err := client(t, m).ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "orders", PageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Deliveries) != 1 || resp.Deliveries[0].GetEvent().GetId() != "evt_real" {
+		t.Fatalf("events of orders: %v, want evt_real alone", resp.Deliveries)
+	}
+	shown := logs.String()
+	for _, path := range []string{"/v1/admin/sources", "/metrics", "/readyz"} {
+		_, b := secGet(t, "http://"+m.AdminAddr+path)
+		shown += b
+	}
+	if strings.Contains(shown, password) {
+		t.Fatalf("the embedded store's password is shown:\n%s", shown)
 	}
 }
