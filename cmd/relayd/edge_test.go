@@ -257,63 +257,121 @@ func TestEventRoutesClientCert(t *testing.T) {
 }
 
 // TestSlowSendersHoldNoSlot: 64 unsigned senders dribbling their bodies (1 byte every 2 s)
-// against a listener with max_concurrent 64 hold no slot: a signed webhook sent meanwhile
-// gets 200 within a second, and each slow sender ends with 408 (http.min_body_rate).
+// to one source, against a listener and a source that both allow 64 webhooks at once, hold
+// no slot. Each slow sender waits for relayd's "100 Continue" (sent when the handler starts
+// reading its body, past every check that comes before), so all 64 are inside relayd when
+// the signed webhook is sent.
+//
+//   - http.min_body_rate off: the 64 are held for http.read_timeout; the signed webhook gets
+//     200 while every one of them is still waiting for its answer.
+//   - http.min_body_rate on (its default): the signed webhook gets 200 and each slow sender
+//     ends with 408.
 func TestSlowSendersHoldNoSlot(t *testing.T) {
-	cfg := testConfig(embeddedURL(t))
-	cfg.HTTP.MaxConcurrent = 64
-	m := startMain(t, cfg)
-	rdb := redisClient(t, cfg.Redis.URL)
+	for _, tc := range []struct {
+		name        string
+		minBodyRate int64
+		held        bool
+	}{
+		{"held for read_timeout (min_body_rate off)", 0, true},
+		{"cut by min_body_rate", DefaultMinBodyRate, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(embeddedURL(t))
+			cfg.HTTP.MaxConcurrent = 64
+			cfg.HTTP.MinBodyRate = tc.minBodyRate
+			cfg.Sources[0].MaxConcurrent = 64
+			m := startMain(t, cfg)
+			rdb := redisClient(t, cfg.Redis.URL)
 
-	const slow = 64
-	started := make(chan struct{}, slow)
-	statuses := make(chan int, slow)
-	head := "POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n"
-	for range slow {
-		go func() {
-			conn, err := net.Dial("tcp", m.HTTPAddr)
+			const slow = 64
+			stop := make(chan struct{})
+			var once sync.Once
+			stopAll := func() { once.Do(func() { close(stop) }) }
+			t.Cleanup(stopAll)
+			inside := make(chan error, slow)
+			statuses := make(chan int, slow)
+			head := "POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"Expect: 100-continue\r\nX-Signature: sha256=00\r\nContent-Length: 4000\r\n\r\n"
+			for range slow {
+				go func() {
+					conn, err := net.Dial("tcp", m.HTTPAddr)
+					if err != nil {
+						inside <- err
+						return
+					}
+					defer conn.Close()
+					go func() { <-stop; conn.Close() }()
+					// A guard against a hang, above every server timeout of the test.
+					_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+					br := bufio.NewReader(conn)
+					if _, err := io.WriteString(conn, head); err != nil {
+						inside <- err
+						return
+					}
+					// Go's server answers "100 Continue" when the handler first reads the body.
+					line, err := br.ReadString('\n')
+					if err == nil && !strings.Contains(line, " 100 ") {
+						err = fmt.Errorf("first answer %q, want 100 Continue", line)
+					}
+					if err == nil {
+						_, err = br.ReadString('\n') // the empty line ending it
+					}
+					inside <- err
+					if err != nil {
+						return
+					}
+					_, err = io.WriteString(conn, "{")
+					tick := time.NewTicker(2 * time.Second)
+					defer tick.Stop()
+					for err == nil {
+						// Dribble until the server answers and hangs up, or the test ends.
+						select {
+						case <-tick.C:
+							_, err = io.WriteString(conn, " ")
+						case <-stop:
+							err = net.ErrClosed
+						}
+					}
+					resp, rerr := http.ReadResponse(br, nil)
+					if rerr != nil {
+						statuses <- 0
+						return
+					}
+					resp.Body.Close()
+					statuses <- resp.StatusCode
+				}()
+			}
+			for range slow {
+				if err := <-inside; err != nil {
+					t.Fatalf("slow sender: %v", err)
+				}
+			}
+			// A generous timeout: what is asserted is the answer, not how fast it came.
+			c := &http.Client{Timeout: 30 * time.Second}
+			resp, err := c.Do(secSigned(t, cfg, "http://"+m.HTTPAddr, "orders", []byte(`{"id":"evt_signed","type":"t"}`), time.Now()))
 			if err != nil {
-				started <- struct{}{}
-				statuses <- -1
-				return
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-			_, err = io.WriteString(conn, head+"{")
-			started <- struct{}{}
-			for err == nil {
-				// Dribble until the server answers and hangs up.
-				time.Sleep(2 * time.Second)
-				_, err = io.WriteString(conn, " ")
-			}
-			resp, rerr := http.ReadResponse(bufio.NewReader(conn), nil)
-			if rerr != nil {
-				statuses <- 0
-				return
+				t.Fatalf("signed webhook next to %d slow senders: %v", slow, err)
 			}
 			resp.Body.Close()
-			statuses <- resp.StatusCode
-		}()
-	}
-	for range slow {
-		<-started
-	}
-	c := &http.Client{Timeout: time.Second}
-	resp, err := c.Do(secSigned(t, cfg, "http://"+m.HTTPAddr, "orders", []byte(`{"id":"evt_signed","type":"t"}`), time.Now()))
-	if err != nil {
-		t.Fatalf("signed webhook next to %d slow senders: %v", slow, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("signed webhook next to %d slow senders: %d, want 200", slow, resp.StatusCode)
-	}
-	for range slow {
-		if s := <-statuses; s != http.StatusRequestTimeout {
-			t.Fatalf("slow sender answered %d, want 408", s)
-		}
-	}
-	if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 1 {
-		t.Fatalf("stream length %d (%v), want 1", n, err)
+			if resp.StatusCode != 200 {
+				t.Fatalf("signed webhook next to %d slow senders: %d, want 200", slow, resp.StatusCode)
+			}
+			if tc.held {
+				if n := len(statuses); n != 0 {
+					t.Fatalf("%d slow senders were answered before the signed webhook, want all %d still held", n, slow)
+				}
+				stopAll()
+			} else {
+				for range slow {
+					if s := <-statuses; s != http.StatusRequestTimeout {
+						t.Fatalf("slow sender answered %d, want 408", s)
+					}
+				}
+			}
+			if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 1 {
+				t.Fatalf("stream length %d (%v), want 1", n, err)
+			}
+		})
 	}
 }
 

@@ -564,6 +564,19 @@ func runBadRequests(t *testing.T, url string) {
 		{name: "rate limit: an unsigned request meets the empty bucket", req: signed("limited", now, del("X-Signature")), want: 429, retry: true, after: 1000},
 		{name: "rate limit: a valid request is refused before verification", req: signed("limited", now), want: 429, retry: true, after: 1000}, // 1 token at 0.001/s, spent just before
 		{name: "header value not UTF-8", req: signed("orders", now, set("X-Note", "caf\xe9")), want: 400},
+		// EventService over HTTP (no tokens here): http.max_request_bytes (1 MiB) bounds the body.
+		{name: "publish announcing 100 MB: 413 before the body", raw: func() int {
+			return secRaw(t, m.HTTPAddr, []string{"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"Content-Length: 104857600\r\n\r\n{\"source\":\"orders\""}, 0) // and nothing more
+		}, want: 413},
+		{name: "publish chunked past 1 MiB: 413", raw: func() int {
+			return secRaw(t, m.HTTPAddr, []string{"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"Transfer-Encoding: chunked\r\n\r\n", fmt.Sprintf("%x\r\n%s\r\n", 1100<<10, strings.Repeat(" ", 1100<<10))}, 0)
+		}, want: 413},
+		{name: "acknowledge announcing 100 MB: 413 before the body", raw: func() int {
+			return secRaw(t, m.HTTPAddr, []string{"POST /v1/events:acknowledge HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+				"Content-Length: 104857600\r\n\r\n{"}, 0)
+		}, want: 413},
 		// the server's own limits
 		{name: "huge headers", raw: func() int {
 			return secRaw(t, m.HTTPAddr, []string{"POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nX-Pad: " +
