@@ -298,3 +298,77 @@ func TestConcurrencyLimit(t *testing.T) {
 		t.Fatalf("non-webhook path: %d", rec.Code)
 	}
 }
+
+// TestSourceConcurrencyLimit: sources[].max_concurrent bounds one source's webhooks in
+// flight (503 + Retry-After beyond) while the other sources, under the listener's larger
+// bound, still pass.
+func TestSourceConcurrencyLimit(t *testing.T) {
+	srcs := testSources()
+	srcs[0].MaxConcurrent = 1 // orders
+	e := newEnv(t, envOptions{sources: srcs})
+	in := newIngress(e.svc, IngressOptions{MaxConcurrent: 8}, e.log, e.metrics)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	h := in.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}))
+	post := func(source string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/"+source, strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	done := make(chan int, 2)
+	go func() { done <- post("orders").Code }()
+	<-entered // orders' one slot is held
+	if rec := post("orders"); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("second orders request: %d Retry-After %q, want 503 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	go func() { done <- post("billing").Code }()
+	<-entered // another source is not held back by orders' bound
+	close(release)
+	for range 2 {
+		if code := <-done; code != 200 {
+			t.Fatalf("held request: %d", code)
+		}
+	}
+	go func() { done <- post("orders").Code }()
+	<-entered // the slot is free again
+	if code := <-done; code != 200 {
+		t.Fatalf("orders after its slot was freed: %d", code)
+	}
+}
+
+// TestAddrBucketsBounded: the per-address budget of failed verifications tracks at most its
+// bound of addresses (an attacker cycling addresses cannot grow it), keeps charging the
+// addresses it tracks, and an address it never saw has its whole budget.
+func TestAddrBucketsBounded(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	a := newAddrBuckets(0.001, 2, 4)
+	hot := netip.MustParseAddr("198.51.100.66")
+	a.spend(hot, now)
+	a.spend(hot, now)
+	if ok, _ := a.allow(hot, now); ok {
+		t.Fatal("an address that spent its burst of 2 is still allowed")
+	}
+	for i := range 1000 {
+		a.spend(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), now)
+		a.mu.Lock()
+		n := len(a.buckets)
+		a.mu.Unlock()
+		if n > 4 {
+			t.Fatalf("%d addresses tracked, want at most 4", n)
+		}
+	}
+	if ok, _ := a.allow(netip.MustParseAddr("203.0.113.10"), now); !ok {
+		t.Fatal("an address never seen is refused")
+	}
+	var nilBuckets *addrBuckets // http.unverified_limit off
+	nilBuckets.spend(hot, now)
+	if ok, _ := nilBuckets.allow(hot, now); !ok {
+		t.Fatal("with no budget configured an address is refused")
+	}
+}
