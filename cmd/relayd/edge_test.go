@@ -833,3 +833,111 @@ func TestStalledSubscribersEnd(t *testing.T) {
 		}
 	}
 }
+
+// grpcMaxStreams reads the SETTINGS frame relayd's gRPC listener sends a new HTTP/2
+// connection (parsed by hand, RFC 9113 §6.5) and returns its SETTINGS_MAX_CONCURRENT_STREAMS
+// (0x3); ok is false when the frame does not carry it.
+func grpcMaxStreams(t *testing.T, addr string) (n uint32, ok bool) {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	// The client preface and an empty SETTINGS frame (length 0, type 4, flags 0, stream 0).
+	if _, err := io.WriteString(conn, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	for {
+		var hdr [9]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			t.Fatalf("reading the server's frames: %v", err)
+		}
+		length := int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2])
+		payload := make([]byte, length)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[3] != 0x4 || hdr[4]&0x1 != 0 { // not SETTINGS, or its ACK
+			continue
+		}
+		for i := 0; i+6 <= len(payload); i += 6 {
+			if id := uint16(payload[i])<<8 | uint16(payload[i+1]); id == 0x3 {
+				return uint32(payload[i+2])<<24 | uint32(payload[i+3])<<16 | uint32(payload[i+4])<<8 | uint32(payload[i+5]), true
+			}
+		}
+		return 0, false
+	}
+}
+
+// TestStreamsPerConnection: grpc.max_streams_per_connection is what relayd announces to every
+// gRPC connection (SETTINGS_MAX_CONCURRENT_STREAMS; 100 by default): one connection holding
+// that many subscriptions gets no further stream until one ends, while another connection is
+// served.
+func TestStreamsPerConnection(t *testing.T) {
+	t.Run("default", func(t *testing.T) {
+		m := startMain(t, testConfig(embeddedURL(t)))
+		if n, ok := grpcMaxStreams(t, m.GRPCAddr); !ok || n != 100 {
+			t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (sent: %v), want 100", n, ok)
+		}
+	})
+	t.Run("two per connection", func(t *testing.T) {
+		cfg := testConfig(embeddedURL(t))
+		cfg.GRPC.MaxStreamsPerConnection = 2
+		m := startMain(t, cfg)
+		if n, ok := grpcMaxStreams(t, m.GRPCAddr); !ok || n != 2 {
+			t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS %d (sent: %v), want 2", n, ok)
+		}
+		req := &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(100 * time.Millisecond)}
+		subscribe := func(c eventrelayv1.EventServiceClient) (context.CancelFunc, error) {
+			ctx, cancel := context.WithCancel(context.Background())
+			st, err := c.Subscribe(ctx, req)
+			if err == nil {
+				_, err = st.Recv() // the first heartbeat: the subscription is open
+			}
+			return cancel, err
+		}
+		one := client(t, m)
+		var cancels []context.CancelFunc
+		for i := range 2 {
+			cancel, err := subscribe(one)
+			if err != nil {
+				t.Fatalf("subscription %d on the connection: %v", i, err)
+			}
+			cancels = append(cancels, cancel)
+		}
+		third := make(chan error, 1)
+		var cancelThird context.CancelFunc
+		var mu sync.Mutex
+		go func() {
+			cancel, err := subscribe(one)
+			mu.Lock()
+			cancelThird = cancel
+			mu.Unlock()
+			third <- err
+		}()
+		// Another connection is served meanwhile.
+		other, err := subscribe(client(t, m))
+		if err != nil {
+			t.Fatalf("a subscription on another connection: %v", err)
+		}
+		defer other()
+		secAwait(t, "three subscribers", func() bool { return subscribersGauge(t, m) == 3 })
+		select {
+		case err := <-third:
+			t.Fatalf("a third stream on the connection was opened (%v) while two were", err)
+		default:
+		}
+		cancels[0]()
+		if err := <-third; err != nil {
+			t.Fatalf("the third stream once one ended: %v", err)
+		}
+		mu.Lock()
+		cancelThird()
+		mu.Unlock()
+		cancels[1]()
+		secAwait(t, "one subscriber left", func() bool { return subscribersGauge(t, m) == 1 })
+	})
+}
