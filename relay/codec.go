@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -15,7 +16,8 @@ import (
 // versioned protobuf message, encoded by hand so that the domain needs no extra generated
 // types:
 //
-//	message Cursor   { uint32 version = 1; repeated Position positions = 2; bool dead_letters = 3; }
+//	message Cursor   { uint32 version = 1; repeated Position positions = 2; bool dead_letters = 3;
+//	                   string group = 4; }
 //	message Position { string source = 1; uint32 partition = 2; uint64 ms = 3; uint64 seq = 4; }
 //
 // The ack id is described at EncodeAckID.
@@ -29,6 +31,9 @@ const maxOpaqueLen = 64 << 10
 type Cursor struct {
 	Positions   map[Partition]ID
 	DeadLetters bool
+	// Group is, for a dead-letter cursor, the consumer group whose dead letters it reads
+	// (dead letters belong to a group).
+	Group string
 }
 
 // EncodeCursor returns the opaque form of c. Positions are sorted, so equal cursors encode
@@ -49,11 +54,39 @@ func EncodeCursor(c Cursor) string {
 	for _, p := range parts {
 		b = appendPosition(b, p, c.Positions[p])
 	}
-	if c.DeadLetters {
-		b = protowire.AppendTag(b, 3, protowire.VarintType)
-		b = protowire.AppendVarint(b, 1)
-	}
+	b = appendCursorKind(b, c.DeadLetters, c.Group)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// appendCursorKind appends the fields after the positions: dead_letters and group, for a
+// dead-letter cursor.
+func appendCursorKind(b []byte, deadLetters bool, group string) []byte {
+	if !deadLetters {
+		return b
+	}
+	b = protowire.AppendTag(b, 3, protowire.VarintType)
+	b = protowire.AppendVarint(b, 1)
+	if group != "" {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendString(b, group)
+	}
+	return b
+}
+
+// kindMismatch reports, as CodeInvalid naming field, a cursor c of another kind than a
+// reading of deadLetters (of group's dead letters when set): a main-stream cursor for dead
+// letters, or the dead letters of another group.
+func (c Cursor) kindMismatch(field string, deadLetters bool, group string) error {
+	kind := func(dead bool, g string) string {
+		if !dead {
+			return "main-stream"
+		}
+		return fmt.Sprintf("dead-letter (group %q)", g)
+	}
+	if c.DeadLetters != deadLetters || (deadLetters && c.Group != group) {
+		return Errorf(CodeInvalid, "%s: the cursor is from a %s reading, not of this %s one", field, kind(c.DeadLetters, c.Group), kind(deadLetters, group))
+	}
+	return nil
 }
 
 func badCursor() error { return Errorf(CodeInvalid, "after_cursor: not a valid cursor") }
@@ -100,9 +133,14 @@ func DecodeCursor(s string) (Cursor, error) {
 			c.Positions[p] = id
 		case 3:
 			c.DeadLetters = v != 0
+		case 4:
+			c.Group = string(bs)
 		}
 		return nil
 	})
+	if err == nil && c.Group != "" && (!c.DeadLetters || !ValidGroupName(c.Group)) {
+		err = badCursor()
+	}
 	if err != nil || version != codecVersion {
 		return Cursor{}, badCursor()
 	}

@@ -18,6 +18,7 @@ func TestCursorRoundTrip(t *testing.T) {
 		{"one", Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1700000000000, 3}}}},
 		{"vector", Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1, 2}, {"stripe", 3}: {4, 5}, {"github", 0}: {}}}},
 		{"dead letters", Cursor{Positions: map[Partition]ID{{"a", 1}: MaxID}, DeadLetters: true}},
+		{"a group's dead letters", Cursor{Positions: map[Partition]ID{{"a", 1}: MaxID}, DeadLetters: true, Group: "billing"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := EncodeCursor(tc.c)
@@ -119,6 +120,7 @@ func TestAckIDRejects(t *testing.T) {
 
 func FuzzDecodeCursor(f *testing.F) {
 	f.Add(EncodeCursor(Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1, 2}}}))
+	f.Add(EncodeCursor(Cursor{Positions: map[Partition]ID{{"stripe", 0}: {1, 2}}, DeadLetters: true, Group: "billing"}))
 	f.Add("")
 	f.Add("CAE")
 	f.Fuzz(func(t *testing.T, s string) {
@@ -193,6 +195,8 @@ func TestCursorWireFormat(t *testing.T) {
 		{"positions sorted by source, then partition; dead letters", Cursor{Positions: map[Partition]ID{{"stripe", 3}: {4, 5}, {"github", 0}: {}}, DeadLetters: true},
 			"0801" + "120e" + "0a06" + "676974687562" + "1000" + "1800" + "2000" +
 				"120e" + "0a06" + "737472697065" + "1003" + "1804" + "2005" + "1801"},
+		{"dead letters of group g1", Cursor{Positions: map[Partition]ID{{"stripe", 0}: {}}, DeadLetters: true, Group: "g1"},
+			"0801" + "120e" + "0a06" + "737472697065" + "1000" + "1800" + "2000" + "1801" + "2202" + "6731"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := goldenOpaque(t, tc.hex)

@@ -73,12 +73,14 @@ type cursorEncoder struct {
 	parts []Partition       // per slot: the partition
 	ids   []ID              // per slot: its position
 	dead  bool
+	group string // the dead letters' group
 	raw   []byte
 	out   []byte
 	dirty bool
 }
 
-func newCursorEncoder(pos map[Partition]ID, deadLetters bool) *cursorEncoder {
+// newCursorEncoder starts at pos; deadLetters and group are the cursor's kind (Cursor).
+func newCursorEncoder(pos map[Partition]ID, deadLetters bool, group string) *cursorEncoder {
 	parts := make([]Partition, 0, len(pos))
 	for p := range pos {
 		parts = append(parts, p)
@@ -90,7 +92,7 @@ func newCursorEncoder(pos map[Partition]ID, deadLetters bool) *cursorEncoder {
 		return cmp.Compare(a.Index, b.Index)
 	})
 	c := &cursorEncoder{slots: make(map[Partition]int, len(parts)), segs: make([][]byte, len(parts)),
-		parts: parts, ids: make([]ID, len(parts)), dead: deadLetters, dirty: true}
+		parts: parts, ids: make([]ID, len(parts)), dead: deadLetters, group: group, dirty: true}
 	for i, p := range parts {
 		c.slots[p] = i
 		c.ids[i] = pos[p]
@@ -101,7 +103,7 @@ func newCursorEncoder(pos map[Partition]ID, deadLetters bool) *cursorEncoder {
 
 // cursor returns the positions as a Cursor.
 func (c *cursorEncoder) cursor() Cursor {
-	cur := Cursor{Positions: make(map[Partition]ID, len(c.parts)), DeadLetters: c.dead}
+	cur := Cursor{Positions: make(map[Partition]ID, len(c.parts)), DeadLetters: c.dead, Group: c.group}
 	for i, p := range c.parts {
 		cur.Positions[p] = c.ids[i]
 	}
@@ -132,10 +134,7 @@ func (c *cursorEncoder) proto() []byte {
 		for _, s := range c.segs {
 			b = append(b, s...)
 		}
-		if c.dead {
-			b = protowire.AppendTag(b, 3, protowire.VarintType)
-			b = protowire.AppendVarint(b, 1)
-		}
+		b = appendCursorKind(b, c.dead, c.group)
 		c.raw = b
 		c.out = c.out[:0]
 		c.dirty = false

@@ -23,8 +23,9 @@ func TestCursorEncoderMatchesEncodeCursor(t *testing.T) {
 					pos[p] = ID{Ms: r.Uint64N(1 << 45), Seq: r.Uint64N(3)}
 				}
 			}
-			enc := newCursorEncoder(pos, tc.dead)
-			if got, want := string(enc.bytes()), EncodeCursor(Cursor{Positions: pos, DeadLetters: tc.dead}); got != want {
+			group := map[bool]string{true: "g1"}[tc.dead]
+			enc := newCursorEncoder(pos, tc.dead, group)
+			if got, want := string(enc.bytes()), EncodeCursor(Cursor{Positions: pos, DeadLetters: tc.dead, Group: group}); got != want {
 				t.Fatalf("initial: got %s want %s", got, want)
 			}
 			for range 200 {
@@ -36,7 +37,7 @@ func TestCursorEncoderMatchesEncodeCursor(t *testing.T) {
 				id := ID{Ms: pos[p].Ms + r.Uint64N(1<<(7*r.IntN(6))), Seq: r.Uint64N(1 << (7 * r.IntN(3)))}
 				pos[p] = id
 				enc.set(enc.slot(p), p, id)
-				if got, want := string(enc.bytes()), EncodeCursor(Cursor{Positions: pos, DeadLetters: tc.dead}); got != want {
+				if got, want := string(enc.bytes()), EncodeCursor(Cursor{Positions: pos, DeadLetters: tc.dead, Group: group}); got != want {
 					t.Fatalf("after %v=%v: got %s want %s", p, id, got, want)
 				}
 			}
@@ -107,7 +108,7 @@ func BenchmarkCursorPerMessage(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("incremental/partitions=%d", parts), func(b *testing.B) {
-			enc := newCursorEncoder(pos, false)
+			enc := newCursorEncoder(pos, false, "")
 			i := enc.slot(p)
 			b.ReportAllocs()
 			id := ID{Ms: 1700000000000}

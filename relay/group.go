@@ -162,9 +162,6 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if req.After != nil {
 		return Errorf(CodeInvalid, "after_cursor: a consumer group resumes from its own position; omit after_cursor in group mode")
 	}
-	if req.DeadLetters {
-		return Errorf(CodeInvalid, "dead_letters: read dead letters without a group")
-	}
 	asked := GroupSettings{Types: normalTypes(req.Types), AckDeadline: req.Group.AckDeadline, MaxAttempts: req.Group.MaxAttempts}
 	anonymous := req.Group.Consumer == "" // a consumer name generated for this stream alone
 	if err := req.Group.normalize(s.opts.Now()); err != nil {
@@ -541,11 +538,17 @@ func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthoriz
 	return unknown, nil
 }
 
-// Redrive moves dead letters of source back to its main stream (ids nil: all) and returns
-// how many moved.
-func (s *Service) Redrive(ctx context.Context, source string, eventIDs []string) (int, error) {
+// Redrive delivers dead letters of group on source (eventIDs empty: all of them) again to
+// that group only and returns how many were redriven: each goes back to the group as a
+// first delivery of its original entry, so the group's members receive it again while other
+// groups and tail subscribers see nothing new and the stream does not grow. A dead letter
+// whose original entry retention has removed stays a dead letter.
+func (s *Service) Redrive(ctx context.Context, source, group string, eventIDs []string) (int, error) {
 	src, err := s.Source(source)
 	if err != nil {
+		return 0, err
+	}
+	if err := checkDeadLetterGroup(group); err != nil {
 		return 0, err
 	}
 	gs, err := s.groupStore()
@@ -563,7 +566,7 @@ func (s *Service) Redrive(ctx context.Context, source string, eventIDs []string)
 			// Find the dead-letter entries of the requested event ids.
 			from := ID{}
 			for {
-				es, err := gs.RangeDeadLetters(ctx, p, from, MaxID, 1000, false)
+				es, err := gs.RangeDeadLetters(ctx, p, group, from, MaxID, 1000, false)
 				if err != nil {
 					return total, err
 				}
@@ -581,13 +584,37 @@ func (s *Service) Redrive(ctx context.Context, source string, eventIDs []string)
 				continue
 			}
 		}
-		n, err := gs.Redrive(ctx, p, ids)
+		n, err := gs.Redrive(ctx, p, group, ids)
 		total += n
 		if err != nil {
 			return total, err
 		}
 	}
 	return total, nil
+}
+
+// checkDeadLetterGroup validates the group of a dead-letter listing or redrive: dead
+// letters belong to a group, so it must be named.
+func checkDeadLetterGroup(group string) error {
+	if group == "" {
+		return Errorf(CodeInvalid, "group: dead letters belong to a consumer group; name the group")
+	}
+	if !ValidGroupName(group) {
+		return Errorf(CodeInvalid, "group: must match [A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+	}
+	return nil
+}
+
+// deadLetterReader validates the group options of a dead-letter subscription: the group
+// whose dead letters are read, and nothing else (it reads as a tail, without consuming).
+func (g GroupOptions) deadLetterReader() error {
+	if err := checkDeadLetterGroup(g.Name); err != nil {
+		return err
+	}
+	if g.Consumer != "" || g.AckDeadline != 0 || g.MaxOutstanding != 0 || g.MaxAttempts != 0 {
+		return Errorf(CodeInvalid, "dead_letters: a group's dead letters are read without consuming; omit consumer, ack_deadline, max_outstanding and max_delivery_attempts")
+	}
+	return nil
 }
 
 // removeConsumer deletes o's consumer from every partition where it has nothing pending.

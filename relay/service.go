@@ -399,7 +399,9 @@ type ListQuery struct {
 	PageToken   string
 	NewestFirst bool
 	Start, End  time.Time // End exclusive
+	// DeadLetters lists the dead letters of Group (which it requires) instead of the stream.
 	DeadLetters bool
+	Group       string
 }
 
 // ListItem is one listed event with the cursor just after it.
@@ -423,12 +425,20 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		return nil, "", Errorf(CodeInvalid, "page_size must be 1 to 1000")
 	}
 	var rng func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) = s.store.Range
-	if q.DeadLetters {
+	switch {
+	case q.DeadLetters:
+		if err := checkDeadLetterGroup(q.Group); err != nil {
+			return nil, "", err
+		}
 		gs, ok := s.store.(GroupStore)
 		if !ok {
 			return nil, "", Errorf(CodeUnimplemented, "this store has no dead letters")
 		}
-		rng = gs.RangeDeadLetters
+		rng = func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) {
+			return gs.RangeDeadLetters(ctx, p, q.Group, start, end, count, reverse)
+		}
+	case q.Group != "":
+		return nil, "", Errorf(CodeInvalid, "group: only a dead-letter listing takes a group")
 	}
 	lo, hi := ID{}, MaxID
 	if !q.Start.IsZero() {
@@ -443,8 +453,8 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if err != nil {
 			return nil, "", Errorf(CodeInvalid, "page_token: not a valid page token")
 		}
-		if c.DeadLetters != q.DeadLetters {
-			return nil, "", Errorf(CodeInvalid, "page_token: a page token of a %s listing, not of this one (dead_letters must match)", listingKind(c.DeadLetters))
+		if err := c.kindMismatch("page_token", q.DeadLetters, q.Group); err != nil {
+			return nil, "", err
 		}
 		for p := range c.Positions {
 			if p.Source != q.Source {
@@ -501,18 +511,11 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		heads[best].entries = heads[best].entries[1:]
 		pos[heads[best].p] = e.ID
 		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
-			Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{heads[best].p: e.ID}, DeadLetters: q.DeadLetters})})
+			Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{heads[best].p: e.ID}, DeadLetters: q.DeadLetters, Group: q.Group})})
 	}
 	next := ""
 	if more {
-		next = EncodeCursor(Cursor{Positions: pos, DeadLetters: q.DeadLetters})
+		next = EncodeCursor(Cursor{Positions: pos, DeadLetters: q.DeadLetters, Group: q.Group})
 	}
 	return items, next, nil
-}
-
-func listingKind(deadLetters bool) string {
-	if deadLetters {
-		return "dead-letter"
-	}
-	return "stream"
 }

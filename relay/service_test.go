@@ -356,7 +356,7 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		// Past max attempts the events move to the dead letters.
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			items, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", DeadLetters: true})
+			items, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", DeadLetters: true, Group: "g"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -370,15 +370,15 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		}
 		s.stop()
 		// Dead letters are readable as a stream.
-		dl := subscribe(t, f.svc, relay.SubscribeRequest{DeadLetters: true, Start: relay.StartEarliest}, nil)
+		dl := subscribe(t, f.svc, relay.SubscribeRequest{DeadLetters: true, Group: relay.GroupOptions{Name: "g"}, Start: relay.StartEarliest}, nil)
 		dl.wait(t, 6)
 		dl.stop()
 		// Redrive one by id, then the rest.
-		n, err := f.svc.Redrive(context.Background(), "s", []string{"e003"})
+		n, err := f.svc.Redrive(context.Background(), "s", "g", []string{"e003"})
 		if err != nil || n != 1 {
 			t.Fatalf("redrive e003: %d %v", n, err)
 		}
-		n, err = f.svc.Redrive(context.Background(), "s", nil)
+		n, err = f.svc.Redrive(context.Background(), "s", "g", nil)
 		if err != nil || n != 5 {
 			t.Fatalf("redrive all: %d %v", n, err)
 		}
@@ -514,6 +514,10 @@ func TestSubscribeValidation(t *testing.T) {
 		{"bad deadline", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", AckDeadline: time.Millisecond}}, relay.CodeInvalid},
 		{"group + cursor", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{}}, relay.CodeInvalid},
 		{"dlq cursor", relay.SubscribeRequest{After: &relay.Cursor{DeadLetters: true}}, relay.CodeInvalid},
+		{"dead letters without a group", relay.SubscribeRequest{DeadLetters: true}, relay.CodeInvalid},
+		{"dead letters with a consumer", relay.SubscribeRequest{DeadLetters: true, Group: relay.GroupOptions{Name: "g", Consumer: "c"}}, relay.CodeInvalid},
+		{"another group's dlq cursor", relay.SubscribeRequest{DeadLetters: true, Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{DeadLetters: true, Group: "h"}}, relay.CodeInvalid},
+		{"stream cursor for dead letters", relay.SubscribeRequest{DeadLetters: true, Group: relay.GroupOptions{Name: "g"}, After: &relay.Cursor{}}, relay.CodeInvalid},
 		{"bad outstanding", relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", MaxOutstanding: -1}}, relay.CodeInvalid},
 	} {
 		err := f.svc.Subscribe(context.Background(), tc.req, func(*relay.Message) error { return errors.New("unexpected message") })

@@ -10,7 +10,7 @@ import (
 
 // Partition names one partition of a source's stream. In Redis its keys are
 // relay:{<source>:<index>}:s (stream), relay:{<source>:<index>}:d:<id> (dedupe markers)
-// and relay:{<source>:<index>}:dlq (dead letters).
+// and relay:{<source>:<index>}:dlq:<group> (each consumer group's dead letters).
 type Partition struct {
 	Source string
 	Index  int
@@ -178,13 +178,17 @@ type GroupStore interface {
 	Claim(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int) ([]Entry, error)
 	// Ack acknowledges ids and returns which of them were pending.
 	Ack(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
-	// DeadLetter moves an entry to p's dead-letter stream and acks it in group, atomically.
+	// DeadLetter moves an entry to group's dead-letter stream on p and acks it in group,
+	// atomically. Dead letters belong to the group that failed to process the entry.
 	DeadLetter(ctx context.Context, p Partition, group string, e Entry) error
-	// ReadDeadLetters ranges over the dead letters like Range.
-	RangeDeadLetters(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error)
-	// Redrive appends the given dead letters (all when ids is nil) back to the main stream and
-	// removes them from the DLQ; returns how many moved.
-	Redrive(ctx context.Context, p Partition, ids []ID) (int, error)
+	// RangeDeadLetters ranges over group's dead letters on p like Range.
+	RangeDeadLetters(ctx context.Context, p Partition, group string, start, end ID, count int, reverse bool) ([]Entry, error)
+	// Redrive delivers the given dead letters of group on p (all when ids is nil) again to
+	// that group only, as fresh deliveries of their original entries, and removes them from
+	// the dead letters; returns how many were redriven. Other groups and tail readers see
+	// nothing new and the stream does not grow. A dead letter whose original entry retention
+	// has removed from the stream stays a dead letter.
+	Redrive(ctx context.Context, p Partition, group string, ids []ID) (int, error)
 }
 
 // GroupControl is implemented by group stores that support flow control across replicas and

@@ -37,7 +37,9 @@ type SubscribeRequest struct {
 	// Since replays from this time (overrides Start).
 	Since time.Time
 	// Heartbeat interval (default 15s).
-	Heartbeat   time.Duration
+	Heartbeat time.Duration
+	// DeadLetters reads the dead letters of the group Group.Name (which must be set, with no
+	// other group option) as a tail, without acknowledgements.
 	DeadLetters bool
 	// Group, when Name is set, consumes as a durable consumer group.
 	Group GroupOptions
@@ -131,11 +133,19 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	if len(parts) == 0 {
 		return Errorf(CodeInvalid, "no sources to subscribe to")
 	}
-	if req.Group.Name != "" {
+	dlGroup := "" // the group whose dead letters are read
+	if req.DeadLetters {
+		if err := req.Group.deadLetterReader(); err != nil {
+			return err
+		}
+		dlGroup = req.Group.Name
+	} else if req.Group.Name != "" {
 		return s.subscribeGroup(ctx, req, parts, send)
 	}
-	if req.After != nil && req.After.DeadLetters != req.DeadLetters {
-		return Errorf(CodeInvalid, "after_cursor: the cursor is from a %s subscription", map[bool]string{true: "dead-letter", false: "main-stream"}[req.After.DeadLetters])
+	if req.After != nil {
+		if err := req.After.kindMismatch("after_cursor", req.DeadLetters, dlGroup); err != nil {
+			return err
+		}
 	}
 
 	// Resolve the starting position of every partition.
@@ -149,12 +159,12 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 		start[p], pos[p] = t, t.pos
 	}
 
-	enc := newCursorEncoder(pos, req.DeadLetters)
+	enc := newCursorEncoder(pos, req.DeadLetters, dlGroup)
 	out := make(chan batch, 2)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
 		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out}
 		if req.DeadLetters {
-			return f.deadLetters(pos[p], req.Heartbeat)
+			return f.deadLetters(pos[p], dlGroup, req.Heartbeat)
 		}
 		return f.partition(start[p])
 	})
@@ -198,7 +208,7 @@ func runFeeders(ctx context.Context, parts []Partition, feed func(ctx context.Co
 // sendLoop sends the items of a group subscription (positions are the group's, so the
 // cursor stays empty).
 func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan item, send func(*Message) error) error {
-	return s.run(ctx, req, newCursorEncoder(nil, false), out, nil, send)
+	return s.run(ctx, req, newCursorEncoder(nil, false, ""), out, nil, send)
 }
 
 // run is the send loop: it sends the group items of items and the batches of batches
@@ -579,8 +589,9 @@ func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
 	}
 }
 
-// deadLetters replays the partition's dead letters after from, then polls for new ones.
-func (f *feeder) deadLetters(from ID, poll time.Duration) error {
+// deadLetters replays group's dead letters on the partition after from, then polls for new
+// ones.
+func (f *feeder) deadLetters(from ID, group string, poll time.Duration) error {
 	gs, ok := f.s.store.(GroupStore)
 	if !ok {
 		return Errorf(CodeUnimplemented, "this store has no dead letters")
@@ -593,7 +604,9 @@ func (f *feeder) deadLetters(from ID, poll time.Duration) error {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		if err := f.catchUp(&pos, MaxID, gs.RangeDeadLetters); err != nil {
+		if err := f.catchUp(&pos, MaxID, func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) {
+			return gs.RangeDeadLetters(ctx, p, group, start, end, count, reverse)
+		}); err != nil {
 			return err
 		}
 		select {

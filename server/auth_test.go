@@ -243,6 +243,16 @@ func testTokenScopesGRPC(t *testing.T, url string) {
 		{"publish outside the list", producerToken, publish("billing"), codes.PermissionDenied},
 		{"publish without token", "", publish("orders"), codes.Unauthenticated},
 		{"publish", producerToken, publish("orders"), codes.OK},
+		{"dead letters of a group outside the token's groups", workersToken, func(ctx context.Context) error {
+			_, err := c.ListEvents(ctx, &eventrelayv1.ListEventsRequest{Source: "orders", DeadLetters: true, Group: "other"})
+			return err
+		}, codes.PermissionDenied},
+		{"dead letters of the token's group", workersToken, func(ctx context.Context) error {
+			_, err := c.ListEvents(ctx, &eventrelayv1.ListEventsRequest{Source: "orders", DeadLetters: true, Group: "audit"})
+			return err
+		}, codes.OK},
+		{"dead-letter stream of a group outside the token's groups", workersToken,
+			subscribe(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, DeadLetters: true, Group: "other"}), codes.PermissionDenied},
 		{"redrive without publish", readerToken, func(ctx context.Context) error {
 			_, err := c.RedriveDeadLetters(ctx, &eventrelayv1.RedriveDeadLettersRequest{Source: "orders"})
 			return err

@@ -212,6 +212,12 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 // publish to and redrive it), before saying whether the source exists, so that a scoped token
 // learns nothing about sources outside its list.
 func (s *EventServer) authorize(ctx context.Context, source string, write bool) error {
+	return s.authorizeGroup(ctx, source, write, "")
+}
+
+// authorizeGroup is authorize, and when group is set also checks that the caller may use
+// that consumer group (its dead letters belong to it).
+func (s *EventServer) authorizeGroup(ctx context.Context, source string, write bool, group string) error {
 	p, err := s.auth.Authenticate(ctx)
 	if err != nil {
 		return err
@@ -221,6 +227,11 @@ func (s *EventServer) authorize(ctx context.Context, source string, write bool) 
 	}
 	if err := checkRead(p, source); err != nil {
 		return err
+	}
+	if group != "" {
+		if err := checkGroup(p, group); err != nil {
+			return err
+		}
 	}
 	_, err = s.svc.Source(source)
 	return err
@@ -333,7 +344,7 @@ func (s *EventServer) GetEvent(ctx context.Context, req *eventrelayv1.GetEventRe
 
 // ListEvents pages through history.
 func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEventsRequest) (*eventrelayv1.ListEventsResponse, error) {
-	if err := s.authorize(ctx, req.GetSource(), false); err != nil {
+	if err := s.authorizeGroup(ctx, req.GetSource(), false, req.GetGroup()); err != nil {
 		return nil, s.err(ctx, err)
 	}
 	q := relay.ListQuery{
@@ -342,6 +353,7 @@ func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEven
 		PageToken:   req.GetPageToken(),
 		NewestFirst: req.GetOrder() == eventrelayv1.ListOrder_LIST_ORDER_NEWEST_FIRST,
 		DeadLetters: req.GetDeadLetters(),
+		Group:       req.GetGroup(),
 	}
 	for _, t := range []struct {
 		name string
@@ -376,12 +388,12 @@ func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEven
 	return resp, nil
 }
 
-// RedriveDeadLetters moves dead letters back to the main stream.
+// RedriveDeadLetters delivers dead letters of a group again to that group only.
 func (s *EventServer) RedriveDeadLetters(ctx context.Context, req *eventrelayv1.RedriveDeadLettersRequest) (*eventrelayv1.RedriveDeadLettersResponse, error) {
-	if err := s.authorize(ctx, req.GetSource(), true); err != nil {
+	if err := s.authorizeGroup(ctx, req.GetSource(), true, req.GetGroup()); err != nil {
 		return nil, s.err(ctx, err)
 	}
-	n, err := s.svc.Redrive(ctx, req.GetSource(), req.GetIds())
+	n, err := s.svc.Redrive(ctx, req.GetSource(), req.GetGroup(), req.GetIds())
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}

@@ -232,7 +232,7 @@ func (m *Metrics) redisError(command string) {
 
 // WatchStreams registers a collector that reads, on every scrape, the state of each source's
 // streams: eventrelay_stream_length (entries retained), eventrelay_dead_letters (entries in
-// the dead-letter streams), and per consumer group eventrelay_group_lag (entries not yet
+// the dead-letter streams of all its groups), and per consumer group eventrelay_group_lag (entries not yet
 // delivered to the group) and eventrelay_group_pending (delivered, not acknowledged), summed
 // over the source's partitions. The reads are pipelined and bounded by timeout; when Redis
 // does not answer in time the scrape carries none of these series (and
@@ -279,7 +279,8 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	type part struct {
 		p         relay.Partition
-		xlen, dlq *redis.IntCmd
+		xlen      *redis.IntCmd
+		dlq       []*redis.IntCmd // per group: its dead letters
 		exists    *redis.IntCmd
 		groups    *redis.XInfoGroupsCmd
 		lastEntry *redis.XMessageSliceCmd
@@ -303,7 +304,6 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	pipe := c.client.Pipeline()
 	for _, pt := range parts {
 		pt.xlen = pipe.XLen(ctx, redisstore.StreamKey(pt.p))
-		pt.dlq = pipe.XLen(ctx, redisstore.DeadLetterKey(pt.p))
 		pt.exists = pipe.Exists(ctx, redisstore.StreamKey(pt.p))
 		pt.lastEntry = pipe.XRevRangeN(ctx, redisstore.StreamKey(pt.p), "+", "-", 1)
 	}
@@ -330,6 +330,10 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, pt := range parts {
 		if pt.groups == nil {
 			continue
+		}
+		for _, g := range pt.groups.Val() {
+			pt.dlq = append(pt.dlq, pipe.XLen(ctx, redisstore.DeadLetterKey(pt.p, g.Name)))
+			n++
 		}
 		last := ""
 		if es := pt.lastEntry.Val(); len(es) > 0 {
@@ -362,7 +366,10 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, pt := range parts {
 		s := pt.p.Source
 		length[s] += pt.xlen.Val()
-		dead[s] += pt.dlq.Val()
+		dead[s] += 0 // present for every source, with or without groups
+		for _, d := range pt.dlq {
+			dead[s] += d.Val()
+		}
 		if pt.groups == nil {
 			continue
 		}

@@ -438,7 +438,7 @@ func TestEventsAndDeadLetters(t *testing.T) {
 	}()
 	var dlq result
 	for ctx.Err() == nil {
-		if dlq = relayctl(t, nil, "dlq", "list", "--addr", r.GRPC, "--source", "orders").ok(t); dlq.stdout != "" {
+		if dlq = relayctl(t, nil, "dlq", "list", "--addr", r.GRPC, "--source", "orders", "--group", "flaky").ok(t); dlq.stdout != "" {
 			break
 		}
 		time.Sleep(20 * time.Millisecond) // waiting for the reclaimer, not a timed assertion
@@ -446,11 +446,11 @@ func TestEventsAndDeadLetters(t *testing.T) {
 	if got := ids(t, dlq); !slices.Equal(got, []string{"e-1"}) {
 		t.Fatalf("dlq list: %v", got)
 	}
-	redrive := relayctl(t, nil, "dlq", "redrive", "--addr", r.GRPC, "--source", "orders", "--id", "e-1").ok(t)
+	redrive := relayctl(t, nil, "dlq", "redrive", "--addr", r.GRPC, "--source", "orders", "--group", "flaky", "--id", "e-1").ok(t)
 	if redrive.stdout != "redriven 1\n" {
 		t.Errorf("dlq redrive printed %q", redrive.stdout)
 	}
-	if left := relayctl(t, nil, "dlq", "list", "--addr", r.GRPC, "--source", "orders").ok(t); left.stdout != "" {
+	if left := relayctl(t, nil, "dlq", "list", "--addr", r.GRPC, "--source", "orders", "--group", "flaky").ok(t); left.stdout != "" {
 		t.Errorf("dlq list after redrive: %q", left.stdout)
 	}
 }

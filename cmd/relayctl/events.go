@@ -23,11 +23,13 @@ Delivery with its cursor: resume a tail after it with --after) or cloudevents.`,
 
 var dlqListCommand = &command{
 	name:     "dlq list",
-	synopsis: "--source S [--limit N] [--newest-first] [--since TIME] [--until TIME] [-o text|json|cloudevents]",
-	summary:  "list a source's dead letters",
+	synopsis: "--source S --group G [--limit N] [--newest-first] [--since TIME] [--until TIME] [-o text|json|cloudevents]",
+	summary:  "list a consumer group's dead letters",
 	doc: `
-Lists the dead letters of a source: events a consumer group failed to acknowledge within
-max_delivery_attempts deliveries. 'relayctl dlq redrive' moves them back to the stream.`,
+Lists the dead letters of consumer group --group on a source: events the group failed to
+acknowledge within its max_delivery_attempts deliveries. Dead letters belong to the group that
+failed them; other groups do not see them. 'relayctl dlq redrive' delivers them again to that
+group.`,
 	setup: func(fs *flag.FlagSet, e *env) runner { return setupList(fs, e, true) },
 }
 
@@ -35,10 +37,14 @@ func setupList(fs *flag.FlagSet, e *env, deadLetters bool) runner {
 	g := addGRPCFlags(fs, e)
 	var (
 		source, since, until, format string
+		group                        string
 		limit                        int
 		newestFirst                  bool
 	)
 	fs.StringVar(&source, "source", "", "source `name` (required)")
+	if deadLetters {
+		fs.StringVar(&group, "group", "", "the consumer `group` whose dead letters are listed (required)")
+	}
 	fs.IntVar(&limit, "limit", 100, "most events to list (0: all)")
 	fs.BoolVar(&newestFirst, "newest-first", false, "list the newest first")
 	fs.StringVar(&since, "since", "", "only events received at or after this `time`")
@@ -52,13 +58,16 @@ func setupList(fs *flag.FlagSet, e *env, deadLetters bool) runner {
 		if source == "" {
 			return usagef("--source is required")
 		}
+		if deadLetters && group == "" {
+			return usagef("--group is required: dead letters belong to a consumer group")
+		}
 		if limit < 0 {
 			return usagef("--limit must not be negative")
 		}
 		if err := checkFormat(format, formatText, formatJSON, formatCloudEvents); err != nil {
 			return err
 		}
-		req := &eventrelayv1.ListEventsRequest{Source: source, DeadLetters: deadLetters}
+		req := &eventrelayv1.ListEventsRequest{Source: source, DeadLetters: deadLetters, Group: group}
 		if newestFirst {
 			req.Order = eventrelayv1.ListOrder_LIST_ORDER_NEWEST_FIRST
 		}
@@ -153,17 +162,20 @@ func setupGet(fs *flag.FlagSet, e *env) runner {
 
 var dlqRedriveCommand = &command{
 	name:     "dlq redrive",
-	synopsis: "--source S [--id ID]...",
-	summary:  "move dead letters back to the source's stream",
+	synopsis: "--source S --group G [--id ID]...",
+	summary:  "deliver a consumer group's dead letters again to that group",
 	doc: `
-Appends the source's dead letters (only those with the given --id, or all of them) back to its
-stream, where consumer groups deliver them again, and removes them from the dead letters.
-Prints how many moved.`,
+Delivers the dead letters of consumer group --group on the source (only those with the given
+--id, or all of them) again to that group only, as first deliveries of their original entries,
+and removes them from its dead letters. Other groups and tail subscribers see nothing new and
+the stream does not grow. A dead letter whose original entry retention has removed stays a
+dead letter. Prints how many were redriven.`,
 	setup: func(fs *flag.FlagSet, e *env) runner {
 		g := addGRPCFlags(fs, e)
-		var source string
+		var source, group string
 		var ids stringList
 		fs.StringVar(&source, "source", "", "source `name` (required)")
+		fs.StringVar(&group, "group", "", "the consumer `group` whose dead letters are redriven, and the only one that receives them (required)")
 		fs.Var(&ids, "id", "only the dead letter with this event `id` (repeatable; default: all)")
 		return func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
@@ -172,8 +184,11 @@ Prints how many moved.`,
 			if source == "" {
 				return usagef("--source is required")
 			}
+			if group == "" {
+				return usagef("--group is required: dead letters belong to a consumer group")
+			}
 			return g.call(ctx, func(ctx context.Context, client eventrelayv1.EventServiceClient) error {
-				resp, err := client.RedriveDeadLetters(ctx, &eventrelayv1.RedriveDeadLettersRequest{Source: source, Ids: ids})
+				resp, err := client.RedriveDeadLetters(ctx, &eventrelayv1.RedriveDeadLettersRequest{Source: source, Group: group, Ids: ids})
 				if err != nil {
 					return err
 				}

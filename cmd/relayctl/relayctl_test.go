@@ -185,6 +185,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"events", "get", "--source", "s"}, 2, "one event ID is needed"},
 		{[]string{"events", "list"}, 2, "--source is required"},
 		{[]string{"dlq", "redrive", "--source", "s", "e-1"}, 2, "event ids go in --id"},
+		{[]string{"dlq", "redrive", "--source", "s"}, 2, "--group is required"},
+		{[]string{"dlq", "list", "--source", "s"}, 2, "--group is required"},
+		{[]string{"tail", "--dead-letters"}, 2, "--dead-letters needs --group"},
+		{[]string{"tail", "--dead-letters", "--group", "g", "--consumer", "c"}, 2, "do not apply"},
 		{[]string{"sources", "-o", "cloudevents"}, 2, `-o "cloudevents"`},
 		{[]string{"tail", "--ca", "/nonexistent"}, 2, "--ca"},
 	} {

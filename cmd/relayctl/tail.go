@@ -48,6 +48,10 @@ fell behind), relayctl reconnects with backoff and resumes after the last cursor
 keeps that cursor in a file, rewritten atomically after every message, and resumes from it at
 start: run the same command again to continue where the last run stopped.
 
+--dead-letters --group G prints the dead letters of group G (dead letters belong to a group)
+as a tail: nothing is acknowledged, and --consumer, --ack-deadline, --max-outstanding and
+--max-attempts do not apply; --after and --cursor-file resume as for a tail.
+
 --count N exits after N events. Interrupt (Ctrl-C) to stop.`,
 	setup: setupTail,
 }
@@ -73,7 +77,7 @@ func setupTail(fs *flag.FlagSet, e *env) runner {
 	fs.DurationVar(&ackDeadline, "ack-deadline", 0, "group: redeliver an event not acknowledged within this time (default: the group's; 30s for a new group)")
 	fs.IntVar(&maxOutstanding, "max-outstanding", 0, "group: unacknowledged events in flight (default --count when set, else relayd's 1000)")
 	fs.IntVar(&maxAttempts, "max-attempts", 0, "group: deliveries before an event moves to the dead letters (default: the group's; 10 for a new group)")
-	fs.BoolVar(&deadLetters, "dead-letters", false, "read the dead letters of the sources instead of their streams")
+	fs.BoolVar(&deadLetters, "dead-letters", false, "read the dead letters of --group (required) on the sources instead of their streams, as a tail")
 	fs.DurationVar(&heartbeat, "heartbeat", 0, "heartbeat interval of a quiet stream (relayd's default 15s)")
 	fs.StringVar(&t.format, "o", formatText, "output `format`: text, json or cloudevents")
 	fs.StringVar(&t.format, "output", formatText, "same as -o")
@@ -96,7 +100,13 @@ func setupTail(fs *flag.FlagSet, e *env) runner {
 		if starts > 1 {
 			return usagef("--from-start, --since and --after exclude each other")
 		}
-		if req.Group != "" && (after != "" || t.cursorFile != "") {
+		if deadLetters && req.Group == "" {
+			return usagef("--dead-letters needs --group: dead letters belong to a consumer group")
+		}
+		if deadLetters && (req.Consumer != "" || ackDeadline != 0 || maxOutstanding != 0 || maxAttempts != 0) {
+			return usagef("--dead-letters reads the group's dead letters as a tail: --consumer, --ack-deadline, --max-outstanding and --max-attempts do not apply")
+		}
+		if req.Group != "" && !deadLetters && (after != "" || t.cursorFile != "") {
 			return usagef("a consumer group keeps its own position: --after and --cursor-file are for tails without --group")
 		}
 		if req.Consumer != "" && req.Group == "" {
@@ -119,7 +129,7 @@ func setupTail(fs *flag.FlagSet, e *env) runner {
 		if heartbeat > 0 {
 			req.HeartbeatInterval = durationpb.New(heartbeat)
 		}
-		if req.Group != "" {
+		if req.Group != "" && !deadLetters {
 			if req.Consumer == "" {
 				req.Consumer = defaultConsumer()
 			}

@@ -236,7 +236,7 @@ func scaleShards(t testing.TB, rdb *redis.ClusterClient, n int) map[int]string {
 	out := map[int]string{}
 	for i := range n {
 		p := relay.Partition{Source: "orders", Index: i}
-		for _, key := range []string{redisstore.StreamKey(p), redisstore.DedupeKey(p, "x"), redisstore.DeadLetterKey(p)} {
+		for _, key := range []string{redisstore.StreamKey(p), redisstore.DedupeKey(p, "x"), redisstore.DeadLetterKey(p, "g")} {
 			got, err := rdb.ClusterKeySlot(ctx, key).Result()
 			if err != nil || int(got) != redisstore.Slot(p) {
 				t.Fatalf("CLUSTER KEYSLOT %s = %d, %v; redisstore.Slot = %d", key, got, err, redisstore.Slot(p))

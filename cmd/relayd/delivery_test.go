@@ -415,12 +415,12 @@ func TestConsumerGroups(t *testing.T) {
 		s.quiet(t, 600*time.Millisecond, "after the ack")
 	})
 
-	t.Run("never acked: dead letter after max_delivery_attempts, readable, redriven over gRPC and HTTP", func(t *testing.T) {
+	t.Run("never acked: dead letter of the group after max_delivery_attempts, readable, redriven to it over gRPC and HTTP", func(t *testing.T) {
 		r := groupReq("dlq", "g", "c1", 200*time.Millisecond)
 		r.MaxDeliveryAttempts = 2
 		s := subscribe(t, c, r)
 		s.ready(t)
-		dl := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"dlq"}, DeadLetters: true,
+		dl := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"dlq"}, DeadLetters: true, Group: "g",
 			HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
 		mustPost(t, m.HTTPAddr, "dlq", "evt_dl")
 
@@ -434,7 +434,7 @@ func TestConsumerGroups(t *testing.T) {
 			if d := dl.next(t); d.Event.Id != "evt_dl" || d.AckId != "" {
 				t.Fatalf("dead letter stream: %s ack id %q", d.Event.Id, d.AckId)
 			}
-			resp, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "dlq", DeadLetters: true})
+			resp, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "dlq", DeadLetters: true, Group: "g"})
 			if err != nil || len(resp.Deliveries) != 1 || resp.Deliveries[0].Event.Id != "evt_dl" {
 				t.Fatalf("ListEvents(dead_letters): %v %v", resp, err)
 			}
@@ -442,13 +442,13 @@ func TestConsumerGroups(t *testing.T) {
 		deadLetter()
 		s.quiet(t, 500*time.Millisecond, "after dead-lettering")
 
-		resp, err := c.RedriveDeadLetters(context.Background(), &eventrelayv1.RedriveDeadLettersRequest{Source: "dlq"})
+		resp, err := c.RedriveDeadLetters(context.Background(), &eventrelayv1.RedriveDeadLettersRequest{Source: "dlq", Group: "g"})
 		if err != nil || resp.Redriven != 1 {
 			t.Fatalf("RedriveDeadLetters: %v %v", resp, err)
 		}
-		deadLetter() // redriven as a new entry: attempts start again
+		deadLetter() // redriven to the group: attempts start again
 
-		code, body := postJSON(t, m, "/v1/sources/dlq:redrive", map[string]any{"ids": []string{"nope", "evt_dl"}})
+		code, body := postJSON(t, m, "/v1/sources/dlq:redrive", map[string]any{"group": "g", "ids": []string{"nope", "evt_dl"}})
 		if code != http.StatusOK || !strings.Contains(string(body), `"redriven":1`) {
 			t.Fatalf("POST :redrive: %d %s", code, body)
 		}
@@ -459,12 +459,12 @@ func TestConsumerGroups(t *testing.T) {
 		if u := ack(t, c, d.AckId); len(u) != 0 {
 			t.Fatalf("ack: unknown %v", u)
 		}
-		left, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "dlq", DeadLetters: true})
+		left, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "dlq", DeadLetters: true, Group: "g"})
 		if err != nil || len(left.Deliveries) != 0 {
 			t.Fatalf("dead letters left: %v %v", left, err)
 		}
-		if n := countEvents(t, c, "dlq"); n != 3 {
-			t.Errorf("main stream holds %d entries, want the original and two redriven", n)
+		if n := countEvents(t, c, "dlq"); n != 1 {
+			t.Errorf("main stream holds %d entries, want the original alone (redrive adds nothing)", n)
 		}
 	})
 
@@ -775,7 +775,7 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		{Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST, HeartbeatInterval: hb},
 		{Sources: []string{"orders"}, Group: "leak", Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST, AckDeadline: durationpb.New(time.Second), HeartbeatInterval: hb},
 		{Sources: []string{"orders", "other"}, Group: "leak2", AckDeadline: durationpb.New(200 * time.Millisecond), HeartbeatInterval: hb},
-		{Sources: []string{"orders"}, DeadLetters: true, HeartbeatInterval: hb},
+		{Sources: []string{"orders"}, DeadLetters: true, Group: "leak", HeartbeatInterval: hb},
 	}
 	var open []*sub
 	const rounds = 6

@@ -220,7 +220,7 @@ func TestListPageTokenKind(t *testing.T) {
 		req  *eventrelayv1.ListEventsRequest
 		want string
 	}{
-		{"stream token for dead letters", &eventrelayv1.ListEventsRequest{Source: "orders", DeadLetters: true, PageToken: first.GetNextPageToken()}, "dead_letters must match"},
+		{"stream token for dead letters", &eventrelayv1.ListEventsRequest{Source: "orders", DeadLetters: true, Group: "g", PageToken: first.GetNextPageToken()}, "main-stream"},
 		{"token of another source", &eventrelayv1.ListEventsRequest{Source: "other", PageToken: first.GetNextPageToken()}, "source orders"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -415,7 +415,7 @@ type SourceStatus struct {
 	Provider   string        `json:"provider"`
 	Partitions int           `json:"partitions"`
 	Length     int64         `json:"length"`       // entries retained, all partitions
-	DeadLetter int64         `json:"dead_letters"` // entries in the dead-letter streams
+	DeadLetter int64         `json:"dead_letters"` // entries in the dead-letter streams of all groups
 	Groups     []GroupStatus `json:"groups"`
 }
 
@@ -425,6 +425,8 @@ type GroupStatus struct {
 	Lag       int64  `json:"lag"`     // entries not yet delivered to the group; -1: unknown
 	Pending   int64  `json:"pending"` // delivered, not yet acknowledged
 	Consumers int64  `json:"consumers"`
+	// DeadLetters counts the group's dead letters (all partitions).
+	DeadLetters int64 `json:"dead_letters"`
 }
 
 // maxLagCount bounds the entries counted when Redis cannot report a group's lag (the embedded
@@ -450,12 +452,6 @@ func (m *Main) adminSources(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			st.Length += info.Length
-			dlq, err := client.XLen(ctx, redisstore.DeadLetterKey(p)).Result()
-			if err != nil {
-				http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			st.DeadLetter += dlq
 			infos, err := client.XInfoGroups(ctx, key).Result()
 			if err != nil && !strings.Contains(err.Error(), "no such key") {
 				http.Error(w, "store unavailable", http.StatusServiceUnavailable)
@@ -467,6 +463,13 @@ func (m *Main) adminSources(w http.ResponseWriter, r *http.Request) {
 					gs = &GroupStatus{Name: g.Name}
 					groups[g.Name] = gs
 				}
+				dlq, err := client.XLen(ctx, redisstore.DeadLetterKey(p, g.Name)).Result()
+				if err != nil {
+					http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+					return
+				}
+				st.DeadLetter += dlq
+				gs.DeadLetters += dlq
 				gs.Pending += g.Pending
 				gs.Consumers = max(gs.Consumers, g.Consumers)
 				lag := m.groupLag(ctx, key, info, g)

@@ -42,9 +42,10 @@
 // EnsureGroup is XGROUP CREATE MKSTREAM (BUSYGROUP ignored). ReadGroup is XREADGROUP (">"
 // for new entries, "0" for the consumer's own pending ones, whose delivery counts come from
 // XPENDING). Claim is XAUTOCLAIM then XPENDING for the counts. Ack is one XACK per id.
-// DeadLetter is one script: XACK, and when the entry was pending, XADD to the dead letters.
-// Redrive is one script per batch: XADD each dead letter's payload to the stream as a new
-// entry and XDEL it from the dead letters. PendingCount is the XPENDING summary; Release
+// DeadLetter is one script: XACK, and when the entry was pending, XADD to the group's dead
+// letters. Redrive is one script per batch: each dead letter's original entry goes back into
+// the group's pending entries (XCLAIM ... FORCE RETRYCOUNT 0, idle) for its next claim, and
+// the dead letter is XDELed; nothing is added to the stream (see deadletter.go). PendingCount is the XPENDING summary; Release
 // (negative acknowledgement) re-claims entries for their owner with XCLAIM IDLE RETRYCOUNT
 // JUSTID, changing only their idle time.
 //

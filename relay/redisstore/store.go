@@ -235,9 +235,6 @@ func StreamKey(p relay.Partition) string { return "relay:" + hashTag(p) + ":s" }
 // relay:{<source>:<p>}:d:<id>.
 func DedupeKey(p relay.Partition, id string) string { return "relay:" + hashTag(p) + ":d:" + id }
 
-// DeadLetterKey returns the key of p's dead-letter stream: relay:{<source>:<p>}:dlq.
-func DeadLetterKey(p relay.Partition) string { return "relay:" + hashTag(p) + ":dlq" }
-
 // Field names of stream entries. A main stream entry has only FieldEvent; a dead letter also
 // records the group it was dead-lettered from, its delivery count and its original entry id.
 const (

@@ -14,7 +14,7 @@ func TestKeys(t *testing.T) {
 		StreamKey(p):           "relay:{stripe:3}:s",
 		DedupeKey(p, "evt_1"):  "relay:{stripe:3}:d:evt_1",
 		DedupeKey(p, "a}{b:c"): "relay:{stripe:3}:d:a}{b:c",
-		DeadLetterKey(p):       "relay:{stripe:3}:dlq",
+		DeadLetterKey(p, "g"):  "relay:{stripe:3}:dlq:g",
 	} {
 		if got != want {
 			t.Errorf("key %q, want %q", got, want)

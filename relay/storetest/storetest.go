@@ -89,7 +89,7 @@ func Unreachable(t *testing.T, s relay.GroupStore, within time.Duration) {
 		{"EnsureGroup", func() error { return s.EnsureGroup(ctx, p, "g", relay.ID{}) }},
 		{"ReadGroup", func() error { _, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0); return err }},
 		{"Ack", func() error { _, err := s.Ack(ctx, p, "g", []relay.ID{{Ms: 1}}); return err }},
-		{"Redrive", func() error { _, err := s.Redrive(ctx, p, nil); return err }},
+		{"Redrive", func() error { _, err := s.Redrive(ctx, p, "g", nil); return err }},
 	}
 	// Concurrently: each call may take up to the store's timeout.
 	var wg sync.WaitGroup
@@ -878,13 +878,18 @@ func testAck(t *testing.T, s relay.GroupStore) {
 func testDeadLetter(t *testing.T, s relay.GroupStore) {
 	ctx := t.Context()
 	p := part(t)
-	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
-		t.Fatal(err)
+	for _, g := range []string{"g", "g2"} {
+		if err := s.EnsureGroup(ctx, p, g, relay.ID{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	appendN(t, s, p, "d", 3)
 	es, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
 	if err != nil || len(es) != 3 {
 		t.Fatal(es, err)
+	}
+	if _, err := s.ReadGroup(ctx, p, "g2", "c", false, 10, 0); err != nil {
+		t.Fatal(err)
 	}
 	victim := es[1]
 	victim.DeliveryCount = 7
@@ -896,7 +901,7 @@ func testDeadLetter(t *testing.T, s relay.GroupStore) {
 	if !equalIDs(ids(pend), []relay.ID{es[0].ID, es[2].ID}) {
 		t.Errorf("pending after DeadLetter = %v, want %v", ids(pend), []relay.ID{es[0].ID, es[2].ID})
 	}
-	dl, err := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	dl, err := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
 	if err != nil || len(dl) != 1 {
 		t.Fatalf("RangeDeadLetters = %v, %v; want 1", dl, err)
 	}
@@ -906,6 +911,13 @@ func testDeadLetter(t *testing.T, s relay.GroupStore) {
 	if n := mustInfo(t, s, p).Length; n != 3 {
 		t.Errorf("stream length %d after DeadLetter, want 3 (dead-lettering does not delete)", n)
 	}
+	// Dead letters belong to the group: the other group has none, and still holds its own.
+	if dl2, err := s.RangeDeadLetters(ctx, p, "g2", relay.ID{}, relay.MaxID, 0, false); err != nil || len(dl2) != 0 {
+		t.Errorf("dead letters of the other group = %v, %v; want none", dl2, err)
+	}
+	if pend, _ := s.ReadGroup(ctx, p, "g2", "c", true, 10, 0); len(pend) != 3 {
+		t.Errorf("the other group has %d pending, want 3 (untouched)", len(pend))
+	}
 	// Idempotent: dead-lettering it again (no longer pending) adds nothing.
 	if err := s.DeadLetter(ctx, p, "g", victim); err != nil {
 		t.Fatalf("second DeadLetter: %v", err)
@@ -913,68 +925,93 @@ func testDeadLetter(t *testing.T, s relay.GroupStore) {
 	if err := s.DeadLetter(ctx, p, "g", es[0]); err != nil {
 		t.Fatal(err)
 	}
-	dl, _ = s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	dl, _ = s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
 	if len(dl) != 2 || string(dl[1].Event) != "d-0" || dl[1].DeliveryCount != 1 {
 		t.Errorf("dead letters = %+v, want d-1 then d-0 (count 1)", dl)
 	}
-	rev, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 1, true)
+	rev, _ := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 1, true)
 	if len(rev) != 1 || rev[0].ID != dl[1].ID {
 		t.Errorf("reverse RangeDeadLetters count 1 = %v, want %s", ids(rev), dl[1].ID)
 	}
-	if dl, err := s.RangeDeadLetters(ctx, part(t), relay.ID{}, relay.MaxID, 0, false); err != nil || len(dl) != 0 {
+	if dl, err := s.RangeDeadLetters(ctx, part(t), "g", relay.ID{}, relay.MaxID, 0, false); err != nil || len(dl) != 0 {
 		t.Errorf("RangeDeadLetters of a missing DLQ = %v, %v", dl, err)
 	}
 }
 
+// testRedrive: a redriven dead letter goes back to its group alone, as a first delivery of
+// its original entry; the stream does not grow and another group gets nothing.
 func testRedrive(t *testing.T, s relay.GroupStore) {
 	ctx := t.Context()
 	p := part(t)
-	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
-		t.Fatal(err)
+	for _, g := range []string{"g", "other"} {
+		if err := s.EnsureGroup(ctx, p, g, relay.ID{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	appendN(t, s, p, "x", 4)
 	es, _ := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
 	for _, e := range es {
+		e.DeliveryCount = 5
 		if err := s.DeadLetter(ctx, p, "g", e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dl, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	if got, _ := s.ReadGroup(ctx, p, "other", "o", false, 10, 0); len(got) != 4 {
+		t.Fatalf("the other group read %d, want 4", len(got))
+	}
+	if _, err := s.Ack(ctx, p, "other", ids(es)); err != nil {
+		t.Fatal(err)
+	}
+	dl, _ := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
 	if len(dl) != 4 {
 		t.Fatalf("%d dead letters, want 4", len(dl))
 	}
-	if n, err := s.Redrive(ctx, p, []relay.ID{}); err != nil || n != 0 {
+	if n, err := s.Redrive(ctx, p, "g", []relay.ID{}); err != nil || n != 0 {
 		t.Errorf("Redrive of no ids = %d, %v; want 0", n, err)
 	}
-	n, err := s.Redrive(ctx, p, []relay.ID{dl[1].ID, {Ms: 1}})
+	if n, err := s.Redrive(ctx, p, "other", nil); err != nil || n != 0 {
+		t.Errorf("Redrive of the other group (no dead letters) = %d, %v; want 0", n, err)
+	}
+	n, err := s.Redrive(ctx, p, "g", []relay.ID{dl[1].ID, {Ms: 1}})
 	if err != nil || n != 1 {
 		t.Fatalf("Redrive by id = %d, %v; want 1", n, err)
 	}
-	rest, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false)
+	rest, _ := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
 	if len(rest) != 3 || rest[0].ID != dl[0].ID || rest[1].ID != dl[2].ID {
 		t.Errorf("dead letters after redriving one = %v", ids(rest))
 	}
-	// The group receives the redriven payload as a new entry.
-	got, _ := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
-	if len(got) != 1 || string(got[0].Event) != "x-1" || !es[3].ID.Less(got[0].ID) {
-		t.Errorf("after Redrive the group read %+v, want one new entry with x-1", got)
+	// The group gets the original entry again through its claim path, as a first delivery.
+	got, err := s.Claim(ctx, p, "g", "c2", time.Minute, 10)
+	if err != nil || len(got) != 1 || got[0].ID != es[1].ID || string(got[0].Event) != "x-1" || got[0].DeliveryCount != 1 {
+		t.Errorf("after Redrive the group claimed %+v, %v; want entry %s (x-1) with delivery count 1", got, err, es[1].ID)
 	}
-	n, err = s.Redrive(ctx, p, nil)
+	n, err = s.Redrive(ctx, p, "g", nil)
 	if err != nil || n != 3 {
 		t.Fatalf("Redrive all = %d, %v; want 3", n, err)
 	}
-	if rest, _ := s.RangeDeadLetters(ctx, p, relay.ID{}, relay.MaxID, 0, false); len(rest) != 0 {
+	if rest, _ := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false); len(rest) != 0 {
 		t.Errorf("%d dead letters left after Redrive all", len(rest))
 	}
-	got, _ = s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
+	got, _ = s.Claim(ctx, p, "g", "c2", time.Minute, 10)
 	var events []string
 	for _, e := range got {
-		events = append(events, string(e.Event))
+		events = append(events, fmt.Sprintf("%s/%d", e.Event, e.DeliveryCount))
 	}
-	if fmt.Sprint(events) != "[x-0 x-2 x-3]" {
-		t.Errorf("redriven events = %v, want [x-0 x-2 x-3] in dead-letter order", events)
+	if fmt.Sprint(events) != "[x-0/1 x-2/1 x-3/1]" {
+		t.Errorf("redriven events = %v, want [x-0/1 x-2/1 x-3/1]", events)
 	}
-	if n, err := s.Redrive(ctx, p, nil); err != nil || n != 0 {
+	if n := mustInfo(t, s, p).Length; n != 4 {
+		t.Errorf("stream length %d after redrive, want 4 (unchanged)", n)
+	}
+	for _, g := range []string{"g", "other"} {
+		if more, _ := s.ReadGroup(ctx, p, g, "c3", false, 10, 0); len(more) != 0 {
+			t.Errorf("group %s read %d new entries after redrive, want 0", g, len(more))
+		}
+	}
+	if more, _ := s.Claim(ctx, p, "other", "o2", 0, 10); len(more) != 0 {
+		t.Errorf("the other group claimed %d entries after redrive, want 0", len(more))
+	}
+	if n, err := s.Redrive(ctx, p, "g", nil); err != nil || n != 0 {
 		t.Errorf("Redrive of an empty DLQ = %d, %v", n, err)
 	}
 }

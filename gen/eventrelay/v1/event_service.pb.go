@@ -148,7 +148,8 @@ type SubscribeRequest struct {
 	AfterCursor string `protobuf:"bytes,4,opt,name=after_cursor,json=afterCursor,proto3" json:"after_cursor,omitempty"`
 	// Replay from this time (overrides start).
 	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	// Durable consumer group. Empty: ephemeral tail without acknowledgements. The group's
+	// Durable consumer group (with dead_letters: the group whose dead letters are read).
+	// Empty: ephemeral tail without acknowledgements. The group's
 	// settings (types, ack_deadline, max_delivery_attempts) are recorded when its first member
 	// subscribes; every later member takes them. A source has at most max_groups groups
 	// (FAILED_PRECONDITION for one more).
@@ -169,7 +170,10 @@ type SubscribeRequest struct {
 	// A Heartbeat is sent whenever no Delivery was sent for this long, also while events that
 	// the types filter holds back flow; its cursor is past every event examined. Default 15s.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,11,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	// Read the dead-letter streams of the given sources instead of their main streams.
+	// Read the dead letters of the consumer group named by group (required; dead letters
+	// belong to a group) on the given sources instead of their main streams, as a tail without
+	// acknowledgements: consumer, ack_deadline, max_outstanding and max_delivery_attempts must
+	// be omitted. A cursor of one group's dead letters does not resume another's.
 	DeadLetters   bool `protobuf:"varint,12,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1088,8 +1092,12 @@ type ListEventsRequest struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Only events received before this time.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// List the source's dead letters instead of its main stream.
-	DeadLetters   bool `protobuf:"varint,7,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// List the dead letters of group instead of the source's main stream.
+	DeadLetters bool `protobuf:"varint,7,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// With dead_letters, the consumer group whose dead letters are listed (required: dead
+	// letters belong to a group). Must be empty otherwise. A page token is valid only for the
+	// listing (source, dead_letters, group) that issued it.
+	Group         string `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1173,6 +1181,13 @@ func (x *ListEventsRequest) GetDeadLetters() bool {
 	return false
 }
 
+func (x *ListEventsRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 // ListEventsResponse is one page of history.
 type ListEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1228,13 +1243,16 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
-// RedriveDeadLettersRequest moves dead letters back to the main stream.
+// RedriveDeadLettersRequest delivers dead letters of a group again to that group.
 type RedriveDeadLettersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The source.
 	Source string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	// Only these event ids. Empty: every dead letter of the source.
-	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Only these event ids. Empty: every dead letter of the group on the source.
+	Ids []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	// The consumer group whose dead letters are redriven, and the only one that receives them
+	// again. Required.
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1283,10 +1301,17 @@ func (x *RedriveDeadLettersRequest) GetIds() []string {
 	return nil
 }
 
+func (x *RedriveDeadLettersRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 // RedriveDeadLettersResponse reports what was moved.
 type RedriveDeadLettersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// How many dead letters were appended back to the main stream and removed from the DLQ.
+	// How many dead letters were handed back to the group and removed from its dead letters.
 	Redriven      int32 `protobuf:"varint,1,opt,name=redriven,proto3" json:"redriven,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1395,7 +1420,7 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\">\n" +
 	"\x10GetEventResponse\x12*\n" +
-	"\x05event\x18\x01 \x01(\v2\x14.eventrelay.v1.EventR\x05event\"\xac\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x14.eventrelay.v1.EventR\x05event\"\xc2\x02\n" +
 	"\x11ListEventsRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -1405,15 +1430,17 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12!\n" +
-	"\fdead_letters\x18\a \x01(\bR\vdeadLetters\"u\n" +
+	"\fdead_letters\x18\a \x01(\bR\vdeadLetters\x12\x14\n" +
+	"\x05group\x18\b \x01(\tR\x05group\"u\n" +
 	"\x12ListEventsResponse\x127\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x17.eventrelay.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
 	"\x19RedriveDeadLettersRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x10\n" +
-	"\x03ids\x18\x02 \x03(\tR\x03ids\"8\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\"8\n" +
 	"\x1aRedriveDeadLettersResponse\x12\x1a\n" +
 	"\bredriven\x18\x01 \x01(\x05R\bredriven*g\n" +
 	"\rStartPosition\x12\x1e\n" +

@@ -72,7 +72,10 @@ type EventServiceClient interface {
 	// ListEvents pages through a source's stored history, oldest or newest first, optionally
 	// within a time range.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
-	// RedriveDeadLetters moves dead-lettered events of a source back to its main stream.
+	// RedriveDeadLetters delivers dead letters of a consumer group again to that group only:
+	// each goes back to the group as a first delivery of its original entry (same event, same
+	// entry), so other groups and tail subscribers see nothing new and the stream does not grow.
+	// A dead letter whose original entry retention has removed stays a dead letter.
 	RedriveDeadLetters(ctx context.Context, in *RedriveDeadLettersRequest, opts ...grpc.CallOption) (*RedriveDeadLettersResponse, error)
 }
 
@@ -216,7 +219,10 @@ type EventServiceServer interface {
 	// ListEvents pages through a source's stored history, oldest or newest first, optionally
 	// within a time range.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
-	// RedriveDeadLetters moves dead-lettered events of a source back to its main stream.
+	// RedriveDeadLetters delivers dead letters of a consumer group again to that group only:
+	// each goes back to the group as a first delivery of its original entry (same event, same
+	// entry), so other groups and tail subscribers see nothing new and the stream does not grow.
+	// A dead letter whose original entry retention has removed stays a dead letter.
 	RedriveDeadLetters(context.Context, *RedriveDeadLettersRequest) (*RedriveDeadLettersResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
