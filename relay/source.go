@@ -46,7 +46,7 @@ type RateLimit struct {
 }
 
 // SourceConfig is the configuration of one source, as read from the sources: list of the
-// configuration file. Provider-specific options are documented in PROVIDERS.md and the README.
+// configuration file. Provider-specific options are documented in docs/providers.md.
 type SourceConfig struct {
 	// Name is the URL path segment and the stream name.
 	Name string

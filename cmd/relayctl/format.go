@@ -105,7 +105,7 @@ func writeProtoLine(w io.Writer, m proto.Message) error {
 // is required by CloudEvents).
 const untypedEvent = "eventrelay.untyped"
 
-// cloudEvent is an Event in CloudEvents 1.0 structured JSON mode, one line. See the README's
+// cloudEvent is an Event in CloudEvents 1.0 structured JSON mode, one line. See docs/api.md's
 // "CloudEvents mapping".
 func cloudEvent(ev *eventrelayv1.Event) ([]byte, error) {
 	ce := struct {

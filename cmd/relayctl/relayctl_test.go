@@ -264,7 +264,7 @@ func TestParseTime(t *testing.T) {
 	}
 }
 
-// TestCloudEvent checks the CloudEvents mapping attribute by attribute (README "CloudEvents
+// TestCloudEvent checks the CloudEvents mapping attribute by attribute (docs/api.md "CloudEvents
 // mapping").
 func TestCloudEvent(t *testing.T) {
 	ts := timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC))

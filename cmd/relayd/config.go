@@ -1,6 +1,6 @@
 package main
 
-// Configuration of relayd (DESIGN.md §5). The key names below are a public contract: the
+// Configuration of relayd (docs/configuration.md). The key names below are a public contract: the
 // YAML keys, the RELAY_* environment variables derived from them and the flag paths.
 //
 // Sources of configuration, lowest precedence first:
@@ -618,7 +618,7 @@ func (v *cfgValidator) tls(path string, t TLSConfig) {
 
 func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
 	if prov := strings.ToLower(strings.TrimSpace(s.Provider)); prov != "" && !slices.Contains(cfgKnownProviders, prov) {
-		v.errf(p+".provider", "unknown provider %q%s (see PROVIDERS.md)", s.Provider, cfgSuggest(s.Provider, cfgKnownProviders))
+		v.errf(p+".provider", "unknown provider %q%s (see docs/providers.md)", s.Provider, cfgSuggest(s.Provider, cfgKnownProviders))
 	}
 	if len(s.Secrets) == 0 {
 		v.errf(p+".secrets", "at least one secret is required (a source without a secret rejects every request)")

@@ -18,14 +18,14 @@ import (
 	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
-// The provider configuration examples of the README ("Providers") live in
+// The provider configuration examples of docs/providers.md ("Providers") live in
 // interop/providers/examples.yaml. Every example must load, build its verifier without a
 // start-up warning, and verify a request signed for it; every provider name has an example
-// (aliases are named in the README); and the README carries every example verbatim.
+// (aliases are named in docs/providers.md); and docs/providers.md carries every example verbatim.
 
 const (
 	providersExamples = "../../interop/providers/examples.yaml"
-	providersReadme   = "../../README.md"
+	providersReadme   = "../../docs/providers.md"
 )
 
 // providerAliases are the provider names that are another provider under a second name.
@@ -152,7 +152,7 @@ func TestProvidersDocReadme(t *testing.T) {
 	section := string(readme)
 	start := strings.Index(section, "\n## Providers\n")
 	if start < 0 {
-		t.Fatal(`README.md has no "## Providers" section`)
+		t.Fatal(`docs/providers.md has no "## Providers" section`)
 	}
 	section = section[start+1:]
 	if end := strings.Index(section, "\n## "); end >= 0 {
@@ -161,7 +161,7 @@ func TestProvidersDocReadme(t *testing.T) {
 	// The table names every provider, aliases included.
 	for _, p := range verify.Providers() {
 		if !strings.Contains(section, "`"+p+"`") {
-			t.Errorf("README Providers section does not name provider `%s`", p)
+			t.Errorf("docs/providers.md Providers section does not name provider `%s`", p)
 		}
 	}
 	// Every example block appears verbatim, unindented by two spaces.
@@ -188,7 +188,7 @@ func TestProvidersDocReadme(t *testing.T) {
 					first = l
 				}
 			}
-			t.Errorf("README Providers section lacks the example %q of %s (or it differs)", first, providersExamples)
+			t.Errorf("docs/providers.md Providers section lacks the example %q of %s (or it differs)", first, providersExamples)
 		}
 	}
 	if n < len(verify.Providers())-len(providerAliases) {

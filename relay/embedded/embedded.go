@@ -6,7 +6,7 @@
 // to URL() as it would to any Redis. It requires a password generated at Start (never
 // logged), so other local processes cannot read the events or append forged ones. Data lives in memory only and is lost when the process
 // stops. It is meant for development, tests and small single-node setups; production runs
-// real Redis (see the README's operations section).
+// real Redis (see docs/operations.md).
 //
 // Differences from Redis that matter to eventrelay, and how they are handled:
 //

@@ -4,13 +4,15 @@
 //
 // # Keys
 //
-// The key names are a public contract (DESIGN.md §4). For partition p of source s:
+// The key names are a public contract (docs/design.md, storage layout). For partition p of source s:
 //
 //	relay:{s:p}:s        the stream; each entry has one field "e", the serialized eventrelay.v1.Event
 //	relay:{s:p}:d:<id>   dedupe marker of event id <id>: value = the entry id, expires after the dedupe window
-//	relay:{s:p}:dlq      dead letters: fields "e", "group", "delivery_count", "original_id"
+//	relay:{s:p}:dlq:<g>  group g's dead letters: fields "e", "group", "delivery_count", "original_id"
 //	relay:{s:p}:hold:<g> group g's held deliveries: sorted set of entry ids scored by the Unix ms before which they are not redelivered
 //
+// per source s (hash tag {s}): relay:{s}:meta (the recorded partition count),
+// relay:{s}:group:<g> (group g's settings) and relay:{s}:groups (the groups with settings);
 // and, once for all sources, relay:ackkey: the key ack ids are authenticated with (AckKey).
 //
 // The hash tag {s:p} puts all keys of a partition in one cluster slot, so every script and

@@ -16,7 +16,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 )
 
-// Fuzz targets of every parser of untrusted input. Seeds come from PROVIDERS.md's vectors.
+// Fuzz targets of every parser of untrusted input. Seeds come from the providers' published vectors (vectors_test.go).
 
 func fuzzKV(f *testing.F, sep, tsKey, sigKey string, seeds ...string) {
 	for _, s := range seeds {

@@ -242,7 +242,7 @@ func TestRequestField(t *testing.T) {
 }
 
 // Every built-in preset template parses (mustTemplate panics at init otherwise) and every
-// provider's timestamp tolerance is as PROVIDERS.md says.
+// provider's timestamp tolerance is as the provider documents (docs/providers.md).
 func TestDefaultTolerances(t *testing.T) {
 	want := map[string]time.Duration{
 		"stripe": 300 * time.Second, "standardwebhooks": 5 * time.Minute, "svix": 5 * time.Minute,

@@ -10,7 +10,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
-// vector is a published test vector of PROVIDERS.md: a request as the provider sent it and
+// vector is a published test vector (from the provider's documentation or SDK tests): a request as the provider sent it and
 // the time it was verified at.
 type vector struct {
 	name    string
