@@ -56,34 +56,47 @@ func (s *subscriptions) open(p *Principal, max int) (release func(), err error) 
 	}, nil
 }
 
-// watchSends wraps send so that a send blocked longer than timeout interrupts the
-// subscription (interrupt: relay.SubscribeRequest.Interrupt, see cut.go) with
-// CodeResourceExhausted: the handler then returns and grpc-go cancels the stream, which
-// fails the blocked send. stop ends the watch.
+// watchSends wraps send so that a send blocked for timeout interrupts the subscription
+// (interrupt: relay.SubscribeRequest.Interrupt, see cut.go) with CodeResourceExhausted: the
+// handler then returns and grpc-go cancels the stream, which fails the blocked send. stop
+// ends the watch.
+//
+// The send path only counts sends begun and ended (no clock read per delivery: it is the
+// fan-out path); a watchdog ticking every timeout/4 sees a send in progress that is the same
+// one for timeout's worth of ticks, so a blocked send ends within timeout + timeout/4.
 func watchSends(send func(*relay.Message) error, timeout time.Duration, interrupt func(error)) (func(*relay.Message) error, func()) {
-	var since atomic.Int64 // unix nanoseconds the send in progress began; 0: none
+	var begun, ended atomic.Uint64
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(max(timeout/4, 10*time.Millisecond))
+		tick := max(timeout/4, 10*time.Millisecond)
+		t := time.NewTicker(tick)
 		defer t.Stop()
+		var last uint64
+		var stuck time.Duration
 		for {
 			select {
 			case <-done:
 				return
-			case now := <-t.C:
-				if b := since.Load(); b != 0 && now.Sub(time.Unix(0, b)) >= timeout && interrupt != nil {
-					interrupt(relay.Errorf(relay.CodeResourceExhausted,
-						"the client accepted nothing for %s (subscribe.send_timeout): stream ended; resume from the last cursor", timeout))
-					return
-				}
+			case <-t.C:
+			}
+			b := begun.Load()
+			if b == ended.Load() || b != last {
+				last, stuck = b, 0 // idle, or another send since the last tick
+				continue
+			}
+			if stuck += tick; stuck >= timeout && interrupt != nil {
+				interrupt(relay.Errorf(relay.CodeResourceExhausted,
+					"the client accepted nothing for %s (subscribe.send_timeout): stream ended; resume from the last cursor", timeout))
+				return
 			}
 		}
 	}()
 	var once sync.Once
 	return func(m *relay.Message) error {
-			since.Store(time.Now().UnixNano())
-			defer since.Store(0)
-			return send(m)
+			begun.Add(1)
+			err := send(m)
+			ended.Add(1)
+			return err
 		}, func() {
 			once.Do(func() { close(done) })
 		}
