@@ -465,18 +465,6 @@ func (b *bucket) refill(now time.Time) {
 	b.last = now
 }
 
-// take spends a token; when none is left it returns how long until one is.
-func (b *bucket) take(now time.Time) (bool, time.Duration) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.refill(now)
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, b.wait()
-}
-
 // peek reports whether a token is left, without spending it; when none is, how long until
 // one is.
 func (b *bucket) peek(now time.Time) (bool, time.Duration) {

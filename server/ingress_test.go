@@ -70,10 +70,23 @@ func TestBucket(t *testing.T) {
 		{10 * time.Second, true, 0}, {10 * time.Second, true, 0}, {10 * time.Second, false, time.Second}, // refill stops at burst
 	}
 	for i, s := range steps {
-		ok, wait := b.take(t0.Add(s.at))
+		// A request is admitted by peek and, once it passed, charged by spend.
+		ok, wait := b.peek(t0.Add(s.at))
+		if ok {
+			b.spend(t0.Add(s.at))
+		}
 		if ok != s.ok || wait != s.wait {
 			t.Fatalf("step %d at %s: got (%v, %s), want (%v, %s)", i, s.at, ok, wait, s.ok, s.wait)
 		}
+	}
+	// Requests admitted together overdraw the bucket, down to -burst (2): five more charges at
+	// 10s leave -2 tokens, so the next token is 3s away.
+	at := t0.Add(10 * time.Second)
+	for range 5 {
+		b.spend(at)
+	}
+	if ok, wait := b.peek(at); ok || wait != 3*time.Second {
+		t.Fatalf("after overdrawing: got (%v, %s), want (false, 3s)", ok, wait)
 	}
 }
 
