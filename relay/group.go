@@ -255,6 +255,12 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		}
 	}
 
+	watch, unwatch := s.notify.watch(p)
+	defer unwatch()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+
 	claimEvery := min(max(o.AckDeadline/4, 50*time.Millisecond), maxClaimInterval)
 	lastClaim := time.Time{}
 	nextHold := time.Time{} // when the group's next held entry falls due (zero: none known)
@@ -304,22 +310,23 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 				}
 			}
 		}
-		// 3. New entries: a share of the free budget, so that a blocking read on one partition
-		// leaves budget for the others.
+		// 3. New entries: a share of the free budget, so that the partitions share it. The read
+		// does not block: when it finds nothing, the feeder waits for the partition's watcher
+		// (one blocking read per partition for the whole process, see notifier) or its next
+		// claim, so Redis connections grow with partitions, not with subscriptions.
 		n := g.reserve(max(1, min(500, budget()/g.parts)))
 		if n <= 0 {
 			continue
 		}
-		block := claimEvery
+		wait := claimEvery
 		if !nextHold.IsZero() {
-			block = min(block, max(nextHold.Sub(s.opts.Now()), time.Millisecond))
+			wait = min(wait, max(nextHold.Sub(s.opts.Now()), time.Millisecond))
 		}
-		// The read is not abandoned when the subscription ends: an abandoned blocking
-		// XREADGROUP would still hand new entries to this consumer, and they would wait a whole
-		// ack deadline before another consumer could claim them. Entries that arrive after the
-		// end are released for immediate redelivery instead.
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), block+5*time.Second)
-		es, err := gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, block)
+		arrived := watch.wake.wait() // before the read: nothing appended after it is missed
+		// The read is not abandoned when the subscription ends: entries it hands this
+		// consumer after the end are released for immediate redelivery instead.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		es, err := gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, 0)
 		rcancel()
 		if ctx.Err() != nil {
 			g.unreserve(n)
@@ -340,15 +347,17 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 				return nil
 			}
 		}
-		woken := g.wake.wait()
 		g.unreserve(n)
-		if len(es) == 0 && g.waiting.Load() > 0 {
-			// Nothing came here while other partitions wait for budget: let them take it.
+		if len(es) == 0 {
+			// Nothing new here (which also lets partitions waiting for budget take it).
+			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
+				timer.Stop()
 				return nil
-			case <-woken:
-			case <-time.After(claimEvery):
+			case <-arrived:
+				timer.Stop()
+			case <-timer.C:
 			}
 		}
 	}

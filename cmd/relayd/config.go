@@ -132,6 +132,29 @@ type RedisConfig struct {
 	MasterName  string        // master_name: Sentinel master; URL then names the sentinels
 	MinReplicas int           // min_replicas: appends also wait (WAIT) for this many replicas
 	Timeout     time.Duration // timeout: dial/read/write timeout, default 2s
+	// PoolSize (pool_size) bounds the connections to each Redis server: relayd holds at
+	// most two blocking reads per partition (the shared tail reader and the group watcher)
+	// whatever the number of subscriptions, plus short commands. 0 (default): 2 × the
+	// partitions of all sources + 64. A pool_size in the URL wins.
+	PoolSize int
+}
+
+// poolSize returns the pool size relayd opens Redis with (RedisConfig.PoolSize, or the
+// automatic size for the configured partitions).
+func (c *Config) poolSize() int {
+	if c.Redis.PoolSize > 0 {
+		return c.Redis.PoolSize
+	}
+	return redisstore.PoolSizeFor(c.partitions())
+}
+
+// partitions returns the partitions of all sources.
+func (c *Config) partitions() int {
+	n := 0
+	for _, s := range c.Sources {
+		n += s.Partitions
+	}
+	return n
 }
 
 // RedactedURL returns URL with every credential (userinfo password, password and
@@ -140,8 +163,8 @@ func (r RedisConfig) RedactedURL() string { return redisstore.RedactURL(r.URL) }
 
 // String hides the password of the URL so a RedisConfig can be logged.
 func (r RedisConfig) String() string {
-	return fmt.Sprintf("{URL:%s Cluster:%t MasterName:%s MinReplicas:%d Timeout:%s}",
-		r.RedactedURL(), r.Cluster, r.MasterName, r.MinReplicas, r.Timeout)
+	return fmt.Sprintf("{URL:%s Cluster:%t MasterName:%s MinReplicas:%d Timeout:%s PoolSize:%d}",
+		r.RedactedURL(), r.Cluster, r.MasterName, r.MinReplicas, r.Timeout, r.PoolSize)
 }
 
 // AuthConfig is the auth: section.
@@ -455,6 +478,9 @@ func (c *Config) validate() []*FieldError {
 		v.errf("redis.master_name", "cannot be combined with redis.cluster")
 	}
 	v.nonNegative("redis.min_replicas", int64(c.Redis.MinReplicas))
+	if n, least := c.Redis.PoolSize, 2*c.partitions()+1; n != 0 && (n < least || n > 100000) {
+		v.errf("redis.pool_size", "must be 0 (automatic) or %d (two blocking reads per partition + 1) to 100000, got %d", least, n)
+	}
 
 	if n := c.Subscribe.TailBuffer; n < 1 || n > MaxTailBuffer {
 		v.errf("subscribe.tail_buffer", "must be 1 to %d, got %d", MaxTailBuffer, n)
@@ -767,6 +793,7 @@ var cfgFields = []cfgField{
 		cfgF("master_name", cfgKString, func(c *Config) *string { return &c.Redis.MasterName }),
 		cfgF("min_replicas", cfgKInt, func(c *Config) *int { return &c.Redis.MinReplicas }),
 		cfgF("timeout", cfgKDuration, func(c *Config) *time.Duration { return &c.Redis.Timeout }),
+		cfgF("pool_size", cfgKInt, func(c *Config) *int { return &c.Redis.PoolSize }),
 	),
 	cfgSection("auth",
 		cfgField{name: "tokens", kind: cfgKTokens, sub: cfgTokenFields},

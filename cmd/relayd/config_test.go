@@ -388,6 +388,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"http.tls.key_file: required with cert_file", "grpc.tls.client_ca_file: needs cert_file and key_file"}},
 		{"redis options need a url", "redis:\n  cluster: true\n  min_replicas: 1\n", nil, nil,
 			[]string{"redis.cluster: needs redis.url", "redis.min_replicas: needs redis.url"}},
+		{"pool too small for the partitions", "redis:\n  pool_size: 2\n" + src, nil, nil,
+			[]string{"redis.pool_size: must be 0 (automatic) or 3 (two blocking reads per partition + 1) to 100000, got 2"}},
+		{"pool size from env", src, []string{"RELAY_REDIS_POOL_SIZE=-1"}, nil,
+			[]string{"redis.pool_size: must be 0 (automatic) or 3 (two blocking reads per partition + 1) to 100000, got -1 (RELAY_REDIS_POOL_SIZE)"}},
 		{"redis url scheme", "redis:\n  url: http://x\n", nil, nil,
 			[]string{"redis.url: must start with redis://, rediss:// or unix://"}},
 		{"section not a mapping", "http: [1, 2]\n", nil, nil,
@@ -584,7 +588,7 @@ auth:
 		}},
 		{"env over file", []string{
 			"RELAY_HTTP_ADDR=:2001", "RELAY_REDIS_URL=redis://env:6379", "RELAY_LOG_LEVEL=error",
-			"RELAY_REDIS_MIN_REPLICAS=2", "RELAY_GRPC_TLS_CERT_FILE=/env.crt", "RELAY_GRPC_TLS_KEY_FILE=/env.key",
+			"RELAY_REDIS_MIN_REPLICAS=2", "RELAY_REDIS_POOL_SIZE=300", "RELAY_GRPC_TLS_CERT_FILE=/env.crt", "RELAY_GRPC_TLS_KEY_FILE=/env.key",
 			"RELAY_SOURCES_ORDERS_EU_TOLERANCE=2m", "RELAY_SOURCES_ORDERS_EU_SECRETS=lit1, env:S2",
 			"RELAY_SOURCES_ORDERS_EU_RATE_LIMIT_RPS=9", "RELAY_SOURCES_ORDERS_EU_ALLOW_IPS=10.0.0.1,fd00::/8",
 			"RELAY_AUTH_TOKENS_CI_BOT_TOKEN=env-token", "RELAY_AUTH_TOKENS_CI_BOT_PUBLISH=true",
@@ -592,7 +596,7 @@ auth:
 			"RELAY_HTTP_TRUSTED_PROXIES=10.0.0.0/8", "RELAY_TRACING_SAMPLE_RATIO=0.5", "RELAY_GRPC_REFLECTION=false",
 			"S2=s2",
 		}, nil, func(t *testing.T, c *Config) {
-			if c.HTTP.Addr != ":2001" || c.Redis.URL != "redis://env:6379" || c.Log.Level != "error" || c.Redis.MinReplicas != 2 {
+			if c.HTTP.Addr != ":2001" || c.Redis.URL != "redis://env:6379" || c.Log.Level != "error" || c.Redis.MinReplicas != 2 || c.Redis.PoolSize != 300 || c.poolSize() != 300 {
 				t.Errorf("%+v", c)
 			}
 			if c.GRPC.TLS.CertFile != "/env.crt" || c.GRPC.Reflection || c.Tracing.SampleRatio != 0.5 {

@@ -98,7 +98,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("no redis.url configured: using the embedded in-process store; events live in memory only and are lost when relayd stops")
 	}
 	m.store, err = redisstore.Open(url, cfg.Redis.Cluster, cfg.Redis.MasterName, redisstore.Options{
-		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas,
+		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas, PoolSize: cfg.poolSize(),
 	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)

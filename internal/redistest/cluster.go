@@ -124,3 +124,18 @@ func command(addr string, args ...string) (string, error) {
 	}
 	return line[1:], nil
 }
+
+// ConnectedClients returns INFO clients' connected_clients of the redis-server at addr,
+// asked over a connection of its own (counted in the answer).
+func ConnectedClients(addr string) (int, error) {
+	info, err := command(addr, "INFO", "clients")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "connected_clients:"); ok {
+			return strconv.Atoi(v)
+		}
+	}
+	return 0, fmt.Errorf("INFO clients without connected_clients: %q", info)
+}

@@ -19,6 +19,7 @@ const (
 const (
 	maxMaxBatch    = 10000
 	maxMaxInFlight = 64
+	maxPoolSize    = 100000
 )
 
 // Options tune a Store. The zero value is valid: every zero field takes its default.
@@ -56,6 +57,11 @@ type Options struct {
 	// ClaimScan bounds how many XAUTOCLAIM calls one Claim makes to fill its count when the
 	// pending list holds many entries that are not idle yet (default 10).
 	ClaimScan int
+
+	// PoolSize bounds the connections Open's client keeps to each Redis server unless the
+	// URL sets pool_size (default DefaultPoolSize; PoolSizeFor gives the size for a number
+	// of partitions). See pool.go.
+	PoolSize int
 }
 
 // SetDefaults fills zero fields with the documented defaults.
@@ -78,6 +84,9 @@ func (o *Options) SetDefaults() {
 	if o.ClaimScan == 0 {
 		o.ClaimScan = DefaultClaimScan
 	}
+	if o.PoolSize == 0 {
+		o.PoolSize = DefaultPoolSize
+	}
 }
 
 // Validate reports the first invalid field. Call it after SetDefaults: a zero field is
@@ -98,6 +107,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("redisstore: max_in_flight: must be 1..%d, got %d", maxMaxInFlight, o.MaxInFlight)
 	case o.ClaimScan < 1:
 		return fmt.Errorf("redisstore: claim_scan: must be at least 1, got %d", o.ClaimScan)
+	case o.PoolSize < 1 || o.PoolSize > maxPoolSize:
+		return fmt.Errorf("redisstore: pool_size: must be 1..%d, got %d", maxPoolSize, o.PoolSize)
 	}
 	return nil
 }

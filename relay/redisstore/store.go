@@ -109,7 +109,7 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: cluster url: %w", redactURLError(err))
 		}
-		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
+		clientKnobs{&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.PipelinePoolSize, &o.PoolFIFO, &o.ConnMaxIdleTime}.tune(opts)
 		client = redis.NewClusterClient(o)
 	case masterName != "":
 		o, err := redis.ParseFailoverURL(rawURL)
@@ -120,14 +120,14 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		if o.Password == "" && o.Username == "" {
 			o.Username, o.Password = o.SentinelUsername, o.SentinelPassword
 		}
-		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
+		clientKnobs{&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.PipelinePoolSize, &o.PoolFIFO, &o.ConnMaxIdleTime}.tune(opts)
 		client = redis.NewFailoverClient(o)
 	default:
 		o, err := redis.ParseURL(rawURL)
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: url: %w", redactURLError(err))
 		}
-		tuneClient(&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize)
+		clientKnobs{&o.ContextTimeoutEnabled, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.PipelinePoolSize, &o.PoolFIFO, &o.ConnMaxIdleTime}.tune(opts)
 		client = redis.NewClient(o)
 	}
 	s, err := New(client, opts)
@@ -136,28 +136,13 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		return nil, err
 	}
 	s.owned = true
+	s.readWG.Add(1)
+	go func() {
+		defer s.readWG.Done()
+		s.reap()
+	}()
 	return s, nil
 }
-
-// tuneClient sets what Open changes in go-redis's defaults, whatever the topology: OpTimeout
-// enforced on the socket, one dial attempt per connection (go-redis's five attempts per
-// command retry made a 503 take about 2 s with Redis down) unless the URL sets
-// dialer_retries, and a pool sized for blocking reads unless the URL sets pool_size.
-func tuneClient(contextTimeout *bool, dialerRetries, poolSize *int) {
-	*contextTimeout = true
-	if *dialerRetries == 0 {
-		*dialerRetries = 1
-	}
-	if *poolSize == 0 {
-		*poolSize = DefaultPoolSize
-	}
-}
-
-// DefaultPoolSize is the connection pool size Open uses unless the URL sets pool_size.
-// Blocking reads (one shared tail reader per partition, one group read per partition of
-// each group subscription) each hold a connection while they block, so the pool must be far
-// larger than go-redis's default of 10 per CPU; connections are opened lazily.
-const DefaultPoolSize = 1024
 
 // redactURLError drops the URL (which may hold a password) from a url.Parse error.
 func redactURLError(err error) error {

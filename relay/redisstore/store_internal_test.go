@@ -52,7 +52,7 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	want := Options{OpTimeout: 2 * time.Second, ReplicaTimeout: time.Second, MaxBatch: 128,
-		MaxDelay: 200 * time.Microsecond, MaxInFlight: 4, ClaimScan: 10}
+		MaxDelay: 200 * time.Microsecond, MaxInFlight: 4, ClaimScan: 10, PoolSize: 1024}
 	if o != want {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
@@ -64,6 +64,7 @@ func TestOptions(t *testing.T) {
 		"max_delay":       func(o *Options) { o.MaxDelay = time.Hour },
 		"max_in_flight":   func(o *Options) { o.MaxInFlight = -2 },
 		"claim_scan":      func(o *Options) { o.ClaimScan = -1 },
+		"pool_size":       func(o *Options) { o.PoolSize = -1 },
 	} {
 		o := want
 		mut(&o)
