@@ -24,6 +24,7 @@ lint:
 	$(GO) tool buf lint
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+	@$(GO) mod tidy -diff >/dev/null || { $(GO) mod tidy -diff; echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
 
 # The test command: unit, conformance (embedded and real Redis), end-to-end, and a short
 # run of every fuzz target's seed corpus. Set RELAY_REQUIRE_REDIS=1 to fail instead of
