@@ -2,21 +2,11 @@ package relay
 
 import (
 	"context"
-	"crypto/rand"
 	"sync"
 )
 
-// AckKeyStore is implemented by stores that keep the key ack ids are authenticated with, so
-// that every relay replica on the same store issues and accepts the same ack ids.
-type AckKeyStore interface {
-	// AckKey returns the shared ack-id key (AckKeyLen random bytes), creating it on first use
-	// in a way that concurrent first callers agree on one key.
-	AckKey(ctx context.Context) ([]byte, error)
-}
-
-// ackKeyCache holds the ack-id key once it has been read from the store. A store that keeps
-// no key gets a random key per process (ack ids then work only through the replica that
-// issued them).
+// ackKeyCache holds the ack-id key once it has been read from the store (shared by every
+// replica on the store).
 type ackKeyCache struct {
 	mu  sync.Mutex
 	key []byte
@@ -31,20 +21,12 @@ func (s *Service) ackKey(ctx context.Context) ([]byte, error) {
 	if c.key != nil {
 		return c.key, nil
 	}
-	if ks, ok := storeAs[AckKeyStore](s.store); ok {
-		k, err := ks.AckKey(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(k) < AckKeyLen {
-			return nil, Errorf(CodeInternal, "the store's ack-id key is too short")
-		}
-		c.key = k
-		return k, nil
+	k, err := s.store.AckKey(ctx)
+	if err != nil {
+		return nil, err
 	}
-	k := make([]byte, AckKeyLen)
-	if _, err := rand.Read(k); err != nil {
-		return nil, WrapError(CodeInternal, err, "no randomness for the ack-id key")
+	if len(k) < AckKeyLen {
+		return nil, Errorf(CodeInternal, "the store's ack-id key is too short")
 	}
 	c.key = k
 	return k, nil

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -37,25 +36,10 @@ type Cursor struct {
 }
 
 // EncodeCursor returns the opaque form of c. Positions are sorted, so equal cursors encode
-// equally.
+// equally. It is the subscriptions' incremental encoder (cursorEncoder) run once: one
+// encoder for every cursor relayd issues.
 func EncodeCursor(c Cursor) string {
-	parts := make([]Partition, 0, len(c.Positions))
-	for p := range c.Positions {
-		parts = append(parts, p)
-	}
-	sort.Slice(parts, func(i, j int) bool {
-		if parts[i].Source != parts[j].Source {
-			return parts[i].Source < parts[j].Source
-		}
-		return parts[i].Index < parts[j].Index
-	})
-	b := protowire.AppendTag(nil, 1, protowire.VarintType)
-	b = protowire.AppendVarint(b, codecVersion)
-	for _, p := range parts {
-		b = appendPosition(b, p, c.Positions[p])
-	}
-	b = appendCursorKind(b, c.DeadLetters, c.Group)
-	return base64.RawURLEncoding.EncodeToString(b)
+	return newCursorEncoder(c.Positions, c.DeadLetters, c.Group).String()
 }
 
 // appendCursorKind appends the fields after the positions: dead_letters and group, for a
@@ -167,7 +151,7 @@ const (
 	ackIDVersion = 2
 	// AckIDMACLen is the length of an ack id's truncated HMAC-SHA256.
 	AckIDMACLen = 16
-	// AckKeyLen is the length of the ack-id key a store keeps (see AckKeyStore).
+	// AckKeyLen is the length of the ack-id key a store keeps (see Store.AckKey).
 	AckKeyLen = 32
 	// maxAckIDLen bounds the encoded ack id accepted from clients.
 	maxAckIDLen = 1024

@@ -66,7 +66,7 @@ func (m *entryMemo) get(raw []byte, enc func() string) *SharedEncoding {
 
 // cursorEncoder keeps a subscription's cursor and encodes it without sorting or allocating
 // per message: each partition's Position is re-encoded only when its id changes, and the
-// whole is base64-encoded into a reused buffer. It produces exactly EncodeCursor's bytes.
+// whole is base64-encoded into a reused buffer. EncodeCursor uses it too.
 type cursorEncoder struct {
 	slots map[Partition]int // index into segs, in EncodeCursor's (sorted) order
 	segs  [][]byte          // per partition: the encoded Cursor.positions field (tag, length, Position)

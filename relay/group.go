@@ -14,14 +14,6 @@ const (
 	MaxOutstanding = 100000
 )
 
-func (s *Service) groupStore() (GroupStore, error) {
-	gs, ok := s.store.(GroupStore)
-	if !ok {
-		return nil, Errorf(CodeUnimplemented, "this store does not support consumer groups")
-	}
-	return gs, nil
-}
-
 // normalize validates group options and fills defaults.
 func (g *GroupOptions) normalize(now time.Time) error {
 	if !ValidGroupName(g.Name) {
@@ -155,10 +147,7 @@ func (g *groupSub) release(n int64) {
 // (dead-lettered past max attempts), then new entries; never more than MaxOutstanding
 // unacknowledged deliveries in flight.
 func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, parts []Partition, send func(*Message) error) error {
-	gs, err := s.groupStore()
-	if err != nil {
-		return err
-	}
+	gs := s.store
 	if req.After != nil {
 		return Errorf(CodeInvalid, "after_cursor: a consumer group resumes from its own position; omit after_cursor in group mode")
 	}
@@ -205,9 +194,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	return s.sendLoop(ctx, req, out, send)
 }
 
-func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p Partition, out chan<- item) error {
-	gc, _ := gs.(GroupControl)
-	gh, _ := storeAs[GroupHolds](gs)
+func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partition, out chan<- item) error {
 	o := g.opts
 	deliver := func(e Entry) bool {
 		g.track(p, e.ID)
@@ -244,7 +231,7 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 	if k := g.reserve(o.MaxOutstanding); k > 0 {
 		pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, k, 0)
 		if err == nil {
-			pending, err = s.dropHeld(ctx, gh, p, o.Name, pending)
+			pending, err = s.dropHeld(ctx, gs, p, o.Name, pending)
 		}
 		if err != nil {
 			g.unreserve(k)
@@ -270,8 +257,8 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		// acks through another replica are seen by re-counting the pending entries.
 		for woken := g.wake.wait(); budget() <= 0; woken = g.wake.wait() {
 			g.waiting.Add(1)
-			if gc != nil && time.Since(lastSync) > 200*time.Millisecond {
-				n, err := gc.PendingCount(ctx, p, o.Name, o.Consumer)
+			if time.Since(lastSync) > 200*time.Millisecond {
+				n, err := gs.PendingCount(ctx, p, o.Name, o.Consumer)
 				if err != nil {
 					g.waiting.Add(-1)
 					return err
@@ -296,11 +283,7 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 				lastClaim = time.Now()
 				var claimed []Entry
 				var err error
-				if gh != nil {
-					claimed, nextHold, err = gh.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, k, s.opts.Now())
-				} else {
-					claimed, err = gs.Claim(ctx, p, o.Name, o.Consumer, o.AckDeadline, k)
-				}
+				claimed, nextHold, err = gs.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, k, s.opts.Now())
 				if err != nil {
 					g.unreserve(k)
 					return err
@@ -330,7 +313,7 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 		rcancel()
 		if ctx.Err() != nil {
 			g.unreserve(n)
-			s.releaseUndelivered(gc, p, o, es)
+			s.releaseUndelivered(gs, p, o, es)
 			return nil
 		}
 		if err != nil {
@@ -343,7 +326,7 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 			}
 			if !deliver(e) {
 				g.unreserve(n)
-				s.releaseUndelivered(gc, p, o, es[i:])
+				s.releaseUndelivered(gs, p, o, es[i:])
 				return nil
 			}
 		}
@@ -366,8 +349,8 @@ func (s *Service) feedGroup(ctx context.Context, gs GroupStore, g *groupSub, p P
 
 // releaseUndelivered makes entries read for a subscription that ended before sending them
 // claimable by the group's other consumers at once.
-func (s *Service) releaseUndelivered(gc GroupControl, p Partition, o GroupOptions, es []Entry) {
-	if gc == nil || len(es) == 0 {
+func (s *Service) releaseUndelivered(gc Store, p Partition, o GroupOptions, es []Entry) {
+	if len(es) == 0 {
 		return
 	}
 	ids := make([]ID, len(es))
@@ -432,7 +415,7 @@ type AckAuthorizer func(AckID) error
 // already acknowledged. An ack id that is not authentic (malformed, altered, forged) is a
 // CodeInvalid error and nothing is settled.
 func (s *Service) Acknowledge(ctx context.Context, ackIDs []string, authz AckAuthorizer) ([]string, error) {
-	return s.settle(ctx, ackIDs, authz, true, func(gs GroupStore, k ackKey, ids []ID) ([]bool, error) {
+	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
 		return gs.Ack(ctx, k.p, k.group, ids)
 	})
 }
@@ -461,19 +444,15 @@ func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadli
 // handed back rather than still being worked on).
 func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, release bool, authz AckAuthorizer) ([]string, error) {
 	until := s.opts.Now().Add(d)
-	return s.settle(ctx, ackIDs, authz, release, func(gs GroupStore, k ackKey, ids []ID) ([]bool, error) {
-		gh, ok := storeAs[GroupHolds](gs)
-		if !ok {
-			return nil, Errorf(CodeUnimplemented, "this store cannot hold deliveries")
-		}
-		return gh.Hold(ctx, k.p, k.group, ids, until)
+	return s.settle(ctx, ackIDs, authz, release, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
+		return gs.Hold(ctx, k.p, k.group, ids, until)
 	})
 }
 
 // dropHeld leaves out of es the entries held past now (redelivered by the claim path when
 // their hold falls due).
-func (s *Service) dropHeld(ctx context.Context, gh GroupHolds, p Partition, group string, es []Entry) ([]Entry, error) {
-	if gh == nil || len(es) == 0 {
+func (s *Service) dropHeld(ctx context.Context, gh Store, p Partition, group string, es []Entry) ([]Entry, error) {
+	if len(es) == 0 {
 		return es, nil
 	}
 	ids := make([]ID, len(es))
@@ -496,11 +475,8 @@ func (s *Service) dropHeld(ctx context.Context, gh GroupHolds, p Partition, grou
 // settle authenticates and authorizes every ack id, then applies op per partition and
 // group; ack ids of sources or partitions no longer configured, and those op reports as not
 // pending, are returned as unknown.
-func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(GroupStore, ackKey, []ID) ([]bool, error)) ([]string, error) {
-	gs, err := s.groupStore()
-	if err != nil {
-		return nil, err
-	}
+func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID) ([]bool, error)) ([]string, error) {
+	gs := s.store
 	decoded, err := s.DecodeAckIDs(ctx, ackIDs)
 	if err != nil {
 		return nil, err
@@ -560,10 +536,7 @@ func (s *Service) Redrive(ctx context.Context, source, group string, eventIDs []
 	if err := checkDeadLetterGroup(group); err != nil {
 		return 0, err
 	}
-	gs, err := s.groupStore()
-	if err != nil {
-		return 0, err
-	}
+	gs := s.store
 	want := map[string]bool{}
 	for _, id := range eventIDs {
 		want[id] = true
@@ -627,11 +600,7 @@ func (g GroupOptions) deadLetterReader() error {
 }
 
 // removeConsumer deletes o's consumer from every partition where it has nothing pending.
-func (s *Service) removeConsumer(gs GroupStore, parts []Partition, o GroupOptions) {
-	cr, ok := storeAs[ConsumerRemover](gs)
-	if !ok {
-		return
-	}
+func (s *Service) removeConsumer(cr Store, parts []Partition, o GroupOptions) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, p := range parts {

@@ -26,33 +26,13 @@ type GroupSettings struct {
 	MaxAttempts int
 }
 
-// GroupSettingsStore is implemented by group stores that record group settings.
-type GroupSettingsStore interface {
-	// EnsureGroupSettings records want as the settings of group on source unless the group
-	// has settings already, atomically, and returns the group's settings (want when it
-	// recorded them). maxGroups > 0 bounds the groups with settings on source: recording
-	// one more is CodeFailedPrecondition.
-	EnsureGroupSettings(ctx context.Context, source, group string, want GroupSettings, maxGroups int) (GroupSettings, error)
-}
-
-// ConsumerRemover is implemented by group stores that can delete a group's consumer.
-type ConsumerRemover interface {
-	// RemoveConsumer deletes consumer from group on p when it has no pending entry, and
-	// reports whether it did.
-	RemoveConsumer(ctx context.Context, p Partition, group, consumer string) (bool, error)
-}
-
 // DefaultMaxGroups is the default bound on the consumer groups of one source.
 const DefaultMaxGroups = 64
 
 // groupSettings reconciles the settings a group subscription asked for (zero: omitted) with
 // the recorded ones of every source it reads, and sets req.Group and req.Types to the
 // group's.
-func (s *Service) groupSettings(ctx context.Context, gs GroupStore, sources []string, want GroupSettings, req *SubscribeRequest) error {
-	st, ok := storeAs[GroupSettingsStore](gs)
-	if !ok {
-		return nil
-	}
+func (s *Service) groupSettings(ctx context.Context, st Store, sources []string, want GroupSettings, req *SubscribeRequest) error {
 	// What is recorded for a new group: the request, defaults for what it omits.
 	create := want
 	if create.AckDeadline == 0 {

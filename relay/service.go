@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -48,6 +49,10 @@ type Options struct {
 	// floor MinHeartbeat); a shorter one is INVALID_ARGUMENT. Every heartbeat is a send on
 	// every stream: a thousand streams at 100 ms cost relayd a core.
 	MinHeartbeat time.Duration
+	// CheckPartitions refuses appends (CodeUnavailable) until EnsurePartitions has
+	// succeeded: an append with another partition count than the one the source's events
+	// were stored with would put events in other partitions than their keys' stored ones.
+	CheckPartitions bool
 }
 
 // Service is eventrelay's domain service: ingest (verify, build, append), publish, history
@@ -62,6 +67,8 @@ type Service struct {
 	notify  *notifier // wakes group subscriptions when partitions grow
 	groups  groupRegistry
 	ackKeys ackKeyCache
+
+	partitionsOK atomic.Bool // see Options.CheckPartitions
 
 	closeOnce sync.Once
 	closing   context.Context
@@ -280,6 +287,9 @@ func (s *Service) append(ctx context.Context, src *Source, ev *eventrelayv1.Even
 	if limit := src.Config.MaxBodyBytes + EnvelopeAllowance; int64(len(b)) > limit {
 		return nil, Errorf(CodeInvalid, "event: %d bytes stored, more than the source's max_body_bytes plus %d bytes of attributes and headers", len(b), EnvelopeAllowance)
 	}
+	if s.opts.CheckPartitions && !s.partitionsOK.Load() {
+		return nil, Errorf(CodeUnavailable, "store unavailable: the partition counts are not verified yet")
+	}
 	p := Partition{Source: src.Config.Name, Index: PartitionOf(ev.PartitionKey, src.Config.Partitions)}
 	res, err := s.store.Append(ctx, AppendRequest{
 		Partition:    p,
@@ -433,10 +443,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if err := checkDeadLetterGroup(q.Group); err != nil {
 			return nil, "", err
 		}
-		gs, ok := s.store.(GroupStore)
-		if !ok {
-			return nil, "", Errorf(CodeUnimplemented, "this store has no dead letters")
-		}
+		gs := s.store
 		rng = func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) {
 			return gs.RangeDeadLetters(ctx, p, q.Group, start, end, count, reverse)
 		}
@@ -522,3 +529,20 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	}
 	return items, next, nil
 }
+
+// EnsurePartitions records every source's partition count in the store the first time, and
+// afterwards checks it against the record (Store.EnsurePartitions): a source whose count
+// changed is refused with CodeFailedPrecondition naming it and how to migrate. Once it has
+// succeeded, appends are accepted (Options.CheckPartitions).
+func (s *Service) EnsurePartitions(ctx context.Context) error {
+	for _, name := range s.names {
+		if err := s.store.EnsurePartitions(ctx, name, s.sources[name].Config.Partitions); err != nil {
+			return err
+		}
+	}
+	s.partitionsOK.Store(true)
+	return nil
+}
+
+// PartitionsChecked reports whether EnsurePartitions has succeeded.
+func (s *Service) PartitionsChecked() bool { return s.partitionsOK.Load() }

@@ -583,12 +583,12 @@ func TestDedupeWindowHonoured(t *testing.T) {
 // reportsMaxDeleted is a store whose Info reports MaxDeleted as the id of the last trimmed
 // entry, exactly, as Redis 7.2+ (and any store that records trimming) does.
 type reportsMaxDeleted struct {
-	relay.GroupStore
+	relay.Store
 	maxDeleted relay.ID
 }
 
 func (s reportsMaxDeleted) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
-	info, err := s.GroupStore.Info(ctx, p)
+	info, err := s.Store.Info(ctx, p)
 	info.MaxDeleted = s.maxDeleted
 	return info, err
 }

@@ -138,8 +138,10 @@ type ReadResult struct {
 	Entries   []Entry
 }
 
-// Store is durable, partitioned, append-only event storage. The Redis Streams implementation
-// is relay/redisstore; every implementation passes the suite in relay/storetest.
+// Store is durable, partitioned, append-only event storage with consumer groups and dead
+// letters: the one interface the domain needs from a backend. The Redis Streams
+// implementation is relay/redisstore; every implementation passes the suite in
+// relay/storetest.
 //
 // Errors: an unreachable or failing backend returns an *Error with CodeUnavailable (wrapping the
 // cause, which never reaches a client); a missing entry CodeNotFound.
@@ -155,29 +157,68 @@ type Store interface {
 	Read(ctx context.Context, after map[Partition]ID, count int, block time.Duration) ([]ReadResult, error)
 	// Info describes p's stream; an absent stream is empty, not an error.
 	Info(ctx context.Context, p Partition) (StreamInfo, error)
+	// Stats describes each of ps (in order): its length and, per consumer group, pending
+	// entries, consumers, lag and dead letters. Metrics and the admin endpoint read it.
+	Stats(ctx context.Context, ps []Partition) ([]PartitionStats, error)
 	// Lookup finds the entry of event id through its dedupe marker (CodeNotFound when the
 	// marker expired or the entry was trimmed).
 	Lookup(ctx context.Context, p Partition, eventID string) (Entry, error)
+	// EnsurePartitions records n as source's partition count the first time it is called
+	// for the source and afterwards checks that n is still the recorded count: a different
+	// count is CodeFailedPrecondition (events would move to other partitions and lose their
+	// per-key order and deduplication).
+	EnsurePartitions(ctx context.Context, source string, n int) error
+	// AckKey returns the shared ack-id key (AckKeyLen random bytes), creating it on first use
+	// in a way that concurrent first callers agree on one key, so that every relay replica on
+	// the same store issues and accepts the same ack ids.
+	AckKey(ctx context.Context) ([]byte, error)
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases the store. It is idempotent.
 	Close() error
-}
 
-// GroupStore is implemented by stores that support durable consumer groups and dead letters.
-type GroupStore interface {
-	Store
 	// EnsureGroup creates group on p starting after start (zero: from the beginning; MaxID:
 	// only new entries) unless it exists.
 	EnsureGroup(ctx context.Context, p Partition, group string, start ID) error
+	// EnsureGroupSettings records want as the settings of group on source unless the group
+	// has settings already, atomically, and returns the group's settings (want when it
+	// recorded them). maxGroups > 0 bounds the groups with settings on source: recording
+	// one more is CodeFailedPrecondition.
+	EnsureGroupSettings(ctx context.Context, source, group string, want GroupSettings, maxGroups int) (GroupSettings, error)
 	// ReadGroup reads entries for consumer: pending=true returns the consumer's own pending
-	// entries (from id 0), else new entries (>), blocking up to block.
+	// entries (from id 0), else new entries (>), blocking up to block (0: not at all).
 	ReadGroup(ctx context.Context, p Partition, group, consumer string, pending bool, count int, block time.Duration) ([]Entry, error)
 	// Claim reclaims entries idle at least minIdle for consumer (XAUTOCLAIM) with their
 	// delivery counts.
 	Claim(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int) ([]Entry, error)
+	// ClaimDue transfers to consumer up to count entries of group that are due: held entries
+	// whose time has come, and entries idle at least minIdle that are not held past now. It
+	// returns them with their delivery counts (the claim counts as a delivery), and the time
+	// the next hold of the group on p falls due (zero when none).
+	ClaimDue(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int, now time.Time) ([]Entry, time.Time, error)
 	// Ack acknowledges ids and returns which of them were pending.
 	Ack(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
+	// PendingCount returns how many entries of p are pending (delivered, unacknowledged) for
+	// consumer in group.
+	PendingCount(ctx context.Context, p Partition, group, consumer string) (int64, error)
+	// Release makes pending entries look idle for idle, so that a consumer reclaiming entries
+	// idle longer than its ack deadline takes them: idle = ack deadline - delay redelivers
+	// after delay. It reports which ids were pending. The delivery count is not incremented.
+	Release(ctx context.Context, p Partition, group string, ids []ID, idle time.Duration) ([]bool, error)
+	// Unread hands back pending entries that were read for a subscription that ended before
+	// delivering them: they are claimable at once, and the read does not count as a delivery
+	// attempt. It reports which ids were pending.
+	Unread(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
+	// Hold records, for each id pending in group, that it is redelivered at until and not
+	// before: the claim path neither takes it earlier (however long it has been idle) nor
+	// later than its next claim after until. A later Hold replaces an earlier one. It reports
+	// which ids were pending. Nack with a delay and ModifyAckDeadline use it, across replicas.
+	Hold(ctx context.Context, p Partition, group string, ids []ID, until time.Time) ([]bool, error)
+	// Held reports, for each id, whether it is held past now.
+	Held(ctx context.Context, p Partition, group string, ids []ID, now time.Time) ([]bool, error)
+	// RemoveConsumer deletes consumer from group on p when it has no pending entry, and
+	// reports whether it did.
+	RemoveConsumer(ctx context.Context, p Partition, group, consumer string) (bool, error)
 	// DeadLetter moves an entry to group's dead-letter stream on p and acks it in group,
 	// atomically. Dead letters belong to the group that failed to process the entry.
 	DeadLetter(ctx context.Context, p Partition, group string, e Entry) error
@@ -191,18 +232,25 @@ type GroupStore interface {
 	Redrive(ctx context.Context, p Partition, group string, ids []ID) (int, error)
 }
 
-// GroupControl is implemented by group stores that support flow control across replicas and
-// negative acknowledgements.
-type GroupControl interface {
-	// PendingCount returns how many entries of p are pending (delivered, unacknowledged) for
-	// consumer in group.
-	PendingCount(ctx context.Context, p Partition, group, consumer string) (int64, error)
-	// Release makes pending entries look idle for idle, so that a consumer reclaiming entries
-	// idle longer than its ack deadline takes them: idle = ack deadline - delay redelivers
-	// after delay. It reports which ids were pending. The delivery count is not incremented.
-	Release(ctx context.Context, p Partition, group string, ids []ID, idle time.Duration) ([]bool, error)
-	// Unread hands back pending entries that were read for a subscription that ended before
-	// delivering them: they are claimable at once, and the read does not count as a delivery
-	// attempt. It reports which ids were pending.
-	Unread(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
+// PartitionStats describes one partition's stream (Store.Stats).
+type PartitionStats struct {
+	Partition Partition
+	// Length is the number of entries retained.
+	Length int64
+	// Groups are the stream's consumer groups, by name.
+	Groups []GroupStats
+}
+
+// GroupStats describes a consumer group on one partition.
+type GroupStats struct {
+	Name string
+	// Pending counts the entries delivered and not yet acknowledged.
+	Pending int64
+	// Consumers counts the group's consumers.
+	Consumers int64
+	// Lag counts the entries not yet delivered to the group; -1 when the store cannot tell
+	// (more than it is willing to count).
+	Lag int64
+	// DeadLetters counts the group's dead letters.
+	DeadLetters int64
 }

@@ -592,10 +592,7 @@ func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
 // deadLetters replays group's dead letters on the partition after from, then polls for new
 // ones.
 func (f *feeder) deadLetters(from ID, group string, poll time.Duration) error {
-	gs, ok := f.s.store.(GroupStore)
-	if !ok {
-		return Errorf(CodeUnimplemented, "this store has no dead letters")
-	}
+	gs := f.s.store
 	if poll > time.Second {
 		poll = time.Second
 	}

@@ -101,7 +101,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	e.store, e.rdb = store, store.Client()
-	e.rdb.AddHook(e.metrics.RedisHook())
+	store.ObserveErrors(e.metrics.RedisError)
 	store.ObserveBatches(func(p relay.Partition, n int) { e.metrics.ObserveBatch(p.Source, n) })
 
 	var sources []*relay.Source
@@ -119,7 +119,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.svc.Close() })
-	e.metrics.WatchStreams(e.svc, e.rdb, 2*time.Second)
+	e.metrics.WatchStreams(e.svc, 2*time.Second)
 
 	var tp *sdktrace.TracerProvider
 	if o.tracing {

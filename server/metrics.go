@@ -2,18 +2,12 @@ package server
 
 import (
 	"context"
-	"errors"
-	"net"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/eventrelay/eventrelay/relay"
-	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 )
 
 // Metrics are eventrelay's Prometheus metrics, all prefixed eventrelay_. A nil *Metrics
@@ -161,87 +155,27 @@ func (m *Metrics) ObserveBatch(source string, n int) {
 	}
 }
 
-// RedisHook returns a go-redis hook that counts failed commands in
-// eventrelay_redis_errors_total: network errors, timeouts and error replies. Not errors: a nil
-// reply (redis.Nil), NOSCRIPT (the script is then loaded and retried), a canceled caller.
-func (m *Metrics) RedisHook() redis.Hook { return redisHook{m} }
-
-type redisHook struct{ m *Metrics }
-
-func (h redisHook) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := next(ctx, network, addr)
-		if err != nil && ctx.Err() == nil {
-			h.m.redisError("dial")
-		}
-		return c, err
-	}
-}
-
-func (h redisHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		h.observe(ctx, cmd, err)
-		return err
-	}
-}
-
-func (h redisHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			h.observe(ctx, c, c.Err())
-		}
-		return err
-	}
-}
-
-// redisCommands bounds the command label: anything else is "other".
-var redisCommands = map[string]bool{
-	"dial": true, "ping": true, "evalsha": true, "eval": true, "xadd": true, "xrange": true, "xrevrange": true,
-	"xread": true, "xreadgroup": true, "xautoclaim": true, "xack": true, "xgroup": true, "xinfo": true,
-	"xlen": true, "xpending": true, "xclaim": true, "get": true, "set": true, "wait": true, "multi": true,
-	"exec": true, "hsetnx": true, "hget": true, "hgetall": true, "exists": true, "script": true,
-}
-
-// observe counts err, the outcome of cmd (the error a command returns is not yet on the
-// command when a hook sees it).
-func (h redisHook) observe(ctx context.Context, cmd redis.Cmder, err error) {
-	if err == nil {
-		err = cmd.Err()
-	}
-	if err == nil || errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOSCRIPT") ||
-		errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return
-	}
-	name := strings.ToLower(cmd.Name())
-	if name == "client" || name == "hello" {
-		return // connection set-up that go-redis tolerates (CLIENT SETINFO before Redis 7.2)
-	}
-	if !redisCommands[name] {
-		name = "other"
-	}
-	h.m.redisError(name)
-}
-
-func (m *Metrics) redisError(command string) {
+// RedisError counts a failed Redis command in eventrelay_redis_errors_total (wire it to
+// redisstore.Store.ObserveErrors); command is a lower-case command name or "dial".
+func (m *Metrics) RedisError(command string) {
 	if m != nil {
 		m.redisErrors.WithLabelValues(command).Inc()
 	}
 }
 
 // WatchStreams registers a collector that reads, on every scrape, the state of each source's
-// streams: eventrelay_stream_length (entries retained), eventrelay_dead_letters (entries in
-// the dead-letter streams of all its groups), and per consumer group eventrelay_group_lag (entries not yet
-// delivered to the group) and eventrelay_group_pending (delivered, not acknowledged), summed
-// over the source's partitions. The reads are pipelined and bounded by timeout; when Redis
-// does not answer in time the scrape carries none of these series (and
-// eventrelay_stream_scrape_errors_total counts it) rather than stale values.
-func (m *Metrics) WatchStreams(svc *relay.Service, client redis.UniversalClient, timeout time.Duration) {
+// streams (relay.Service.Stats): eventrelay_stream_length (entries retained),
+// eventrelay_dead_letters (entries in the dead-letter streams of all its groups), and per
+// consumer group eventrelay_group_lag (entries not yet delivered to the group; left out when
+// unknown) and eventrelay_group_pending (delivered, not acknowledged), summed over the
+// source's partitions. The read is bounded by timeout; when the store does not answer in time
+// the scrape carries none of these series (and eventrelay_stream_scrape_errors_total counts
+// it) rather than stale values.
+func (m *Metrics) WatchStreams(svc *relay.Service, timeout time.Duration) {
 	if m == nil {
 		return
 	}
-	c := &streamCollector{svc: svc, client: client, timeout: timeout,
+	c := &streamCollector{svc: svc, timeout: timeout,
 		length:  prometheus.NewDesc("eventrelay_stream_length", "Entries retained in the source's streams (all partitions).", []string{"source"}, nil),
 		dead:    prometheus.NewDesc("eventrelay_dead_letters", "Entries in the source's dead-letter streams (all partitions).", []string{"source"}, nil),
 		lag:     prometheus.NewDesc("eventrelay_group_lag", "Entries of the source not yet delivered to the consumer group (all partitions).", []string{"source", "group"}, nil),
@@ -255,7 +189,6 @@ func (m *Metrics) WatchStreams(svc *relay.Service, client redis.UniversalClient,
 
 type streamCollector struct {
 	svc                        *relay.Service
-	client                     redis.UniversalClient
 	timeout                    time.Duration
 	length, dead, lag, pending *prometheus.Desc
 	errors                     prometheus.Counter
@@ -269,169 +202,23 @@ func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.errors.Describe(ch)
 }
 
-// lagScanLimit bounds the entries counted when Redis cannot report a group's lag itself (the
-// embedded store, or entries deleted from the stream); beyond it the lag is left out.
-const lagScanLimit = 1000
-
 func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 	defer c.errors.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	type part struct {
-		p         relay.Partition
-		xlen      *redis.IntCmd
-		dlq       []*redis.IntCmd // per group: its dead letters
-		exists    *redis.IntCmd
-		groups    *redis.XInfoGroupsCmd
-		lastEntry *redis.XMessageSliceCmd
-		// tail holds the newest entries after the oldest last-delivered id of the groups
-		// whose lag Redis does not know (at most lagScanLimit, newest first): one read per
-		// partition, however many groups.
-		tail *redis.XMessageSliceCmd
-	}
-	var parts []*part
-	for _, name := range c.svc.SourceNames() {
-		src, err := c.svc.Source(name)
-		if err != nil {
-			continue
-		}
-		for _, p := range src.Partitions() {
-			parts = append(parts, &part{p: p})
-		}
-	}
-	// One round trip for lengths and existence, one for the groups of existing streams,
-	// one for lags Redis does not track.
-	pipe := c.client.Pipeline()
-	for _, pt := range parts {
-		pt.xlen = pipe.XLen(ctx, redisstore.StreamKey(pt.p))
-		pt.exists = pipe.Exists(ctx, redisstore.StreamKey(pt.p))
-		pt.lastEntry = pipe.XRevRangeN(ctx, redisstore.StreamKey(pt.p), "+", "-", 1)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	stats, err := c.svc.Stats(ctx)
+	if err != nil {
 		c.errors.Inc()
 		return
 	}
-	pipe = c.client.Pipeline()
-	n := 0
-	for _, pt := range parts {
-		if pt.exists.Val() > 0 {
-			pt.groups = pipe.XInfoGroups(ctx, redisstore.StreamKey(pt.p))
-			n++
-		}
-	}
-	if n > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			c.errors.Inc()
-			return
-		}
-	}
-	pipe = c.client.Pipeline()
-	n = 0
-	for _, pt := range parts {
-		if pt.groups == nil {
-			continue
-		}
-		for _, g := range pt.groups.Val() {
-			pt.dlq = append(pt.dlq, pipe.XLen(ctx, redisstore.DeadLetterKey(pt.p, g.Name)))
-			n++
-		}
-		last := ""
-		if es := pt.lastEntry.Val(); len(es) > 0 {
-			last = es[0].ID
-		}
-		oldest := ""
-		for _, g := range pt.groups.Val() {
-			if lagKnown(g) || last == "" || !idLess(g.LastDeliveredID, last) {
-				continue
-			}
-			if oldest == "" || idLess(g.LastDeliveredID, oldest) {
-				oldest = g.LastDeliveredID
-			}
-		}
-		if oldest != "" {
-			pt.tail = pipe.XRevRangeN(ctx, redisstore.StreamKey(pt.p), "+", "("+oldest, lagScanLimit)
-			n++
-		}
-	}
-	if n > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			c.errors.Inc()
-			return
-		}
-	}
-
-	type groupKey struct{ source, group string }
-	length, dead := map[string]int64{}, map[string]int64{}
-	lag, pending := map[groupKey]int64{}, map[groupKey]int64{}
-	for _, pt := range parts {
-		s := pt.p.Source
-		length[s] += pt.xlen.Val()
-		dead[s] += 0 // present for every source, with or without groups
-		for _, d := range pt.dlq {
-			dead[s] += d.Val()
-		}
-		if pt.groups == nil {
-			continue
-		}
-		last := ""
-		if es := pt.lastEntry.Val(); len(es) > 0 {
-			last = es[0].ID
-		}
-		for _, g := range pt.groups.Val() {
-			k := groupKey{s, g.Name}
-			pending[k] += g.Pending
-			var l int64
-			switch {
-			case lagKnown(g):
-				l = g.Lag
-			case last == "" || !idLess(g.LastDeliveredID, last):
-				l = 0
-			default:
-				l = tailLag(pt.tail.Val(), g.LastDeliveredID)
-			}
-			if prev, seen := lag[k]; l < 0 || (seen && prev < 0) {
-				lag[k] = -1
-			} else {
-				lag[k] = prev + l
+	for _, s := range stats {
+		ch <- prometheus.MustNewConstMetric(c.length, prometheus.GaugeValue, float64(s.Length), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(s.DeadLetters), s.Name)
+		for _, g := range s.Groups {
+			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(g.Pending), s.Name, g.Name)
+			if g.Lag >= 0 {
+				ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(g.Lag), s.Name, g.Name)
 			}
 		}
 	}
-	for s, v := range length {
-		ch <- prometheus.MustNewConstMetric(c.length, prometheus.GaugeValue, float64(v), s)
-	}
-	for s, v := range dead {
-		ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(v), s)
-	}
-	for k, v := range pending {
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(v), k.source, k.group)
-	}
-	for k, v := range lag {
-		if v >= 0 {
-			ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(v), k.source, k.group)
-		}
-	}
-}
-
-// tailLag counts the entries of tail (the newest entries of a stream, newest first, at most
-// lagScanLimit) after the id last: the lag of a group that last read last. -1 when tail was
-// cut at lagScanLimit before reaching last (the lag is larger than the scan).
-func tailLag(tail []redis.XMessage, last string) int64 {
-	n := sort.Search(len(tail), func(i int) bool { return !idLess(last, tail[i].ID) })
-	if n == len(tail) && len(tail) >= lagScanLimit {
-		return -1
-	}
-	return int64(n)
-}
-
-// lagKnown reports whether Redis tracked the group's lag (Redis 7: entries-read is counted;
-// a group that has read nothing has a trivially right lag).
-func lagKnown(g redis.XInfoGroup) bool {
-	return g.Lag >= 0 && (g.EntriesRead > 0 || g.LastDeliveredID == "0-0")
-}
-
-// idLess compares two stream ids; an unparseable id is never less.
-func idLess(a, b string) bool {
-	x, err1 := relay.ParseID(a)
-	y, err2 := relay.ParseID(b)
-	return err1 == nil && err2 == nil && x.Less(y)
 }

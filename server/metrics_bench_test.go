@@ -93,7 +93,7 @@ func TestGroupLagWithoutScans(t *testing.T) {
 				}
 			}
 			// 1190 and 1200 behind: exact where Redis tracks the lag, left out where it would
-			// take a read longer than lagScanLimit.
+			// take a read longer than redisstore.LagScanLimit.
 			for group, want := range map[string]float64{"some": 1190, "none": 1200} {
 				got, ok := metricValue(t, e.metrics.Registry, "eventrelay_group_lag", "source", "orders", "group", group)
 				if store == "redis" && (!ok || got != want) || store == "embedded" && ok {

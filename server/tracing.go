@@ -172,41 +172,13 @@ func injectTraceParent(ctx context.Context, h http.Header) http.Header {
 
 // TraceStore wraps a store so that an append made within a traced request records an
 // eventrelay.append span (and ends the request's eventrelay.verify span). Appends outside a
-// recording span cost one context lookup. The wrapper keeps the store's GroupStore and
-// GroupControl capabilities.
-func TraceStore(s relay.Store) relay.Store {
-	gs, isGroup := s.(relay.GroupStore)
-	gc, isControl := s.(relay.GroupControl)
-	switch {
-	case isGroup && isControl:
-		return tracedGroupControlStore{tracedGroupStore{gs}, gc}
-	case isGroup:
-		return tracedGroupStore{gs}
-	}
-	return tracedStore{s}
-}
+// recording span cost one context lookup.
+func TraceStore(s relay.Store) relay.Store { return tracedStore{s} }
 
 type tracedStore struct{ relay.Store }
 
-// Unwrap lets the domain find the wrapped store's optional capabilities.
-func (s tracedStore) Unwrap() relay.Store { return s.Store }
-
 func (s tracedStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
 	return traceAppend(ctx, req, s.Store.Append)
-}
-
-type tracedGroupStore struct{ relay.GroupStore }
-
-// Unwrap lets the domain find the wrapped store's optional capabilities.
-func (s tracedGroupStore) Unwrap() relay.Store { return s.GroupStore }
-
-func (s tracedGroupStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
-	return traceAppend(ctx, req, s.GroupStore.Append)
-}
-
-type tracedGroupControlStore struct {
-	tracedGroupStore
-	relay.GroupControl
 }
 
 func traceAppend(ctx context.Context, req relay.AppendRequest, next func(context.Context, relay.AppendRequest) (relay.AppendResult, error)) (relay.AppendResult, error) {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/relay"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -163,21 +162,6 @@ func TestTraceParentWithoutTracing(t *testing.T) {
 		if got.Event.TraceParent != tc.want {
 			t.Errorf("sent %q: stored %q, want %q", tc.sent, got.Event.TraceParent, tc.want)
 		}
-	}
-}
-
-func TestTraceStoreKeepsCapabilities(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	s := TraceStore(e.store)
-	if _, ok := s.(relay.GroupStore); !ok {
-		t.Errorf("lost GroupStore")
-	}
-	if _, ok := s.(relay.GroupControl); !ok {
-		t.Errorf("lost GroupControl")
-	}
-	type plain struct{ relay.Store }
-	if _, ok := TraceStore(plain{e.store}).(relay.GroupStore); ok {
-		t.Errorf("a plain store became a GroupStore")
 	}
 }
 

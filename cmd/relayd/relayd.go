@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,10 +63,6 @@ type Main struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-
-	// partitionsOK is set once every source's partition count matched the one recorded in
-	// Redis; until then (Redis unreachable at start-up) relayd is not ready.
-	partitionsOK atomic.Bool
 }
 
 // NewMain returns a Main for cfg.
@@ -104,19 +99,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("redis: %w", err)
 	}
 	m.metrics = server.NewMetrics()
-	m.store.Client().AddHook(m.metrics.RedisHook())
+	m.store.ObserveErrors(m.metrics.RedisError)
 	m.store.ObserveBatches(func(p relay.Partition, n int) { m.metrics.ObserveBatch(p.Source, n) })
-	if err := m.store.Ping(ctx); err != nil {
-		log.Warn("redis is not reachable yet; webhooks get 503 until it is", "redis", cfg.Redis.RedactedURL(), "err", err)
-	} else {
-		// Every source's partition count is recorded in Redis on first start; another count
-		// for stored events is refused (see redisstore.Store.EnsurePartitions).
-		if err := m.checkPartitions(ctx); err != nil {
-			return err
-		}
-		m.ready.Store(true)
-	}
-
 	// Sources.
 	var sources []*relay.Source
 	for i := range cfg.Sources {
@@ -144,12 +128,23 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			log.Info("tracing: exporting spans over OTLP/gRPC", "endpoint", cfg.Tracing.OTLPEndpoint, "sample_ratio", cfg.Tracing.SampleRatio)
 		}
 	}
-	m.svc, err = relay.NewService(server.TraceStore(checkedStore{m.store, &m.partitionsOK}), sources, relay.Options{Logger: log,
-		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch, MinHeartbeat: cfg.Subscribe.MinHeartbeat})
+	m.svc, err = relay.NewService(server.TraceStore(m.store), sources, relay.Options{Logger: log,
+		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch, MinHeartbeat: cfg.Subscribe.MinHeartbeat,
+		CheckPartitions: true})
 	if err != nil {
 		return err
 	}
-	m.metrics.WatchStreams(m.svc, m.store.Client(), 2*time.Second)
+	m.metrics.WatchStreams(m.svc, 2*time.Second)
+	if err := m.store.Ping(ctx); err != nil {
+		log.Warn("redis is not reachable yet; webhooks get 503 until it is", "redis", cfg.Redis.RedactedURL(), "err", err)
+	} else {
+		// Every source's partition count is recorded in Redis on first start; another count
+		// for stored events is refused (see relay.Service.EnsurePartitions).
+		if err := m.svc.EnsurePartitions(ctx); err != nil {
+			return err
+		}
+		m.ready.Store(true)
+	}
 
 	var tokens []server.Token
 	for _, t := range cfg.Auth.Tokens {
@@ -331,10 +326,10 @@ func (m *Main) watchStore(ctx context.Context) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := m.store.Ping(pctx)
 		cancel()
-		if err == nil && !m.partitionsOK.Load() {
+		if err == nil && !m.svc.PartitionsChecked() {
 			// Redis was unreachable at start-up: check the partition counts before serving.
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = m.checkPartitions(cctx)
+			err = m.svc.EnsurePartitions(cctx)
 			cancel()
 			if relay.ErrorCode(err) == relay.CodeFailedPrecondition && !mismatchLogged {
 				m.Logger.Error("refusing to serve: the configured partitions do not match Redis; fix the configuration and restart", "err", err)
@@ -352,32 +347,6 @@ func (m *Main) watchStore(ctx context.Context) {
 			m.setServing(ok)
 		}
 	}
-}
-
-// checkedStore refuses appends (503 to webhooks) until every source's partition count was
-// checked against Redis: an append with another count would put events in partitions other
-// than their keys' stored ones.
-type checkedStore struct {
-	*redisstore.Store
-	ok *atomic.Bool
-}
-
-func (s checkedStore) Append(ctx context.Context, req relay.AppendRequest) (relay.AppendResult, error) {
-	if !s.ok.Load() {
-		return relay.AppendResult{}, relay.Errorf(relay.CodeUnavailable, "store unavailable: the partition counts are not verified yet")
-	}
-	return s.Store.Append(ctx, req)
-}
-
-// checkPartitions records, or checks against the record, every source's partition count.
-func (m *Main) checkPartitions(ctx context.Context) error {
-	for _, sc := range m.Config.Sources {
-		if err := m.store.EnsurePartitions(ctx, sc.Name, sc.Partitions); err != nil {
-			return err
-		}
-	}
-	m.partitionsOK.Store(true)
-	return nil
 }
 
 func (m *Main) adminHandler() http.Handler {
@@ -429,100 +398,29 @@ type GroupStatus struct {
 	DeadLetters int64 `json:"dead_letters"`
 }
 
-// maxLagCount bounds the entries counted when Redis cannot report a group's lag (the embedded
-// store, or a stream with deleted entries); beyond it the lag is reported as -1 (unknown).
-const maxLagCount = 10000
-
 // adminSources answers GET /v1/admin/sources: every configured source with its stream length,
-// dead letters and consumer groups (lag, pending), from XLEN and XINFO GROUPS.
+// dead letters and consumer groups (lag, pending), from relay.Service.Stats (the numbers
+// the metrics carry).
 func (m *Main) adminSources(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	client := m.store.Client()
-	out := []SourceStatus{}
-	for _, sc := range m.Config.Sources {
-		st := SourceStatus{Name: sc.Name, Provider: sc.Provider, Partitions: sc.Partitions, Groups: []GroupStatus{}}
-		groups := map[string]*GroupStatus{}
-		for i := range sc.Partitions {
-			p := relay.Partition{Source: sc.Name, Index: i}
-			key := redisstore.StreamKey(p)
-			info, err := m.store.Info(ctx, p)
-			if err != nil {
-				http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			st.Length += info.Length
-			infos, err := client.XInfoGroups(ctx, key).Result()
-			if err != nil && !strings.Contains(err.Error(), "no such key") {
-				http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			for _, g := range infos {
-				gs := groups[g.Name]
-				if gs == nil {
-					gs = &GroupStatus{Name: g.Name}
-					groups[g.Name] = gs
-				}
-				dlq, err := client.XLen(ctx, redisstore.DeadLetterKey(p, g.Name)).Result()
-				if err != nil {
-					http.Error(w, "store unavailable", http.StatusServiceUnavailable)
-					return
-				}
-				st.DeadLetter += dlq
-				gs.DeadLetters += dlq
-				gs.Pending += g.Pending
-				gs.Consumers = max(gs.Consumers, g.Consumers)
-				lag := m.groupLag(ctx, key, info, g)
-				if lag < 0 || gs.Lag < 0 {
-					gs.Lag = -1
-				} else {
-					gs.Lag += lag
-				}
-			}
+	stats, err := m.svc.Stats(ctx)
+	if err != nil {
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	out := make([]SourceStatus, 0, len(stats))
+	for _, s := range stats {
+		st := SourceStatus{Name: s.Name, Provider: s.Provider, Partitions: s.Partitions, Length: s.Length,
+			DeadLetter: s.DeadLetters, Groups: make([]GroupStatus, 0, len(s.Groups))}
+		for _, g := range s.Groups {
+			st.Groups = append(st.Groups, GroupStatus{Name: g.Name, Lag: g.Lag, Pending: g.Pending,
+				Consumers: g.Consumers, DeadLetters: g.DeadLetters})
 		}
-		for _, g := range groups {
-			st.Groups = append(st.Groups, *g)
-		}
-		slices.SortFunc(st.Groups, func(a, b GroupStatus) int { return strings.Compare(a.Name, b.Name) })
 		out = append(out, st)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
-}
-
-// groupLag is how many entries of the stream at key come after the group's last delivered
-// id. Redis 7 reports it; when it cannot (entries deleted, a group created at an explicit id)
-// or the server does not track it (the embedded store reports no entries-read), the entries are
-// counted, up to maxLagCount.
-func (m *Main) groupLag(ctx context.Context, key string, info relay.StreamInfo, g redis.XInfoGroup) int64 {
-	if g.Lag >= 0 && (g.EntriesRead > 0 || g.LastDeliveredID == "0-0") {
-		return g.Lag
-	}
-	last, err := relay.ParseID(g.LastDeliveredID)
-	if err != nil {
-		return -1
-	}
-	if !last.Less(info.Last) {
-		return 0
-	}
-	var n int64
-	from := last.Next()
-	for n < maxLagCount {
-		msgs, err := m.store.Client().XRangeN(ctx, key, from.String(), "+", 500).Result()
-		if err != nil {
-			return -1
-		}
-		n += int64(len(msgs))
-		if len(msgs) < 500 {
-			return n
-		}
-		id, err := relay.ParseID(msgs[len(msgs)-1].ID)
-		if err != nil {
-			return -1
-		}
-		from = id.Next()
-	}
-	return -1
 }
 
 // Close stops accepting requests, finishes in-flight ingests, ends streams with UNAVAILABLE

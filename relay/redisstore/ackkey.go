@@ -17,8 +17,6 @@ import (
 // id (their deliveries are redelivered after the ack deadline).
 const AckKeyKey = "relay:ackkey"
 
-var _ relay.AckKeyStore = (*Store)(nil)
-
 // AckKey returns the shared ack-id key, creating it with SET NX when absent, so that
 // concurrent first starts of several replicas agree on the one that was written first.
 func (s *Store) AckKey(ctx context.Context) ([]byte, error) {

@@ -8,8 +8,6 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 )
 
-var _ relay.ConsumerRemover = (*Store)(nil)
-
 // removeConsumerScript deletes a consumer of a group when it has no pending entry:
 //
 //	KEYS[1] stream; ARGV[1] group, ARGV[2] consumer
@@ -27,7 +25,7 @@ end
 return 1
 `)
 
-// RemoveConsumer implements relay.ConsumerRemover.
+// RemoveConsumer implements relay.Store.
 func (s *Store) RemoveConsumer(ctx context.Context, p relay.Partition, group, consumer string) (bool, error) {
 	if err := checkGroup(p, group); err != nil {
 		return false, err

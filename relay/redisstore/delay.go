@@ -19,8 +19,6 @@ func HoldKey(p relay.Partition, group string) string {
 	return "relay:" + hashTag(p) + ":hold:" + group
 }
 
-var _ relay.GroupHolds = (*Store)(nil)
-
 // holdScript holds pending entries:
 //
 //	KEYS[1] stream, KEYS[2] holds; ARGV[1] group, ARGV[2] until (Unix ms), ARGV[3..] entry ids

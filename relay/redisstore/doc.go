@@ -1,4 +1,4 @@
-// Package redisstore is the relay.GroupStore (and relay.GroupControl) on Redis Streams, on a
+// Package redisstore is the relay.Store on Redis Streams, on a
 // go-redis UniversalClient: a standalone server, Redis Sentinel or Redis Cluster, or the
 // embedded in-process server of relay/embedded.
 //
@@ -51,7 +51,7 @@
 // (negative acknowledgement) re-claims entries for their owner with XCLAIM IDLE RETRYCOUNT
 // JUSTID, changing only their idle time.
 //
-// Holds (relay.GroupHolds): Hold adds pending entries to the group's hold set with their
+// Holds (Store.Hold): Hold adds pending entries to the group's hold set with their
 // not-before time (one script, checking each is pending); Held is ZMSCORE. ClaimDue, the claim
 // path of group subscriptions, is one script: it claims (XCLAIM ... RETRYCOUNT n+1 JUSTID) the
 // held entries that are due and removes them from the set, then entries idle past the min idle

@@ -239,8 +239,6 @@ func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []
 	return acked, nil
 }
 
-var _ relay.GroupControl = (*Store)(nil)
-
 // PendingCount returns how many entries of p are pending (delivered, not acknowledged) for
 // consumer in group: the consumer's line of the XPENDING summary. A missing group is
 // CodeNotFound.

@@ -25,8 +25,6 @@ func GroupSettingsKey(source, group string) string { return "relay:{" + source +
 // GroupsKey returns the key of the set of source's groups with settings.
 func GroupsKey(source string) string { return "relay:{" + source + "}:groups" }
 
-var _ relay.GroupSettingsStore = (*Store)(nil)
-
 // ensureSettingsScript records a group's settings unless it has some:
 //
 //	KEYS[1] settings hash, KEYS[2] groups set; ARGV[1] max groups (0: no bound),
@@ -49,7 +47,7 @@ redis.call('SADD', KEYS[2], ARGV[2])
 return {}
 `)
 
-// EnsureGroupSettings implements relay.GroupSettingsStore.
+// EnsureGroupSettings implements relay.Store.
 func (s *Store) EnsureGroupSettings(ctx context.Context, source, group string, want relay.GroupSettings, maxGroups int) (relay.GroupSettings, error) {
 	if s.closed.Load() {
 		return relay.GroupSettings{}, errClosed()

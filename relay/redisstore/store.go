@@ -41,7 +41,7 @@ type Store struct {
 	onBatch atomic.Pointer[func(relay.Partition, int)] // see ObserveBatches
 }
 
-var _ relay.GroupStore = (*Store)(nil)
+var _ relay.Store = (*Store)(nil)
 
 // ObserveBatches makes the store call fn with the number of appends of every append round
 // trip to partition p (a batch-size metric). fn runs on the writer's goroutine: keep it cheap

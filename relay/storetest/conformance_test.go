@@ -56,7 +56,7 @@ func open(t *testing.T, url string, opts redisstore.Options) *redisstore.Store {
 // TestEmbedded runs the suite on redisstore against the embedded server, one server per
 // subtest.
 func TestEmbedded(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) relay.GroupStore {
+	storetest.Run(t, func(t *testing.T) relay.Store {
 		return open(t, startEmbedded(t).URL(), suiteOpts)
 	})
 }
@@ -65,7 +65,7 @@ func TestEmbedded(t *testing.T) {
 // subtests (skipped without redis-server unless RELAY_REQUIRE_REDIS=1).
 func TestRedis(t *testing.T) {
 	url := redistest.Start(t)
-	storetest.Run(t, func(t *testing.T) relay.GroupStore { return open(t, url, suiteOpts) })
+	storetest.Run(t, func(t *testing.T) relay.Store { return open(t, url, suiteOpts) })
 }
 
 func TestEmbeddedUnreachable(t *testing.T) {
@@ -112,7 +112,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Skip("cluster start-up is slow; skipped with -short")
 	}
 	url := redistest.StartCluster(t, 3).URL()
-	storetest.Run(t, func(t *testing.T) relay.GroupStore {
+	storetest.Run(t, func(t *testing.T) relay.Store {
 		s, err := redisstore.Open(url, true, "", suiteOpts)
 		if err != nil {
 			t.Fatalf("redisstore.Open(%s, cluster): %v", url, err)

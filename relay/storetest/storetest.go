@@ -1,4 +1,4 @@
-// Package storetest is the conformance suite every relay.GroupStore passes: Run it from a
+// Package storetest is the conformance suite every relay.Store passes: Run it from a
 // test with a constructor of fresh stores. The suite uses its own random source names, so
 // stores handed to it may share one backend (one Redis server for the whole run); its
 // subtests run in parallel.
@@ -25,10 +25,10 @@ import (
 
 // Run runs the conformance suite. newStore returns a fresh store (the suite closes it when
 // the subtest ends); it may call t.Skip or t.Fatal.
-func Run(t *testing.T, newStore func(t *testing.T) relay.GroupStore) {
+func Run(t *testing.T, newStore func(t *testing.T) relay.Store) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s relay.GroupStore)
+		fn   func(t *testing.T, s relay.Store)
 	}{
 		{"AppendRange", testAppendRange},
 		{"Order", testOrder},
@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.GroupStore) {
 		{"ReadTail", testReadTail},
 		{"ReadCancel", testReadCancel},
 		{"Info", testInfo},
+		{"Stats", testStats},
 		{"Lookup", testLookup},
 		{"EnsureGroup", testEnsureGroup},
 		{"ReadGroup", testReadGroup},
@@ -66,7 +67,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.GroupStore) {
 
 // Unreachable checks that every call on s, whose backend was stopped or cannot be reached,
 // fails with CodeUnavailable within the given time.
-func Unreachable(t *testing.T, s relay.GroupStore, within time.Duration) {
+func Unreachable(t *testing.T, s relay.Store, within time.Duration) {
 	t.Helper()
 	ctx := t.Context()
 	p := relay.Partition{Source: "unreachable", Index: 0}
@@ -207,7 +208,7 @@ func wantCode(t *testing.T, what string, err error, code relay.Code) {
 
 // Append and range.
 
-func testAppendRange(t *testing.T, s relay.GroupStore) {
+func testAppendRange(t *testing.T, s relay.Store) {
 	p := part(t)
 	all := make([]byte, 256)
 	for i := range all {
@@ -251,7 +252,7 @@ func testAppendRange(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testOrder(t *testing.T, s relay.GroupStore) {
+func testOrder(t *testing.T, s relay.Store) {
 	p := part(t)
 	want := appendN(t, s, p, "o", 100)
 	for i := 1; i < len(want); i++ {
@@ -270,7 +271,7 @@ func testOrder(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testDedupe(t *testing.T, s relay.GroupStore) {
+func testDedupe(t *testing.T, s relay.Store) {
 	p := part(t)
 	first := mustAppend(t, s, req(p, "evt_dup", []byte("first")))
 	second := mustAppend(t, s, req(p, "evt_dup", []byte("second")))
@@ -288,7 +289,7 @@ func testDedupe(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testDedupeConcurrent(t *testing.T, s relay.GroupStore) {
+func testDedupeConcurrent(t *testing.T, s relay.Store) {
 	p := part(t)
 	const n = 50
 	var wg sync.WaitGroup
@@ -323,7 +324,7 @@ func testDedupeConcurrent(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testDedupeWindowExpires(t *testing.T, s relay.GroupStore) {
+func testDedupeWindowExpires(t *testing.T, s relay.Store) {
 	p := part(t)
 	r := req(p, "short", []byte("v1"))
 	r.DedupeWindow = time.Second
@@ -351,7 +352,7 @@ func testDedupeWindowExpires(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testInvalidInput(t *testing.T, s relay.GroupStore) {
+func testInvalidInput(t *testing.T, s relay.Store) {
 	p := part(t)
 	bad := []struct {
 		name string
@@ -398,7 +399,7 @@ func testInvalidInput(t *testing.T, s relay.GroupStore) {
 
 // Retention.
 
-func testRetentionMaxLen(t *testing.T, s relay.GroupStore) {
+func testRetentionMaxLen(t *testing.T, s relay.Store) {
 	p := part(t)
 	const maxLen = 10
 	var last relay.ID
@@ -432,7 +433,7 @@ func testRetentionMaxLen(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testRetentionMinID(t *testing.T, s relay.GroupStore) {
+func testRetentionMinID(t *testing.T, s relay.Store) {
 	p := part(t)
 	old := appendN(t, s, p, "old", 250)
 	time.Sleep(50 * time.Millisecond)
@@ -459,7 +460,7 @@ func testRetentionMinID(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testRangeReverseBounds(t *testing.T, s relay.GroupStore) {
+func testRangeReverseBounds(t *testing.T, s relay.Store) {
 	p := part(t)
 	all := appendN(t, s, p, "r", 10)
 	check := func(name string, got []relay.Entry, want ...relay.ID) {
@@ -491,7 +492,7 @@ func sources3(t *testing.T) []relay.Partition {
 	return []relay.Partition{{Source: src, Index: 0}, {Source: src, Index: 1}, {Source: newSource(t), Index: 0}}
 }
 
-func testReadBlocking(t *testing.T, s relay.GroupStore) {
+func testReadBlocking(t *testing.T, s relay.Store) {
 	ps := sources3(t)
 	after := map[relay.Partition]relay.ID{}
 	for _, p := range ps {
@@ -557,7 +558,7 @@ func testReadBlocking(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testReadTail(t *testing.T, s relay.GroupStore) {
+func testReadTail(t *testing.T, s relay.Store) {
 	p := part(t)
 	before := appendN(t, s, p, "before", 3)
 	done := make(chan []relay.ReadResult, 1)
@@ -597,7 +598,7 @@ func testReadTail(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testReadCancel(t *testing.T, s relay.GroupStore) {
+func testReadCancel(t *testing.T, s relay.Store) {
 	p := part(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -626,7 +627,7 @@ func testReadCancel(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testInfo(t *testing.T, s relay.GroupStore) {
+func testInfo(t *testing.T, s relay.Store) {
 	if info := mustInfo(t, s, part(t)); info != (relay.StreamInfo{}) {
 		t.Errorf("missing stream: Info = %+v, want zero", info)
 	}
@@ -651,7 +652,7 @@ func testInfo(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testLookup(t *testing.T, s relay.GroupStore) {
+func testLookup(t *testing.T, s relay.Store) {
 	p := part(t)
 	res := mustAppend(t, s, req(p, "evt_look", []byte("payload")))
 	e, err := s.Lookup(t.Context(), p, "evt_look")
@@ -679,7 +680,7 @@ func testLookup(t *testing.T, s relay.GroupStore) {
 
 // Consumer groups.
 
-func testEnsureGroup(t *testing.T, s relay.GroupStore) {
+func testEnsureGroup(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	appendN(t, s, p, "old", 2)
@@ -727,7 +728,7 @@ func testEnsureGroup(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testReadGroup(t *testing.T, s relay.GroupStore) {
+func testReadGroup(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	_, err := s.ReadGroup(ctx, p, "nogroup", "c", false, 10, 0)
@@ -792,7 +793,7 @@ func testReadGroup(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testClaim(t *testing.T, s relay.GroupStore) {
+func testClaim(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	_, err := s.Claim(ctx, p, "nogroup", "c", 0, 10)
@@ -845,7 +846,7 @@ func testClaim(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testAck(t *testing.T, s relay.GroupStore) {
+func testAck(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
@@ -875,7 +876,7 @@ func testAck(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testDeadLetter(t *testing.T, s relay.GroupStore) {
+func testDeadLetter(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	for _, g := range []string{"g", "g2"} {
@@ -940,7 +941,7 @@ func testDeadLetter(t *testing.T, s relay.GroupStore) {
 
 // testRedrive: a redriven dead letter goes back to its group alone, as a first delivery of
 // its original entry; the stream does not grow and another group gets nothing.
-func testRedrive(t *testing.T, s relay.GroupStore) {
+func testRedrive(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	for _, g := range []string{"g", "other"} {
@@ -1016,11 +1017,8 @@ func testRedrive(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testGroupControl(t *testing.T, s relay.GroupStore) {
-	gc, ok := s.(relay.GroupControl)
-	if !ok {
-		t.Skip("store does not implement relay.GroupControl")
-	}
+func testGroupControl(t *testing.T, s relay.Store) {
+	gc := s
 	ctx := t.Context()
 	p := part(t)
 	_, err := gc.PendingCount(ctx, p, "nogroup", "c1")
@@ -1069,7 +1067,7 @@ func testGroupControl(t *testing.T, s relay.GroupStore) {
 
 // Batching and lifecycle.
 
-func testBatching(t *testing.T, s relay.GroupStore) {
+func testBatching(t *testing.T, s relay.Store) {
 	src := newSource(t)
 	const n, parts = 1000, 4
 	results := make([]relay.AppendResult, n)
@@ -1125,7 +1123,7 @@ func testBatching(t *testing.T, s relay.GroupStore) {
 	}
 }
 
-func testClosed(t *testing.T, s relay.GroupStore) {
+func testClosed(t *testing.T, s relay.Store) {
 	p := part(t)
 	mustAppend(t, s, req(p, "k", []byte("v")))
 	if err := s.Close(); err != nil {
@@ -1135,4 +1133,54 @@ func testClosed(t *testing.T, s relay.GroupStore) {
 		t.Fatalf("second Close: %v", err)
 	}
 	Unreachable(t, s, 10*time.Second) // a closed store answers at once; generous for a busy machine
+}
+
+func testStats(t *testing.T, s relay.Store) {
+	ctx := t.Context()
+	p := part(t)
+	empty := relay.Partition{Source: p.Source, Index: 1}
+	appendN(t, s, p, "st", 5)
+	for _, g := range []string{"b", "a"} {
+		if err := s.EnsureGroup(ctx, p, g, relay.ID{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Group a: 3 read, of which 1 acked and 1 dead-lettered: 1 pending, 2 not yet read.
+	es, err := s.ReadGroup(ctx, p, "a", "c1", false, 3, 0)
+	if err != nil || len(es) != 3 {
+		t.Fatal(es, err)
+	}
+	if _, err := s.Ack(ctx, p, "a", []relay.ID{es[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeadLetter(ctx, p, "a", es[1]); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Stats(ctx, []relay.Partition{p, empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("Stats of 2 partitions = %d results", len(got))
+	}
+	if got[0].Partition != p || got[0].Length != 5 {
+		t.Errorf("stats[0] = %+v, want %v with length 5", got[0], p)
+	}
+	want := []relay.GroupStats{
+		{Name: "a", Pending: 1, Consumers: 1, Lag: 2, DeadLetters: 1},
+		{Name: "b", Pending: 0, Consumers: 0, Lag: 5, DeadLetters: 0},
+	}
+	if len(got[0].Groups) != len(want) {
+		t.Fatalf("groups = %+v, want %+v", got[0].Groups, want)
+	}
+	for i := range want {
+		if got[0].Groups[i] != want[i] {
+			t.Errorf("group %d = %+v, want %+v", i, got[0].Groups[i], want[i])
+		}
+	}
+	if got[1].Partition != empty || got[1].Length != 0 || len(got[1].Groups) != 0 {
+		t.Errorf("stats of an absent stream = %+v, want empty", got[1])
+	}
+	_, err = s.Stats(ctx, []relay.Partition{{Source: "bad name!", Index: 0}})
+	wantCode(t, "Stats of an invalid partition", err, relay.CodeInvalid)
 }
