@@ -42,6 +42,21 @@ const memoSlots = 4
 
 type entryMemo struct {
 	slots [memoSlots]atomic.Pointer[SharedEncoding]
+	input atomic.Pointer[FilterInput] // what filters read, shared by every subscriber
+}
+
+// filterInput returns the entry's shared FilterInput (raw: the stored event), creating it on
+// first use: the event is decoded and its payload parsed once however many filtered
+// subscribers read the entry.
+func (m *entryMemo) filterInput(raw []byte) *FilterInput {
+	if in := m.input.Load(); in != nil {
+		return in
+	}
+	in := NewFilterInput(raw)
+	if m.input.CompareAndSwap(nil, in) {
+		return in
+	}
+	return m.input.Load()
 }
 
 // get returns the shared slot for the cursor whose protobuf form is raw, creating it (with

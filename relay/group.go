@@ -151,13 +151,20 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if req.After != nil {
 		return Errorf(CodeInvalid, "after_cursor: a consumer group resumes from its own position; omit after_cursor in group mode")
 	}
-	asked := GroupSettings{Types: normalTypes(req.Types), AckDeadline: req.Group.AckDeadline, MaxAttempts: req.Group.MaxAttempts}
+	asked := GroupSettings{Types: normalTypes(req.Types), Filter: req.Filter, AckDeadline: req.Group.AckDeadline, MaxAttempts: req.Group.MaxAttempts}
 	anonymous := req.Group.Consumer == "" // a consumer name generated for this stream alone
 	if err := req.Group.normalize(s.opts.Now()); err != nil {
 		return err
 	}
 	if err := s.groupSettings(ctx, gs, partitionSources(parts), asked, &req); err != nil {
 		return err
+	}
+	if req.Filter != asked.Filter { // the group's filter, taken by a member that omitted it
+		f, err := s.compileFilter(req.Filter)
+		if err != nil {
+			return Errorf(CodeFailedPrecondition, "group %q: its recorded filter does not compile: %s", req.Group.Name, ErrorMessage(err))
+		}
+		req.filter = f
 	}
 	start := MaxID
 	switch {

@@ -18,7 +18,7 @@ import (
 type GroupSettings struct {
 	// Types are the type globs of the group's filter; empty: every type.
 	Types []string
-	// Filter is reserved for a filter expression; "" today.
+	// Filter is the group's filter expression (SubscribeRequest.Filter); "": none.
 	Filter string
 	// AckDeadline is how long a delivery may stay unacknowledged before it is redelivered.
 	AckDeadline time.Duration
@@ -58,6 +58,7 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 	}
 	if agreed != nil {
 		req.Types = TypeFilter(agreed.Types)
+		req.Filter = agreed.Filter
 		req.Group.AckDeadline, req.Group.MaxAttempts = agreed.AckDeadline, agreed.MaxAttempts
 	}
 	return nil

@@ -53,6 +53,12 @@ type Options struct {
 	// succeeded: an append with another partition count than the one the source's events
 	// were stored with would put events in other partitions than their keys' stored ones.
 	CheckPartitions bool
+	// CompileFilter compiles the filter expressions of subscriptions (relay/filter.Compile);
+	// nil: a subscription with a filter is CodeUnimplemented.
+	CompileFilter FilterCompiler
+	// OnFilterError, when set, is called for every event a filter could not evaluate (the
+	// event counts as not matching); it must be cheap and safe for concurrent use.
+	OnFilterError func(err error)
 }
 
 // Service is eventrelay's domain service: ingest (verify, build, append), publish, history

@@ -31,7 +31,11 @@ type SubscribeRequest struct {
 	// Sources to read; the caller has checked they are allowed. Empty: all configured.
 	Sources []string
 	Types   TypeFilter
-	Start   StartAt
+	// Filter is an expression an event must match to be delivered (Options.CompileFilter),
+	// on top of Types; "" matches every event. In group mode it is a group setting.
+	Filter string
+	filter Filter // Filter compiled
+	Start  StartAt
 	// After resumes after this cursor (overrides Start and Since).
 	After *Cursor
 	// Since replays from this time (overrides Start).
@@ -112,6 +116,10 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	}
 	if min := max(s.opts.MinHeartbeat, MinHeartbeat); req.Heartbeat < min {
 		return Errorf(CodeInvalid, "heartbeat_interval must be at least %s", min)
+	}
+	var err error
+	if req.filter, err = s.compileFilter(req.Filter); err != nil {
+		return err
 	}
 	names := req.Sources
 	if len(names) == 0 {
@@ -242,7 +250,7 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 				return st.fail(err)
 			}
 		case it := <-items: // group deliveries: the cursor stays empty
-			if !req.Types.Match(EventType(it.e.Event)) {
+			if !req.Types.Match(EventType(it.e.Event)) || !s.filterMatch(req.filter, nil, &it.e) {
 				if it.ackID != "" { // filtered group deliveries are acknowledged as handled
 					s.ackFiltered(ctx, it)
 				}
@@ -323,6 +331,15 @@ func (st *sendState) sendBatch(b batch) (bool, error) {
 		st.enc.set(b.slot, b.p, e.ID)
 		if len(st.req.Types) > 0 && !st.req.Types.Match(EventType(e.Event)) {
 			continue
+		}
+		if f := st.req.filter; f != nil {
+			var in *FilterInput
+			if b.memos != nil {
+				in = b.memos[i].filterInput(e.Event)
+			}
+			if !st.s.filterMatch(f, in, e) {
+				continue
+			}
 		}
 		*m = Message{Partition: b.p, Entry: e}
 		if b.memos != nil {

@@ -129,6 +129,7 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 	sr := relay.SubscribeRequest{
 		Sources:     req.GetSources(),
 		Types:       relay.TypeFilter(req.GetTypes()),
+		Filter:      req.GetFilter(),
 		DeadLetters: req.GetDeadLetters(),
 		Group: relay.GroupOptions{
 			Name:           req.GetGroup(),

@@ -28,6 +28,7 @@ type Metrics struct {
 	storeErrors   prometheus.Counter
 	batchSize     *prometheus.HistogramVec
 	redisErrors   *prometheus.CounterVec
+	filterErrors  prometheus.Counter
 }
 
 // NewMetrics registers eventrelay's metrics (and the Go and process collectors) in a new
@@ -77,11 +78,22 @@ func NewMetrics() *Metrics {
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eventrelay_redis_errors_total", Help: "Failed Redis commands (network errors, timeouts, error replies), by command.",
 		}, []string{"command"}),
+		filterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eventrelay_filter_errors_total", Help: "Events a subscription's filter could not be evaluated on (counted as not matching).",
+		}),
 	}
 	r.MustRegister(m.requests, m.verifyFails, m.verifyKeys, m.appendSeconds, m.ingestedTotal, m.dedupeHits,
-		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors, m.batchSize, m.redisErrors,
+		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors, m.batchSize, m.redisErrors, m.filterErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// FilterError counts an event a subscription's filter could not be evaluated on (wire it to
+// relay.Options.OnFilterError).
+func (m *Metrics) FilterError(error) {
+	if m != nil {
+		m.filterErrors.Inc()
+	}
 }
 
 func (m *Metrics) request(source string, status int) {

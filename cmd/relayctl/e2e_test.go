@@ -346,6 +346,24 @@ func TestTailGroup(t *testing.T) {
 	}
 }
 
+// TestTailFilter: relayctl tail --filter prints only the events the CEL expression
+// matches; a bad expression is reported with CEL's position and exit status 1.
+func TestTailFilter(t *testing.T) {
+	r := startRelayd(t, ordersYAML)
+	for _, e := range [][2]string{{"f-1", "order.created"}, {"f-2", "order.paid"}, {"f-3", "order.created"}} {
+		send(t, r, e[0], e[1])
+	}
+	out := relayctl(t, nil, "tail", "--addr", r.GRPC, "--from-start", "--count", "2",
+		"--filter", `event.type == "order.created" && event.id.startsWith("f-")`).ok(t)
+	if got := ids(t, out); !slices.Equal(got, []string{"f-1", "f-3"}) {
+		t.Fatalf("filtered tail printed %v, want [f-1 f-3]", got)
+	}
+	bad := relayctl(t, nil, "tail", "--addr", r.GRPC, "--from-start", "--count", "1", "--filter", `event.type ==`)
+	if bad.code != 1 || !strings.Contains(bad.stderr, "InvalidArgument") || !strings.Contains(bad.stderr, "1:14") {
+		t.Errorf("bad filter: exit %d, stderr %q", bad.code, bad.stderr)
+	}
+}
+
 // TestTailCursorFile resumes a tail from the cursor file the previous run left.
 func TestTailCursorFile(t *testing.T) {
 	r := startRelayd(t, ordersYAML)

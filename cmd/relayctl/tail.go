@@ -69,6 +69,7 @@ func setupTail(fs *flag.FlagSet, e *env) runner {
 	req := &eventrelayv1.SubscribeRequest{}
 	fs.Var(&sources, "source", "source `name` to read (repeatable; default: every source the token may read)")
 	fs.Var(&types, "type", "event type `glob`, e.g. 'invoice.*' (repeatable; default: every type)")
+	fs.StringVar(&req.Filter, "filter", "", "deliver only events matching this CEL `expression` over event and data, e.g. 'event.type.startsWith(\"invoice.\") && data.data.object.amount_due > 100000' (a group setting with --group)")
 	fs.BoolVar(&fromStart, "from-start", false, "replay everything retained, then follow")
 	fs.StringVar(&since, "since", "", "replay from a `time`: a duration ago (30m, 1h, 2d) or RFC 3339 (2026-01-02T15:04:05Z)")
 	fs.StringVar(&after, "after", "", "resume exactly after this `cursor`")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/filter"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/eventrelay/eventrelay/server"
@@ -130,7 +131,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.svc, err = relay.NewService(server.TraceStore(m.store), sources, relay.Options{Logger: log,
 		TailBuffer: cfg.Subscribe.TailBuffer, ReplayBatch: cfg.Subscribe.ReplayBatch, MinHeartbeat: cfg.Subscribe.MinHeartbeat,
-		CheckPartitions: true})
+		CheckPartitions: true, CompileFilter: filter.Compile, OnFilterError: func(err error) { m.metrics.FilterError(err) }})
 	if err != nil {
 		return err
 	}

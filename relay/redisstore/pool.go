@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,9 +36,9 @@ const DefaultPoolSize = 1024
 // unless the URL sets conn_max_idle_time.
 const DefaultConnIdleTime = 1500 * time.Millisecond
 
-// The reaper samples each pool's connections in use every reapSample and, every reapEvery,
-// closes the idle connections beyond the most that were in use over the last reapWindow
-// (at least one is kept).
+// The reaper samples, every reapSample, the most commands that were in flight at once (see
+// inflight) and, every reapEvery, closes the idle connections of each pool beyond the most
+// that were needed over the last reapWindow (at least one is kept).
 const (
 	reapSample = 100 * time.Millisecond
 	reapEvery  = time.Second
@@ -101,6 +102,7 @@ func (s *Store) reap() {
 			return
 		case <-t.C:
 		}
+		peak := s.inflight.take()
 		trim := tick%int(reapEvery/reapSample) == 0
 		visit := func(ctx context.Context, c *redis.Client) {
 			r := pools[c.Options().Addr]
@@ -108,7 +110,7 @@ func (s *Store) reap() {
 				r = &poolReaper{}
 				pools[c.Options().Addr] = r
 			}
-			r.sample(c)
+			r.sample(peak)
 			if trim {
 				r.trim(ctx, c)
 			}
@@ -125,15 +127,58 @@ func (s *Store) reap() {
 	}
 }
 
-// poolReaper is the reaper's view of one pool: the connections in use at the last samples.
+// inflight counts the commands (a pipeline counts once) in flight on the client and the
+// most in flight at once since the reaper last looked: the connections the pool needed,
+// bursts between two samples included (a sample of the pool's connections in use would
+// miss them, and the reaper would close connections a burst a moment later dials again).
+// With Redis Cluster the count covers all shards: each shard keeps as many.
+type inflight struct{ cur, peak atomic.Int64 }
+
+func (f *inflight) begin() {
+	n := f.cur.Add(1)
+	for {
+		p := f.peak.Load()
+		if n <= p || f.peak.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+func (f *inflight) end() { f.cur.Add(-1) }
+
+// take returns the most in flight since the last take, and starts over from the count now.
+func (f *inflight) take() int64 { return f.peak.Swap(f.cur.Load()) }
+
+// inflightHook is the go-redis hook that keeps an inflight count.
+type inflightHook struct{ f *inflight }
+
+func (h inflightHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h inflightHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.f.begin()
+		defer h.f.end()
+		return next(ctx, cmd)
+	}
+}
+
+func (h inflightHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.f.begin()
+		defer h.f.end()
+		return next(ctx, cmds)
+	}
+}
+
+// poolReaper is the reaper's view of one pool: the most connections needed at once in each
+// of the last samples.
 type poolReaper struct {
 	inUse [int(reapWindow / reapSample)]uint32
 	next  int
 }
 
-func (r *poolReaper) sample(c *redis.Client) {
-	st := c.PoolStats()
-	r.inUse[r.next%len(r.inUse)] = st.TotalConns - min(st.IdleConns, st.TotalConns)
+func (r *poolReaper) sample(peak int64) {
+	r.inUse[r.next%len(r.inUse)] = uint32(max(peak, 0))
 	r.next++
 }
 

@@ -29,11 +29,12 @@ type Store struct {
 	cancelBase context.CancelFunc
 
 	// mu guards closed, writers and the wait groups' Add against Close's Wait.
-	mu      sync.RWMutex
-	closed  atomic.Bool
-	writers map[relay.Partition]*writer
-	flushWG sync.WaitGroup // append round trips in flight
-	readWG  sync.WaitGroup // blocking reads running in the background
+	mu       sync.RWMutex
+	closed   atomic.Bool
+	writers  map[relay.Partition]*writer
+	flushWG  sync.WaitGroup // append round trips in flight
+	readWG   sync.WaitGroup // blocking reads running in the background
+	inflight inflight       // commands in flight on an owned client (see reap)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -136,6 +137,7 @@ func Open(rawURL string, cluster bool, masterName string, opts Options) (*Store,
 		return nil, err
 	}
 	s.owned = true
+	client.AddHook(inflightHook{&s.inflight})
 	s.readWG.Add(1)
 	go func() {
 		defer s.readWG.Done()

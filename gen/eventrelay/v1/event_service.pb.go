@@ -174,7 +174,15 @@ type SubscribeRequest struct {
 	// belong to a group) on the given sources instead of their main streams, as a tail without
 	// acknowledgements: consumer, ack_deadline, max_outstanding and max_delivery_attempts must
 	// be omitted. A cursor of one group's dead letters does not resume another's.
-	DeadLetters   bool `protobuf:"varint,12,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	DeadLetters bool `protobuf:"varint,12,opt,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	// A CEL expression (https://cel.dev) an event must match to be delivered, on top of
+	// types, over the variables event (this Event) and data (its payload parsed as JSON, or
+	// null), for example `event.type.startsWith("invoice.") && data.data.object.amount_due >
+	// 100000`. A bad expression fails with INVALID_ARGUMENT giving CEL's message and the
+	// position; an event the expression cannot be evaluated on (a missing field, a wrong
+	// type, the cost limit) does not match. Events it holds back still advance the cursor
+	// (heartbeats carry it). Group mode: a group setting, like types.
+	Filter        string `protobuf:"bytes,13,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +299,13 @@ func (x *SubscribeRequest) GetDeadLetters() bool {
 		return x.DeadLetters
 	}
 	return false
+}
+
+func (x *SubscribeRequest) GetFilter() string {
+	if x != nil {
+		return x.Filter
+	}
+	return ""
 }
 
 // SubscribeResponse is one message of a subscription stream.
@@ -1358,7 +1373,7 @@ var File_eventrelay_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\n" +
-	"!eventrelay/v1/event_service.proto\x12\reventrelay.v1\x1a\x19eventrelay/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x04\n" +
+	"!eventrelay/v1/event_service.proto\x12\reventrelay.v1\x1a\x19eventrelay/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x04\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
 	"\asources\x18\x01 \x03(\tR\asources\x12\x14\n" +
 	"\x05types\x18\x02 \x03(\tR\x05types\x122\n" +
@@ -1372,7 +1387,8 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\x15max_delivery_attempts\x18\n" +
 	" \x01(\x05R\x13maxDeliveryAttempts\x12H\n" +
 	"\x12heartbeat_interval\x18\v \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12!\n" +
-	"\fdead_letters\x18\f \x01(\bR\vdeadLetters\"\x8c\x01\n" +
+	"\fdead_letters\x18\f \x01(\bR\vdeadLetters\x12\x16\n" +
+	"\x06filter\x18\r \x01(\tR\x06filter\"\x8c\x01\n" +
 	"\x11SubscribeResponse\x125\n" +
 	"\bdelivery\x18\x01 \x01(\v2\x17.eventrelay.v1.DeliveryH\x00R\bdelivery\x128\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x18.eventrelay.v1.HeartbeatH\x00R\theartbeatB\x06\n" +

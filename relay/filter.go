@@ -1,0 +1,150 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"sync"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Filter is a compiled filter expression (SubscribeRequest.Filter): a subscription delivers
+// only the events it matches. relay/filter compiles CEL expressions into Filters; the domain
+// sees only this interface (Options.CompileFilter).
+type Filter interface {
+	// Match reports whether the event in matches. An error (a missing field, a wrong type,
+	// the cost limit) means no match: the subscription skips the event, counts the error
+	// (Options.OnFilterError) and goes on.
+	Match(in *FilterInput) (bool, error)
+	// UsesData reports whether the expression reads the payload; when it does not, the
+	// payload is never parsed.
+	UsesData() bool
+}
+
+// FilterCompiler compiles a filter expression. A bad expression is a CodeInvalid *Error
+// whose message names the problem and its position.
+type FilterCompiler func(expr string) (Filter, error)
+
+// MaxFilterLen bounds the length of a filter expression.
+const MaxFilterLen = 4096
+
+// FilterInput is what a filter reads of one stored entry: the event, decoded once, and its
+// payload parsed as JSON once, both on first use. The shared tail reader keeps one per
+// entry for all its subscribers, so however many filtered subscriptions read an entry,
+// relayd decodes and parses it once. It is safe for concurrent use.
+type FilterInput struct {
+	raw []byte
+
+	evOnce sync.Once
+	ev     *eventrelayv1.Event
+	evErr  error
+
+	dataOnce sync.Once
+	data     any
+}
+
+// NewFilterInput returns the input of the stored event raw (an encoded eventrelay.v1.Event).
+func NewFilterInput(raw []byte) *FilterInput { return &FilterInput{raw: raw} }
+
+// Event returns the decoded event.
+func (in *FilterInput) Event() (*eventrelayv1.Event, error) {
+	in.evOnce.Do(func() {
+		ev := &eventrelayv1.Event{}
+		if err := proto.Unmarshal(in.raw, ev); err != nil {
+			in.evErr = WrapError(CodeInternal, err, "stored event does not decode")
+			return
+		}
+		in.ev = ev
+	})
+	return in.ev, in.evErr
+}
+
+// Data returns the payload parsed as JSON (objects as map[string]any, arrays as []any,
+// integers that fit as int64, other numbers as float64), or nil when the event is not JSON:
+// its data_content_type names another format, or the bytes do not parse.
+func (in *FilterInput) Data() any {
+	in.dataOnce.Do(func() {
+		ev, err := in.Event()
+		if err != nil || !jsonContent(ev.GetDataContentType(), ev.GetData()) {
+			return
+		}
+		d := json.NewDecoder(bytes.NewReader(ev.GetData()))
+		d.UseNumber()
+		var v any
+		if d.Decode(&v) != nil || d.More() {
+			return
+		}
+		in.data = jsonNumbers(v)
+	})
+	return in.data
+}
+
+// jsonContent reports whether a payload of content type ct is parsed as JSON: a JSON media
+// type (application/json, application/*+json, text/json), or none given and the bytes look
+// like a JSON object or array.
+func jsonContent(ct string, data []byte) bool {
+	if ct == "" {
+		b := bytes.TrimLeft(data, " \t\r\n")
+		return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+	}
+	mt, _, _ := strings.Cut(strings.ToLower(ct), ";")
+	mt = strings.TrimSpace(mt)
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// jsonNumbers replaces the json.Numbers in v by int64 (when integral and in range) or
+// float64.
+func jsonNumbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = jsonNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = jsonNumbers(e)
+		}
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	}
+	return v
+}
+
+// compileFilter compiles expr with the configured compiler; "" is no filter.
+func (s *Service) compileFilter(expr string) (Filter, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	if len(expr) > MaxFilterLen {
+		return nil, Errorf(CodeInvalid, "filter: at most %d bytes, got %d", MaxFilterLen, len(expr))
+	}
+	if s.opts.CompileFilter == nil {
+		return nil, Errorf(CodeUnimplemented, "filter: this relay has no filter compiler")
+	}
+	return s.opts.CompileFilter(expr)
+}
+
+// filterMatch applies f to the entry (whose input in may be shared; nil: made here). An
+// evaluation error is no match, reported to Options.OnFilterError.
+func (s *Service) filterMatch(f Filter, in *FilterInput, e *Entry) bool {
+	if f == nil {
+		return true
+	}
+	if in == nil {
+		in = NewFilterInput(e.Event)
+	}
+	ok, err := f.Match(in)
+	if err != nil {
+		if s.opts.OnFilterError != nil {
+			s.opts.OnFilterError(err)
+		}
+		return false
+	}
+	return ok
+}
