@@ -103,7 +103,11 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, trail, error
 	return sub, trail{pos: r.last, n: r.n}, nil
 }
 
-// unregister ends a subscription; the reader stops when its last subscriber leaves.
+// unregister ends a subscription. A reader left without subscribers stops when its read in
+// progress returns (at most the block time later), not at once: a subscription that comes
+// meanwhile joins it, and a blocking read is never abandoned while still holding a Redis
+// connection (subscriptions that come and go quickly would otherwise pile up abandoned reads
+// until the connection pool runs out).
 func (h *hub) unregister(sub *tailSub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -116,12 +120,18 @@ func (h *hub) removeLocked(sub *tailSub) {
 		return
 	}
 	delete(r.subs, sub)
-	if len(r.subs) == 0 {
-		r.cancel()
-		if h.readers[r.p] == r {
-			delete(h.readers, r.p)
-		}
+}
+
+// idleLocked forgets r and reports true when it has no subscriber left (its run then ends).
+func (h *hub) idleLocked(r *partReader) bool {
+	if len(r.subs) > 0 {
+		return false
 	}
+	r.cancel()
+	if h.readers[r.p] == r {
+		delete(h.readers, r.p)
+	}
+	return true
 }
 
 // endLocked ends every subscriber of r with err and forgets r.
@@ -166,6 +176,12 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 		h.mu.Unlock()
 	}
 	for ctx.Err() == nil {
+		h.mu.Lock()
+		idle := h.idleLocked(r)
+		h.mu.Unlock()
+		if idle {
+			return
+		}
 		res, err := h.store.Read(ctx, map[Partition]ID{r.p: pos.pos}, 1000, h.block)
 		if ctx.Err() != nil {
 			return
@@ -213,12 +229,6 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 				}
 			}
 			r.last, r.n = pos.pos, pos.n
-			if len(r.subs) == 0 {
-				r.cancel()
-				if h.readers[r.p] == r {
-					delete(h.readers, r.p)
-				}
-			}
 			h.mu.Unlock()
 		}
 	}

@@ -15,7 +15,10 @@ import (
 // A watcher takes the partition's wake channel before it reads and, when the read finds
 // nothing, waits on that channel: an entry appended after the read began is seen by the
 // partition's watcher read, which then closes the channel, so no wake-up is lost. The
-// partition's read runs while anyone watches it and stops with its last watcher.
+// partition's read runs while anyone watches it; after its last watcher leaves it stops
+// when its read in progress returns (a watcher that comes meanwhile reuses it), so that
+// subscriptions that come and go quickly never pile up abandoned blocking reads, each
+// holding a Redis connection.
 type notifier struct {
 	store Store
 	block time.Duration
@@ -57,12 +60,7 @@ func (n *notifier) watch(p Partition) (*partWatch, func()) {
 		once.Do(func() {
 			n.mu.Lock()
 			defer n.mu.Unlock()
-			if w.n--; w.n == 0 {
-				w.cancel()
-				if n.watchers[p] == w {
-					delete(n.watchers, p)
-				}
-			}
+			w.n--
 		})
 	}
 }
@@ -90,6 +88,18 @@ func (n *notifier) run(ctx context.Context, p Partition, w *partWatch) {
 	}
 	last, err := newest()
 	for ctx.Err() == nil {
+		n.mu.Lock()
+		idle := w.n == 0
+		if idle {
+			w.cancel()
+			if n.watchers[p] == w {
+				delete(n.watchers, p)
+			}
+		}
+		n.mu.Unlock()
+		if idle {
+			return
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				n.log.Debug("partition watcher read failed; retrying", "partition", p.String(), "err", err)
