@@ -11,11 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/eventrelay/eventrelay/client"
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -105,30 +102,33 @@ func addGRPCFlags(fs *flag.FlagSet, e *env) *grpcFlags {
 
 // dial connects to relayd's gRPC listener. The connection is lazy: errors show on the first call.
 func (g *grpcFlags) dial() (eventrelayv1.EventServiceClient, func(), error) {
-	tc, err := g.tls.config()
+	c, err := g.client()
 	if err != nil {
 		return nil, nil, err
+	}
+	return c.API(), func() { _ = c.Close() }, nil
+}
+
+// client returns an eventrelay client for --addr with the TLS flags and the token
+// (--token, else RELAY_TOKEN).
+func (g *grpcFlags) client() (*client.Client, error) {
+	tc, err := g.tls.config()
+	if err != nil {
+		return nil, err
 	}
 	token := g.token
 	if token == "" {
 		token = g.env.getenv("RELAY_TOKEN")
 	}
-	opts := []grpc.DialOption{
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
+	opts := []client.Option{client.WithToken(token)}
 	if tc != nil {
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	} else {
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		opts = append(opts, client.WithTLS(tc))
 	}
-	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
-	}
-	conn, err := grpc.NewClient(g.addr, opts...)
+	c, err := client.New(g.addr, opts...)
 	if err != nil {
-		return nil, nil, usagef("--addr %q: %v", g.addr, err)
+		return nil, usagef("--addr %q: %v", g.addr, err)
 	}
-	return eventrelayv1.NewEventServiceClient(conn), func() { _ = conn.Close() }, nil
+	return c, nil
 }
 
 // call dials relayd and runs fn, bounded by a minute (for the unary commands).
@@ -142,17 +142,6 @@ func (g *grpcFlags) call(ctx context.Context, fn func(context.Context, eventrela
 	defer cancel()
 	return fn(ctx, client)
 }
-
-// bearer sends "authorization: Bearer <token>" with every call.
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-// RequireTransportSecurity is false so that tokens work against a plaintext relayd on a
-// private network, as relayd itself allows.
-func (b bearer) RequireTransportSecurity() bool { return false }
 
 // errorMessage is what the user sees of err: the gRPC status message and code, never a stack.
 func errorMessage(err error) string {

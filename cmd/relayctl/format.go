@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 
+	"github.com/eventrelay/eventrelay/client"
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -52,7 +51,7 @@ func writeEvent(w io.Writer, f string, ev *eventrelayv1.Event) error {
 		err = writeProtoLine(w, ev)
 	case formatCloudEvents:
 		var b []byte
-		if b, err = cloudEvent(ev); err == nil {
+		if b, err = client.MarshalCloudEvent(ev); err == nil {
 			_, err = w.Write(b)
 		}
 	case formatData:
@@ -99,70 +98,4 @@ func writeProtoLine(w io.Writer, m proto.Message) error {
 	buf.WriteByte('\n')
 	_, err = w.Write(buf.Bytes())
 	return err
-}
-
-// untypedEvent is the CloudEvents type of an event whose provider gave no type (the attribute
-// is required by CloudEvents).
-const untypedEvent = "eventrelay.untyped"
-
-// cloudEvent is an Event in CloudEvents 1.0 structured JSON mode, one line. See docs/api.md's
-// "CloudEvents mapping".
-func cloudEvent(ev *eventrelayv1.Event) ([]byte, error) {
-	ce := struct {
-		SpecVersion     string          `json:"specversion"`
-		ID              string          `json:"id"`
-		Source          string          `json:"source"`
-		Type            string          `json:"type"`
-		Subject         string          `json:"subject,omitempty"`
-		Time            string          `json:"time,omitempty"`
-		DataContentType string          `json:"datacontenttype,omitempty"`
-		Data            json.RawMessage `json:"data,omitempty"`
-		DataBase64      []byte          `json:"data_base64,omitempty"`
-		// Extensions.
-		ReceivedTime string `json:"receivedtime,omitempty"`
-		PartitionKey string `json:"partitionkey,omitempty"`
-		TraceParent  string `json:"traceparent,omitempty"`
-	}{
-		SpecVersion:     "1.0",
-		ID:              ev.GetId(),
-		Source:          ev.GetSource(),
-		Type:            ev.GetType(),
-		Subject:         ev.GetSubject(),
-		DataContentType: ev.GetDataContentType(),
-		PartitionKey:    ev.GetPartitionKey(),
-		TraceParent:     ev.GetTraceParent(),
-	}
-	if ce.Type == "" {
-		ce.Type = untypedEvent
-	}
-	if ev.GetTime() != nil {
-		ce.Time = ev.GetTime().AsTime().UTC().Format(time.RFC3339Nano)
-	}
-	if ev.GetReceivedTime() != nil {
-		ce.ReceivedTime = ev.GetReceivedTime().AsTime().UTC().Format(time.RFC3339Nano)
-	}
-	if data := ev.GetData(); len(data) > 0 {
-		if isJSONType(ce.DataContentType) && json.Valid(data) {
-			ce.Data = data
-		} else {
-			ce.DataBase64 = data
-		}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(ce); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
-// isJSONType reports whether a content type is JSON: application/json, text/json or
-// anything with a +json suffix.
-func isJSONType(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }

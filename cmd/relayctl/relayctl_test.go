@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"net"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventrelay/eventrelay/client"
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -295,7 +295,7 @@ func TestCloudEvent(t *testing.T) {
 		ev:   &eventrelayv1.Event{Id: "z", Source: "s", Type: "t"},
 		want: `{"specversion":"1.0","id":"z","source":"s","type":"t"}` + "\n",
 	}} {
-		got, err := cloudEvent(tc.ev)
+		got, err := client.MarshalCloudEvent(tc.ev)
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s (%v)", tc.name, got, tc.want, err)
 		}
@@ -317,36 +317,6 @@ func TestTextLine(t *testing.T) {
 	}
 	if want := "2026-01-02T03:04:05.000Z gitlab \"Push Hook\" gl-1\n- - - x\n"; b.String() != want {
 		t.Errorf("got %q, want %q", b.String(), want)
-	}
-}
-
-func TestWriteFileAtomic(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "cursor")
-	for _, content := range []string{"one\n", "two\n"} {
-		if err := writeFileAtomic(path, []byte(content)); err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := os.ReadFile(path); string(b) != content {
-			t.Errorf("content %q, want %q", b, content)
-		}
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("temporary files left: %v", entries)
-	}
-	if err := writeFileAtomic(filepath.Join(dir, "missing", "cursor"), nil); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("into a missing directory: %v", err)
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	for n := range 10 {
-		d := backoff(n)
-		ceiling := min(250*time.Millisecond<<n, 10*time.Second)
-		if d < ceiling/2 || d > ceiling {
-			t.Errorf("backoff(%d) = %s, want within [%s, %s]", n, d, ceiling/2, ceiling)
-		}
 	}
 }
 

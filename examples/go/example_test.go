@@ -1,14 +1,10 @@
 // Package examples_test shows how a Go service consumes and produces eventrelay events with
-// the generated client (github.com/eventrelay/eventrelay/gen/eventrelay/v1). Each example
-// starts an in-process relay (startRelay, in relay_test.go); against a real relayd, dial its
-// gRPC address instead (localhost:9090 in the quick start) and, when relayd is configured with
-// auth.tokens, add the token:
-//
-//	grpc.WithPerRPCCredentials(bearerToken(os.Getenv("RELAY_TOKEN")))
-//
-// where bearerToken returns map[string]string{"authorization": "Bearer " + token} from
-// GetRequestMetadata (see cmd/relayctl/conn.go), and grpc.WithTransportCredentials(
-// credentials.NewTLS(...)) when relayd serves TLS.
+// the client library (github.com/eventrelay/eventrelay/client), which resumes, acknowledges
+// and bounds concurrency for you; Client.API is the generated EventService client for the
+// other calls. Each example starts an in-process relay (startRelay, in relay_test.go);
+// against a real relayd, use its gRPC address instead (localhost:9090 in the quick start),
+// with client.WithToken when relayd is configured with auth.tokens and client.WithTLS or
+// client.WithTLSFiles when it serves TLS.
 //
 // Run them with: go test ./examples/go -v
 package examples_test
@@ -19,101 +15,82 @@ import (
 	"log"
 	"time"
 
+	"github.com/eventrelay/eventrelay/client"
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
-// Example_subscribe replays a source from the beginning and follows it. Subscribe streams
-// Deliveries (an event with its cursor) and, when no event flows, Heartbeats.
+// Example_subscribe replays a source from the beginning and follows it: the handler gets
+// each event; Receive reconnects and resumes by itself when the stream breaks (relayd
+// restarting, a dropped connection).
 func Example_subscribe() {
 	addr, stop := startRelay()
 	defer stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := client.New(addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
-	client := eventrelayv1.NewEventServiceClient(conn)
-	publishOrders(client, "ord_1", "ord_2")
+	defer c.Close()
+	publishOrders(c.API(), "ord_1", "ord_2")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel() // ends the subscription
-	stream, err := client.Subscribe(ctx, &eventrelayv1.SubscribeRequest{
+	defer cancel() // ends Receive
+	n := 0
+	err = c.Receive(ctx, client.Subscription{
 		Sources: []string{"orders"},
 		Types:   []string{"order.*"}, // globs on Event.type; empty: every type
-		Start:   eventrelayv1.StartPosition_START_POSITION_EARLIEST,
+		Start:   client.StartEarliest,
+	}, func(ctx context.Context, m *client.Message) error {
+		ev := m.Event
+		fmt.Printf("%s %s %s %s\n", ev.GetSource(), ev.GetType(), ev.GetId(), ev.GetData())
+		if n++; n == 2 {
+			cancel()
+		}
+		return nil
 	})
 	if err != nil {
 		log.Fatal(err)
-	}
-	for n := 0; n < 2; {
-		msg, err := stream.Recv()
-		if err != nil {
-			log.Fatal(err) // see Example_resumeByCursor for resuming after UNAVAILABLE
-		}
-		d := msg.GetDelivery()
-		if d == nil {
-			continue // a heartbeat: it only carries the cursor
-		}
-		ev := d.GetEvent()
-		fmt.Printf("%s %s %s %s\n", ev.GetSource(), ev.GetType(), ev.GetId(), ev.GetData())
-		n++
 	}
 	// Output:
 	// orders order.created ord_1 {"order":"ord_1"}
 	// orders order.created ord_2 {"order":"ord_2"}
 }
 
-// Example_resumeByCursor stores the cursor of the last event it processed and resumes exactly
-// after it: no gap, no repeat. Do the same when the stream fails with UNAVAILABLE (relayd
-// restarting) or RESOURCE_EXHAUSTED (the consumer fell too far behind): resubscribe with
-// after_cursor, after a backoff.
+// Example_resumeByCursor keeps the position in a CursorStore: a consumer that stops and
+// starts again goes on exactly after the last event its handler finished, with no gap and no
+// repeat. client.FileCursorStore keeps it in a file across process restarts; implement
+// CursorStore to keep it with your processing's results (e.g. in the same database
+// transaction).
 func Example_resumeByCursor() {
 	addr, stop := startRelay()
 	defer stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := client.New(addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
-	client := eventrelayv1.NewEventServiceClient(conn)
-	publishOrders(client, "ord_1", "ord_2")
+	defer c.Close()
+	publishOrders(c.API(), "ord_1", "ord_2")
+	store := &client.MemoryCursorStore{}
 
-	// read subscribes with req and processes n events, returning the last cursor.
-	read := func(req *eventrelayv1.SubscribeRequest, n int) (cursor string) {
+	// run processes n events and stops.
+	run := func(n int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		stream, err := client.Subscribe(ctx, req)
+		sub := client.Subscription{Sources: []string{"orders"}, Start: client.StartEarliest, CursorStore: store}
+		err := c.Receive(ctx, sub, func(ctx context.Context, m *client.Message) error {
+			fmt.Println("processed", m.Event.GetId())
+			if n--; n == 0 {
+				cancel()
+			}
+			return nil
+		})
 		if err != nil {
 			log.Fatal(err)
 		}
-		for n > 0 {
-			msg, err := stream.Recv()
-			if err != nil {
-				log.Fatal(err)
-			}
-			if d := msg.GetDelivery(); d != nil {
-				fmt.Println("processed", d.GetEvent().GetId())
-				n--
-			}
-			// Deliveries and heartbeats both carry the cursor: keep the latest (persist it
-			// with your processing's results, e.g. in the same database transaction).
-			if c := msg.GetDelivery().GetCursor() + msg.GetHeartbeat().GetCursor(); c != "" {
-				cursor = c
-			}
-		}
-		return cursor
 	}
-
-	cursor := read(&eventrelayv1.SubscribeRequest{
-		Sources: []string{"orders"},
-		Start:   eventrelayv1.StartPosition_START_POSITION_EARLIEST,
-	}, 1)
+	run(1)
 	fmt.Println("stopped")
-	publishOrders(client, "ord_3") // appended while the consumer was away
-
-	read(&eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, AfterCursor: cursor}, 2)
+	publishOrders(c.API(), "ord_3") // appended while the consumer was away
+	run(2)
 	// Output:
 	// processed ord_1
 	// stopped
@@ -122,60 +99,44 @@ func Example_resumeByCursor() {
 }
 
 // Example_consumerGroup consumes as a member of a durable consumer group: the group keeps its
-// position in the relay, each event goes to one member, and a member acknowledges each event
-// once processed. An event not acknowledged within ack_deadline is redelivered (with a higher
-// delivery_attempt), and after max_delivery_attempts moves to the dead letters.
+// position in the relay and each event goes to one member. A handler's nil acknowledges the
+// event; an error nacks it (redelivered with backoff and a higher Attempt, moved to the dead
+// letters after max_delivery_attempts).
 func Example_consumerGroup() {
 	addr, stop := startRelay()
 	defer stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := client.New(addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
-	client := eventrelayv1.NewEventServiceClient(conn)
-	publishOrders(client, "ord_1", "ord_2")
+	defer c.Close()
+	publishOrders(c.API(), "ord_1", "ord_2")
 
-	// consume processes n events as member consumer of group "billing", acknowledging each.
+	// consume processes n events as member consumer of group "billing".
 	consume := func(consumer string, n int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		stream, err := client.Subscribe(ctx, &eventrelayv1.SubscribeRequest{
+		err := c.Receive(ctx, client.Subscription{
 			Sources: []string{"orders"},
 			Group:   "billing",
 			// Stable per worker: after a reconnect it gets its own unacknowledged events first.
 			Consumer: consumer,
 			// Where a new group starts (an existing group resumes from its own position).
-			Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST,
+			Start: client.StartEarliest,
+		}, func(ctx context.Context, m *client.Message) error {
+			fmt.Println(consumer, "processed", m.Event.GetId())
+			if n--; n == 0 {
+				cancel()
+			}
+			return nil // acknowledged
 		})
 		if err != nil {
 			log.Fatal(err)
 		}
-		for n > 0 {
-			msg, err := stream.Recv()
-			if err != nil {
-				log.Fatal(err)
-			}
-			d := msg.GetDelivery()
-			if d == nil {
-				continue
-			}
-			fmt.Println(consumer, "processed", d.GetEvent().GetId())
-			// Acknowledge after processing (any relayd replica accepts the ack id). Nack
-			// instead hands it back for redelivery, optionally after a delay.
-			resp, err := client.Acknowledge(ctx, &eventrelayv1.AcknowledgeRequest{AckIds: []string{d.GetAckId()}})
-			if err != nil {
-				log.Fatal(err)
-			}
-			if len(resp.GetUnknownAckIds()) > 0 {
-				fmt.Println("too late: the ack deadline passed and the event will be redelivered")
-			}
-			n--
-		}
 	}
 
 	consume("worker-1", 2)
-	publishOrders(client, "ord_3")
+	publishOrders(c.API(), "ord_3")
 	// The group resumes where it was: another member gets only what was not acknowledged.
 	consume("worker-2", 1)
 	// Output:
@@ -190,17 +151,17 @@ func Example_consumerGroup() {
 func Example_publish() {
 	addr, stop := startRelay()
 	defer stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := client.New(addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer conn.Close()
-	client := eventrelayv1.NewEventServiceClient(conn)
+	defer c.Close()
+	api := c.API() // the generated EventService client
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 2 {
-		resp, err := client.Publish(ctx, &eventrelayv1.PublishRequest{
+		resp, err := api.Publish(ctx, &eventrelayv1.PublishRequest{
 			Source:  "orders",
 			Id:      "ord_1001",
 			Type:    "order.created",
@@ -216,7 +177,7 @@ func Example_publish() {
 		fmt.Println(resp.GetEventId(), "duplicate:", resp.GetDuplicate())
 	}
 
-	got, err := client.GetEvent(ctx, &eventrelayv1.GetEventRequest{Source: "orders", Id: "ord_1001"})
+	got, err := api.GetEvent(ctx, &eventrelayv1.GetEventRequest{Source: "orders", Id: "ord_1001"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,278 @@
+// Package e2e is the end-to-end test harness of the repository: it runs the real relayd
+// binary as a process (so a test can SIGKILL and restart it), signs and posts webhooks, and
+// waits for conditions. Tests of relayd, relayctl, the client library and the examples use
+// it; it is for tests only.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventrelay/eventrelay/internal/syncbuf"
+)
+
+// Secret is the hmac secret of the sources HMACSource configures.
+const Secret = "e2e-secret-for-tests"
+
+// Wait bounds every wait of the harness for something that must happen.
+const Wait = 30 * time.Second
+
+var relaydBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildRelayd builds ./cmd/relayd once per process, into a temporary directory that Cleanup
+// removes, and returns its path.
+func buildRelayd() (string, error) {
+	relaydBin.once.Do(func() {
+		dir, err := os.MkdirTemp("", "eventrelay-e2e-")
+		if err != nil {
+			relaydBin.err = err
+			return
+		}
+		relaydBin.path = filepath.Join(dir, "relayd")
+		out, err := exec.Command("go", "build", "-o", relaydBin.path, "github.com/eventrelay/eventrelay/cmd/relayd").CombinedOutput()
+		if err != nil {
+			relaydBin.err = fmt.Errorf("go build ./cmd/relayd: %v\n%s", err, out)
+		}
+	})
+	return relaydBin.path, relaydBin.err
+}
+
+// Cleanup removes the relayd binary the harness built; call it from TestMain after m.Run.
+func Cleanup() {
+	if relaydBin.path != "" {
+		_ = os.RemoveAll(filepath.Dir(relaydBin.path))
+	}
+}
+
+// HMACSource is the YAML of an hmac source signed with Secret (extra: more keys of the
+// source, e.g. "partitions: 4").
+func HMACSource(name string, extra ...string) string {
+	s := "  - name: " + name + "\n    provider: hmac\n    secrets: [\"" + Secret + "\"]\n"
+	for _, e := range extra {
+		s += "    " + e + "\n"
+	}
+	return s
+}
+
+// Relayd is a relayd process. Its addresses stay the same across Restart.
+type Relayd struct {
+	HTTP, GRPC, Admin string
+
+	bin  string
+	dir  string
+	env  []string
+	logs syncbuf.Buffer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs relayd as Launch does and stops it at cleanup, showing its log when the test
+// failed.
+func Start(t testing.TB, config string, env ...string) *Relayd {
+	t.Helper()
+	r, err := Launch(config, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Stop()
+		if t.Failed() {
+			t.Logf("relayd log:\n%s", r.Logs())
+		}
+		_ = os.RemoveAll(r.dir)
+	})
+	return r
+}
+
+// Launch builds (once) and runs relayd on free loopback ports with the configuration config
+// (top-level keys other than http, grpc, admin and log, e.g. "redis:\n  url: ...\nsources:\n"
+// + HMACSource("orders")) and the environment env (NAME=VALUE; PATH is passed on), and
+// returns once it listens. Stop it with Stop.
+func Launch(config string, env ...string) (*Relayd, error) {
+	bin, err := buildRelayd()
+	if err != nil {
+		return nil, err
+	}
+	r := &Relayd{bin: bin, env: env}
+	for _, a := range []*string{&r.HTTP, &r.GRPC, &r.Admin} {
+		if *a, err = freeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	if r.dir, err = os.MkdirTemp("", "eventrelay-e2e-run-"); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf("http: {addr: %q}\ngrpc: {addr: %q}\nadmin: {addr: %q}\nlog: {level: debug, format: json}\n%s",
+		r.HTTP, r.GRPC, r.Admin, config)
+	if err := os.WriteFile(filepath.Join(r.dir, "relay.yaml"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	if err := r.launch(); err != nil {
+		_ = os.RemoveAll(r.dir)
+		return nil, err
+	}
+	return r, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// launch starts the process and waits until it listens.
+func (r *Relayd) launch() error {
+	cmd := exec.Command(r.bin, "-config", filepath.Join(r.dir, "relay.yaml"))
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, r.env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	ready := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = r.logs.Write(append(line, '\n'))
+			var rec struct{ Msg string }
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd listening" {
+				select {
+				case ready <- struct{}{}:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	r.mu.Lock()
+	r.cmd, r.done = cmd, done
+	r.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-done:
+		return fmt.Errorf("relayd exited before listening:\n%s", r.logs.String())
+	case <-time.After(60 * time.Second):
+		r.Kill()
+		return fmt.Errorf("relayd did not start:\n%s", r.logs.String())
+	}
+}
+
+// Kill ends the process with SIGKILL (no graceful shutdown) and waits for it.
+func (r *Relayd) Kill() { r.signal(syscall.SIGKILL) }
+
+// Stop ends the process with SIGTERM (SIGKILL after 15 s) and waits for it. It is
+// idempotent.
+func (r *Relayd) Stop() { r.signal(syscall.SIGTERM) }
+
+func (r *Relayd) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	cmd, done := r.cmd, r.done
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// Restart starts the process again (after Kill or Stop; a running one is stopped first) on
+// the same addresses and configuration.
+func (r *Relayd) Restart() error {
+	r.Stop()
+	return r.launch()
+}
+
+// Logs returns everything relayd logged so far (all runs).
+func (r *Relayd) Logs() string { return r.logs.String() }
+
+// Sign returns the X-Signature of body under secret (the hmac provider's default scheme).
+func Sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Post POSTs body as a JSON webhook to source, signed with Secret, and returns the status.
+// It does not fail the test: a relayd being killed is something tests post through.
+func Post(ctx context.Context, addr, source string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/v1/webhooks/"+source, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature", Sign(Secret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// Event is a webhook body with an id, a type and a sequence number n.
+func Event(id, typ string, n int) []byte {
+	return []byte(`{"id":` + strconv.Quote(id) + `,"type":` + strconv.Quote(typ) + `,"n":` + strconv.Itoa(n) + `}`)
+}
+
+// MustPost posts Event(id, typ, n) to source and requires a 200.
+func MustPost(t testing.TB, addr, source, id, typ string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	code, err := Post(ctx, addr, source, Event(id, typ, n))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("POST %s to %s: %d %v", id, source, code, err)
+	}
+}
+
+// Eventually polls cond every 20 ms until it holds, failing t after Wait with what.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
