@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +38,7 @@ import (
 // Main is relayd: configuration in, running listeners out. main() and the end-to-end tests
 // share it.
 type Main struct {
-	Config *Config
+	Config *config.Config
 	Logger *slog.Logger
 
 	// Bound addresses, set by Run (useful with ":0" in tests).
@@ -67,7 +68,7 @@ type Main struct {
 }
 
 // NewMain returns a Main for cfg.
-func NewMain(cfg *Config, log *slog.Logger) *Main {
+func NewMain(cfg *config.Config, log *slog.Logger) *Main {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -94,7 +95,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("no redis.url configured: using the embedded in-process store; events live in memory only and are lost when relayd stops")
 	}
 	m.store, err = redisstore.Open(url, cfg.Redis.Cluster, cfg.Redis.MasterName, redisstore.Options{
-		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas, PoolSize: cfg.poolSize(),
+		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas, PoolSize: cfg.RedisPoolSize(),
 	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -271,7 +272,7 @@ func warnOpenEventService(log *slog.Logger, open bool, addrs ...string) {
 	}
 }
 
-func redisLabel(cfg *Config) string {
+func redisLabel(cfg *config.Config) string {
 	if cfg.Redis.URL == "" {
 		return "embedded (in memory)"
 	}
@@ -470,7 +471,7 @@ func (m *Main) Close() error {
 }
 
 // serverTLS loads a listener's certificate and, for mTLS, the client CA pool.
-func serverTLS(c TLSConfig) (*tls.Config, error) {
+func serverTLS(c config.TLSConfig) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
 		return nil, err

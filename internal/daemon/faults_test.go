@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // Fault tests (issue 4): Redis SIGKILLed and restarted under load (append-only file with
 // appendfsync always), relayd itself SIGKILLed and restarted under load, and relayd stopped

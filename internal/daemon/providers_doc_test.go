@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"crypto"
@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"net/http"
 	"os"
 	"slices"
@@ -79,9 +80,9 @@ func TestProvidersDocExamples(t *testing.T) {
 	}
 	privateKeys := map[string]crypto.Signer{"discord": discordPriv, "sendgrid": sendgridPriv}
 
-	cfg, err := LoadConfig(providersExamples, environ, nil)
+	cfg, err := config.Load(providersExamples, environ, nil)
 	if err != nil {
-		t.Fatalf("LoadConfig(%s): %v", providersExamples, err)
+		t.Fatalf("config.Load(%s): %v", providersExamples, err)
 	}
 	now := time.Now()
 	used := map[string]bool{}

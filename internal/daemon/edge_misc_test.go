@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"net"
 	"net/http"
@@ -225,7 +226,7 @@ func runBodyFormatPerProvider(t *testing.T, storeURL string) {
 // flags; a format the provider does not send, or an hmac id_header outside the signature
 // without unsigned_id, stops the start with a message naming the key.
 func TestBodyFormatConfig(t *testing.T) {
-	path := cfgWriteConfig(t, "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\n"+
+	path := writeYAML(t, "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\n"+
 		"sources:\n  - {name: orders, secrets: [s1], id_header: X-Delivery-Id}\n  - {name: gh, provider: github, secrets: [s2]}\n")
 	for _, tc := range []struct {
 		name  string
@@ -243,7 +244,7 @@ func TestBodyFormatConfig(t *testing.T) {
 			[]string{"sources[1]", "body_format", `"yaml"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := LoadConfig(path, tc.env, tc.flags)
+			cfg, err := config.Load(path, tc.env, tc.flags)
 			if err != nil {
 				t.Fatalf("LoadConfig: %v", err)
 			}

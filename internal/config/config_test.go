@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"errors"
@@ -44,7 +44,7 @@ func cfgPrefixes(t *testing.T, ss ...string) []netip.Prefix {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := LoadConfig("", nil, nil)
+	cfg, err := Load("", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,22 +63,22 @@ func TestConfigDefaults(t *testing.T) {
 		Subscribe: SubscribeConfig{TailBuffer: 4096, ReplayBatch: 1000, MinHeartbeat: time.Second, MaxSubscribers: 10000, SendTimeout: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(cfg, want) {
-		t.Errorf("LoadConfig with nothing configured:\n got %+v\nwant %+v", cfg, want)
+		t.Errorf("Load with nothing configured:\n got %+v\nwant %+v", cfg, want)
 	}
-	if !reflect.DeepEqual(DefaultConfig(), want) {
-		t.Errorf("DefaultConfig:\n got %+v\nwant %+v", DefaultConfig(), want)
+	if !reflect.DeepEqual(Default(), want) {
+		t.Errorf("Default:\n got %+v\nwant %+v", Default(), want)
 	}
 	if len(cfg.Sources) != 0 {
-		t.Errorf("LoadConfig added sources %v; the demo source is main's business", cfg.Sources)
+		t.Errorf("Load added sources %v; the demo source is main's business", cfg.Sources)
 	}
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Errorf("DefaultConfig().Validate() = %v", err)
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v", err)
 	}
 	// An empty file and a comments-only file are the defaults too.
 	for _, body := range []string{"", "# nothing\n", "---\n"} {
-		cfg, err := LoadConfig(cfgWriteConfig(t, body), nil, nil)
+		cfg, err := Load(cfgWriteConfig(t, body), nil, nil)
 		if err != nil || !reflect.DeepEqual(cfg, want) {
-			t.Errorf("LoadConfig(%q) = %+v, %v", body, cfg, err)
+			t.Errorf("Load(%q) = %+v, %v", body, cfg, err)
 		}
 	}
 }
@@ -166,7 +166,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 	dir := filepath.Dir(path)
 	cfgWriteFile(t, dir, "orders.secret", "from-file\n")
 	env := []string{"READER_TOKEN=reader-token", "ORDERS_SECRET=from-env", "ORDERS_OLD=old-secret", "VERIFY=verify-me"}
-	cfg, err := LoadConfig(path, env, nil)
+	cfg, err := Load(path, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestConfigExampleFile(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	cfg, err := LoadConfig("testdata/relay.example.yaml", os.Environ(), nil)
+	cfg, err := Load("testdata/relay.example.yaml", os.Environ(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestConfigErrors(t *testing.T) {
 			if tt.yaml != "" {
 				path = cfgWriteConfig(t, tt.yaml)
 			}
-			cfg, err := LoadConfig(path, tt.env, tt.flags)
+			cfg, err := Load(path, tt.env, tt.flags)
 			if err == nil {
 				t.Fatalf("no error; config %+v", cfg)
 			}
@@ -471,7 +471,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestConfigErrorsAreFieldErrors(t *testing.T) {
-	_, err := LoadConfig(cfgWriteConfig(t, "sources:\n  - name: BAD\n    secrets: [x]\n    tolerance: nope\n"), nil, nil)
+	_, err := Load(cfgWriteConfig(t, "sources:\n  - name: BAD\n    secrets: [x]\n    tolerance: nope\n"), nil, nil)
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Path != "sources[0].tolerance" || !strings.HasSuffix(fe.Origin, "relay.yaml:4") {
 		t.Fatalf("errors.As(%v) = %+v", err, fe)
@@ -480,7 +480,7 @@ func TestConfigErrorsAreFieldErrors(t *testing.T) {
 	if !strings.Contains(err.Error(), `sources[0].name: "BAD" must match`) {
 		t.Errorf("validation error missing: %v", err)
 	}
-	_, err = LoadConfig(cfgWriteConfig(t, "sources:\n  - name: a\n    secrets: [\"env:UNSET\"]\n"), nil, nil)
+	_, err = Load(cfgWriteConfig(t, "sources:\n  - name: a\n    secrets: [\"env:UNSET\"]\n"), nil, nil)
 	if err == nil || strings.Count(err.Error(), "\n") != 0 || !strings.Contains(err.Error(), "sources[0].secrets[0]: env:UNSET is not set") {
 		t.Errorf("want exactly one error, got:\n%v", err)
 	}
@@ -516,7 +516,7 @@ func TestConfigSecretResolution(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := cfgWriteFile(t, dir, "relay.yaml", "sources:\n  - name: a\n    secrets: ["+tt.secret+"]\n    verify_token: "+tt.secret+"\n")
-			cfg, err := LoadConfig(path, tt.env, nil)
+			cfg, err := Load(path, tt.env, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -531,7 +531,7 @@ func TestConfigSecretResolution(t *testing.T) {
 
 	t.Run("redis url and auth token", func(t *testing.T) {
 		path := cfgWriteFile(t, dir, "relay.yaml", "redis:\n  url: env:REDIS_URL\nauth:\n  tokens:\n    - {name: ci, token: \"file:none\"}\n")
-		cfg, err := LoadConfig(path, []string{"REDIS_URL=redis://:pw@r:6379"}, nil)
+		cfg, err := Load(path, []string{"REDIS_URL=redis://:pw@r:6379"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -546,7 +546,7 @@ func TestConfigSecretResolution(t *testing.T) {
 	t.Run("file: from env is relative to the working directory", func(t *testing.T) {
 		t.Chdir(dir) // "none" is in the working directory, not in the config file's
 		path := cfgWriteConfig(t, "sources:\n  - {name: a, secrets: [x]}\n")
-		cfg, err := LoadConfig(path, []string{"RELAY_SOURCES_A_SECRETS=file:none, env:Y", "Y=yv"}, nil)
+		cfg, err := Load(path, []string{"RELAY_SOURCES_A_SECRETS=file:none, env:Y", "Y=yv"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -596,7 +596,7 @@ auth:
 			"RELAY_HTTP_TRUSTED_PROXIES=10.0.0.0/8", "RELAY_TRACING_SAMPLE_RATIO=0.5", "RELAY_GRPC_REFLECTION=false",
 			"S2=s2",
 		}, nil, func(t *testing.T, c *Config) {
-			if c.HTTP.Addr != ":2001" || c.Redis.URL != "redis://env:6379" || c.Log.Level != "error" || c.Redis.MinReplicas != 2 || c.Redis.PoolSize != 300 || c.poolSize() != 300 {
+			if c.HTTP.Addr != ":2001" || c.Redis.URL != "redis://env:6379" || c.Log.Level != "error" || c.Redis.MinReplicas != 2 || c.Redis.PoolSize != 300 || c.RedisPoolSize() != 300 {
 				t.Errorf("%+v", c)
 			}
 			if c.GRPC.TLS.CertFile != "/env.crt" || c.GRPC.Reflection || c.Tracing.SampleRatio != 0.5 {
@@ -648,7 +648,7 @@ auth:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := LoadConfig(path, tt.env, tt.flags)
+			c, err := Load(path, tt.env, tt.flags)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -657,7 +657,7 @@ auth:
 	}
 
 	t.Run("env and flags without a file", func(t *testing.T) {
-		c, err := LoadConfig("", []string{"RELAY_REDIS_URL=redis://env:6379", "RELAY_HTTP_TLS_CERT_FILE=rel.crt", "RELAY_HTTP_TLS_KEY_FILE=rel.key"},
+		c, err := Load("", []string{"RELAY_REDIS_URL=redis://env:6379", "RELAY_HTTP_TLS_CERT_FILE=rel.crt", "RELAY_HTTP_TLS_KEY_FILE=rel.key"},
 			map[string]string{"admin.addr": "127.0.0.1:7000"})
 		if err != nil {
 			t.Fatal(err)
@@ -682,19 +682,19 @@ func TestConfigEveryLeafOverridable(t *testing.T) {
 		}
 	}
 	for _, l := range cfgLeaves {
-		_, err := LoadConfig(path, []string{"RELAY_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		_, err := Load(path, []string{"RELAY_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
 		check(t, l.path, err)
-		_, err = LoadConfig(path, nil, map[string]string{l.path: sample[l.kind]})
+		_, err = Load(path, nil, map[string]string{l.path: sample[l.kind]})
 		check(t, l.path, err)
 	}
 	for _, l := range cfgSourceLeaves {
-		_, err := LoadConfig(path, []string{"RELAY_SOURCES_MY_SRC_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		_, err := Load(path, []string{"RELAY_SOURCES_MY_SRC_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
 		check(t, l.path, err)
-		_, err = LoadConfig(path, nil, map[string]string{"sources.my-src." + l.path: sample[l.kind]})
+		_, err = Load(path, nil, map[string]string{"sources.my-src." + l.path: sample[l.kind]})
 		check(t, l.path, err)
 	}
 	for _, l := range cfgTokenLeaves {
-		_, err := LoadConfig(path, []string{"RELAY_AUTH_TOKENS_T1_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
+		_, err := Load(path, []string{"RELAY_AUTH_TOKENS_T1_" + cfgEnvName(l.path) + "=" + sample[l.kind]}, nil)
 		check(t, l.path, err)
 	}
 	// The documented names.
@@ -721,7 +721,7 @@ sources:
   - { <<: *defaults, name: b, secrets: [b], tolerance: 2m }
 `
 	// x-defaults is not a key: anchors must live inside known keys.
-	if _, err := LoadConfig(cfgWriteConfig(t, file), nil, nil); err == nil || !strings.Contains(err.Error(), "x-defaults: unknown key") {
+	if _, err := Load(cfgWriteConfig(t, file), nil, nil); err == nil || !strings.Contains(err.Error(), "x-defaults: unknown key") {
 		t.Fatalf("err = %v", err)
 	}
 	const file2 = `
@@ -729,7 +729,7 @@ sources:
   - &a { provider: hmac, name: a, secrets: [a], tolerance: 1m, rate_limit: { rps: 10, burst: 20 } }
   - { <<: *a, name: b, tolerance: 2m }
 `
-	c, err := LoadConfig(cfgWriteConfig(t, file2), []string{"RELAY_SOURCES_B_RATE_LIMIT_BURST=5"}, nil)
+	c, err := Load(cfgWriteConfig(t, file2), []string{"RELAY_SOURCES_B_RATE_LIMIT_BURST=5"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -774,7 +774,7 @@ func TestConfigErrorsNeverContainSecrets(t *testing.T) {
 			if tt.yaml != "" {
 				path = cfgWriteFile(t, dir, "relay.yaml", tt.yaml)
 			}
-			_, err := LoadConfig(path, tt.env, tt.flags)
+			_, err := Load(path, tt.env, tt.flags)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -785,7 +785,7 @@ func TestConfigErrorsNeverContainSecrets(t *testing.T) {
 	}
 	// Printing a loaded config does not show secrets either.
 	path := cfgWriteFile(t, dir, "relay.yaml", "redis: {url: \"redis://:"+secret+"@h:6379\"}\nsources:\n  - {name: a, secrets: [\""+secret+"\"], verify_token: \""+secret+"\"}\nauth:\n  tokens: [{name: t, token: \""+secret+"\"}]\n")
-	c, err := LoadConfig(path, nil, nil)
+	c, err := Load(path, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,7 +798,7 @@ func TestConfigErrorsNeverContainSecrets(t *testing.T) {
 
 func TestConfigValidateProgrammatic(t *testing.T) {
 	// main adds the demo source to a loaded config and validates again.
-	c := DefaultConfig()
+	c := Default()
 	demo := relay.SourceConfig{Name: "demo", Secrets: []relay.Secret{{Value: []byte("demo-secret")}}}
 	demo.SetDefaults()
 	c.Sources = append(c.Sources, demo)

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"net"
 	"net/http"
@@ -83,7 +84,7 @@ func TestEventRoutesBeforeBody(t *testing.T) {
 
 func runEventRoutesBeforeBody(t *testing.T, url string) {
 	cfg := testConfig(url)
-	cfg.Auth.Tokens = []AuthToken{
+	cfg.Auth.Tokens = []config.AuthToken{
 		{Name: "reader", Token: relay.Secret{Value: []byte(edgeReaderToken)}},
 		{Name: "publisher", Token: relay.Secret{Value: []byte(edgePublisherToken)}, Publish: true},
 	}
@@ -148,7 +149,7 @@ func TestEventRoutesMemoryBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig("")
 			if tc.tokens {
-				cfg.Auth.Tokens = []AuthToken{{Name: "p", Token: relay.Secret{Value: []byte(edgePublisherToken)}, Publish: true}}
+				cfg.Auth.Tokens = []config.AuthToken{{Name: "p", Token: relay.Secret{Value: []byte(edgePublisherToken)}, Publish: true}}
 			}
 			m := startMain(t, cfg)
 			url := "http://" + m.HTTPAddr + "/v1/events"
@@ -198,8 +199,8 @@ func TestEventRoutesClientCert(t *testing.T) {
 	caFile := secWrite(t, dir, "ca.pem", ca.certPEM)
 
 	cfg := testConfig(embeddedURL(t))
-	cfg.HTTP.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile}
-	cfg.GRPC.TLS = TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
+	cfg.HTTP.TLS = config.TLSConfig{CertFile: certFile, KeyFile: keyFile}
+	cfg.GRPC.TLS = config.TLSConfig{CertFile: certFile, KeyFile: keyFile, ClientCAFile: caFile}
 	err := cfg.Validate()
 	if err == nil {
 		t.Fatal("mTLS on gRPC, open HTTP EventService routes: configuration accepted")
@@ -273,7 +274,7 @@ func TestSlowSendersHoldNoSlot(t *testing.T) {
 		held        bool
 	}{
 		{"held for read_timeout (min_body_rate off)", 0, true},
-		{"cut by min_body_rate", DefaultMinBodyRate, false},
+		{"cut by min_body_rate", config.DefaultMinBodyRate, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(embeddedURL(t))
@@ -707,7 +708,7 @@ func TestSubscriptionLimits(t *testing.T) {
 	cfg := testConfig(embeddedURL(t))
 	cfg.Subscribe.MaxSubscribers = 3
 	cfg.Subscribe.MinHeartbeat = time.Second
-	cfg.Auth.Tokens = []AuthToken{
+	cfg.Auth.Tokens = []config.AuthToken{
 		{Name: "capped", Token: relay.Secret{Value: []byte(edgeReaderToken)}, MaxSubscriptions: 2},
 		{Name: "free", Token: relay.Secret{Value: []byte(edgePublisherToken)}},
 	}

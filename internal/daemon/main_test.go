@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,8 +32,8 @@ import (
 const testSecret = "s3cret-for-tests"
 
 // testConfig is a loopback configuration with one hmac source "orders".
-func testConfig(redisURL string) *Config {
-	cfg := DefaultConfig()
+func testConfig(redisURL string) *config.Config {
+	cfg := config.Default()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.GRPC.Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
@@ -46,7 +47,7 @@ func testConfig(redisURL string) *Config {
 }
 
 // startMain runs a Main for the test and stops it at cleanup.
-func startMain(t testing.TB, cfg *Config) *Main {
+func startMain(t testing.TB, cfg *config.Config) *Main {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {

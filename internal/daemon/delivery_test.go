@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // End-to-end tests of the delivery guarantees (issue 4) through the same Main that relayd
 // runs, against real redis-server processes: concurrent duplicates stored once, consumer
@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"net/http"
 	"os"
@@ -115,7 +116,7 @@ func postJSON(t testing.TB, m *Main, path string, v any) (int, []byte) {
 }
 
 // addSource adds an hmac source signed with testSecret to cfg.
-func addSource(cfg *Config, name string) {
+func addSource(cfg *config.Config, name string) {
 	src := relay.SourceConfig{Name: name, Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(testSecret)}}}
 	src.SetDefaults()
 	cfg.Sources = append(cfg.Sources, src)
@@ -612,8 +613,14 @@ redis:
 log: {level: info, format: json}
 sources:
 %s`, redisURL, redisExtra, sources)
+	return writeYAML(t, yaml)
+}
+
+// writeYAML writes a configuration file for t and returns its path.
+func writeYAML(t testing.TB, body string) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "relay.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -643,7 +650,7 @@ func TestRetention(t *testing.T) {
 
 func runRetention(t *testing.T, url string, detectsTrimmedCursor bool) {
 	path := writeConfig(t, url, "", hmacSource("capped", "max_len: 20")+hmacSource("aged", "retention: 1s"))
-	cfg, err := LoadConfig(path, nil, nil)
+	cfg, err := config.Load(path, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

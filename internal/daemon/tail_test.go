@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // End-to-end tests of the live-stream promises of Subscribe (issue 12 items 1, 4, 8 and the
 // HTTP stream's content type) through relayd's Main, over gRPC and the HTTP NDJSON form, on
@@ -593,7 +593,7 @@ func TestDemoBannerBoundPort(t *testing.T) {
 	var stdout, stderr lockedBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
+		code <- Command(ctx, []string{"-http-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

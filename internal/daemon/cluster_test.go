@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // Scale-out tests (issue 8): Redis topologies (single node with credentials, Cluster,
 // Sentinel), partitioned sources with per-key order, and several relayd replicas on one
@@ -12,10 +12,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -43,7 +45,7 @@ const (
 )
 
 // scaleConfig is testConfig with the orders source partitioned by customer.
-func scaleConfig(url string, partitions int) *Config {
+func scaleConfig(url string, partitions int) *config.Config {
 	cfg := testConfig(url)
 	cfg.Sources[0].Partitions = partitions
 	cfg.Sources[0].PartitionKey = scaleKey
@@ -304,7 +306,7 @@ func scaleCheckPlacement(t testing.TB, cluster *redistest.Cluster, shards map[in
 // the other replica; a different partition count is refused.
 func TestScaleClusterTwoReplicas(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
-	cfg := func() *Config {
+	cfg := func() *config.Config {
 		c := scaleConfig(cluster.URL(), scalePartitions)
 		c.Redis.Cluster = true
 		return c
@@ -554,7 +556,10 @@ func TestScaleHelperRelayd(t *testing.T) {
 	if os.Getenv(scaleHelperEnv) != "1" {
 		t.Skip("not a test: the relayd child process of startScaleRelayd")
 	}
-	os.Exit(runUntilSignal(flag.Args(), os.Environ(), os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := Command(ctx, flag.Args(), os.Environ(), os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 // scaleProc is a relayd process started by a test.

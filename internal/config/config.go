@@ -1,12 +1,10 @@
-package main
-
-// Configuration of relayd (docs/configuration.md). The key names below are a public contract: the
+// Package config is relayd's configuration (docs/configuration.md). The key names below are a public contract: the
 // YAML keys, the RELAY_* environment variables derived from them and the flag paths.
 //
 // Sources of configuration, lowest precedence first:
 //
-//  1. DefaultConfig.
-//  2. The YAML file given to LoadConfig (relayd -config relay.yaml), if any.
+//  1. Default.
+//  2. The YAML file given to Load (relayd -config relay.yaml), if any.
 //  3. Environment variables RELAY_<PATH>: the key path upper-cased and joined by "_",
 //     e.g. RELAY_REDIS_URL, RELAY_HTTP_TLS_CERT_FILE, RELAY_LOG_LEVEL. A key of an existing
 //     source is RELAY_SOURCES_<NAME>_<KEY>, with the source name upper-cased and "-" written
@@ -24,6 +22,7 @@ package main
 // YAML file is relative to the file's directory). Unknown keys, unknown RELAY_* variables
 // that look like configuration paths, and invalid values are errors that name the key; no
 // error ever contains a secret value.
+package config
 
 import (
 	"bytes"
@@ -63,7 +62,7 @@ type Config struct {
 	// Subscribe (subscribe:) tunes the delivery of tail subscriptions.
 	Subscribe SubscribeConfig
 	// Sources are the configured webhook sources, with relay.SourceConfig.SetDefaults
-	// applied by LoadConfig. LoadConfig never adds the demo source: when Sources is empty,
+	// applied by Load. Load never adds the demo source: when Sources is empty,
 	// main decides whether to add it.
 	Sources []relay.SourceConfig
 }
@@ -139,9 +138,9 @@ type RedisConfig struct {
 	PoolSize int
 }
 
-// poolSize returns the pool size relayd opens Redis with (RedisConfig.PoolSize, or the
+// RedisPoolSize returns the pool size relayd opens Redis with (RedisConfig.PoolSize, or the
 // automatic size for the configured partitions).
-func (c *Config) poolSize() int {
+func (c *Config) RedisPoolSize() int {
 	if c.Redis.PoolSize > 0 {
 		return c.Redis.PoolSize
 	}
@@ -239,7 +238,7 @@ const (
 	MaxReplayBatch = 10000
 )
 
-// Defaults of DefaultConfig.
+// Defaults of Default.
 const (
 	DefaultHTTPAddr          = ":8080"
 	DefaultGRPCAddr          = ":9090"
@@ -263,10 +262,10 @@ const (
 	DefaultMaxStreamsPerConn = 100
 )
 
-// DefaultConfig returns the configuration used when nothing is configured: HTTP on :8080,
+// Default returns the configuration used when nothing is configured: HTTP on :8080,
 // gRPC on :9090 with reflection, admin on :9091, the embedded Redis, JSON logs at info,
 // tracing off and no sources.
-func DefaultConfig() *Config {
+func Default() *Config {
 	return &Config{
 		HTTP: HTTPConfig{
 			Addr:              DefaultHTTPAddr,
@@ -317,16 +316,16 @@ var cfgIgnoredEnv = map[string]bool{
 // cfgKnownProviders are the provider names relay/verify accepts (aliases included).
 var cfgKnownProviders = verify.Providers()
 
-// LoadConfig builds the configuration from DefaultConfig, the YAML file at path (none when
+// Load builds the configuration from Default, the YAML file at path (none when
 // path is ""), the RELAY_* variables of environ (as os.Environ returns it; also used to
 // resolve env:NAME secrets) and flags (dotted key path → value), in increasing precedence.
 // It applies relay.SourceConfig.SetDefaults to every source, then Validate.
 //
-// With no file and no sources configured the result has no sources: LoadConfig does not add
+// With no file and no sources configured the result has no sources: Load does not add
 // the demo source, main does.
 //
 // The error lists every problem found, one per line, each a *FieldError naming the key.
-func LoadConfig(path string, environ []string, flags map[string]string) (*Config, error) {
+func Load(path string, environ []string, flags map[string]string) (*Config, error) {
 	d := &cfgDecoder{
 		env:        cfgEnvMap(environ),
 		origins:    map[*yaml.Node]string{},
@@ -348,7 +347,7 @@ func LoadConfig(path string, environ []string, flags map[string]string) (*Config
 	d.applyEnv(root)
 	d.applyFlags(root, flags)
 
-	cfg := DefaultConfig()
+	cfg := Default()
 	d.decodeMap(root, "", cfg, cfgFields)
 	d.checkUnusedEnv()
 

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"net/http"
 	"slices"
@@ -113,7 +114,7 @@ const (
 func TestForgedAckIDs(t *testing.T) {
 	bothStores(t, func(t *testing.T, url string) {
 		cfg := testConfig(url)
-		cfg.Auth.Tokens = []AuthToken{
+		cfg.Auth.Tokens = []config.AuthToken{
 			{Name: "billing", Token: relay.Secret{Value: []byte(gaBillingToken)}, Sources: []string{"orders"}, Groups: []string{"billing"}},
 			{Name: "reader", Token: relay.Secret{Value: []byte(gaReaderToken)}, Sources: []string{"orders"}},
 			{Name: "other", Token: relay.Secret{Value: []byte(gaOtherToken)}, Sources: []string{"orders"}, Groups: []string{"other-*"}},
@@ -288,7 +289,7 @@ func TestMetricsWith64Groups(t *testing.T) {
 	bothStores(t, func(t *testing.T, url string) {
 		cfg := testConfig(url)
 		cfg.Sources[0].Partitions = 4
-		cfg.Auth.Tokens = []AuthToken{
+		cfg.Auth.Tokens = []config.AuthToken{
 			{Name: "ops", Token: relay.Secret{Value: []byte("ga-ops-token-31")}, Publish: true},
 			{Name: "workers", Token: relay.Secret{Value: []byte(gaOtherToken)}, Sources: []string{"orders"}, Groups: []string{"other-*"}},
 		}

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"log/slog"
 	"maps"
@@ -128,7 +129,7 @@ func secWrite(t testing.TB, dir, name string, b []byte) string {
 
 // secStore is a view of the store for "nothing changed" checks: the number of keys and
 // every source's stream length.
-func secStore(t testing.TB, rdb *redis.Client, cfg *Config) map[string]int64 {
+func secStore(t testing.TB, rdb *redis.Client, cfg *config.Config) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
 	n, err := rdb.DBSize(ctx).Result()
@@ -158,7 +159,7 @@ func secSource(name, provider, secret string, mod ...func(*relay.SourceConfig)) 
 }
 
 // secSigned is a webhook to source signed by its provider as of at.
-func secSigned(t testing.TB, cfg *Config, base, source string, body []byte, at time.Time) *http.Request {
+func secSigned(t testing.TB, cfg *config.Config, base, source string, body []byte, at time.Time) *http.Request {
 	t.Helper()
 	var sc *relay.SourceConfig
 	for i := range cfg.Sources {
@@ -212,11 +213,11 @@ func secRaw(t testing.TB, addr string, pieces []string, pause time.Duration) int
 }
 
 func secLogger(buf io.Writer) *slog.Logger {
-	return newLogger(LogConfig{Level: "debug", Format: "json"}, buf)
+	return newLogger(config.LogConfig{Level: "debug", Format: "json"}, buf)
 }
 
 // secStart runs a Main logging to log, stopped at cleanup.
-func secStart(t testing.TB, cfg *Config, log *slog.Logger) *Main {
+func secStart(t testing.TB, cfg *config.Config, log *slog.Logger) *Main {
 	t.Helper()
 	m := NewMain(cfg, log)
 	if err := m.Run(context.Background()); err != nil {
@@ -248,9 +249,9 @@ func TestTLS(t *testing.T) {
 
 	cfg := testConfig(redistest.Start(t))
 	cfg.Sources = append(cfg.Sources, secSource("billing", "hmac", secOtherSecret))
-	cfg.HTTP.TLS = TLSConfig{CertFile: secWrite(t, dir, "srv.pem", srv.certPEM), KeyFile: secWrite(t, dir, "srv.key", srv.keyPEM)}
-	cfg.GRPC.TLS = TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile, ClientCAFile: secWrite(t, dir, "ca.pem", ca.certPEM)}
-	cfg.Auth.Tokens = []AuthToken{{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}}}
+	cfg.HTTP.TLS = config.TLSConfig{CertFile: secWrite(t, dir, "srv.pem", srv.certPEM), KeyFile: secWrite(t, dir, "srv.key", srv.keyPEM)}
+	cfg.GRPC.TLS = config.TLSConfig{CertFile: cfg.HTTP.TLS.CertFile, KeyFile: cfg.HTTP.TLS.KeyFile, ClientCAFile: secWrite(t, dir, "ca.pem", ca.certPEM)}
+	cfg.Auth.Tokens = []config.AuthToken{{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}}}
 	m := startMain(t, cfg)
 	rdb := redisClient(t, cfg.Redis.URL)
 
@@ -356,13 +357,15 @@ func TestTLSConfigErrors(t *testing.T) {
 	cert, key := secWrite(t, dir, "c.pem", srv.certPEM), secWrite(t, dir, "k.pem", srv.keyPEM)
 	for _, tc := range []struct {
 		name string
-		mod  func(*Config)
+		mod  func(*config.Config)
 		want string
 	}{
-		{"http key missing", func(c *Config) { c.HTTP.TLS = TLSConfig{CertFile: cert, KeyFile: filepath.Join(dir, "nope")} }, "http.tls"},
-		{"grpc cert is a key", func(c *Config) { c.GRPC.TLS = TLSConfig{CertFile: key, KeyFile: key} }, "grpc.tls"},
-		{"client CA without certificates", func(c *Config) {
-			c.GRPC.TLS = TLSConfig{CertFile: cert, KeyFile: key, ClientCAFile: secWrite(t, dir, "empty.pem", []byte("nothing"))}
+		{"http key missing", func(c *config.Config) {
+			c.HTTP.TLS = config.TLSConfig{CertFile: cert, KeyFile: filepath.Join(dir, "nope")}
+		}, "http.tls"},
+		{"grpc cert is a key", func(c *config.Config) { c.GRPC.TLS = config.TLSConfig{CertFile: key, KeyFile: key} }, "grpc.tls"},
+		{"client CA without certificates", func(c *config.Config) {
+			c.GRPC.TLS = config.TLSConfig{CertFile: cert, KeyFile: key, ClientCAFile: secWrite(t, dir, "empty.pem", []byte("nothing"))}
 		}, "client_ca_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -391,7 +394,7 @@ var secSvixSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("standar
 
 // secHardenedConfig is a relay with several providers, an allowlisted and a rate-limited
 // source, short read timeouts and a small header limit.
-func secHardenedConfig(url string) *Config {
+func secHardenedConfig(url string) *config.Config {
 	cfg := testConfig(url)
 	cfg.Sources = append(cfg.Sources,
 		secSource("stripe", "stripe", secStripeSecret),
@@ -850,7 +853,7 @@ func TestReflectionSwitch(t *testing.T) {
 		want codes.Code
 	}{{nil, codes.OK}, {[]string{"RELAY_GRPC_REFLECTION=false"}, codes.Unimplemented}} {
 		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
-			cfg, err := LoadConfig("", tc.env, nil)
+			cfg, err := config.Load("", tc.env, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -948,7 +951,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 func runNoSecretsInLogs(t *testing.T, url, redisPassword string, outage func(logs *syncLog)) {
 	const producerToken = "log-producer-token-77a1"
 	cfg := secHardenedConfig(url)
-	cfg.Auth.Tokens = []AuthToken{
+	cfg.Auth.Tokens = []config.AuthToken{
 		{Name: "reader", Token: relay.Secret{Value: []byte(secReaderToken)}, Sources: []string{"orders"}},
 		{Name: "producer", Token: relay.Secret{Value: []byte(producerToken)}, Sources: []string{"orders"}, Publish: true},
 	}
