@@ -115,6 +115,7 @@ func (c *counter) check(t *testing.T, prefix string, n int, exactly bool) {
 // SIGKILLed and restarted twice mid-stream and the consumer process itself restarts (a new
 // Receive from the same file): every event is handled exactly once.
 func TestTailExactlyOnceAcrossKills(t *testing.T) {
+	e2e.Slow(t)
 	r := redisRelayd(t)
 	c := newClient(t, r.GRPC)
 	store := client.FileCursorStore{Path: filepath.Join(t.TempDir(), "cursor")}
@@ -172,6 +173,7 @@ func TestTailExactlyOnceAcrossKills(t *testing.T) {
 // successfully (acknowledged), the failed ones again with attempt 2 or more, and nothing is
 // left pending or undelivered.
 func TestGroupAtLeastOnceAcrossKills(t *testing.T) {
+	e2e.Slow(t)
 	r := redisRelayd(t)
 	c := newClient(t, r.GRPC)
 	const n = 200

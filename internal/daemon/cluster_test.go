@@ -305,6 +305,7 @@ func scaleCheckPlacement(t testing.TB, cluster *redistest.Cluster, shards map[in
 // the other; group consumers on different replicas share the work and acknowledge through
 // the other replica; a different partition count is refused.
 func TestScaleClusterTwoReplicas(t *testing.T) {
+	slow(t)
 	cluster := redistest.StartCluster(t, 3)
 	cfg := func() *config.Config {
 		c := scaleConfig(cluster.URL(), scalePartitions)
@@ -691,6 +692,7 @@ sources:
 // delivers every event, the dead consumer's unacknowledged ones reclaimed by the survivor.
 // A relayd started with another partition count exits with the refusal.
 func TestScaleReplicaKilled(t *testing.T) {
+	slow(t)
 	cluster := redistest.StartCluster(t, 3)
 	config := scaleConfigFile(t, cluster.URL(), ", cluster: true", scalePartitions)
 	r1, r2 := startScaleRelayd(t, config, false), startScaleRelayd(t, config, false)
@@ -781,6 +783,7 @@ func TestScaleReplicaKilled(t *testing.T) {
 // all come out once, in per-customer order, through a subscriber that resumes from its cursor
 // when the switch ends its stream; history reads are served from the new master.
 func TestScaleSentinel(t *testing.T) {
+	slow(t)
 	st := redistest.StartSentinel(t, 2, 2)
 	cfg := scaleConfig(st.URL(), 2)
 	cfg.Redis.MasterName = st.MasterName
@@ -896,6 +899,7 @@ func TestScaleSentinel(t *testing.T) {
 // credentials given in redis.url: a password (requirepass) and an ACL user limited to the
 // relay:* keys. A wrong password leaves relayd unready and webhooks answered 503.
 func TestScaleCredentials(t *testing.T) {
+	slow(t)
 	t.Run("password", func(t *testing.T) {
 		srv := redistest.StartWith(t, "--requirepass", "pa55:word")
 		runEndToEnd(t, "redis://:pa55%3Aword@"+srv.Addr())
@@ -931,6 +935,7 @@ func TestScaleCredentials(t *testing.T) {
 // SSL_CERT_FILE, events go in and come out; without it, relayd refuses the certificate and
 // answers webhooks 503.
 func TestScaleTLS(t *testing.T) {
+	slow(t)
 	srv := redistest.StartTLS(t, "--requirepass", "tls-pw")
 	url := strings.Replace(srv.URL(), "rediss://", "rediss://:tls-pw@", 1)
 	config := scaleConfigFile(t, url, "", 2)
@@ -967,6 +972,7 @@ func scaleReadyz(t testing.TB, m *Main) int {
 // are checked once Redis answers; a matching count makes relayd ready, another keeps it
 // unready, refusing webhooks with 503, with an error in the log.
 func TestScalePartitionCheckDeferred(t *testing.T) {
+	slow(t)
 	srv := redistest.StartWith(t, "--appendonly", "yes") // the record survives a restart
 	startMain(t, scaleConfig(srv.URL(), 4)).Close()      // records 4 partitions
 	srv.Stop()

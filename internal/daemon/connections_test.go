@@ -27,6 +27,7 @@ func connectedClients(t testing.TB, addr string) int {
 // commands, not one blocking read per subscription and partition), and once they close relayd
 // is back to its idle count within 10 s.
 func TestRedisConnectionsBoundedBySubscriptions(t *testing.T) {
+	slow(t)
 	srv := redistest.Start(t)
 	addr := strings.TrimPrefix(srv, "redis://")
 	const partitions = 4

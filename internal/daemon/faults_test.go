@@ -318,6 +318,7 @@ func httpStatus(url string) int {
 // 2xx), reports not ready, ends the streams with UNAVAILABLE, recovers by itself, and every
 // event answered 200 is in the stream; the resumed tail has no gap and no repeat.
 func TestRedisKilledMidLoad(t *testing.T) {
+	slow(t)
 	rs := durableRedis(t)
 	m := startMain(t, testConfig(rs.URL()))
 	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -430,6 +431,7 @@ func waitExit(t testing.TB, p *scaleProc) int {
 // TestRelaydProcess runs relayd as a separate process (the test binary running relayd's run,
 // see startScaleRelayd) against a real Redis with appendfsync always, and kills or stops it.
 func TestRelaydProcess(t *testing.T) {
+	slow(t)
 	logOnFailure := func(t *testing.T, p *scaleProc) {
 		t.Cleanup(func() {
 			if t.Failed() {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 	"io"
 	"log/slog"
 	"net/http"
@@ -435,3 +436,6 @@ func TestCursorOutOfRange(t *testing.T) {
 		t.Fatalf("got %s", got[0].Event.Id)
 	}
 }
+
+// slow skips a slow suite (Redis Cluster, Sentinel, process kills, load) under -short.
+func slow(t *testing.T) { e2e.Slow(t) }

@@ -276,3 +276,12 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Slow skips t under -short: the suites that start clusters, kill processes or put load
+// (make test-short leaves them out).
+func Slow(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow end-to-end suite: skipped with -short")
+	}
+}
