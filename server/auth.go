@@ -71,10 +71,16 @@ type Auth struct {
 	digests [][sha256.Size]byte
 }
 
-// NewAuth returns an Auth over tokens.
-func NewAuth(tokens []Token) *Auth {
-	a := &Auth{tokens: tokens}
-	for _, t := range tokens {
+// AuthOptions configure NewAuth.
+type AuthOptions struct {
+	// Tokens are the bearer tokens; none: every caller is allowed everything.
+	Tokens []Token
+}
+
+// NewAuth returns an Auth over opts.Tokens.
+func NewAuth(opts AuthOptions) *Auth {
+	a := &Auth{tokens: opts.Tokens}
+	for _, t := range opts.Tokens {
 		a.digests = append(a.digests, sha256.Sum256(t.Value))
 	}
 	return a

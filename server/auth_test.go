@@ -37,9 +37,9 @@ var scopeTokens = []Token{
 const workersToken = "workers-token-0c6e8d2a"
 
 func TestCanUseGroup(t *testing.T) {
-	a := NewAuth(append(slices.Clone(scopeTokens),
+	a := NewAuth(AuthOptions{Tokens: append(slices.Clone(scopeTokens),
 		Token{Name: "star", Value: []byte("star-token-77"), Sources: []string{"*"}},
-		Token{Name: "star-listed", Value: []byte("star-listed-token-78"), Sources: []string{"*"}, Groups: []string{"g?"}}))
+		Token{Name: "star-listed", Value: []byte("star-listed-token-78"), Sources: []string{"*"}, Groups: []string{"g?"}})})
 	for _, tc := range []struct {
 		token, group string
 		want         bool
@@ -71,7 +71,7 @@ func TestCanUseGroup(t *testing.T) {
 }
 
 func TestAuthenticate(t *testing.T) {
-	a := NewAuth(scopeTokens)
+	a := NewAuth(AuthOptions{Tokens: scopeTokens})
 	for _, tc := range []struct {
 		name   string
 		values []string // authorization metadata
@@ -116,7 +116,7 @@ func TestAuthenticate(t *testing.T) {
 	if !p.CanRead("billing") || p.CanPublish("billing") {
 		t.Errorf("all scopes: %+v", p)
 	}
-	if open, _ := NewAuth(nil).Authenticate(context.Background()); !open.CanPublish("anything") {
+	if open, _ := NewAuth(AuthOptions{}).Authenticate(context.Background()); !open.CanPublish("anything") {
 		t.Errorf("no tokens: everything is allowed")
 	}
 }

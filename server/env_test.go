@@ -128,14 +128,14 @@ func newEnv(t testing.TB, o envOptions) *env {
 		tp = sdktrace.NewTracerProvider(sdktrace.WithSyncer(e.spans), sdktrace.WithSpanProcessor(endNotifier(e.ended)))
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	}
-	events := NewEventServer(e.svc, NewAuth(o.tokens), log)
-	events.Metrics = e.metrics
+	eopts := EventServerOptions{Auth: NewAuth(AuthOptions{Tokens: o.tokens}), Logger: log, Metrics: e.metrics}
 	if tp != nil {
-		events.TracerProvider = tp
+		eopts.TracerProvider = tp
 	}
-	webhooks := NewWebhookServer(e.svc, log, e.metrics)
+	events := NewEventServer(e.svc, eopts)
+	webhooks := NewWebhookServer(e.svc, WebhookServerOptions{Logger: log, Metrics: e.metrics})
 
-	e.grpc = NewGRPCServer(GRPCOptions{Reflection: o.reflection, Health: health.NewServer(), Logger: log}, events, nil)
+	e.grpc = NewGRPCServer(GRPCOptions{Reflection: o.reflection, Health: health.NewServer(), Logger: log, Events: events})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -152,13 +152,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.ingress.ContentTypes == nil {
 		o.ingress.ContentTypes = func(src *relay.SourceConfig, ct string) bool { return verify.SourceAccepts(src, ct) }
 	}
-	hopts := HTTPOptions{Ingress: o.ingress, Logger: log, Metrics: e.metrics}
+	hopts := HTTPOptions{Webhooks: webhooks, Conn: e.conn, Ingress: o.ingress, Logger: log, Metrics: e.metrics}
 	if tp != nil {
 		hopts.TracerProvider = tp
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	e.handler, err = NewHTTPHandler(ctx, e.svc, webhooks, e.conn, hopts)
+	e.handler, err = NewHTTPHandler(ctx, e.svc, hopts)
 	if err != nil {
 		t.Fatal(err)
 	}

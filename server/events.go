@@ -18,6 +18,16 @@ type EventServer struct {
 	svc  *relay.Service
 	auth *Auth
 	log  *slog.Logger
+	opts EventServerOptions
+
+	subs subscriptions
+}
+
+// EventServerOptions configure NewEventServer.
+type EventServerOptions struct {
+	// Auth authenticates callers (nil: every caller is allowed everything).
+	Auth   *Auth
+	Logger *slog.Logger
 	// Metrics, when set, observes deliveries and acknowledgements.
 	Metrics *Metrics
 	// TracerProvider, when set, records an eventrelay.deliver span per delivery, linked to
@@ -25,13 +35,17 @@ type EventServer struct {
 	TracerProvider trace.TracerProvider
 	// Limits bound the subscriptions.
 	Limits SubscribeLimits
-
-	subs subscriptions
 }
 
-// NewEventServer returns the EventService implementation.
-func NewEventServer(svc *relay.Service, auth *Auth, log *slog.Logger) *EventServer {
-	return &EventServer{svc: svc, auth: auth, log: log}
+// NewEventServer returns the EventService implementation over svc.
+func NewEventServer(svc *relay.Service, opts EventServerOptions) *EventServer {
+	if opts.Auth == nil {
+		opts.Auth = NewAuth(AuthOptions{})
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &EventServer{svc: svc, auth: opts.Auth, log: opts.Logger, opts: opts}
 }
 
 func (s *EventServer) err(ctx context.Context, err error) error { return toStatus(ctx, s.log, err) }
@@ -47,23 +61,23 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	if err != nil {
 		return s.err(ctx, err)
 	}
-	release, err := s.subs.open(p, s.Limits.MaxSubscribers)
+	release, err := s.subs.open(p, s.opts.Limits.MaxSubscribers)
 	if err != nil {
 		return s.err(ctx, err)
 	}
 	defer release()
 	// Send headers at once so clients see the stream open before the first event.
 	_ = stream.SendHeader(metadata.MD{})
-	s.Metrics.subscriberAdd(1)
-	defer s.Metrics.subscriberAdd(-1)
-	counted := deliveryCounter{m: s.Metrics}
+	s.opts.Metrics.subscriberAdd(1)
+	defer s.opts.Metrics.subscriberAdd(-1)
+	counted := deliveryCounter{m: s.opts.Metrics}
 	// The subscription runs beside the handler, so that a stream cut while a SendMsg is
 	// blocked ends at once (cut.go), and so does one whose send is blocked too long.
 	err = runInterruptible(&sr, func() error {
 		send := s.sendFunc(ctx, stream, &sr, &counted)
-		if s.Limits.SendTimeout > 0 {
+		if s.opts.Limits.SendTimeout > 0 {
 			var stop func()
-			send, stop = watchSends(send, s.Limits.SendTimeout, sr.Interrupt)
+			send, stop = watchSends(send, s.opts.Limits.SendTimeout, sr.Interrupt)
 			defer stop()
 		}
 		return s.svc.Subscribe(ctx, sr, send)
@@ -89,14 +103,14 @@ func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventSer
 			return err
 		}
 		counted.add(m.Partition.Source, m.Attempt)
-		if s.TracerProvider == nil {
+		if s.opts.TracerProvider == nil {
 			return stream.SendMsg(msg)
 		}
 		ev, err := relay.DecodeEvent(m.Entry.Event) // the span's attributes
 		if err != nil {
 			return err
 		}
-		end := startDeliverySpan(ctx, s.TracerProvider, ev, m, sr.Group.Name)
+		end := startDeliverySpan(ctx, s.opts.TracerProvider, ev, m, sr.Group.Name)
 		err = stream.SendMsg(msg)
 		end(err)
 		return err
@@ -258,7 +272,7 @@ func (s *EventServer) Acknowledge(ctx context.Context, req *eventrelayv1.Acknowl
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
-	s.Metrics.acked(len(req.GetAckIds()) - len(unknown))
+	s.opts.Metrics.acked(len(req.GetAckIds()) - len(unknown))
 	return &eventrelayv1.AcknowledgeResponse{UnknownAckIds: unknown}, nil
 }
 
@@ -327,7 +341,7 @@ func (s *EventServer) Publish(ctx context.Context, req *eventrelayv1.PublishRequ
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
-	s.Metrics.ingested(req.GetSource(), res.Duplicate)
+	s.opts.Metrics.ingested(req.GetSource(), res.Duplicate)
 	return &eventrelayv1.PublishResponse{EventId: res.EventID, Duplicate: res.Duplicate}, nil
 }
 

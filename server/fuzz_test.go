@@ -116,7 +116,7 @@ func FuzzWebhookIngress(f *testing.F) {
 	f.Cleanup(func() { _ = svc.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	f.Cleanup(cancel)
-	h, err := NewHTTPHandler(ctx, svc, NewWebhookServer(svc, log, nil), nil, HTTPOptions{Logger: log,
+	h, err := NewHTTPHandler(ctx, svc, HTTPOptions{Webhooks: NewWebhookServer(svc, WebhookServerOptions{Logger: log}), Logger: log,
 		Ingress: IngressOptions{ContentTypes: func(src *relay.SourceConfig, ct string) bool { return verify.SourceAccepts(src, ct) }}})
 	if err != nil {
 		f.Fatal(err)

@@ -34,6 +34,10 @@ type GRPCOptions struct {
 	// MaxConcurrentStreams bounds the streams of one client connection (0: grpc-go's
 	// default, unbounded).
 	MaxConcurrentStreams int
+	// Events is the EventService to serve (required).
+	Events *EventServer
+	// Webhooks, when set, also serves WebhookService to gRPC callers.
+	Webhooks *WebhookServer
 }
 
 // Keepalive, consistent with the subscription heartbeats (relay.DefaultHeartbeat 15s,
@@ -52,7 +56,7 @@ var (
 // NewGRPCServer returns a gRPC server serving EventService (and the webhook service for gRPC
 // callers) with recovery and logging interceptors, keepalive enforcement consistent with the
 // subscription heartbeats, health and reflection.
-func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServer) *grpc.Server {
+func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -71,8 +75,8 @@ func NewGRPCServer(opts GRPCOptions, events *EventServer, webhooks *WebhookServe
 		sopts = append(sopts, grpc.MaxConcurrentStreams(uint32(opts.MaxConcurrentStreams)))
 	}
 	s := grpc.NewServer(sopts...)
-	eventrelayv1.RegisterEventServiceServer(s, events)
-	if webhooks != nil {
+	eventrelayv1.RegisterEventServiceServer(s, opts.Events)
+	if webhooks := opts.Webhooks; webhooks != nil {
 		eventrelayv1.RegisterWebhookServiceServer(s, webhooks)
 	}
 	if opts.Health != nil {

@@ -50,7 +50,7 @@ func TestRecovery(t *testing.T) {
 	log := slog.New(LogHandler(slog.NewJSONHandler(logs, nil)))
 	// An EventServer without a service panics (nil pointer) in every RPC.
 	hs := health.NewServer()
-	s := NewGRPCServer(GRPCOptions{Health: hs, Logger: log}, NewEventServer(nil, NewAuth(nil), log), nil)
+	s := NewGRPCServer(GRPCOptions{Health: hs, Logger: log, Events: NewEventServer(nil, EventServerOptions{Logger: log})})
 	conn := serveGRPC(t, s)
 	c := eventrelayv1.NewEventServiceClient(conn)
 
@@ -134,7 +134,7 @@ func TestRequestID(t *testing.T) {
 	// Over gRPC the id is echoed; without one a new id is made.
 	logs := &logBuffer{}
 	log := slog.New(LogHandler(slog.NewJSONHandler(logs, nil)))
-	conn := serveGRPC(t, NewGRPCServer(GRPCOptions{Health: health.NewServer(), Logger: log}, NewEventServer(nil, NewAuth(nil), log), nil))
+	conn := serveGRPC(t, NewGRPCServer(GRPCOptions{Health: health.NewServer(), Logger: log, Events: NewEventServer(nil, EventServerOptions{Logger: log})}))
 	for _, sent := range []string{"req-echo-1", ""} {
 		ctx := context.Background()
 		if sent != "" {
@@ -154,7 +154,7 @@ func TestRequestID(t *testing.T) {
 func TestReflection(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		t.Run(map[bool]string{true: "on", false: "off"}[on], func(t *testing.T) {
-			s := NewGRPCServer(GRPCOptions{Reflection: on, Health: health.NewServer()}, NewEventServer(nil, NewAuth(nil), nil), nil)
+			s := NewGRPCServer(GRPCOptions{Reflection: on, Health: health.NewServer(), Events: NewEventServer(nil, EventServerOptions{})})
 			conn := serveGRPC(t, s)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -66,6 +66,11 @@ func handshakeStatus(ctx context.Context, w http.ResponseWriter, resp proto.Mess
 
 // HTTPOptions configure the public HTTP handler.
 type HTTPOptions struct {
+	// Webhooks is the WebhookService the ingress calls (required).
+	Webhooks *WebhookServer
+	// Conn reaches the gRPC server for EventService's routes (server streaming needs a real
+	// client connection); nil: no EventService routes.
+	Conn    grpc.ClientConnInterface
 	Ingress IngressOptions
 	Logger  *slog.Logger
 	Metrics *Metrics
@@ -81,8 +86,9 @@ type HTTPOptions struct {
 
 // NewHTTPHandler returns the public HTTP handler: the webhook ingress (middleware in front of
 // the in-process WebhookService) and EventService's HTTP routes through grpc-gateway, which
-// reach the gRPC server over conn (server streaming needs a real client connection).
-func NewHTTPHandler(ctx context.Context, svc *relay.Service, webhooks *WebhookServer, conn grpc.ClientConnInterface, opts HTTPOptions) (http.Handler, error) {
+// reach the gRPC server over opts.Conn.
+func NewHTTPHandler(ctx context.Context, svc *relay.Service, opts HTTPOptions) (http.Handler, error) {
+	webhooks, conn := opts.Webhooks, opts.Conn
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()

@@ -42,7 +42,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	defer svc.Close()
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	m := NewMetrics()
-	h, err := NewHTTPHandler(b.Context(), svc, NewWebhookServer(svc, log, m), nil, HTTPOptions{Logger: log, Metrics: m,
+	h, err := NewHTTPHandler(b.Context(), svc, HTTPOptions{Webhooks: NewWebhookServer(svc, WebhookServerOptions{Logger: log, Metrics: m}), Logger: log, Metrics: m,
 		Ingress: IngressOptions{MaxConcurrent: 1024, ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 			return verify.SourceAccepts(src, ct)
 		}}})

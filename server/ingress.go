@@ -590,9 +590,19 @@ type WebhookServer struct {
 	metrics *Metrics
 }
 
-// NewWebhookServer returns the WebhookService implementation.
-func NewWebhookServer(svc *relay.Service, log *slog.Logger, m *Metrics) *WebhookServer {
-	return &WebhookServer{svc: svc, log: log, metrics: m}
+// WebhookServerOptions configure NewWebhookServer.
+type WebhookServerOptions struct {
+	Logger *slog.Logger
+	// Metrics, when set, counts requests, verification failures and ingests.
+	Metrics *Metrics
+}
+
+// NewWebhookServer returns the WebhookService implementation over svc.
+func NewWebhookServer(svc *relay.Service, opts WebhookServerOptions) *WebhookServer {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &WebhookServer{svc: svc, log: opts.Logger, metrics: opts.Metrics}
 }
 
 // infoFrom returns the request info the middleware stored, or one rebuilt from gRPC metadata.

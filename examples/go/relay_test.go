@@ -36,7 +36,7 @@ func startRelay() (addr string, stop func()) {
 	must(err)
 	svc, err := relay.NewService(store, []*relay.Source{{Config: src, Verifier: v}}, relay.Options{Logger: quiet})
 	must(err)
-	grpcServer := server.NewGRPCServer(server.GRPCOptions{Logger: quiet}, server.NewEventServer(svc, server.NewAuth(nil), quiet), nil)
+	grpcServer := server.NewGRPCServer(server.GRPCOptions{Logger: quiet, Events: server.NewEventServer(svc, server.EventServerOptions{Logger: quiet})})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	must(err)
 	go func() { _ = grpcServer.Serve(lis) }()

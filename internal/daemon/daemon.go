@@ -153,12 +153,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish, Groups: t.Groups,
 			MaxSubscriptions: t.MaxSubscriptions})
 	}
-	auth := server.NewAuth(tokens)
-	events := server.NewEventServer(m.svc, auth, log)
-	events.Metrics = m.metrics
-	events.TracerProvider = tp
-	events.Limits = server.SubscribeLimits{MaxSubscribers: cfg.Subscribe.MaxSubscribers, SendTimeout: cfg.Subscribe.SendTimeout}
-	webhooks := server.NewWebhookServer(m.svc, log, m.metrics)
+	auth := server.NewAuth(server.AuthOptions{Tokens: tokens})
+	events := server.NewEventServer(m.svc, server.EventServerOptions{Auth: auth, Logger: log, Metrics: m.metrics, TracerProvider: tp,
+		Limits: server.SubscribeLimits{MaxSubscribers: cfg.Subscribe.MaxSubscribers, SendTimeout: cfg.Subscribe.SendTimeout}})
+	webhooks := server.NewWebhookServer(m.svc, server.WebhookServerOptions{Logger: log, Metrics: m.metrics})
 
 	// gRPC: the public listener, and an in-memory one the gateway dials for EventService.
 	m.health = health.NewServer()
@@ -173,8 +171,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	maxMsg := int(cfg.HTTP.MaxRequestBytes)
 	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log,
-		MaxRecvMsgSize: maxMsg, MaxConcurrentStreams: cfg.GRPC.MaxStreamsPerConnection}, events, nil)
-	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log, MaxRecvMsgSize: maxMsg}, events, nil)
+		MaxRecvMsgSize: maxMsg, MaxConcurrentStreams: cfg.GRPC.MaxStreamsPerConnection, Events: events})
+	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log, MaxRecvMsgSize: maxMsg, Events: events})
 	m.inprocLis = bufconn.Listen(1 << 20)
 	m.conn, err = grpc.NewClient("passthrough:///inproc",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.inprocLis.DialContext(ctx) }),
@@ -182,8 +180,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	handler, err := server.NewHTTPHandler(bg, m.svc, webhooks, m.conn, server.HTTPOptions{
-		Logger: log, Metrics: m.metrics, TracerProvider: tp,
+	handler, err := server.NewHTTPHandler(bg, m.svc, server.HTTPOptions{
+		Webhooks: webhooks, Conn: m.conn, Logger: log, Metrics: m.metrics, TracerProvider: tp,
 		StreamWriteTimeout: cfg.HTTP.WriteTimeout,
 		Events: server.EventRoutesOptions{Auth: auth, MaxRequestBytes: cfg.HTTP.MaxRequestBytes,
 			RequireClientCert: cfg.HTTP.TLS.ClientCAFile != ""},
