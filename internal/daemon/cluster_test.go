@@ -626,7 +626,16 @@ func startScaleRelayd(t testing.TB, config string, wantExit bool, env ...string)
 		p.code = cmd.ProcessState.ExitCode()
 		close(p.exited)
 	}()
-	t.Cleanup(p.kill)
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+			if !wantExit && t.Failed() {
+				t.Logf("relayd %s exited early with %d:\n%s", p.GRPC, p.code, p.output())
+			}
+		default:
+		}
+		p.kill()
+	})
 	if wantExit {
 		select {
 		case <-p.exited:

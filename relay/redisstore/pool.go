@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +96,7 @@ func (k clientKnobs) tune(opts Options) {
 func (s *Store) reap() {
 	t := time.NewTicker(reapSample)
 	defer t.Stop()
+	var mu sync.Mutex // ForEachShard visits the shards concurrently
 	pools := map[string]*poolReaper{}
 	for tick := 1; ; tick++ {
 		select {
@@ -105,12 +107,14 @@ func (s *Store) reap() {
 		peak := s.inflight.take()
 		trim := tick%int(reapEvery/reapSample) == 0
 		visit := func(ctx context.Context, c *redis.Client) {
+			mu.Lock()
 			r := pools[c.Options().Addr]
 			if r == nil {
 				r = &poolReaper{}
 				pools[c.Options().Addr] = r
 			}
-			r.sample(peak)
+			mu.Unlock()
+			r.sample(peak) // each pool's reaper is visited by one goroutine at a time
 			if trim {
 				r.trim(ctx, c)
 			}
