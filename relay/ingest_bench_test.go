@@ -24,7 +24,7 @@ func (nullStore) Append(_ context.Context, req relay.AppendRequest) (relay.Appen
 // BenchmarkIngest is Service.Ingest of a signed ~160-byte JSON webhook (hmac source, id and
 // type read from the body) on a store that acknowledges at once.
 func BenchmarkIngest(b *testing.B) {
-	cfg := relay.SourceConfig{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte("bench-secret")}}}
+	cfg := relay.SourceConfig{Name: "orders", Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("bench-secret")}}}}
 	cfg.SetDefaults()
 	v, err := verify.New(&cfg)
 	if err != nil {

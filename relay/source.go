@@ -52,41 +52,12 @@ type SourceConfig struct {
 	Name string
 	// Provider is the signature scheme, e.g. "hmac", "stripe", "github" (see relay/verify).
 	Provider string
-	// Secrets are the shared secrets or public keys; several = rotation.
-	Secrets []Secret
-
-	// Header overrides the provider's signature header (hmac default X-Signature; token scheme's header).
-	Header string
-	// Tolerance for signed timestamps; 0 = the provider's default.
-	Tolerance time.Duration
-	// URL is the public URL the provider signs (twilio, square, hubspot).
+	// URL is the public URL the provider calls, and signs for URL-signing providers (twilio,
+	// square, hubspot, hmac with {url}); empty: the URL of the request as received.
 	URL string
-	// Generic hmac options.
-	Algorithm       string // sha1 | sha256 (default) | sha512
-	Encoding        string // hex (default) | base64
-	Prefix          string // e.g. "sha256="
-	Template        string // signed payload template over {body} {timestamp} {id} {url} {method}; default "{body}"
-	TimestampHeader string // header carrying the signed timestamp
-	IDHeader        string // header carrying the event id
-	IDField         string // JSON field (dotted path) carrying the event id; default "id"
-	TypeField       string // JSON field (dotted path) carrying the event type; default "type"
-	TypeHeader      string // header carrying the event type
-	SubjectField    string // JSON field (dotted path) carrying the subject
-	TimeField       string // JSON field carrying the event time (unix seconds, ms or RFC 3339)
-	// QueryParam names the query parameter carrying the token for the token scheme.
-	QueryParam string
-	// BodyFormat (body_format) is the one body format the source accepts, for providers
-	// that offer a choice: json, form, multipart, xml or raw (any content type, fields read
-	// only from a JSON body). A request in another format gets 415: the signature covers the
-	// body bytes, not the Content-Type, so the format must not decide how they are read.
-	// Empty: the provider's default (see verify.BodyFormats).
-	BodyFormat string
-	// UnsignedID (unsigned_id) accepts an id_header the signature does not cover (generic
-	// hmac with a template without {id}): anyone replaying a captured request with another
-	// id then gets it stored again. Without it such a configuration is refused.
-	UnsignedID bool
-	// VerifyToken answers Meta's GET hub.verify_token challenge.
-	VerifyToken *Secret
+	// Verify holds the provider's options (secrets, header, tolerance, url, ...): a
+	// *verify.Options of relay/verify, which reads them. The domain never does.
+	Verify any
 
 	// Limits.
 	MaxBodyBytes int64

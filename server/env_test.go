@@ -38,9 +38,9 @@ const (
 // testSources: orders and billing (hmac), stripe (stripe: signed timestamps, JSON only).
 func testSources() []relay.SourceConfig {
 	srcs := []relay.SourceConfig{
-		{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}, MaxBodyBytes: 4096},
-		{Name: "billing", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(billingSecret)}}, MaxBodyBytes: 4096},
-		{Name: "stripe", Provider: "stripe", Secrets: []relay.Secret{{Value: []byte(stripeSecret)}}, MaxBodyBytes: 4096},
+		{Name: "orders", Provider: "hmac", MaxBodyBytes: 4096, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}}},
+		{Name: "billing", Provider: "hmac", MaxBodyBytes: 4096, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(billingSecret)}}}},
+		{Name: "stripe", Provider: "stripe", MaxBodyBytes: 4096, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(stripeSecret)}}}},
 	}
 	for i := range srcs {
 		srcs[i].SetDefaults()

@@ -94,10 +94,10 @@ func FuzzWebhookIngress(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = store.Close() })
 	cfgs := []relay.SourceConfig{
-		{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}, MaxBodyBytes: 2048},
-		{Name: "gh", Provider: "github", Secrets: []relay.Secret{{Value: []byte(githubSecret)}}, MaxBodyBytes: 2048},
-		{Name: "stripe", Provider: "stripe", Secrets: []relay.Secret{{Value: []byte(stripeSecret)}}, MaxBodyBytes: 2048},
-		{Name: "limited", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}, RateLimit: relay.RateLimit{RPS: 1000, Burst: 1000}},
+		{Name: "orders", Provider: "hmac", MaxBodyBytes: 2048, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}}},
+		{Name: "gh", Provider: "github", MaxBodyBytes: 2048, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(githubSecret)}}}},
+		{Name: "stripe", Provider: "stripe", MaxBodyBytes: 2048, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(stripeSecret)}}}},
+		{Name: "limited", Provider: "hmac", RateLimit: relay.RateLimit{RPS: 1000, Burst: 1000}, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}}},
 	}
 	var sources []*relay.Source
 	for i := range cfgs {

@@ -29,7 +29,7 @@ func (ackStore) Append(_ context.Context, req relay.AppendRequest) (relay.Append
 // id, ingress checks, verify, Event, append, answer) on a store that acknowledges at once.
 // The request and recorder built per iteration are part of the figures.
 func BenchmarkWebhookHandler(b *testing.B) {
-	cfg := relay.SourceConfig{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte("bench-secret")}}}
+	cfg := relay.SourceConfig{Name: "orders", Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("bench-secret")}}}}
 	cfg.SetDefaults()
 	v, err := verify.New(&cfg)
 	if err != nil {

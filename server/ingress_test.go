@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"maps"
 	"net/http"
@@ -103,10 +104,18 @@ func (b *countingBody) Close() error               { return nil }
 // against the handler: each has its status and leaves the store as it was.
 func TestIngressLimits(t *testing.T) {
 	srcs := testSources()
-	internal := relay.SourceConfig{Name: "internal", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}},
-		AllowIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}}
-	limited := relay.SourceConfig{Name: "limited", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(ordersSecret)}},
-		RateLimit: relay.RateLimit{RPS: 0.001, Burst: 2}}
+	internal := relay.SourceConfig{
+		Name:     "internal",
+		Provider: "hmac",
+		AllowIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
+		Verify:   &verify.Options{Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}},
+	}
+	limited := relay.SourceConfig{
+		Name:      "limited",
+		Provider:  "hmac",
+		RateLimit: relay.RateLimit{RPS: 0.001, Burst: 2},
+		Verify:    &verify.Options{Secrets: []relay.Secret{{Value: []byte(ordersSecret)}}},
+	}
 	internal.SetDefaults()
 	limited.SetDefaults()
 	srcs = append(srcs, internal, limited)

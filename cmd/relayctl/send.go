@@ -76,6 +76,7 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 		print                                      bool
 		timeout                                    time.Duration
 		cfg                                        relay.SourceConfig
+		opts                                       = verify.OptionsOf(&cfg)
 	)
 	fs.StringVar(&base, "url", e.envOr("RELAY_URL", "http://localhost:8080"), "relayd's HTTP `URL` ($RELAY_URL); a URL ending in /v1/webhooks/<source> is used as is")
 	fs.StringVar(&source, "source", "", "source `name` (the path segment of /v1/webhooks/<source>)")
@@ -89,17 +90,17 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 	fs.StringVar(&contentType, "content-type", "", "Content-Type `type` (default application/json for a JSON payload, else the provider's usual type)")
 	fs.BoolVar(&print, "print", false, "print the signed request as a curl command instead of sending it")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "HTTP request timeout")
-	fs.StringVar(&cfg.Header, "header-name", "", "signature header (hmac, default X-Signature) or token header (token)")
-	fs.StringVar(&cfg.Algorithm, "algorithm", "", "hmac: sha1, sha256 (default) or sha512")
-	fs.StringVar(&cfg.Encoding, "encoding", "", "hmac: hex (default) or base64")
-	fs.StringVar(&cfg.Prefix, "prefix", "", "hmac: signature prefix, e.g. v1=")
-	fs.StringVar(&cfg.Template, "template", "", "hmac: signed bytes template, e.g. {timestamp}.{body}")
-	fs.StringVar(&cfg.TimestampHeader, "timestamp-header", "", "hmac: header of the signed timestamp")
-	fs.StringVar(&cfg.IDHeader, "id-header", "", "hmac, token, basic: header carrying the event id (where --id goes)")
-	fs.StringVar(&cfg.TypeHeader, "type-header", "", "hmac, token, basic: header carrying the event type (where --type goes)")
-	fs.StringVar(&cfg.QueryParam, "query-param", "", "token: query parameter carrying the token")
-	fs.StringVar(&cfg.BodyFormat, "body-format", "", "the source's body_format (json, form, multipart, xml, raw) where the provider offers a choice")
-	fs.BoolVar(&cfg.UnsignedID, "unsigned-id", false, "hmac: the source's unsigned_id (an --id-header the template does not sign)")
+	fs.StringVar(&opts.Header, "header-name", "", "signature header (hmac, default X-Signature) or token header (token)")
+	fs.StringVar(&opts.Algorithm, "algorithm", "", "hmac: sha1, sha256 (default) or sha512")
+	fs.StringVar(&opts.Encoding, "encoding", "", "hmac: hex (default) or base64")
+	fs.StringVar(&opts.Prefix, "prefix", "", "hmac: signature prefix, e.g. v1=")
+	fs.StringVar(&opts.Template, "template", "", "hmac: signed bytes template, e.g. {timestamp}.{body}")
+	fs.StringVar(&opts.TimestampHeader, "timestamp-header", "", "hmac: header of the signed timestamp")
+	fs.StringVar(&opts.IDHeader, "id-header", "", "hmac, token, basic: header carrying the event id (where --id goes)")
+	fs.StringVar(&opts.TypeHeader, "type-header", "", "hmac, token, basic: header carrying the event type (where --type goes)")
+	fs.StringVar(&opts.QueryParam, "query-param", "", "token: query parameter carrying the token")
+	fs.StringVar(&opts.BodyFormat, "body-format", "", "the source's body_format (json, form, multipart, xml, raw) where the provider offers a choice")
+	fs.BoolVar(&opts.UnsignedID, "unsigned-id", false, "hmac: the source's unsigned_id (an --id-header the template does not sign)")
 	fs.StringVar(&cfg.URL, "public-url", "", "twilio, square, hubspot, hmac with {url}: the public `URL` the source's url option names (default: the request URL)")
 	tlsf := addTLSFlags(fs, false)
 
@@ -128,7 +129,7 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 			if err != nil {
 				return err
 			}
-			cfg.Secrets = []relay.Secret{{Value: v}}
+			opts.Secrets = []relay.Secret{{Value: v}}
 		default:
 			return usagef("--secret is required (or --private-key for a public-key provider)")
 		}
@@ -160,7 +161,7 @@ func setupSend(fs *flag.FlagSet, e *env) runner {
 		if contentType == "" {
 			contentType = h.Get("Content-Type") // from --header
 		}
-		if contentType == "" && json.Valid(body) && verify.SourceAccepts(&relay.SourceConfig{Provider: provider, BodyFormat: cfg.BodyFormat}, "application/json") {
+		if contentType == "" && json.Valid(body) && verify.SourceAccepts(&relay.SourceConfig{Provider: provider, Verify: &verify.Options{BodyFormat: opts.BodyFormat}}, "application/json") {
 			contentType = "application/json"
 		}
 		if contentType != "" {
@@ -267,7 +268,8 @@ func carriers(cfg *relay.SourceConfig) (idHeader, typeHeader string) {
 	if c, ok := headerCarried[strings.ToLower(cfg.Provider)]; ok {
 		return c.id, c.typ
 	}
-	return cfg.IDHeader, cfg.TypeHeader
+	o := verify.OptionsOf(cfg)
+	return o.IDHeader, o.TypeHeader
 }
 
 // printCurl writes the signed request as a curl command line.

@@ -30,7 +30,7 @@ func startRelay() (addr string, stop func()) {
 	must(err)
 	store, err := redisstore.Open(emb.URL(), false, "", redisstore.Options{})
 	must(err)
-	src := relay.SourceConfig{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte("example-secret")}}}
+	src := relay.SourceConfig{Name: "orders", Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("example-secret")}}}}
 	src.SetDefaults()
 	v, err := verify.New(&src)
 	must(err)

@@ -642,14 +642,15 @@ func (v *cfgValidator) tls(path string, t TLSConfig) {
 }
 
 func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
+	o := verify.OptionsOf(s)
 	if prov := strings.ToLower(strings.TrimSpace(s.Provider)); prov != "" && !slices.Contains(cfgKnownProviders, prov) {
 		v.errf(p+".provider", "unknown provider %q%s (see docs/providers.md)", s.Provider, cfgSuggest(s.Provider, cfgKnownProviders))
 	}
-	if len(s.Secrets) == 0 {
+	if len(o.Secrets) == 0 {
 		v.errf(p+".secrets", "at least one secret is required (a source without a secret rejects every request)")
 	}
 	ids := map[string]int{}
-	for i, sec := range s.Secrets {
+	for i, sec := range o.Secrets {
 		sp := fmt.Sprintf("%s.secrets[%d]", p, i)
 		if len(sec.Value) == 0 {
 			v.errf(sp, "empty secret")
@@ -662,25 +663,25 @@ func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
 			}
 		}
 	}
-	if s.VerifyToken != nil && len(s.VerifyToken.Value) == 0 {
+	if o.VerifyToken != nil && len(o.VerifyToken.Value) == 0 {
 		v.errf(p+".verify_token", "empty secret")
 	}
-	switch s.Algorithm {
+	switch o.Algorithm {
 	case "", "sha1", "sha256", "sha512":
 	default:
-		v.errf(p+".algorithm", "must be sha1, sha256 or sha512, got %q", s.Algorithm)
+		v.errf(p+".algorithm", "must be sha1, sha256 or sha512, got %q", o.Algorithm)
 	}
-	switch s.Encoding {
+	switch o.Encoding {
 	case "", "hex", "base64":
 	default:
-		v.errf(p+".encoding", "must be hex or base64, got %q", s.Encoding)
+		v.errf(p+".encoding", "must be hex or base64, got %q", o.Encoding)
 	}
 	if s.URL != "" {
 		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			v.errf(p+".url", "must be an absolute http:// or https:// URL")
 		}
 	}
-	v.nonNegative(p+".tolerance", int64(s.Tolerance))
+	v.nonNegative(p+".tolerance", int64(o.Tolerance))
 	if s.MaxBodyBytes < 0 {
 		v.errf(p+".max_body_bytes", "must be positive, got %d", s.MaxBodyBytes)
 	}
@@ -829,25 +830,25 @@ type srcCfg = relay.SourceConfig
 var cfgSourceFields = []cfgField{
 	srcF("name", cfgKString, func(s *srcCfg) *string { return &s.Name }),
 	srcF("provider", cfgKString, func(s *srcCfg) *string { return &s.Provider }),
-	srcF("secrets", cfgKSecrets, func(s *srcCfg) *[]relay.Secret { return &s.Secrets }),
-	srcF("header", cfgKString, func(s *srcCfg) *string { return &s.Header }),
-	srcF("tolerance", cfgKDuration, func(s *srcCfg) *time.Duration { return &s.Tolerance }),
+	srcF("secrets", cfgKSecrets, func(s *srcCfg) *[]relay.Secret { return &verify.OptionsOf(s).Secrets }),
+	srcF("header", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).Header }),
+	srcF("tolerance", cfgKDuration, func(s *srcCfg) *time.Duration { return &verify.OptionsOf(s).Tolerance }),
 	srcF("url", cfgKString, func(s *srcCfg) *string { return &s.URL }),
-	srcF("algorithm", cfgKString, func(s *srcCfg) *string { return &s.Algorithm }),
-	srcF("encoding", cfgKString, func(s *srcCfg) *string { return &s.Encoding }),
-	srcF("prefix", cfgKString, func(s *srcCfg) *string { return &s.Prefix }),
-	srcF("template", cfgKString, func(s *srcCfg) *string { return &s.Template }),
-	srcF("timestamp_header", cfgKString, func(s *srcCfg) *string { return &s.TimestampHeader }),
-	srcF("id_header", cfgKString, func(s *srcCfg) *string { return &s.IDHeader }),
-	srcF("id_field", cfgKString, func(s *srcCfg) *string { return &s.IDField }),
-	srcF("type_field", cfgKString, func(s *srcCfg) *string { return &s.TypeField }),
-	srcF("type_header", cfgKString, func(s *srcCfg) *string { return &s.TypeHeader }),
-	srcF("subject_field", cfgKString, func(s *srcCfg) *string { return &s.SubjectField }),
-	srcF("time_field", cfgKString, func(s *srcCfg) *string { return &s.TimeField }),
-	srcF("query_param", cfgKString, func(s *srcCfg) *string { return &s.QueryParam }),
-	srcF("body_format", cfgKString, func(s *srcCfg) *string { return &s.BodyFormat }),
-	srcF("unsigned_id", cfgKBool, func(s *srcCfg) *bool { return &s.UnsignedID }),
-	srcF("verify_token", cfgKSecret, func(s *srcCfg) **relay.Secret { return &s.VerifyToken }),
+	srcF("algorithm", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).Algorithm }),
+	srcF("encoding", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).Encoding }),
+	srcF("prefix", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).Prefix }),
+	srcF("template", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).Template }),
+	srcF("timestamp_header", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).TimestampHeader }),
+	srcF("id_header", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).IDHeader }),
+	srcF("id_field", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).IDField }),
+	srcF("type_field", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).TypeField }),
+	srcF("type_header", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).TypeHeader }),
+	srcF("subject_field", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).SubjectField }),
+	srcF("time_field", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).TimeField }),
+	srcF("query_param", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).QueryParam }),
+	srcF("body_format", cfgKString, func(s *srcCfg) *string { return &verify.OptionsOf(s).BodyFormat }),
+	srcF("unsigned_id", cfgKBool, func(s *srcCfg) *bool { return &verify.OptionsOf(s).UnsignedID }),
+	srcF("verify_token", cfgKSecret, func(s *srcCfg) **relay.Secret { return &verify.OptionsOf(s).VerifyToken }),
 	srcF("max_body_bytes", cfgKInt, func(s *srcCfg) *int64 { return &s.MaxBodyBytes }),
 	srcF("allow_ips", cfgKPrefixes, func(s *srcCfg) *[]netip.Prefix { return &s.AllowIPs }),
 	srcF("max_concurrent", cfgKInt, func(s *srcCfg) *int { return &s.MaxConcurrent }),

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -199,30 +200,34 @@ func TestConfigFullRoundTrip(t *testing.T) {
 		Subscribe: SubscribeConfig{TailBuffer: 64, ReplayBatch: 50, MinHeartbeat: 2 * time.Second, MaxSubscribers: 9, SendTimeout: 5 * time.Second},
 		Sources: []relay.SourceConfig{
 			{
-				Name:     "orders",
-				Provider: "hmac",
-				Secrets: []relay.Secret{
+				Name:          "orders",
+				Provider:      "hmac",
+				URL:           "https://hooks.example.com/v1/webhooks/orders",
+				MaxBodyBytes:  2048,
+				AllowIPs:      cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
+				RateLimit:     relay.RateLimit{RPS: 2.5, Burst: 7},
+				MaxConcurrent: 32,
+				Partitions:    8,
+				PartitionKey:  "header:X-Customer",
+				Retention:     0,
+				MaxLen:        10000,
+				DedupeWindow:  24 * time.Hour,
+				Verify: &verify.Options{Secrets: []relay.Secret{
 					{Value: []byte("literal-secret")},
 					{Value: []byte("from-env")},
 					{Value: []byte("from-file")},
 					{ID: "2024-06", Value: []byte("old-secret")},
-				},
-				Header: "X-Sig", Tolerance: 5 * time.Minute, URL: "https://hooks.example.com/v1/webhooks/orders",
-				Algorithm: "sha512", Encoding: "base64", Prefix: "sha512=", Template: "{timestamp}.{body}",
-				TimestampHeader: "X-Ts", IDHeader: "X-Id", IDField: "meta.id", TypeField: "meta.type",
-				TypeHeader: "X-Type", SubjectField: "customer.id", TimeField: "created", QueryParam: "tok",
-				VerifyToken:  &vt,
-				MaxBodyBytes: 2048,
-				AllowIPs:     cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
-				RateLimit:    relay.RateLimit{RPS: 2.5, Burst: 7}, MaxConcurrent: 32,
-				Partitions: 8, PartitionKey: "header:X-Customer",
-				Retention: 0, MaxLen: 10000, DedupeWindow: 24 * time.Hour,
+				}, Header: "X-Sig", Tolerance: 5 * time.Minute, Algorithm: "sha512", Encoding: "base64", Prefix: "sha512=", Template: "{timestamp}.{body}", TimestampHeader: "X-Ts", IDHeader: "X-Id", IDField: "meta.id", TypeField: "meta.type", TypeHeader: "X-Type", SubjectField: "customer.id", TimeField: "created", QueryParam: "tok", VerifyToken: &vt},
 			},
 			{
-				Name: "gh_2", Provider: "github", Secrets: []relay.Secret{{Value: []byte("gh-secret")}},
-				MaxBodyBytes: relay.DefaultMaxBodyBytes, Partitions: 1,
-				Retention: relay.DefaultRetention, DedupeWindow: relay.DefaultDedupeWindow,
+				Name:          "gh_2",
+				Provider:      "github",
+				MaxBodyBytes:  relay.DefaultMaxBodyBytes,
+				Partitions:    1,
+				Retention:     relay.DefaultRetention,
+				DedupeWindow:  relay.DefaultDedupeWindow,
 				MaxConcurrent: relay.DefaultSourceMaxConcurrent,
+				Verify:        &verify.Options{Secrets: []relay.Secret{{Value: []byte("gh-secret")}}},
 			},
 		},
 	}
@@ -261,8 +266,8 @@ func TestConfigExampleFile(t *testing.T) {
 		t.Errorf("sources = %v, want %v", names, want)
 	}
 	o := cfg.Sources[0]
-	if len(o.Secrets) != 2 || o.Secrets[0].ID != "2025-01" || string(o.Secrets[1].Value) != "orders-previous" {
-		t.Errorf("orders secrets = %v", o.Secrets)
+	if len(verify.OptionsOf(&o).Secrets) != 2 || verify.OptionsOf(&o).Secrets[0].ID != "2025-01" || string(verify.OptionsOf(&o).Secrets[1].Value) != "orders-previous" {
+		t.Errorf("orders secrets = %v", verify.OptionsOf(&o).Secrets)
 	}
 	if o.Partitions != 4 || o.RateLimit != (relay.RateLimit{RPS: 100, Burst: 200}) || len(o.AllowIPs) != 3 {
 		t.Errorf("orders = %+v", o)
@@ -270,8 +275,8 @@ func TestConfigExampleFile(t *testing.T) {
 	if crm := cfg.Sources[5]; crm.RateLimit.Burst != 5 {
 		t.Errorf("legacy-crm burst = %d, want 5 (defaults to rps)", crm.RateLimit.Burst)
 	}
-	if wa := cfg.Sources[4]; wa.VerifyToken == nil || string(wa.VerifyToken.Value) != "meta-verify" {
-		t.Errorf("whatsapp verify_token = %v", wa.VerifyToken)
+	if wa := cfg.Sources[4]; verify.OptionsOf(&wa).VerifyToken == nil || string(verify.OptionsOf(&wa).VerifyToken.Value) != "meta-verify" {
+		t.Errorf("whatsapp verify_token = %v", verify.OptionsOf(&wa).VerifyToken)
 	}
 	if cfg.Redis.URL != "" || cfg.HTTP.Addr != ":8080" || len(cfg.Auth.Tokens) != 2 || len(cfg.HTTP.TrustedProxies) != 2 {
 		t.Errorf("cfg = %+v", cfg)
@@ -520,10 +525,10 @@ func TestConfigSecretResolution(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Sources[0].Secrets; len(got) != 1 || !reflect.DeepEqual(got[0], tt.want) {
+			if got := verify.OptionsOf(&cfg.Sources[0]).Secrets; len(got) != 1 || !reflect.DeepEqual(got[0], tt.want) {
 				t.Errorf("secrets = %q, want %q", got[0].Value, tt.want.Value)
 			}
-			if got := cfg.Sources[0].VerifyToken; got == nil || !reflect.DeepEqual(*got, tt.want) {
+			if got := verify.OptionsOf(&cfg.Sources[0]).VerifyToken; got == nil || !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("verify_token = %v, want %v", got, tt.want)
 			}
 		})
@@ -550,7 +555,7 @@ func TestConfigSecretResolution(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := cfg.Sources[0].Secrets; len(got) != 2 || string(got[0].Value) != "s6" || string(got[1].Value) != "yv" {
+		if got := verify.OptionsOf(&cfg.Sources[0]).Secrets; len(got) != 2 || string(got[0].Value) != "s6" || string(got[1].Value) != "yv" {
 			t.Errorf("secrets = %v %q", got, got)
 		}
 	})
@@ -582,7 +587,7 @@ auth:
 		check func(t *testing.T, c *Config)
 	}{
 		{"file only", nil, nil, func(t *testing.T, c *Config) {
-			if c.HTTP.Addr != ":1001" || c.Redis.URL != "redis://file:6379" || c.Log.Level != "warn" || c.Sources[0].Tolerance != time.Minute {
+			if c.HTTP.Addr != ":1001" || c.Redis.URL != "redis://file:6379" || c.Log.Level != "warn" || verify.OptionsOf(&c.Sources[0]).Tolerance != time.Minute {
 				t.Errorf("%+v", c)
 			}
 		}},
@@ -606,7 +611,7 @@ auth:
 				t.Errorf("trusted_proxies %v", c.HTTP.TrustedProxies)
 			}
 			s := c.Sources[0]
-			if s.Tolerance != 2*time.Minute || len(s.Secrets) != 2 || string(s.Secrets[0].Value) != "lit1" || string(s.Secrets[1].Value) != "s2" {
+			if verify.OptionsOf(&s).Tolerance != 2*time.Minute || len(verify.OptionsOf(&s).Secrets) != 2 || string(verify.OptionsOf(&s).Secrets[0].Value) != "lit1" || string(verify.OptionsOf(&s).Secrets[1].Value) != "s2" {
 				t.Errorf("source %+v", s)
 			}
 			if s.RateLimit != (relay.RateLimit{RPS: 9, Burst: 2}) || !slices.Equal(s.AllowIPs, cfgPrefixes(t, "10.0.0.1/32", "fd00::/8")) {
@@ -615,7 +620,7 @@ auth:
 			if tok := c.Auth.Tokens[0]; string(tok.Token.Value) != "env-token" || !tok.Publish || !slices.Equal(tok.Groups, []string{"billing", "work-*"}) {
 				t.Errorf("token %+v", tok)
 			}
-			if c.Sources[1].Tolerance != 0 {
+			if verify.OptionsOf(&c.Sources[1]).Tolerance != 0 {
 				t.Errorf("override leaked into source b")
 			}
 		}},
@@ -630,7 +635,7 @@ auth:
 				if c.Admin.Addr != ":2003" {
 					t.Errorf("admin.addr = %q, want env value", c.Admin.Addr)
 				}
-				if c.Sources[0].Tolerance != 3*time.Minute || string(c.Auth.Tokens[0].Token.Value) != "flag-token" {
+				if verify.OptionsOf(&c.Sources[0]).Tolerance != 3*time.Minute || string(c.Auth.Tokens[0].Token.Value) != "flag-token" {
 					t.Errorf("source %+v token %+v", c.Sources[0], c.Auth.Tokens[0])
 				}
 			}},
@@ -734,7 +739,7 @@ sources:
 		t.Fatal(err)
 	}
 	a, b := c.Sources[0], c.Sources[1]
-	if a.Tolerance != time.Minute || b.Tolerance != 2*time.Minute || string(b.Secrets[0].Value) != "a" {
+	if verify.OptionsOf(&a).Tolerance != time.Minute || verify.OptionsOf(&b).Tolerance != 2*time.Minute || string(verify.OptionsOf(&b).Secrets[0].Value) != "a" {
 		t.Errorf("a %+v b %+v", a, b)
 	}
 	if a.RateLimit.Burst != 20 || b.RateLimit.Burst != 5 {
@@ -799,7 +804,7 @@ func TestConfigErrorsNeverContainSecrets(t *testing.T) {
 func TestConfigValidateProgrammatic(t *testing.T) {
 	// main adds the demo source to a loaded config and validates again.
 	c := Default()
-	demo := relay.SourceConfig{Name: "demo", Secrets: []relay.Secret{{Value: []byte("demo-secret")}}}
+	demo := relay.SourceConfig{Name: "demo", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("demo-secret")}}}}
 	demo.SetDefaults()
 	c.Sources = append(c.Sources, demo)
 	if err := c.Validate(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"log/slog"
 	"net"
@@ -120,7 +121,7 @@ func addDemoSource(cfg *config.Config, environ []string) (*demoSource, error) {
 		}
 		secret = hex.EncodeToString(b[:])
 	}
-	src := relay.SourceConfig{Name: "demo", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(secret)}}}
+	src := relay.SourceConfig{Name: "demo", Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(secret)}}}}
 	src.SetDefaults()
 	if err := src.Validate(); err != nil {
 		return nil, err

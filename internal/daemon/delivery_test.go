@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net/http"
 	"os"
@@ -117,7 +118,7 @@ func postJSON(t testing.TB, m *Main, path string, v any) (int, []byte) {
 
 // addSource adds an hmac source signed with testSecret to cfg.
 func addSource(cfg *config.Config, name string) {
-	src := relay.SourceConfig{Name: name, Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(testSecret)}}}
+	src := relay.SourceConfig{Name: name, Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(testSecret)}}}}
 	src.SetDefaults()
 	cfg.Sources = append(cfg.Sources, src)
 }

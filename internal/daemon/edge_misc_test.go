@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net"
 	"net/http"
@@ -148,7 +149,9 @@ func TestBodyFormatPerProvider(t *testing.T) {
 func runBodyFormatPerProvider(t *testing.T, storeURL string) {
 	const slackSecret, twilioSecret = "slack-format-secret", "twilio-format-token"
 	twilioURL := func(s *relay.SourceConfig) { s.URL = "https://relay.example.com/v1/webhooks/" + s.Name }
-	format := func(f string) func(*relay.SourceConfig) { return func(s *relay.SourceConfig) { s.BodyFormat = f } }
+	format := func(f string) func(*relay.SourceConfig) {
+		return func(s *relay.SourceConfig) { verify.OptionsOf(s).BodyFormat = f }
+	}
 	cfg := testConfig(storeURL)
 	cfg.Sources = append(cfg.Sources,
 		secSource("slack", "slack", slackSecret),

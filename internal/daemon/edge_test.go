@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net"
 	"net/http"
@@ -558,7 +559,7 @@ func TestFarFutureTimestamps(t *testing.T) {
 	cfg.Sources = append(cfg.Sources,
 		secSource("stripe", "stripe", stripeSecret),
 		secSource("stamped", "hmac", hmacSecret, func(s *relay.SourceConfig) {
-			s.TimestampHeader, s.Template = "X-Timestamp", "{timestamp}.{body}"
+			verify.OptionsOf(s).TimestampHeader, verify.OptionsOf(s).Template = "X-Timestamp", "{timestamp}.{body}"
 		}))
 	m := startMain(t, cfg)
 	rdb := redisClient(t, cfg.Redis.URL)
@@ -628,7 +629,7 @@ func runBodyFormat(t *testing.T, storeURL string) {
 	cfg := testConfig(storeURL)
 	cfg.Sources = append(cfg.Sources,
 		secSource("gh", "github", ghSecret),
-		secSource("ghform", "github", ghSecret, func(s *relay.SourceConfig) { s.BodyFormat = "form" }))
+		secSource("ghform", "github", ghSecret, func(s *relay.SourceConfig) { verify.OptionsOf(s).BodyFormat = "form" }))
 	m := startMain(t, cfg)
 	rdb := redisClient(t, cfg.Redis.URL)
 	mac := func(secret, body string) string {
@@ -681,7 +682,7 @@ func runBodyFormat(t *testing.T, storeURL string) {
 	// An id_header the signature does not cover fails the start unless accepted.
 	start := func(mod func(*relay.SourceConfig)) error {
 		c := testConfig("")
-		c.Sources[0].IDHeader = "X-Delivery-Id"
+		verify.OptionsOf(&c.Sources[0]).IDHeader = "X-Delivery-Id"
 		mod(&c.Sources[0])
 		m := NewMain(c, nil)
 		defer m.Close()
@@ -691,10 +692,10 @@ func runBodyFormat(t *testing.T, storeURL string) {
 	if err == nil || !strings.Contains(err.Error(), "id_header") || !strings.Contains(err.Error(), "unsigned_id") {
 		t.Fatalf("unsigned id_header: Run = %v, want an error naming id_header and unsigned_id", err)
 	}
-	if err := start(func(s *relay.SourceConfig) { s.UnsignedID = true }); err != nil {
+	if err := start(func(s *relay.SourceConfig) { verify.OptionsOf(s).UnsignedID = true }); err != nil {
 		t.Fatalf("with unsigned_id: %v", err)
 	}
-	if err := start(func(s *relay.SourceConfig) { s.Template = "{id}.{body}" }); err != nil {
+	if err := start(func(s *relay.SourceConfig) { verify.OptionsOf(s).Template = "{id}.{body}" }); err != nil {
 		t.Fatalf("with {id} signed: %v", err)
 	}
 }

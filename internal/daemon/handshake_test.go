@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net/http"
 	"strconv"
@@ -33,11 +34,11 @@ func TestHandshakesOverHTTP(t *testing.T) {
 	}
 	cfg := testConfig("")
 	for _, s := range []relay.SourceConfig{
-		{Name: "slack", Provider: "slack", Secrets: []relay.Secret{{Value: []byte(slackKey)}}},
-		{Name: "twitch", Provider: "twitch", Secrets: []relay.Secret{{Value: []byte(twitchKey)}}},
-		{Name: "zoom", Provider: "zoom", Secrets: []relay.Secret{{Value: []byte(zoomKey)}}},
-		{Name: "discord", Provider: "discord", Secrets: []relay.Secret{{Value: []byte(hex.EncodeToString(pub))}}},
-		{Name: "meta", Provider: "meta", Secrets: []relay.Secret{{Value: []byte("meta-app-secret")}}, VerifyToken: &relay.Secret{Value: []byte(metaToken)}},
+		{Name: "slack", Provider: "slack", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(slackKey)}}}},
+		{Name: "twitch", Provider: "twitch", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(twitchKey)}}}},
+		{Name: "zoom", Provider: "zoom", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(zoomKey)}}}},
+		{Name: "discord", Provider: "discord", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(hex.EncodeToString(pub))}}}},
+		{Name: "meta", Provider: "meta", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("meta-app-secret")}}, VerifyToken: &relay.Secret{Value: []byte(metaToken)}}},
 	} {
 		s.SetDefaults()
 		cfg.Sources = append(cfg.Sources, s)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
 	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"log/slog"
 	"net/http"
@@ -41,7 +42,7 @@ func testConfig(redisURL string) *config.Config {
 	cfg.Redis.URL = redisURL
 	// Tests wait on heartbeats: let them ask for 100 ms ones (relayd's default minimum is 1s).
 	cfg.Subscribe.MinHeartbeat = 100 * time.Millisecond
-	src := relay.SourceConfig{Name: "orders", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte(testSecret)}}, MaxBodyBytes: 4096}
+	src := relay.SourceConfig{Name: "orders", Provider: "hmac", MaxBodyBytes: 4096, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(testSecret)}}}}
 	src.SetDefaults()
 	cfg.Sources = []relay.SourceConfig{src}
 	return cfg

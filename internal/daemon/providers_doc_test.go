@@ -105,7 +105,7 @@ func TestProvidersDocExamples(t *testing.T) {
 				ContentType: "application/json",
 				Body:        []byte(`{"id":"evt_doc_1","type":"doc.tested","event":"doc.tested","customer":{"id":"cus_1"},"created_at":1700000000}`),
 			}
-			if _, def := verify.BodyFormats(s.Provider); s.BodyFormat == "form" || s.BodyFormat == "" && def == "form" {
+			if _, def := verify.BodyFormats(s.Provider); verify.OptionsOf(s).BodyFormat == "form" || verify.OptionsOf(s).BodyFormat == "" && def == "form" {
 				req.ContentType, req.Body = "application/x-www-form-urlencoded", []byte("MessageSid=SM1&type=doc.tested&id=evt_doc_1")
 			}
 			if k := privateKeys[s.Provider]; k != nil {

@@ -150,7 +150,7 @@ func secStore(t testing.TB, rdb *redis.Client, cfg *config.Config) map[string]in
 }
 
 func secSource(name, provider, secret string, mod ...func(*relay.SourceConfig)) relay.SourceConfig {
-	s := relay.SourceConfig{Name: name, Provider: provider, Secrets: []relay.Secret{{Value: []byte(secret)}}, MaxBodyBytes: 4096}
+	s := relay.SourceConfig{Name: name, Provider: provider, MaxBodyBytes: 4096, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte(secret)}}}}
 	for _, f := range mod {
 		f(&s)
 	}
@@ -408,7 +408,7 @@ func secHardenedConfig(url string) *config.Config {
 			s.RateLimit = relay.RateLimit{RPS: 0.001, Burst: 1}
 		}),
 		secSource("stamped", "hmac", testSecret, func(s *relay.SourceConfig) {
-			s.TimestampHeader, s.Template = "X-Timestamp", "{timestamp}.{body}"
+			verify.OptionsOf(s).TimestampHeader, verify.OptionsOf(s).Template = "X-Timestamp", "{timestamp}.{body}"
 		}),
 	)
 	// The test client (127.0.0.1) is not a trusted proxy: its X-Forwarded-For is a spoof.

@@ -3,6 +3,7 @@ package filter_test
 import (
 	"context"
 	"fmt"
+	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"log/slog"
 	"sync"
@@ -50,7 +51,7 @@ func benchFanout(b *testing.B, subscribers int, expr string) {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	cfg := relay.SourceConfig{Name: "stripe", Provider: "hmac", Secrets: []relay.Secret{{Value: []byte("x")}}, MaxLen: 1 << 20}
+	cfg := relay.SourceConfig{Name: "stripe", Provider: "hmac", MaxLen: 1 << 20, Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("x")}}}}
 	cfg.SetDefaults()
 	svc, err := relay.NewService(st, []*relay.Source{{Config: cfg, Verifier: passAll{}}}, relay.Options{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CompileFilter: filter.Compile, TailBuffer: 1 << 16})

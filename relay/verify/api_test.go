@@ -38,26 +38,26 @@ func TestNewErrors(t *testing.T) {
 		cfg  relay.SourceConfig
 		want string
 	}{
-		{"unknown provider", relay.SourceConfig{Provider: "acme", Secrets: s}, `provider: unknown "acme" (known: basic, bitbucket,`},
-		{"unknown algorithm", relay.SourceConfig{Algorithm: "md5", Secrets: s}, `algorithm: unknown "md5" (want sha1, sha256 or sha512)`},
-		{"unknown encoding", relay.SourceConfig{Encoding: "base32", Secrets: s}, `encoding: unknown "base32" (want hex or base64)`},
-		{"option of another provider", relay.SourceConfig{Provider: "stripe", Algorithm: "sha1", Secrets: s}, `algorithm: not used by provider "stripe"`},
-		{"tolerance without timestamp", relay.SourceConfig{Provider: "github", Tolerance: time.Minute, Secrets: s}, `tolerance: not used by provider "github"`},
-		{"generic tolerance without header", relay.SourceConfig{Tolerance: time.Minute, Secrets: s}, `tolerance: set but no timestamp_header`},
-		{"negative tolerance", relay.SourceConfig{Provider: "stripe", Tolerance: -time.Second, Secrets: s}, `tolerance: must not be negative`},
-		{"unknown placeholder", relay.SourceConfig{Template: "{body}{nonce}", Secrets: s}, `template: unknown placeholder "{nonce}"`},
-		{"unclosed placeholder", relay.SourceConfig{Template: "{body", Secrets: s}, `template: unclosed "{"`},
-		{"template without body", relay.SourceConfig{Template: "{method}", Secrets: s}, `does not sign {body}`},
-		{"timestamp without header", relay.SourceConfig{Template: "{timestamp}{body}", Secrets: s}, `template: {timestamp} needs timestamp_header`},
-		{"timestamp header unsigned", relay.SourceConfig{Template: "{body}", TimestampHeader: "X-T", Secrets: s}, `timestamp_header: set but the template does not sign {timestamp}`},
-		{"id without header", relay.SourceConfig{Template: "{id}{body}", Secrets: s}, `template: {id} needs id_header`},
-		{"url unsigned", relay.SourceConfig{URL: "https://x.example/h", Secrets: s}, `url: set but the template does not sign {url}`},
-		{"url relative", relay.SourceConfig{Provider: "square", URL: "/hooks", Secrets: s}, `url: "/hooks" is not an absolute http(s) URL`},
-		{"url with query", relay.SourceConfig{Provider: "twilio", URL: "https://x.example/h?a=1", Secrets: s}, `url: "https://x.example/h?a=1" must not carry a query`},
-		{"prefix with leading space", relay.SourceConfig{Prefix: " v1=", Secrets: s}, `prefix: " v1=" begins with whitespace or holds control characters`},
-		{"bad header name", relay.SourceConfig{Header: "X Sig", Secrets: s}, `header: "X Sig" is not a valid header name`},
-		{"verify token elsewhere", relay.SourceConfig{Provider: "github", VerifyToken: &relay.Secret{Value: []byte("v")}, Secrets: s}, `verify_token: not used by provider "github"`},
-		{"query param elsewhere", relay.SourceConfig{Provider: "hmac", QueryParam: "k", Secrets: s}, `query_param: not used by provider "hmac"`},
+		{"unknown provider", relay.SourceConfig{Provider: "acme", Verify: &verify.Options{Secrets: s}}, `provider: unknown "acme" (known: basic, bitbucket,`},
+		{"unknown algorithm", relay.SourceConfig{Verify: &verify.Options{Algorithm: "md5", Secrets: s}}, `algorithm: unknown "md5" (want sha1, sha256 or sha512)`},
+		{"unknown encoding", relay.SourceConfig{Verify: &verify.Options{Encoding: "base32", Secrets: s}}, `encoding: unknown "base32" (want hex or base64)`},
+		{"option of another provider", relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Algorithm: "sha1", Secrets: s}}, `algorithm: not used by provider "stripe"`},
+		{"tolerance without timestamp", relay.SourceConfig{Provider: "github", Verify: &verify.Options{Tolerance: time.Minute, Secrets: s}}, `tolerance: not used by provider "github"`},
+		{"generic tolerance without header", relay.SourceConfig{Verify: &verify.Options{Tolerance: time.Minute, Secrets: s}}, `tolerance: set but no timestamp_header`},
+		{"negative tolerance", relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Tolerance: -time.Second, Secrets: s}}, `tolerance: must not be negative`},
+		{"unknown placeholder", relay.SourceConfig{Verify: &verify.Options{Template: "{body}{nonce}", Secrets: s}}, `template: unknown placeholder "{nonce}"`},
+		{"unclosed placeholder", relay.SourceConfig{Verify: &verify.Options{Template: "{body", Secrets: s}}, `template: unclosed "{"`},
+		{"template without body", relay.SourceConfig{Verify: &verify.Options{Template: "{method}", Secrets: s}}, `does not sign {body}`},
+		{"timestamp without header", relay.SourceConfig{Verify: &verify.Options{Template: "{timestamp}{body}", Secrets: s}}, `template: {timestamp} needs timestamp_header`},
+		{"timestamp header unsigned", relay.SourceConfig{Verify: &verify.Options{Template: "{body}", TimestampHeader: "X-T", Secrets: s}}, `timestamp_header: set but the template does not sign {timestamp}`},
+		{"id without header", relay.SourceConfig{Verify: &verify.Options{Template: "{id}{body}", Secrets: s}}, `template: {id} needs id_header`},
+		{"url unsigned", relay.SourceConfig{URL: "https://x.example/h", Verify: &verify.Options{Secrets: s}}, `url: set but the template does not sign {url}`},
+		{"url relative", relay.SourceConfig{Provider: "square", URL: "/hooks", Verify: &verify.Options{Secrets: s}}, `url: "/hooks" is not an absolute http(s) URL`},
+		{"url with query", relay.SourceConfig{Provider: "twilio", URL: "https://x.example/h?a=1", Verify: &verify.Options{Secrets: s}}, `url: "https://x.example/h?a=1" must not carry a query`},
+		{"prefix with leading space", relay.SourceConfig{Verify: &verify.Options{Prefix: " v1=", Secrets: s}}, `prefix: " v1=" begins with whitespace or holds control characters`},
+		{"bad header name", relay.SourceConfig{Verify: &verify.Options{Header: "X Sig", Secrets: s}}, `header: "X Sig" is not a valid header name`},
+		{"verify token elsewhere", relay.SourceConfig{Provider: "github", Verify: &verify.Options{VerifyToken: &relay.Secret{Value: []byte("v")}, Secrets: s}}, `verify_token: not used by provider "github"`},
+		{"query param elsewhere", relay.SourceConfig{Provider: "hmac", Verify: &verify.Options{QueryParam: "k", Secrets: s}}, `query_param: not used by provider "hmac"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,20 +81,20 @@ func TestProblems(t *testing.T) {
 		cfg  relay.SourceConfig
 		want []string
 	}{
-		{"good", relay.SourceConfig{Name: "s", Provider: "github", Secrets: secrets("k")}, nil},
+		{"good", relay.SourceConfig{Name: "s", Provider: "github", Verify: &verify.Options{Secrets: secrets("k")}}, nil},
 		{"no secrets", relay.SourceConfig{Name: "s", Provider: "github"}, []string{`source "s" has no usable secret: every request is refused`}},
-		{"one bad key", relay.SourceConfig{Name: "s", Provider: "discord", Secrets: secrets("zz", strings.Repeat("ab", 32))},
+		{"one bad key", relay.SourceConfig{Name: "s", Provider: "discord", Verify: &verify.Options{Secrets: secrets("zz", strings.Repeat("ab", 32))}},
 			[]string{`source "s": secret 0 ("a") is unusable: not an Ed25519 public key (want 64 hex digits)`}},
-		{"bad sendgrid key", relay.SourceConfig{Name: "s", Provider: "sendgrid", Secrets: secrets("MFkw")},
+		{"bad sendgrid key", relay.SourceConfig{Name: "s", Provider: "sendgrid", Verify: &verify.Options{Secrets: secrets("MFkw")}},
 			[]string{`secret 0 ("a") is unusable: not an ECDSA P-256 public key`, `has no usable secret`}},
-		{"bad standard secret", relay.SourceConfig{Name: "s", Provider: "svix", Secrets: secrets("whsec_!!")},
+		{"bad standard secret", relay.SourceConfig{Name: "s", Provider: "svix", Verify: &verify.Options{Secrets: secrets("whsec_!!")}},
 			[]string{`not a Standard Webhooks secret`, `has no usable secret`}},
-		{"basic without colon", relay.SourceConfig{Name: "s", Provider: "basic", Secrets: secrets("alice")},
+		{"basic without colon", relay.SourceConfig{Name: "s", Provider: "basic", Verify: &verify.Options{Secrets: secrets("alice")}},
 			[]string{`not "user:password"`, `has no usable secret`}},
-		{"whitespace", relay.SourceConfig{Name: "s", Provider: "github", Secrets: secrets("k\n")},
+		{"whitespace", relay.SourceConfig{Name: "s", Provider: "github", Verify: &verify.Options{Secrets: secrets("k\n")}},
 			[]string{`secret 0 ("a") has leading or trailing whitespace`}},
-		{"url not set", relay.SourceConfig{Name: "s", Provider: "twilio", Secrets: secrets("k")}, []string{`url is not set`}},
-		{"verify token not set", relay.SourceConfig{Name: "s", Provider: "whatsapp", Secrets: secrets("k")}, []string{`verify_token is not set`}},
+		{"url not set", relay.SourceConfig{Name: "s", Provider: "twilio", Verify: &verify.Options{Secrets: secrets("k")}}, []string{`url is not set`}},
+		{"verify token not set", relay.SourceConfig{Name: "s", Provider: "whatsapp", Verify: &verify.Options{Secrets: secrets("k")}}, []string{`verify_token is not set`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,29 +155,29 @@ func TestHandshakes(t *testing.T) {
 		wantType string // "" = no handshake
 		wantBody string
 	}{
-		{"slack url_verification", relay.SourceConfig{Provider: "slack", Secrets: secrets("k")},
+		{"slack url_verification", relay.SourceConfig{Provider: "slack", Verify: &verify.Options{Secrets: secrets("k")}},
 			jsonReq(`{"token":"t","challenge":"3eZbrw1aB","type":"url_verification"}`)(), false,
 			"application/json", `{"challenge":"3eZbrw1aB"}`},
-		{"slack ssl_check", relay.SourceConfig{Provider: "slack", Secrets: secrets("k"), BodyFormat: "form"},
+		{"slack ssl_check", relay.SourceConfig{Provider: "slack", Verify: &verify.Options{Secrets: secrets("k"), BodyFormat: "form"}},
 			formReq("ssl_check=1&token=t")(), false, "text/plain; charset=utf-8", ``},
-		{"slack event", relay.SourceConfig{Provider: "slack", Secrets: secrets("k")},
+		{"slack event", relay.SourceConfig{Provider: "slack", Verify: &verify.Options{Secrets: secrets("k")}},
 			jsonReq(`{"type":"event_callback","event":{"type":"message"}}`)(), false, "", ""},
-		{"twitch verification", relay.SourceConfig{Provider: "twitch", Secrets: secrets("k")},
+		{"twitch verification", relay.SourceConfig{Provider: "twitch", Verify: &verify.Options{Secrets: secrets("k")}},
 			jsonReq(`{"challenge":"pogchamp-kappa-360noscope-vohiyo","subscription":{"type":"channel.follow"}}`,
 				"Twitch-Eventsub-Message-Type", "webhook_callback_verification")(), false,
 			"text/plain; charset=utf-8", "pogchamp-kappa-360noscope-vohiyo"},
-		{"twitch notification", relay.SourceConfig{Provider: "twitch", Secrets: secrets("k")},
+		{"twitch notification", relay.SourceConfig{Provider: "twitch", Verify: &verify.Options{Secrets: secrets("k")}},
 			jsonReq(`{"challenge":"x"}`, "Twitch-Eventsub-Message-Type", "notification")(), false, "", ""},
-		{"zoom url_validation", relay.SourceConfig{Provider: "zoom", Secrets: secrets("zoom-secret")},
+		{"zoom url_validation", relay.SourceConfig{Provider: "zoom", Verify: &verify.Options{Secrets: secrets("zoom-secret")}},
 			jsonReq(`{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}`)(), false,
 			"application/json", `{"plainToken":"qgg8vlvZRS6UYooatFL8Aw","encryptedToken":"` + hexHMAC("zoom-secret", "qgg8vlvZRS6UYooatFL8Aw") + `"}`},
-		{"discord interaction ping", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
+		{"discord interaction ping", relay.SourceConfig{Provider: "discord", Verify: &verify.Options{Secrets: secrets(discordPub)}},
 			jsonReq(`{"id":"1","type":1,"application_id":"2"}`)(), true, "application/json", `{"type":1}`},
-		{"discord interaction ping with its version", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
+		{"discord interaction ping with its version", relay.SourceConfig{Provider: "discord", Verify: &verify.Options{Secrets: secrets(discordPub)}},
 			jsonReq(`{"id":"1","type":1,"application_id":"2","token":"t","version":1}`)(), true, "application/json", `{"type":1}`},
-		{"discord webhook event ping", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
+		{"discord webhook event ping", relay.SourceConfig{Provider: "discord", Verify: &verify.Options{Secrets: secrets(discordPub)}},
 			jsonReq(`{"version":1,"application_id":"2","type":0}`)(), true, "-", ``},
-		{"discord webhook event", relay.SourceConfig{Provider: "discord", Secrets: secrets(discordPub)},
+		{"discord webhook event", relay.SourceConfig{Provider: "discord", Verify: &verify.Options{Secrets: secrets(discordPub)}},
 			jsonReq(`{"version":1,"application_id":"2","type":1,"event":{"type":"APPLICATION_AUTHORIZED","timestamp":"2024-10-18T14:42:53.064834"}}`)(), true, "", ""},
 	}
 	for _, tc := range tests {
@@ -219,8 +219,11 @@ func TestHandshakes(t *testing.T) {
 }
 
 func TestMetaChallenge(t *testing.T) {
-	cfg := &relay.SourceConfig{Name: "m", Provider: "whatsapp", Secrets: secrets("app-secret"),
-		VerifyToken: &relay.Secret{Value: []byte("my-verify-token")}}
+	cfg := &relay.SourceConfig{
+		Name:     "m",
+		Provider: "whatsapp",
+		Verify:   &verify.Options{Secrets: secrets("app-secret"), VerifyToken: &relay.Secret{Value: []byte("my-verify-token")}},
+	}
 	q := func(mode, token, challenge string) map[string][]string {
 		m := map[string][]string{}
 		for k, v := range map[string]string{"hub.mode": mode, "hub.verify_token": token, "hub.challenge": challenge} {
@@ -241,7 +244,7 @@ func TestMetaChallenge(t *testing.T) {
 		{"no token", cfg, q("subscribe", "", "1158201444"), relay.ReasonMissing},
 		{"no challenge", cfg, q("subscribe", "my-verify-token", ""), relay.ReasonMissing},
 		{"other mode", cfg, q("unsubscribe", "my-verify-token", "1"), relay.ReasonMalformed},
-		{"no verify token configured", &relay.SourceConfig{Name: "m", Provider: "meta", Secrets: secrets("s")},
+		{"no verify token configured", &relay.SourceConfig{Name: "m", Provider: "meta", Verify: &verify.Options{Secrets: secrets("s")}},
 			q("subscribe", "x", "1"), relay.ReasonNoSecret},
 	}
 	for _, tc := range tests {
@@ -263,7 +266,7 @@ func TestMetaChallenge(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := mustNew(t, &relay.SourceConfig{Provider: "github", Secrets: secrets("k")}).(relay.EndpointChallenger); ok {
+	if _, ok := mustNew(t, &relay.SourceConfig{Provider: "github", Verify: &verify.Options{Secrets: secrets("k")}}).(relay.EndpointChallenger); ok {
 		t.Error("github verifier implements EndpointChallenger")
 	}
 }
@@ -293,7 +296,7 @@ func TestGenericPrefixes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &relay.SourceConfig{Prefix: tc.prefix, Secrets: secrets("k")}
+			cfg := &relay.SourceConfig{Verify: &verify.Options{Prefix: tc.prefix, Secrets: secrets("k")}}
 			_, err := mustNew(t, cfg).Verify(jsonReq(body, "X-Signature", tc.header)(), testNow)
 			if (err == nil) != tc.ok {
 				t.Errorf("Verify: %v, want ok=%v", err, tc.ok)
@@ -316,11 +319,11 @@ func TestSeveralSignatures(t *testing.T) {
 		cfg  relay.SourceConfig
 		req  *relay.WebhookRequest
 	}{
-		{"stripe v0, unknown keys and a second v1", relay.SourceConfig{Provider: "stripe", Secrets: secrets("whsec_k")},
+		{"stripe v0, unknown keys and a second v1", relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Secrets: secrets("whsec_k")}},
 			jsonReq(body, "Stripe-Signature", "t=1700000000, v1="+hexHMAC("whsec_other", "x")+", v0=abcd, x=y, v1="+stripeSig)()},
-		{"paddle second h1", relay.SourceConfig{Provider: "paddle", Secrets: secrets("k")},
+		{"paddle second h1", relay.SourceConfig{Provider: "paddle", Verify: &verify.Options{Secrets: secrets("k")}},
 			jsonReq(body, "Paddle-Signature", "ts=1700000000;h1=00ff;h1="+hexHMAC("k", "1700000000:"+body))()},
-		{"standard webhooks list", relay.SourceConfig{Provider: "standardwebhooks", Secrets: secrets(swKey)},
+		{"standard webhooks list", relay.SourceConfig{Provider: "standardwebhooks", Verify: &verify.Options{Secrets: secrets(swKey)}},
 			jsonReq(body, "Webhook-Id", "msg_1", "Webhook-Timestamp", "1700000000",
 				"Webhook-Signature", "v2,abc v1,"+swSig("other")+" v1a,AAAA  v1,"+swSig("k"))()},
 	}
@@ -337,17 +340,17 @@ func TestTwilioDetails(t *testing.T) {
 		return base64.StdEncoding.EncodeToString(m.Sum(nil))
 	}
 	t.Run("configured default port, signed without", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com:443/tw"}
+		cfg := &relay.SourceConfig{Provider: "twilio", URL: "https://relay.example.com:443/tw", Verify: &verify.Options{Secrets: secrets(token)}}
 		r := formReq("B=2&A=1", "X-Twilio-Signature", sign("https://relay.example.com/tw", "A1B2"))()
 		verifyOK(t, cfg, r)
 	})
 	t.Run("repeated parameters sorted", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "http://relay.example.com/tw"}
+		cfg := &relay.SourceConfig{Provider: "twilio", URL: "http://relay.example.com/tw", Verify: &verify.Options{Secrets: secrets(token)}}
 		r := formReq("To=b&To=a&From=c", "X-Twilio-Signature", sign("http://relay.example.com:80/tw", "FromcToaTob"))()
 		verifyOK(t, cfg, r)
 	})
 	t.Run("json body hash mismatch", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw", BodyFormat: "json"}
+		cfg := &relay.SourceConfig{Provider: "twilio", URL: "https://relay.example.com/tw", Verify: &verify.Options{Secrets: secrets(token), BodyFormat: "json"}}
 		q := "bodySHA256=" + strings.Repeat("0", 64)
 		r := jsonReq(`{}`, "X-Twilio-Signature", sign("https://relay.example.com/tw?"+q, ""))()
 		r.RawQuery = q
@@ -355,13 +358,13 @@ func TestTwilioDetails(t *testing.T) {
 		wantReason(t, err, relay.ReasonMismatch)
 	})
 	t.Run("json body without bodySHA256", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), URL: "https://relay.example.com/tw", BodyFormat: "json"}
+		cfg := &relay.SourceConfig{Provider: "twilio", URL: "https://relay.example.com/tw", Verify: &verify.Options{Secrets: secrets(token), BodyFormat: "json"}}
 		r := jsonReq(`{}`, "X-Twilio-Signature", sign("https://relay.example.com/tw", ""))()
 		_, err := mustNew(t, cfg).Verify(r, testNow)
 		wantReason(t, err, relay.ReasonMissing)
 	})
 	t.Run("sign json appends bodySHA256", func(t *testing.T) {
-		cfg := &relay.SourceConfig{Provider: "twilio", Secrets: secrets(token), BodyFormat: "json"}
+		cfg := &relay.SourceConfig{Provider: "twilio", Verify: &verify.Options{Secrets: secrets(token), BodyFormat: "json"}}
 		r := jsonReq(twilioJSONBody)()
 		r.URL, r.RawQuery = "https://mycompany.com/myapp.php?foo=1&bar=2", "foo=1&bar=2"
 		if err := verify.Sign(cfg, r, testNow); err != nil {
@@ -381,7 +384,7 @@ func TestHubSpotURLDecoding(t *testing.T) {
 	signed := "POST" + "https://relay.example.com/hs?path=a/b:c" + `{"x":1}` + "1700000000000"
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte(signed))
-	cfg := &relay.SourceConfig{Provider: "hubspot", Secrets: secrets(secret), URL: "https://relay.example.com/hs"}
+	cfg := &relay.SourceConfig{Provider: "hubspot", URL: "https://relay.example.com/hs", Verify: &verify.Options{Secrets: secrets(secret)}}
 	r := jsonReq(`{"x":1}`, "X-HubSpot-Signature-v3", base64.StdEncoding.EncodeToString(m.Sum(nil)),
 		"X-HubSpot-Request-Timestamp", "1700000000000")()
 	r.RawQuery = "path=a%2Fb%3Ac"
@@ -391,10 +394,10 @@ func TestHubSpotURLDecoding(t *testing.T) {
 func TestGitLabSigningToken(t *testing.T) {
 	key := "whsec_" + base64.StdEncoding.EncodeToString([]byte("gitlab-signing-token"))
 	r := jsonReq(`{"object_kind":"push"}`, "Webhook-Id", "ik-7", "Idempotency-Key", "ik-7", "X-Gitlab-Event", "Push Hook")()
-	if err := verify.Sign(&relay.SourceConfig{Provider: "standardwebhooks", Secrets: secrets(key)}, r, testNow); err != nil {
+	if err := verify.Sign(&relay.SourceConfig{Provider: "standardwebhooks", Verify: &verify.Options{Secrets: secrets(key)}}, r, testNow); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &relay.SourceConfig{Provider: "gitlab", Secrets: secrets("plain-token", key)}
+	cfg := &relay.SourceConfig{Provider: "gitlab", Verify: &verify.Options{Secrets: secrets("plain-token", key)}}
 	got := verifyOK(t, cfg, r)
 	if got.Scheme != "hmac-sha256" || got.KeyIndex != 1 || got.ID != "ik-7" || got.Type != "Push Hook" {
 		t.Errorf("got %+v", got)
@@ -409,8 +412,10 @@ func TestGitLabSigningToken(t *testing.T) {
 }
 
 func TestFieldOverridesAndHeaders(t *testing.T) {
-	cfg := &relay.SourceConfig{Provider: "stripe", Secrets: secrets("whsec_k"),
-		SubjectField: "data.object.customer", TypeHeader: "X-Kind", IDField: "request.idempotency_key"}
+	cfg := &relay.SourceConfig{
+		Provider: "stripe",
+		Verify:   &verify.Options{Secrets: secrets("whsec_k"), SubjectField: "data.object.customer", TypeHeader: "X-Kind", IDField: "request.idempotency_key"},
+	}
 	r := jsonReq(`{"id":"evt_1","type":"invoice.paid","request":{"idempotency_key":"ik"},"data":{"object":{"id":"in_1","customer":"cus_1"}}}`, "X-Kind", "custom")()
 	if err := verify.Sign(cfg, r, testNow); err != nil {
 		t.Fatal(err)
@@ -424,7 +429,7 @@ func TestFieldOverridesAndHeaders(t *testing.T) {
 	}
 
 	// Configured header names never expose a credential.
-	cfg = &relay.SourceConfig{Provider: "hmac", Header: "X-Sig", Secrets: secrets("k"), IDHeader: "X-Sig", TypeHeader: "Authorization", UnsignedID: true}
+	cfg = &relay.SourceConfig{Provider: "hmac", Verify: &verify.Options{Header: "X-Sig", Secrets: secrets("k"), IDHeader: "X-Sig", TypeHeader: "Authorization", UnsignedID: true}}
 	r = jsonReq(`{"type":"t"}`, "Authorization", "Bearer x")()
 	if err := verify.Sign(cfg, r, testNow); err != nil {
 		t.Fatal(err)
@@ -435,10 +440,10 @@ func TestFieldOverridesAndHeaders(t *testing.T) {
 }
 
 func TestSignKeys(t *testing.T) {
-	if err := verify.Sign(&relay.SourceConfig{Provider: "discord", Secrets: secrets(strings.Repeat("ab", 32))}, jsonReq(`{}`)(), testNow); !errors.Is(err, verify.ErrPrivateKeyRequired) {
+	if err := verify.Sign(&relay.SourceConfig{Provider: "discord", Verify: &verify.Options{Secrets: secrets(strings.Repeat("ab", 32))}}, jsonReq(`{}`)(), testNow); !errors.Is(err, verify.ErrPrivateKeyRequired) {
 		t.Errorf("Sign discord: %v", err)
 	}
-	if err := verify.SignWithKey(&relay.SourceConfig{Provider: "github", Secrets: secrets("k")}, ed25519Keys(t, 1)[0], jsonReq(`{}`)(), testNow); err == nil {
+	if err := verify.SignWithKey(&relay.SourceConfig{Provider: "github", Verify: &verify.Options{Secrets: secrets("k")}}, ed25519Keys(t, 1)[0], jsonReq(`{}`)(), testNow); err == nil {
 		t.Error("SignWithKey github succeeded")
 	}
 	if err := verify.SignWithKey(&relay.SourceConfig{Provider: "sendgrid"}, ed25519Keys(t, 1)[0], jsonReq(`{}`)(), testNow); err == nil {
@@ -464,7 +469,7 @@ func TestSignKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	swPub, _ := verify.EncodePublicKey("svix", swPriv.Public())
-	cfg := &relay.SourceConfig{Provider: "svix", Secrets: secrets(swPub)}
+	cfg := &relay.SourceConfig{Provider: "svix", Verify: &verify.Options{Secrets: secrets(swPub)}}
 	r = jsonReq(`{}`)()
 	if err := verify.SignWithKey(cfg, swPriv, r, testNow); err != nil {
 		t.Fatal(err)
@@ -482,7 +487,7 @@ func TestSignKeys(t *testing.T) {
 
 func TestSignDefaultsAndBodies(t *testing.T) {
 	r := &relay.WebhookRequest{Body: []byte(`{"note":"x"}`)}
-	cfg := &relay.SourceConfig{Provider: "linear", Secrets: secrets("k")}
+	cfg := &relay.SourceConfig{Provider: "linear", Verify: &verify.Options{Secrets: secrets("k")}}
 	if err := verify.Sign(cfg, r, testNow); err != nil {
 		t.Fatal(err)
 	}
@@ -501,11 +506,11 @@ func TestSignDefaultsAndBodies(t *testing.T) {
 	if err := verify.Sign(cfg, &relay.WebhookRequest{Body: []byte(`[1]`)}, testNow); err == nil {
 		t.Error("linear Sign of an array body succeeded")
 	}
-	if err := verify.Sign(&relay.SourceConfig{Provider: "mailgun", Secrets: secrets("k")},
+	if err := verify.Sign(&relay.SourceConfig{Provider: "mailgun", Verify: &verify.Options{Secrets: secrets("k")}},
 		&relay.WebhookRequest{ContentType: "multipart/form-data; boundary=b", Body: []byte("--b--")}, testNow); err == nil {
 		t.Error("mailgun Sign of a multipart body succeeded")
 	}
-	if err := verify.Sign(&relay.SourceConfig{Provider: "stripe", Secrets: secrets("k")},
+	if err := verify.Sign(&relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Secrets: secrets("k")}},
 		&relay.WebhookRequest{ContentType: "text/plain"}, testNow); err == nil {
 		t.Error("Sign of a content type the provider never sends succeeded")
 	}
@@ -521,7 +526,7 @@ func TestMailgunMultipart(t *testing.T) {
 		"--" + boundary + "\r\nContent-Disposition: form-data; name=\"attachment-1\"; filename=\"a.txt\"\r\n\r\nfile body\r\n" +
 		"--" + boundary + "--\r\n"
 	r := &relay.WebhookRequest{Method: "POST", ContentType: "multipart/form-data; boundary=" + boundary, Body: []byte(body)}
-	got := verifyOK(t, &relay.SourceConfig{Provider: "mailgun", Secrets: secrets("key-1"), BodyFormat: "multipart"}, r)
+	got := verifyOK(t, &relay.SourceConfig{Provider: "mailgun", Verify: &verify.Options{Secrets: secrets("key-1"), BodyFormat: "multipart"}}, r)
 	if got.ID != "tok123" || got.Type != "stored" || !got.SignedTime.Equal(testNow) {
 		t.Errorf("got %+v", got)
 	}

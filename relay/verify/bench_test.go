@@ -18,15 +18,15 @@ func BenchmarkVerify(b *testing.B) {
 		name string
 		cfg  relay.SourceConfig
 	}{
-		{"hmac", relay.SourceConfig{Provider: "hmac", Secrets: secrets("0123456789abcdef")}},
-		{"stripe", relay.SourceConfig{Provider: "stripe", Secrets: secrets("whsec_0123456789abcdef")}},
-		{"standardwebhooks", relay.SourceConfig{Provider: "standardwebhooks", Secrets: secrets(swSecret)}},
-		{"stripe/rotated", relay.SourceConfig{Provider: "stripe", Secrets: secrets("whsec_old", "whsec_0123456789abcdef")}},
+		{"hmac", relay.SourceConfig{Provider: "hmac", Verify: &verify.Options{Secrets: secrets("0123456789abcdef")}}},
+		{"stripe", relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Secrets: secrets("whsec_0123456789abcdef")}}},
+		{"standardwebhooks", relay.SourceConfig{Provider: "standardwebhooks", Verify: &verify.Options{Secrets: secrets(swSecret)}}},
+		{"stripe/rotated", relay.SourceConfig{Provider: "stripe", Verify: &verify.Options{Secrets: secrets("whsec_old", "whsec_0123456789abcdef")}}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			bc.cfg.Name = "bench"
 			signer := bc.cfg
-			signer.Secrets = signer.Secrets[len(signer.Secrets)-1:]
+			verify.OptionsOf(&signer).Secrets = verify.OptionsOf(&signer).Secrets[len(verify.OptionsOf(&signer).Secrets)-1:]
 			r := jsonReq(body)()
 			if err := verify.Sign(&signer, r, testNow); err != nil {
 				b.Fatal(err)

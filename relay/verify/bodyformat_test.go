@@ -41,7 +41,7 @@ func TestBodyFormats(t *testing.T) {
 		{"github", "FORM", ""},
 		{"hmac", "raw", ""},
 	} {
-		_, err := New(&relay.SourceConfig{Provider: tc.provider, BodyFormat: tc.format, Secrets: []relay.Secret{{Value: []byte("k")}}})
+		_, err := New(&relay.SourceConfig{Provider: tc.provider, Verify: &Options{BodyFormat: tc.format, Secrets: []relay.Secret{{Value: []byte("k")}}}})
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("New(%s, body_format %s) = %v, want %q", tc.provider, tc.format, err, tc.wantErr)
 		}
@@ -70,7 +70,7 @@ func TestSourceAccepts(t *testing.T) {
 		{"mailgun", "multipart", "application/x-www-form-urlencoded", false},
 		{"stripe", "form", "application/json", false}, // invalid configuration accepts nothing
 	} {
-		cfg := &relay.SourceConfig{Provider: tc.provider, BodyFormat: tc.format}
+		cfg := &relay.SourceConfig{Provider: tc.provider, Verify: &Options{BodyFormat: tc.format}}
 		if got := SourceAccepts(cfg, tc.ct); got != tc.want {
 			t.Errorf("SourceAccepts(%s/%s, %q) = %v, want %v", tc.provider, tc.format, tc.ct, got, tc.want)
 		}
@@ -80,7 +80,7 @@ func TestSourceAccepts(t *testing.T) {
 // TestRawReadsNoForm: a raw source reads fields from JSON bodies only, so a form body (any
 // content type is accepted) never supplies the event's id or type.
 func TestRawReadsNoForm(t *testing.T) {
-	cfg := &relay.SourceConfig{Provider: "hmac", BodyFormat: "raw", Secrets: []relay.Secret{{Value: []byte("k")}}}
+	cfg := &relay.SourceConfig{Provider: "hmac", Verify: &Options{BodyFormat: "raw", Secrets: []relay.Secret{{Value: []byte("k")}}}}
 	body := []byte("id=evt_forged&type=refund.issued")
 	req := &relay.WebhookRequest{Method: "POST", ContentType: "application/x-www-form-urlencoded", Body: body, Header: map[string][]string{}}
 	if err := Sign(cfg, req, time.Unix(1700000000, 0)); err != nil {
@@ -129,7 +129,7 @@ func FuzzBodyFormat(f *testing.F) {
 				if format == "json" && strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json") {
 					want = true
 				}
-				if got := SourceAccepts(&relay.SourceConfig{Provider: provider, BodyFormat: format}, ct); got != want {
+				if got := SourceAccepts(&relay.SourceConfig{Provider: provider, Verify: &Options{BodyFormat: format}}, ct); got != want {
 					t.Fatalf("%s/%s accepts %q: %v, want %v", provider, format, ct, got, want)
 				}
 			}

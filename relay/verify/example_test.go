@@ -18,7 +18,7 @@ func ExampleNew() {
 	cfg := &relay.SourceConfig{
 		Name:     "orders",
 		Provider: "hmac",
-		Secrets:  []relay.Secret{{ID: "2024", Value: []byte("shared-secret")}},
+		Verify:   &verify.Options{Secrets: []relay.Secret{{ID: "2024", Value: []byte("shared-secret")}}},
 	}
 	v, err := verify.New(cfg)
 	if err != nil {
@@ -55,7 +55,7 @@ func ExampleNew_stripe() {
 	v, err := verify.New(&relay.SourceConfig{
 		Name:     "billing",
 		Provider: "stripe",
-		Secrets:  []relay.Secret{{Value: []byte("whsec_test_secret")}},
+		Verify:   &verify.Options{Secrets: []relay.Secret{{Value: []byte("whsec_test_secret")}}},
 	})
 	if err != nil {
 		panic(err)
@@ -88,7 +88,7 @@ func ExampleSign() {
 	cfg := &relay.SourceConfig{
 		Name:     "chat",
 		Provider: "slack",
-		Secrets:  []relay.Secret{{Value: []byte("8f742231b10e8888abcd99yyyzzz85a5")}},
+		Verify:   &verify.Options{Secrets: []relay.Secret{{Value: []byte("8f742231b10e8888abcd99yyyzzz85a5")}}},
 	}
 	req := &relay.WebhookRequest{Body: []byte(`{"type":"url_verification","challenge":"3eZbrw1aB"}`)}
 	now := time.Unix(1531420618, 0)
@@ -110,7 +110,7 @@ func ExampleSign() {
 
 // A source without a usable secret builds, refuses every request, and is reported.
 func ExampleProblems() {
-	cfg := &relay.SourceConfig{Name: "bot", Provider: "discord", Secrets: []relay.Secret{{Value: []byte("not-a-key")}}}
+	cfg := &relay.SourceConfig{Name: "bot", Provider: "discord", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("not-a-key")}}}}
 	for _, p := range verify.Problems(cfg) {
 		fmt.Println(p)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 )
 
-// keyKind is how a scheme reads SourceConfig.Secrets.
+// keyKind is how a scheme reads Options.Secrets.
 type keyKind uint8
 
 const (

@@ -57,16 +57,16 @@ func oracles() []oracle {
 		return relay.WebhookRequest{Method: "POST", ContentType: ct, Body: []byte(body), Header: headers(hdr...)}
 	}
 	src := func(provider string, secret ...string) relay.SourceConfig {
-		return relay.SourceConfig{Name: "o", Provider: provider, Secrets: secrets(secret...)}
+		return relay.SourceConfig{Name: "o", Provider: provider, Verify: &verify.Options{Secrets: secrets(secret...)}}
 	}
 
 	// generic hmac: hex HMAC-SHA256 of the raw body in X-Signature (prefix optional), or of
 	// "{timestamp}.{body}" with a timestamp header.
 	const hmacKey, hmacBody = "orders-secret-6c1f", `{"id":"ord_1","type":"order.created"}`
 	hmacTS := src("hmac", hmacKey)
-	hmacTS.TimestampHeader, hmacTS.Prefix = "X-Timestamp", "sha256="
+	verify.OptionsOf(&hmacTS).TimestampHeader, verify.OptionsOf(&hmacTS).Prefix = "X-Timestamp", "sha256="
 	hmacB64 := src("hmac", hmacKey)
-	hmacB64.Algorithm, hmacB64.Encoding, hmacB64.Header = "sha1", "base64", "X-Sig"
+	verify.OptionsOf(&hmacB64).Algorithm, verify.OptionsOf(&hmacB64).Encoding, verify.OptionsOf(&hmacB64).Header = "sha1", "base64", "X-Sig"
 
 	// gitlab: the secret token verbatim, or (signing tokens) Standard Webhooks: base64
 	// HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}" keyed with the base64-decoded
@@ -100,9 +100,9 @@ func oracles() []oracle {
 	mgForm := "timestamp=" + ts + "&token=" + mgToken + "&signature=" + mgSig + "&event=opened"
 
 	tokenHeader := src("token", "erp-token-31f")
-	tokenHeader.Header = "X-Api-Token"
+	verify.OptionsOf(&tokenHeader).Header = "X-Api-Token"
 	tokenQuery := src("token", "legacy-token-8c2")
-	tokenQuery.QueryParam = "token"
+	verify.OptionsOf(&tokenQuery).QueryParam = "token"
 
 	return []oracle{
 		{name: "hmac: hex sha256 of the body", cfg: src("hmac", hmacKey), now: now, scheme: "hmac-sha256", wantID: "ord_1", wantTyp: "order.created",
@@ -185,9 +185,10 @@ func TestIndependentOracles(t *testing.T) {
 			}
 			// The same request under another secret is refused.
 			wrong := tc.cfg
-			wrong.Secrets = secrets("another-secret:entirely")
+			wrong.Verify = verify.OptionsOf(&tc.cfg).Clone()
+			verify.OptionsOf(&wrong).Secrets = secrets("another-secret:entirely")
 			if tc.cfg.Provider == "gitlab" {
-				wrong.Secrets = secrets("whsec_" + base64.StdEncoding.EncodeToString([]byte("another-secret-entirely")))
+				verify.OptionsOf(&wrong).Secrets = secrets("whsec_" + base64.StdEncoding.EncodeToString([]byte("another-secret-entirely")))
 			}
 			wv, err := verify.New(&wrong)
 			if err != nil {
@@ -204,7 +205,7 @@ func TestIndependentOracles(t *testing.T) {
 // same HMAC over timestamp + id + body (the order a mistaken template would use) is refused.
 func TestTwitchSignedOrder(t *testing.T) {
 	const key, id, ts, body = "twitch-order-secret", "msg-1", "2023-11-14T22:13:20Z", `{"subscription":{"type":"channel.follow"}}`
-	cfg := relay.SourceConfig{Name: "tw", Provider: "twitch", Secrets: secrets(key)}
+	cfg := relay.SourceConfig{Name: "tw", Provider: "twitch", Verify: &verify.Options{Secrets: secrets(key)}}
 	v, err := verify.New(&cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +226,6 @@ func TestTwitchSignedOrder(t *testing.T) {
 
 // withFormat returns c with body_format set.
 func withFormat(c relay.SourceConfig, format string) relay.SourceConfig {
-	c.BodyFormat = format
+	verify.OptionsOf(&c).BodyFormat = format
 	return c
 }

@@ -250,7 +250,7 @@ func TestDefaultTolerances(t *testing.T) {
 		"zoom": 0, "discord": 0, "sendgrid": 0, "mailgun": 0,
 	}
 	for name, tol := range want {
-		v, err := build(&relay.SourceConfig{Provider: name, Secrets: []relay.Secret{{Value: []byte("k")}}})
+		v, err := build(mustView(&relay.SourceConfig{Provider: name, Verify: &Options{Secrets: []relay.Secret{{Value: []byte("k")}}}}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +259,7 @@ func TestDefaultTolerances(t *testing.T) {
 			t.Errorf("%s: tolerance %+v, want %v", name, e.ts, tol)
 		}
 	}
-	h, _ := build(&relay.SourceConfig{Provider: "hubspot", Secrets: []relay.Secret{{Value: []byte("k")}}})
+	h, _ := build(mustView(&relay.SourceConfig{Provider: "hubspot", Verify: &Options{Secrets: []relay.Secret{{Value: []byte("k")}}}}))
 	if tol := h.auth.(*hubspotAuth).v3.ts.tolerance; tol != 300*time.Second {
 		t.Errorf("hubspot: %v", tol)
 	}
@@ -267,3 +267,12 @@ func TestDefaultTolerances(t *testing.T) {
 
 // jsonValid is a helper of the fuzz targets.
 func jsonValid(b []byte) bool { return json.Valid(b) }
+
+// mustView is viewOf for a configuration a test wrote by hand.
+func mustView(c *relay.SourceConfig) view {
+	v, err := viewOf(c)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

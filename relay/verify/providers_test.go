@@ -58,11 +58,12 @@ func (f fixture) secretFn() func(int) string {
 // config returns the source configuration with the given secrets (by test index).
 func (f fixture) config(idx ...int) *relay.SourceConfig {
 	c := f.base
+	c.Verify = verify.OptionsOf(&f.base).Clone()
 	c.Name = "src"
 	c.Provider = f.provider
-	c.Secrets = nil
+	verify.OptionsOf(&c).Secrets = nil
 	for _, i := range idx {
-		c.Secrets = append(c.Secrets, relay.Secret{ID: string(rune('a' + i)), Value: []byte(f.secretFn()(i))})
+		verify.OptionsOf(&c).Secrets = append(verify.OptionsOf(&c).Secrets, relay.Secret{ID: string(rune('a' + i)), Value: []byte(f.secretFn()(i))})
 	}
 	return &c
 }
@@ -183,9 +184,9 @@ func fixtures(t testing.TB) []fixture {
 		},
 		{
 			name: "hmac sha512 base64 prefix timestamp", provider: "hmac",
-			base: relay.SourceConfig{Algorithm: "sha512", Encoding: "base64", Prefix: "v1=", Header: "X-Sig",
-				TimestampHeader: "X-Time", Template: "{method} {url}\n{timestamp}.{body}", URL: "https://relay.example.com/v1/webhooks/src",
-				IDHeader: "X-Event-Id", TypeHeader: "X-Event", SubjectField: "data.user", TimeField: "at", UnsignedID: true},
+			base: relay.SourceConfig{
+				URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{Algorithm: "sha512", Encoding: "base64", Prefix: "v1=", Header: "X-Sig", TimestampHeader: "X-Time", Template: "{method} {url}\n{timestamp}.{body}", IDHeader: "X-Event-Id", TypeHeader: "X-Event", SubjectField: "data.user", TimeField: "at", UnsignedID: true},
+			},
 			req:     jsonReq(`{"at":"2023-11-14T22:13:20Z","data":{"user":"u1"},"note":"original"}`, "X-Event-Id", "e-9", "X-Event", "user.updated"),
 			missing: []string{"X-Sig"}, tsHeader: "X-Time", malform: setHeader("X-Sig", "v1=!!!"),
 			tolerance: verify.DefaultTolerance, signsTime: true,
@@ -228,7 +229,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("d-1", "issues.opened", "", time.Time{}), scheme: "hmac-sha256",
 		},
 		{
-			name: "github form", provider: "github", base: relay.SourceConfig{BodyFormat: "form"},
+			name: "github form", provider: "github", base: relay.SourceConfig{Verify: &verify.Options{BodyFormat: "form"}},
 			req: formReq("payload="+url.QueryEscape(`{"action":"closed","note":"original"}`),
 				"X-GitHub-Event", "pull_request", "X-GitHub-Delivery", "d-2"),
 			missing: []string{"X-Hub-Signature-256"}, malform: setHeader("X-Hub-Signature-256", "sha256=xyz"),
@@ -254,20 +255,20 @@ func fixtures(t testing.TB) []fixture {
 			check: want("Ev1", "app_mention", "", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "slack slash command", provider: "slack", base: relay.SourceConfig{BodyFormat: "form"},
+			name: "slack slash command", provider: "slack", base: relay.SourceConfig{Verify: &verify.Options{BodyFormat: "form"}},
 			req:     formReq("command=%2Fdeploy&text=original&trigger_id=tr1"),
 			missing: []string{"X-Slack-Signature"}, tsHeader: "X-Slack-Request-Timestamp", malform: setHeader("X-Slack-Request-Timestamp", "yesterday"),
 			tolerance: 5 * time.Minute, signsTime: true,
 			check: want("tr1", "slash_command", "/deploy", time.Time{}), scheme: "hmac-sha256",
 		},
 		{
-			name: "twilio form", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src"},
+			name: "twilio form", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{}},
 			req:     formReq("MessageSid=SM1&Body=original&From=%2B15550001111&To=%2B15550002222", "I-Twilio-Idempotency-Token", "idem-1"),
 			missing: []string{"X-Twilio-Signature"}, malform: setHeader("X-Twilio-Signature", "!!!"),
 			check: want("idem-1", "", "SM1", time.Time{}), scheme: "hmac-sha1",
 		},
 		{
-			name: "twilio json", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", BodyFormat: "json"},
+			name: "twilio json", provider: "twilio", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{BodyFormat: "json"}},
 			req:     jsonReq(`{"id":"e1","type":"com.twilio.messaging.inbound-message.received","note":"original"}`),
 			missing: []string{"X-Twilio-Signature"}, malform: setHeader("X-Twilio-Signature", "@"),
 			check: want("e1", "com.twilio.messaging.inbound-message.received", "", time.Time{}), scheme: "hmac-sha1",
@@ -280,7 +281,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("w-1", "orders/create", "gid://shopify/Order/1", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "square", provider: "square", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src"},
+			name: "square", provider: "square", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{}},
 			req:     jsonReq(`{"event_id":"sq1","type":"payment.created","created_at":"2023-11-14T22:13:20Z","data":{"id":"p1","note":"original"}}`),
 			missing: []string{"X-Square-Hmacsha256-Signature"}, malform: setHeader("X-Square-Hmacsha256-Signature", "!!!"),
 			check: want("sq1", "payment.created", "p1", at), scheme: "hmac-sha256",
@@ -317,14 +318,14 @@ func fixtures(t testing.TB) []fixture {
 			check: want("evt_p1", "transaction.completed", "txn_1", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "hubspot v3", provider: "hubspot", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src"},
+			name: "hubspot v3", provider: "hubspot", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{}},
 			req:     jsonReq(`{"eventId":123,"subscriptionType":"contact.creation","objectId":5,"occurredAt":1700000000000,"note":"original"}`),
 			missing: []string{"X-HubSpot-Signature-v3"}, tsHeader: "X-HubSpot-Request-Timestamp", malform: setHeader("X-HubSpot-Signature-v3", "!!!"),
 			tolerance: 300 * time.Second, signsTime: true,
 			check: want("123", "contact.creation", "5", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "hubspot v2", provider: "hubspot", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src"},
+			name: "hubspot v2", provider: "hubspot", base: relay.SourceConfig{URL: "https://relay.example.com/v1/webhooks/src", Verify: &verify.Options{}},
 			req:     jsonReq(`[{"eventId":1,"note":"original"}]`, "X-HubSpot-Signature-Version", "v2"),
 			missing: []string{"X-HubSpot-Signature"}, malform: setHeader("X-HubSpot-Signature-Version", "v9"),
 			check: want("", "", "", time.Time{}), scheme: "sha256",
@@ -370,7 +371,7 @@ func fixtures(t testing.TB) []fixture {
 			check:     want("*", "delivered", "", at), scheme: "hmac-sha256",
 		},
 		{
-			name: "mailgun form", provider: "mailgun", base: relay.SourceConfig{BodyFormat: "form"},
+			name: "mailgun form", provider: "mailgun", base: relay.SourceConfig{Verify: &verify.Options{BodyFormat: "form"}},
 			req:       formReq("event=delivered&note=original"),
 			strip:     func(r *relay.WebhookRequest) { r.Body = []byte("event=delivered&note=original") },
 			malform:   func(r *relay.WebhookRequest) { r.Body = []byte("timestamp=1&token=t&signature=%zz") },
@@ -394,7 +395,7 @@ func fixtures(t testing.TB) []fixture {
 			check: want("g1", "thing.created", "", time.Time{}), scheme: "token",
 		},
 		{
-			name: "token query", provider: "token", base: relay.SourceConfig{QueryParam: "key"},
+			name: "token query", provider: "token", base: relay.SourceConfig{Verify: &verify.Options{QueryParam: "key"}},
 			req:    jsonReq(generic),
 			strip:  func(r *relay.WebhookRequest) { r.RawQuery = "other=1" },
 			tamper: func(r *relay.WebhookRequest) { r.RawQuery = "key=nope" },
@@ -533,7 +534,7 @@ func testProvider(t *testing.T, f fixture) {
 			}
 			tol = time.Minute
 			c := f.config(0)
-			c.Tolerance = tol
+			verify.OptionsOf(c).Tolerance = tol
 			vt = mustNew(t, c)
 		}
 		t.Run("stale", func(t *testing.T) {
@@ -586,7 +587,7 @@ func testProvider(t *testing.T, f fixture) {
 		}
 		t.Run("tolerance override", func(t *testing.T) {
 			c := f.config(0)
-			c.Tolerance = 48 * time.Hour
+			verify.OptionsOf(c).Tolerance = 48 * time.Hour
 			if _, err := mustNew(t, c).Verify(f.sign(t, 0, testNow.Add(-24*time.Hour)), testNow); err != nil {
 				t.Errorf("day-old signature with 48h tolerance: %v", err)
 			}
@@ -605,7 +606,7 @@ func testProvider(t *testing.T, f fixture) {
 
 	t.Run("no usable secret", func(t *testing.T) {
 		c := f.config()
-		c.Secrets = []relay.Secret{{ID: "empty"}}
+		verify.OptionsOf(c).Secrets = []relay.Secret{{ID: "empty"}}
 		_, err := mustNew(t, c).Verify(f.sign(t, 0, testNow), testNow)
 		wantReason(t, err, relay.ReasonNoSecret)
 		ps := verify.Problems(c)

@@ -52,7 +52,7 @@ func Sign(cfg *relay.SourceConfig, req *relay.WebhookRequest, now time.Time) err
 
 // SignWithKey signs req like Sign, with the private key of a public-key scheme:
 // an ed25519.PrivateKey for discord and for the v1a signatures of standardwebhooks and svix, an
-// ECDSA P-256 *ecdsa.PrivateKey for sendgrid. cfg.Secrets are not used (they hold the public
+// ECDSA P-256 *ecdsa.PrivateKey for sendgrid. Options.Secrets are not used (they hold the public
 // keys the verifier checks against). See ParsePrivateKey and EncodePublicKey.
 func SignWithKey(cfg *relay.SourceConfig, key crypto.Signer, req *relay.WebhookRequest, now time.Time) error {
 	if key == nil {
@@ -61,7 +61,11 @@ func SignWithKey(cfg *relay.SourceConfig, key crypto.Signer, req *relay.WebhookR
 	return sign(cfg, req, now, key)
 }
 
-func sign(cfg *relay.SourceConfig, req *relay.WebhookRequest, now time.Time, priv crypto.Signer) error {
+func sign(src *relay.SourceConfig, req *relay.WebhookRequest, now time.Time, priv crypto.Signer) error {
+	cfg, err := viewOf(src)
+	if err != nil {
+		return err
+	}
 	v, err := build(cfg)
 	if err != nil {
 		return err

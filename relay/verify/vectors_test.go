@@ -59,7 +59,7 @@ func vectors() []vector {
 	sw := func(provider, prefix string) vector {
 		return vector{
 			name: provider + " with " + prefix + "-* headers",
-			cfg:  relay.SourceConfig{Name: "sw", Provider: provider, Secrets: secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")},
+			cfg:  relay.SourceConfig{Name: "sw", Provider: provider, Verify: &verify.Options{Secrets: secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"test": 2432232314}`),
 				Header: headers(prefix+"-id", "msg_p5jXN8AQM9LWM0D4loKWxJek", prefix+"-timestamp", "1614265330",
 					prefix+"-signature", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")},
@@ -72,14 +72,14 @@ func vectors() []vector {
 		sw("standardwebhooks", "svix"), // standardwebhooks also accepts the svix-* headers
 		{
 			name: "github docs",
-			cfg:  relay.SourceConfig{Name: "gh", Provider: "github", Secrets: secrets("It's a Secret to Everybody")},
+			cfg:  relay.SourceConfig{Name: "gh", Provider: "github", Verify: &verify.Options{Secrets: secrets("It's a Secret to Everybody")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte("Hello, World!"),
 				Header: headers("X-Hub-Signature-256", "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")},
 			now: time.Unix(1700000000, 0), scheme: "hmac-sha256",
 		},
 		{
 			name: "github octokit",
-			cfg:  relay.SourceConfig{Name: "gh", Provider: "github", Secrets: secrets("mysecret")},
+			cfg:  relay.SourceConfig{Name: "gh", Provider: "github", Verify: &verify.Options{Secrets: secrets("mysecret")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"foo":"bar"}`),
 				Header: headers("X-Hub-Signature-256", "sha256=4864d2759938a15468b5df9ade20bf161da9b4f737ea61794142f3484236bda3",
 					"X-GitHub-Event", "push", "X-GitHub-Delivery", "d-1")},
@@ -87,7 +87,7 @@ func vectors() []vector {
 		},
 		{
 			name: "slack docs",
-			cfg:  relay.SourceConfig{Name: "sl", Provider: "slack", Secrets: secrets("8f742231b10e8888abcd99yyyzzz85a5"), BodyFormat: "form"},
+			cfg:  relay.SourceConfig{Name: "sl", Provider: "slack", Verify: &verify.Options{Secrets: secrets("8f742231b10e8888abcd99yyyzzz85a5"), BodyFormat: "form"}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: form, Body: []byte(slackVectorBody),
 				Header: headers("X-Slack-Signature", "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503",
 					"X-Slack-Request-Timestamp", "1531420618")},
@@ -96,21 +96,21 @@ func vectors() []vector {
 		},
 		{
 			name: "stripe",
-			cfg:  relay.SourceConfig{Name: "st", Provider: "stripe", Secrets: secrets("whsec_test_secret")},
+			cfg:  relay.SourceConfig{Name: "st", Provider: "stripe", Verify: &verify.Options{Secrets: secrets("whsec_test_secret")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"id":"evt_test_webhook","object":"event"}`),
 				Header: headers("Stripe-Signature", "t=1614265330,v1=3c5817089d739023dd6190f70a3757e04f7a2fd8b5dab12c2e000f51970dccff")},
 			now: time.Unix(1614265330, 0), scheme: "hmac-sha256", wantID: "evt_test_webhook",
 		},
 		{
 			name: "twilio form, configured url",
-			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Secrets: secrets("12345"), URL: "https://mycompany.com/myapp.php"},
+			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", URL: "https://mycompany.com/myapp.php", Verify: &verify.Options{Secrets: secrets("12345")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: form, Body: []byte(twilioVectorForm()), RawQuery: "foo=1&bar=2",
 				Header: headers("X-Twilio-Signature", "vOEb5UThFn24KEfnOFLQY2AE5FY=")},
 			now: time.Unix(1700000000, 0), scheme: "hmac-sha1",
 		},
 		{
 			name: "twilio form, request url with default port",
-			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Secrets: secrets("12345")},
+			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Verify: &verify.Options{Secrets: secrets("12345")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: form, Body: []byte(twilioVectorForm()),
 				URL: "https://mycompany.com:443/myapp.php?foo=1&bar=2", RawQuery: "foo=1&bar=2",
 				Header: headers("X-Twilio-Signature", "vOEb5UThFn24KEfnOFLQY2AE5FY=")},
@@ -118,7 +118,7 @@ func vectors() []vector {
 		},
 		{
 			name: "twilio json",
-			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", Secrets: secrets("12345"), URL: "https://mycompany.com/myapp.php", BodyFormat: "json"},
+			cfg:  relay.SourceConfig{Name: "tw", Provider: "twilio", URL: "https://mycompany.com/myapp.php", Verify: &verify.Options{Secrets: secrets("12345"), BodyFormat: "json"}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(twilioJSONBody),
 				RawQuery: "foo=1&bar=2&bodySHA256=" + twilioBodySHA,
 				Header:   headers("X-Twilio-Signature", "a9nBmqA0ju/hNViExpshrM61xv4=")},
@@ -126,21 +126,21 @@ func vectors() []vector {
 		},
 		{
 			name: "square",
-			cfg:  relay.SourceConfig{Name: "sq", Provider: "square", Secrets: secrets("signature-key"), URL: "https://webhook.site/webhooks"},
+			cfg:  relay.SourceConfig{Name: "sq", Provider: "square", URL: "https://webhook.site/webhooks", Verify: &verify.Options{Secrets: secrets("signature-key")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"data":{"type":"webhooks","id":"fake_id"}}`),
 				Header: headers("X-Square-Hmacsha256-Signature", "W3FlCNk5IA3ZQ2LHTWoajvzfaDu/OwY2tNHIHC3IUOA=")},
 			now: time.Unix(1700000000, 0), scheme: "hmac-sha256",
 		},
 		{
 			name: "paddle",
-			cfg:  relay.SourceConfig{Name: "pd", Provider: "paddle", Secrets: secrets("VALID_SECRET")},
+			cfg:  relay.SourceConfig{Name: "pd", Provider: "paddle", Verify: &verify.Options{Secrets: secrets("VALID_SECRET")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"data": ["1", "2"]}`),
 				Header: headers("Paddle-Signature", "ts=1698796800;h1=a300428748dce5c70e4da19bffd60769591ea969c99dea3105d0ec9612cf43f9")},
 			now: time.Unix(1698796800, 0), scheme: "hmac-sha256",
 		},
 		{
 			name: "discord",
-			cfg:  relay.SourceConfig{Name: "dc", Provider: "discord", Secrets: secrets("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")},
+			cfg:  relay.SourceConfig{Name: "dc", Provider: "discord", Verify: &verify.Options{Secrets: secrets("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")}},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(`{"type":1}`),
 				Header: headers("X-Signature-Ed25519", "1695961a47c91a1ec033b819b7e87e3dbc583dd0cee6d1fd0216f58ac87b6228ae531ddbf91fb7bc28d7edf7f08604da16f54624f38a6bc0614e4dc13cd47f0f",
 					"X-Signature-Timestamp", "1700000000")},
@@ -148,8 +148,12 @@ func vectors() []vector {
 		},
 		{
 			name: "sendgrid",
-			cfg: relay.SourceConfig{Name: "sg", Provider: "sendgrid", Secrets: secrets(
-				"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")},
+			cfg: relay.SourceConfig{
+				Name:     "sg",
+				Provider: "sendgrid",
+				Verify: &verify.Options{Secrets: secrets(
+					"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==")},
+			},
 			req: relay.WebhookRequest{Method: "POST", ContentType: json, Body: []byte(sendgridVectorBody),
 				Header: headers("X-Twilio-Email-Event-Webhook-Signature", "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=",
 					"X-Twilio-Email-Event-Webhook-Timestamp", "1600112502")},

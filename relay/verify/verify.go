@@ -78,7 +78,7 @@ func Providers() []string { return slices.Sorted(maps.Keys(registry)) }
 
 // bodyFormat returns the one body format a source of p reads: its body_format when p offers
 // a choice, else what p sends.
-func bodyFormat(cfg *relay.SourceConfig, p *provider, name string) (media, error) {
+func bodyFormat(cfg view, p *provider, name string) (media, error) {
 	if cfg.BodyFormat == "" {
 		if p.formats != 0 {
 			return p.format, nil
@@ -127,7 +127,11 @@ func SourceAccepts(cfg *relay.SourceConfig, contentType string) bool {
 	if !ok {
 		return false
 	}
-	m, err := bodyFormat(cfg, p, normalize(cfg.Provider))
+	v, err := viewOf(cfg)
+	if err != nil {
+		return false
+	}
+	m, err := bodyFormat(v, p, normalize(cfg.Provider))
 	return err == nil && m.accepts(contentType)
 }
 
@@ -142,7 +146,11 @@ func SourceAccepts(cfg *relay.SourceConfig, contentType string) bool {
 //
 // The verifier of meta (and its aliases) also implements relay.EndpointChallenger.
 func New(cfg *relay.SourceConfig) (relay.Verifier, error) {
-	v, err := build(cfg)
+	c, err := viewOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v, err := build(c)
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +165,11 @@ func New(cfg *relay.SourceConfig) (relay.Verifier, error) {
 // provider without url, a meta source without verify_token, a secret with surrounding
 // whitespace. When New would fail, Problems returns that error's text.
 func Problems(cfg *relay.SourceConfig) []string {
-	v, err := build(cfg)
+	c, err := viewOf(cfg)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	v, err := build(c)
 	if err != nil {
 		return []string{fmt.Sprintf("source %q: %v", cfg.Name, err)}
 	}
@@ -172,7 +184,7 @@ func normalize(name string) string {
 	return name
 }
 
-// option is a bit set of the provider-specific SourceConfig options.
+// option is a bit set of the provider-specific Options.
 type option uint16
 
 const (
@@ -193,24 +205,24 @@ const (
 var options = []struct {
 	opt  option
 	name string
-	set  func(c *relay.SourceConfig) bool
+	set  func(c view) bool
 }{
-	{optHeader, "header", func(c *relay.SourceConfig) bool { return c.Header != "" }},
-	{optTolerance, "tolerance", func(c *relay.SourceConfig) bool { return c.Tolerance != 0 }},
-	{optURL, "url", func(c *relay.SourceConfig) bool { return c.URL != "" }},
-	{optAlgorithm, "algorithm", func(c *relay.SourceConfig) bool { return c.Algorithm != "" }},
-	{optEncoding, "encoding", func(c *relay.SourceConfig) bool { return c.Encoding != "" }},
-	{optPrefix, "prefix", func(c *relay.SourceConfig) bool { return c.Prefix != "" }},
-	{optTemplate, "template", func(c *relay.SourceConfig) bool { return c.Template != "" }},
-	{optTimestampHeader, "timestamp_header", func(c *relay.SourceConfig) bool { return c.TimestampHeader != "" }},
-	{optQueryParam, "query_param", func(c *relay.SourceConfig) bool { return c.QueryParam != "" }},
-	{optVerifyToken, "verify_token", func(c *relay.SourceConfig) bool { return c.VerifyToken != nil }},
-	{optUnsignedID, "unsigned_id", func(c *relay.SourceConfig) bool { return c.UnsignedID }},
+	{optHeader, "header", func(c view) bool { return c.Header != "" }},
+	{optTolerance, "tolerance", func(c view) bool { return c.Tolerance != 0 }},
+	{optURL, "url", func(c view) bool { return c.URL != "" }},
+	{optAlgorithm, "algorithm", func(c view) bool { return c.Algorithm != "" }},
+	{optEncoding, "encoding", func(c view) bool { return c.Encoding != "" }},
+	{optPrefix, "prefix", func(c view) bool { return c.Prefix != "" }},
+	{optTemplate, "template", func(c view) bool { return c.Template != "" }},
+	{optTimestampHeader, "timestamp_header", func(c view) bool { return c.TimestampHeader != "" }},
+	{optQueryParam, "query_param", func(c view) bool { return c.QueryParam != "" }},
+	{optVerifyToken, "verify_token", func(c view) bool { return c.VerifyToken != nil }},
+	{optUnsignedID, "unsigned_id", func(c view) bool { return c.UnsignedID }},
 }
 
 // builder carries a source's configuration into a provider's build function.
 type builder struct {
-	cfg  *relay.SourceConfig
+	cfg  view
 	name string
 }
 
@@ -236,10 +248,7 @@ type verifier struct {
 	problems    []string
 }
 
-func build(cfg *relay.SourceConfig) (*verifier, error) {
-	if cfg == nil {
-		return nil, fmt.Errorf("provider: no source configuration")
-	}
+func build(cfg view) (*verifier, error) {
 	name := normalize(cfg.Provider)
 	p, ok := registry[name]
 	if !ok {
@@ -296,7 +305,7 @@ func build(cfg *relay.SourceConfig) (*verifier, error) {
 	return v, nil
 }
 
-func problems(cfg *relay.SourceConfig, p *provider, auth authenticator) (out []string, usable bool) {
+func problems(cfg view, p *provider, auth authenticator) (out []string, usable bool) {
 	for i, problem := range auth.keyProblems() {
 		s := cfg.Secrets[i]
 		label := fmt.Sprintf("secret %d", i)
@@ -368,7 +377,7 @@ func (v *verifier) Verify(req *relay.WebhookRequest, now time.Time) (*relay.Veri
 
 // keepList returns the headers a source keeps: the provider's list plus the configured
 // id, type and timestamp headers, never a header that carries a signature or credential.
-func keepList(cfg *relay.SourceConfig, p *provider) []string {
+func keepList(cfg view, p *provider) []string {
 	deny := map[string]bool{"Authorization": true, "Proxy-Authorization": true, "Cookie": true}
 	for _, h := range p.secret {
 		deny[http.CanonicalHeaderKey(h)] = true
