@@ -75,13 +75,13 @@ func TestRedisConnectionsBoundedBySubscriptions(t *testing.T) {
 		subs = append(subs, subscribe(t, clients[i%len(clients)], req))
 	}
 	for _, s := range subs {
-		s.ready(t)
+		s.Ready(t)
 	}
 	for i := range 20 {
 		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_conn_live_%d", i))
 	}
 	for _, s := range subs[:2] { // the tail and the replay receive them
-		s.next(t)
+		s.Next(t)
 	}
 	close(stop)
 	<-sampled
@@ -97,7 +97,7 @@ func TestRedisConnectionsBoundedBySubscriptions(t *testing.T) {
 		t.Logf("%d Redis connections with 200 subscriptions open (bound %d, idle %d)", peak, bound, idle)
 	}
 	for _, s := range subs {
-		s.close()
+		s.Close()
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -32,7 +32,7 @@ func replicas(t *testing.T, url string, sources ...string) (a, b *Main, ca, cb e
 // redeliveredAfter waits for the next delivery of s and returns it with the time since from.
 func redeliveredAfter(t *testing.T, s *sub, from time.Time) (*eventrelayv1.Delivery, time.Duration) {
 	t.Helper()
-	d := s.next(t)
+	d := s.Next(t)
 	return d, time.Since(from)
 }
 
@@ -43,9 +43,9 @@ func TestNackDelayBeyondDeadline(t *testing.T) {
 	bothStores(t, func(t *testing.T, url string) {
 		a, _, ca, cb := replicas(t, url, "slow")
 		s := subscribe(t, ca, groupReq("slow", "g", "c1", time.Second))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, a.HTTPAddr, "slow", "evt_slow")
-		d := s.next(t)
+		d := s.Next(t)
 
 		t.Run("Nack delay longer than the ack deadline", func(t *testing.T) {
 			const delay = 2500 * time.Millisecond
@@ -107,12 +107,12 @@ func TestNackDelayBeyondDeadline(t *testing.T) {
 						t.Fatalf("POST /v1/events:modifyAckDeadline: %d %s", code, body)
 					}
 				}
-				s.quiet(t, 300*time.Millisecond, "redelivered while its deadline was being extended")
+				s.Quiet(t, 300*time.Millisecond, "redelivered while its deadline was being extended")
 			}
 			if u := ack(t, cb, d.AckId); len(u) != 0 {
 				t.Fatalf("the kept-alive delivery was not pending any more: %v", u)
 			}
-			s.quiet(t, 1500*time.Millisecond, "redelivered after its ack")
+			s.Quiet(t, 1500*time.Millisecond, "redelivered after its ack")
 		})
 	})
 }
@@ -125,9 +125,9 @@ func TestSettleBadInput(t *testing.T) {
 		m := startMain(t, cfg)
 		c := client(t, m)
 		s := subscribe(t, c, groupReq("orders", "g", "c1", time.Minute))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, m.HTTPAddr, "orders", "evt_bad")
-		d := s.next(t)
+		d := s.Next(t)
 		rdb := redisClient(t, storeURL(m))
 		before := groupState(t, rdb, "relay:{orders:0}:s", "g")
 		for _, tc := range []struct {
@@ -189,18 +189,18 @@ func TestNackBatchDeadlines(t *testing.T) {
 		c := client(t, m)
 		short := subscribe(t, c, groupReq("orders", "short", "c1", time.Second))
 		long := subscribe(t, c, groupReq("orders", "long", "c1", time.Minute))
-		short.ready(t)
-		long.ready(t)
+		short.Ready(t)
+		long.Ready(t)
 		const n = 6 // over both partitions
 		for i := range n {
 			mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_batch%d", i))
 		}
 		var ids []string
 		for range n {
-			ids = append(ids, long.next(t).AckId) // the 1 min deadline first
+			ids = append(ids, long.Next(t).AckId) // the 1 min deadline first
 		}
 		for range n {
-			ids = append(ids, short.next(t).AckId)
+			ids = append(ids, short.Next(t).AckId)
 		}
 		const delay = 1500 * time.Millisecond
 		from := time.Now()

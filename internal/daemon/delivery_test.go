@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net/http"
@@ -155,107 +156,13 @@ func streamEventIDs(t testing.TB, rdb *redis.Client, source string) []string {
 	return ids
 }
 
-// sub is an open Subscribe stream read by a goroutine.
-type sub struct {
-	deliveries chan *eventrelayv1.Delivery
-	beat       chan struct{} // closed at the first heartbeat
-	done       chan struct{} // closed when the stream ended; err is then set
-	err        error
-	cancel     context.CancelFunc
-}
+// sub is an open Subscribe stream (internal/e2e).
+type sub = e2e.Stream
 
 // subscribe opens a Subscribe stream; it is closed at cleanup.
 func subscribe(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest) *sub {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := c.Subscribe(ctx, req)
-	if err != nil {
-		cancel()
-		t.Fatalf("Subscribe: %v", err)
-	}
-	s := &sub{deliveries: make(chan *eventrelayv1.Delivery, 4096), beat: make(chan struct{}), done: make(chan struct{}), cancel: cancel}
-	go func() {
-		defer close(s.done)
-		beat := false
-		for {
-			msg, err := stream.Recv()
-			if err != nil {
-				s.err = err
-				return
-			}
-			if d := msg.GetDelivery(); d != nil {
-				select {
-				case s.deliveries <- d:
-				case <-ctx.Done():
-				}
-			} else if !beat {
-				beat = true
-				close(s.beat)
-			}
-		}
-	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-// ready waits for the first heartbeat: the subscription is running (a group exists).
-func (s *sub) ready(t testing.TB) {
-	t.Helper()
-	select {
-	case <-s.beat:
-	case <-s.done:
-		t.Fatalf("stream ended before its first heartbeat: %v", s.err)
-	case <-time.After(waitFor):
-		t.Fatal("no heartbeat")
-	}
-}
-
-// next returns the next delivery.
-func (s *sub) next(t testing.TB) *eventrelayv1.Delivery {
-	t.Helper()
-	select {
-	case d := <-s.deliveries:
-		return d
-	default:
-	}
-	select {
-	case d := <-s.deliveries:
-		return d
-	case <-s.done:
-		t.Fatalf("stream ended: %v", s.err)
-	case <-time.After(waitFor):
-		t.Fatal("no delivery")
-	}
-	return nil
-}
-
-// quiet fails when a delivery arrives within d (used only to show that something that must
-// not happen does not).
-func (s *sub) quiet(t testing.TB, d time.Duration, why string) {
-	t.Helper()
-	select {
-	case got := <-s.deliveries:
-		t.Errorf("%s: got %s (attempt %d)", why, got.Event.GetId(), got.DeliveryAttempt)
-	case <-time.After(d):
-	}
-}
-
-// close cancels the stream and waits for its reader.
-func (s *sub) close() {
-	s.cancel()
-	<-s.done
-}
-
-// end waits for the stream to end by itself and returns its error.
-func (s *sub) end(t testing.TB) error {
-	t.Helper()
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(waitFor):
-		t.Fatal("stream did not end")
-	}
-	return nil
+	return e2e.Subscribe(t, c, req)
 }
 
 func ack(t testing.TB, c eventrelayv1.EventServiceClient, ackIDs ...string) []string {
@@ -343,7 +250,7 @@ func TestConsumerGroups(t *testing.T) {
 			r := groupReq("share", "workers", name, 0)
 			r.MaxOutstanding = 1
 			cons[name] = subscribe(t, c, r)
-			cons[name].ready(t)
+			cons[name].Ready(t)
 		}
 		for i := range n {
 			mustPost(t, m.HTTPAddr, "share", fmt.Sprintf("evt_s%02d", i))
@@ -358,9 +265,9 @@ func TestConsumerGroups(t *testing.T) {
 			var name string
 			var d *eventrelayv1.Delivery
 			select {
-			case d = <-cons["c1"].deliveries:
+			case d = <-cons["c1"].Deliveries:
 				name = "c1"
-			case d = <-cons["c2"].deliveries:
+			case d = <-cons["c2"].Deliveries:
 				name = "c2"
 			case <-time.After(waitFor):
 				t.Fatalf("stalled after %d of %d events", len(by), n)
@@ -394,16 +301,16 @@ func TestConsumerGroups(t *testing.T) {
 			t.Errorf("work not shared: %v", count)
 		}
 		for _, s := range cons {
-			s.quiet(t, 300*time.Millisecond, "after every event was acked")
+			s.Quiet(t, 300*time.Millisecond, "after every event was acked")
 		}
 	})
 
 	t.Run("an unacked delivery comes back with attempt 2", func(t *testing.T) {
 		s := subscribe(t, c, groupReq("retry", "g", "c1", 300*time.Millisecond))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, m.HTTPAddr, "retry", "evt_r1")
-		d1 := s.next(t)
-		d2 := s.next(t)
+		d1 := s.Next(t)
+		d2 := s.Next(t)
 		if d1.Event.Id != "evt_r1" || d1.DeliveryAttempt != 1 || d2.Event.Id != "evt_r1" || d2.DeliveryAttempt != 2 {
 			t.Fatalf("got %s attempt %d, then %s attempt %d", d1.Event.Id, d1.DeliveryAttempt, d2.Event.Id, d2.DeliveryAttempt)
 		}
@@ -414,14 +321,14 @@ func TestConsumerGroups(t *testing.T) {
 		if u := ack(t, c, d1.AckId); !slices.Equal(u, []string{d1.AckId}) {
 			t.Fatalf("second ack: unknown %v", u)
 		}
-		s.quiet(t, 600*time.Millisecond, "after the ack")
+		s.Quiet(t, 600*time.Millisecond, "after the ack")
 	})
 
 	t.Run("never acked: dead letter of the group after max_delivery_attempts, readable, redriven to it over gRPC and HTTP", func(t *testing.T) {
 		r := groupReq("dlq", "g", "c1", 200*time.Millisecond)
 		r.MaxDeliveryAttempts = 2
 		s := subscribe(t, c, r)
-		s.ready(t)
+		s.Ready(t)
 		dl := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"dlq"}, DeadLetters: true, Group: "g",
 			HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
 		mustPost(t, m.HTTPAddr, "dlq", "evt_dl")
@@ -429,11 +336,11 @@ func TestConsumerGroups(t *testing.T) {
 		deadLetter := func() {
 			t.Helper()
 			for want := int32(1); want <= 2; want++ {
-				if d := s.next(t); d.Event.Id != "evt_dl" || d.DeliveryAttempt != want {
+				if d := s.Next(t); d.Event.Id != "evt_dl" || d.DeliveryAttempt != want {
 					t.Fatalf("got %s attempt %d, want attempt %d", d.Event.Id, d.DeliveryAttempt, want)
 				}
 			}
-			if d := dl.next(t); d.Event.Id != "evt_dl" || d.AckId != "" {
+			if d := dl.Next(t); d.Event.Id != "evt_dl" || d.AckId != "" {
 				t.Fatalf("dead letter stream: %s ack id %q", d.Event.Id, d.AckId)
 			}
 			resp, err := c.ListEvents(context.Background(), &eventrelayv1.ListEventsRequest{Source: "dlq", DeadLetters: true, Group: "g"})
@@ -442,7 +349,7 @@ func TestConsumerGroups(t *testing.T) {
 			}
 		}
 		deadLetter()
-		s.quiet(t, 500*time.Millisecond, "after dead-lettering")
+		s.Quiet(t, 500*time.Millisecond, "after dead-lettering")
 
 		resp, err := c.RedriveDeadLetters(context.Background(), &eventrelayv1.RedriveDeadLettersRequest{Source: "dlq", Group: "g"})
 		if err != nil || resp.Redriven != 1 {
@@ -454,7 +361,7 @@ func TestConsumerGroups(t *testing.T) {
 		if code != http.StatusOK || !strings.Contains(string(body), `"redriven":1`) {
 			t.Fatalf("POST :redrive: %d %s", code, body)
 		}
-		d := s.next(t)
+		d := s.Next(t)
 		if d.Event.Id != "evt_dl" || d.DeliveryAttempt != 1 {
 			t.Fatalf("after HTTP redrive: %s attempt %d", d.Event.Id, d.DeliveryAttempt)
 		}
@@ -473,19 +380,19 @@ func TestConsumerGroups(t *testing.T) {
 	t.Run("a consumer that disconnects leaves its entries to another after the ack deadline", func(t *testing.T) {
 		const deadline = 300 * time.Millisecond
 		s1 := subscribe(t, c, groupReq("handoff", "g", "c1", deadline))
-		s1.ready(t)
+		s1.Ready(t)
 		want := []string{"evt_h1", "evt_h2", "evt_h3"}
 		for _, id := range want {
 			mustPost(t, m.HTTPAddr, "handoff", id)
 		}
 		for range want {
-			s1.next(t)
+			s1.Next(t)
 		}
-		s1.close() // crashes without acking
+		s1.Close() // crashes without acking
 		s2 := subscribe(t, c, groupReq("handoff", "g", "c2", deadline))
 		var got []string
 		for range want {
-			d := s2.next(t)
+			d := s2.Next(t)
 			if d.DeliveryAttempt != 2 {
 				t.Errorf("%s: attempt %d, want 2", d.Event.Id, d.DeliveryAttempt)
 			}
@@ -498,20 +405,20 @@ func TestConsumerGroups(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("c2 got %v, want %v", got, want)
 		}
-		s2.quiet(t, 2*deadline, "after the acks")
+		s2.Quiet(t, 2*deadline, "after the acks")
 	})
 
 	t.Run("a consumer that reconnects gets its own pending entries first", func(t *testing.T) {
 		s1 := subscribe(t, c, groupReq("pending", "g", "c1", time.Minute))
-		s1.ready(t)
+		s1.Ready(t)
 		mustPost(t, m.HTTPAddr, "pending", "evt_p1")
 		mustPost(t, m.HTTPAddr, "pending", "evt_p2")
-		s1.next(t)
-		s1.next(t)
-		s1.close()
+		s1.Next(t)
+		s1.Next(t)
+		s1.Close()
 		s1 = subscribe(t, c, groupReq("pending", "g", "c1", time.Minute))
 		for _, id := range []string{"evt_p1", "evt_p2"} {
-			d := s1.next(t)
+			d := s1.Next(t)
 			if d.Event.Id != id || d.DeliveryAttempt != 2 {
 				t.Fatalf("got %s attempt %d, want %s attempt 2", d.Event.Id, d.DeliveryAttempt, id)
 			}
@@ -521,10 +428,10 @@ func TestConsumerGroups(t *testing.T) {
 
 	t.Run("Acknowledge reports unknown ids; HTTP acknowledge takes gRPC ack ids", func(t *testing.T) {
 		s := subscribe(t, c, groupReq("acks", "g", "c1", time.Minute))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, m.HTTPAddr, "acks", "evt_a1")
 		mustPost(t, m.HTTPAddr, "acks", "evt_a2")
-		d1, d2 := s.next(t), s.next(t)
+		d1, d2 := s.Next(t), s.Next(t)
 
 		key := relayAckKey(t, redisClient(t, url))
 		a, ok := relay.DecodeAckID(d1.AckId, key)
@@ -571,15 +478,15 @@ func TestConsumerGroups(t *testing.T) {
 
 	t.Run("Nack redelivers after the delay, before the ack deadline", func(t *testing.T) {
 		s := subscribe(t, c, groupReq("nack", "g", "c1", time.Minute))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, m.HTTPAddr, "nack", "evt_n1")
-		d := s.next(t)
+		d := s.Next(t)
 		for attempt := int32(2); attempt <= 3; attempt++ {
 			resp, err := c.Nack(context.Background(), &eventrelayv1.NackRequest{AckIds: []string{d.AckId}, Delay: durationpb.New(200 * time.Millisecond)})
 			if err != nil || len(resp.UnknownAckIds) != 0 {
 				t.Fatalf("Nack: %v %v", resp, err)
 			}
-			d = s.next(t) // the ack deadline is a minute: only the nack can bring it back now
+			d = s.Next(t) // the ack deadline is a minute: only the nack can bring it back now
 			if d.Event.Id != "evt_n1" || d.DeliveryAttempt != attempt {
 				t.Fatalf("after nack: %s attempt %d, want attempt %d", d.Event.Id, d.DeliveryAttempt, attempt)
 			}
@@ -588,7 +495,7 @@ func TestConsumerGroups(t *testing.T) {
 		if code != http.StatusOK || strings.Contains(string(body), d.AckId) {
 			t.Fatalf("POST /v1/events:nack: %d %s", code, body)
 		}
-		d = s.next(t)
+		d = s.Next(t)
 		if d.DeliveryAttempt != 4 {
 			t.Fatalf("after HTTP nack: attempt %d", d.DeliveryAttempt)
 		}
@@ -793,7 +700,7 @@ func TestNoGoroutineLeaks(t *testing.T) {
 			subs = append(subs, subscribe(t, c, r))
 		}
 		for _, s := range subs {
-			s.ready(t)
+			s.Ready(t)
 		}
 		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_round%d", round))
 		http.DefaultClient.CloseIdleConnections()
@@ -803,16 +710,16 @@ func TestNoGoroutineLeaks(t *testing.T) {
 				continue
 			}
 			if i%2 == 0 && !reqs[i].DeadLetters {
-				s.next(t) // close some after a delivery, some right away
+				s.Next(t) // close some after a delivery, some right away
 			}
-			s.close()
+			s.Close()
 		}
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range open {
-		if err := s.end(t); status.Code(err) != codes.Unavailable {
+		if err := s.End(t); status.Code(err) != codes.Unavailable {
 			t.Errorf("open stream at Close ended with %v, want UNAVAILABLE", err)
 		}
 	}

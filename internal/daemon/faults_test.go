@@ -472,8 +472,8 @@ func TestRelaydProcess(t *testing.T) {
 		c := p.client(t)
 		tail := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
 		group := subscribe(t, c, groupReq("orders", "g", "c1", 0))
-		tail.ready(t)
-		group.ready(t)
+		tail.Ready(t)
+		group.Ready(t)
 		httpStream := openHTTPStream(t, p.HTTP)
 
 		// Requests in flight at SIGTERM: headers and half the body sent.
@@ -499,7 +499,7 @@ func TestRelaydProcess(t *testing.T) {
 			}
 		}
 		for name, s := range map[string]*sub{"tail": tail, "group": group} {
-			if err := s.end(t); status.Code(err) != codes.Unavailable {
+			if err := s.End(t); status.Code(err) != codes.Unavailable {
 				t.Errorf("%s stream ended with %v, want UNAVAILABLE", name, err)
 			}
 		}

@@ -65,7 +65,7 @@ func TestFilterTail(t *testing.T) {
 		req := &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Filter: invoiceFilter,
 			HeartbeatInterval: durationpb.New(100 * time.Millisecond)}
 		s := subscribe(t, c, req)
-		s.ready(t)
+		s.Ready(t)
 		errsBefore := filterErrors(t, m)
 		postInvoice(t, m.HTTPAddr, "in_small", "invoice.paid", 500)
 		postInvoice(t, m.HTTPAddr, "ch_big", "charge.succeeded", 900000)
@@ -73,11 +73,11 @@ func TestFilterTail(t *testing.T) {
 		postInvoice(t, m.HTTPAddr, "in_big", "invoice.payment_failed", 125000)
 		postInvoice(t, m.HTTPAddr, "in_big2", "invoice.paid", 100001)
 		for _, want := range []string{"in_big", "in_big2"} {
-			if d := s.next(t); d.Event.GetId() != want {
+			if d := s.Next(t); d.Event.GetId() != want {
 				t.Fatalf("delivered %s, want %s", d.Event.GetId(), want)
 			}
 		}
-		s.quiet(t, 300*time.Millisecond, "an event the filter does not match")
+		s.Quiet(t, 300*time.Millisecond, "an event the filter does not match")
 		if got := filterErrors(t, m) - errsBefore; got != 1 {
 			t.Errorf("eventrelay_filter_errors_total grew by %v, want 1 (in_noamount)", got)
 		}
@@ -89,10 +89,10 @@ func TestFilterTail(t *testing.T) {
 		resumed := &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, AfterCursor: cursor,
 			HeartbeatInterval: durationpb.New(100 * time.Millisecond)}
 		r := subscribe(t, c, resumed)
-		r.ready(t)
-		r.quiet(t, 300*time.Millisecond, "resuming from a filtered stream's heartbeat cursor")
+		r.Ready(t)
+		r.Quiet(t, 300*time.Millisecond, "resuming from a filtered stream's heartbeat cursor")
 		postInvoice(t, m.HTTPAddr, "in_after", "invoice.paid", 1)
-		if d := r.next(t); d.Event.GetId() != "in_after" {
+		if d := r.Next(t); d.Event.GetId() != "in_after" {
 			t.Errorf("after the heartbeat cursor: %s, want in_after", d.Event.GetId())
 		}
 	})
@@ -169,7 +169,7 @@ func TestFilterBadExpression(t *testing.T) {
 		// The group was never created: a member may create it with another filter.
 		s := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, Group: "fg-bad", Filter: `true`,
 			HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
-		s.ready(t)
+		s.Ready(t)
 	})
 }
 
@@ -184,7 +184,7 @@ func TestFilterGroup(t *testing.T) {
 		req := groupReq("orders", "big-invoices", "c1", time.Second)
 		req.Filter = invoiceFilter
 		s1 := subscribe(t, c, req)
-		s1.ready(t)
+		s1.Ready(t)
 
 		other := groupReq("orders", "big-invoices", "c2", 0)
 		other.Filter = `true`
@@ -198,21 +198,21 @@ func TestFilterGroup(t *testing.T) {
 
 		postInvoice(t, m.HTTPAddr, "g_small", "invoice.paid", 5)
 		postInvoice(t, m.HTTPAddr, "g_big", "invoice.paid", 200000)
-		d := s1.next(t)
+		d := s1.Next(t)
 		if d.Event.GetId() != "g_big" {
 			t.Fatalf("group delivered %s, want g_big", d.Event.GetId())
 		}
 		ack(t, c, d.AckId)
-		s1.close()
+		s1.Close()
 
 		// A member omitting the filter takes the group's; nothing is pending or redelivered
 		// (g_small was acknowledged as filtered out).
 		s2 := subscribe(t, c, groupReq("orders", "big-invoices", "c3", 0))
-		s2.ready(t)
-		s2.quiet(t, 1500*time.Millisecond, "a filtered-out or acknowledged event redelivered")
+		s2.Ready(t)
+		s2.Quiet(t, 1500*time.Millisecond, "a filtered-out or acknowledged event redelivered")
 		postInvoice(t, m.HTTPAddr, "g_small2", "invoice.paid", 7)
 		postInvoice(t, m.HTTPAddr, "g_big2", "invoice.paid", 300000)
-		if d := s2.next(t); d.Event.GetId() != "g_big2" {
+		if d := s2.Next(t); d.Event.GetId() != "g_big2" {
 			t.Fatalf("member without a filter got %s, want g_big2 (the group's filter)", d.Event.GetId())
 		}
 	})

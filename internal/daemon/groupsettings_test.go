@@ -30,7 +30,7 @@ func runGroupSettings(t *testing.T, url string) {
 	refused := func(req *eventrelayv1.SubscribeRequest, want ...string) {
 		t.Helper()
 		s := subscribe(t, c, req)
-		err := s.end(t)
+		err := s.End(t)
 		if status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("Subscribe %v: %v, want FAILED_PRECONDITION", req, err)
 		}
@@ -45,14 +45,14 @@ func runGroupSettings(t *testing.T, url string) {
 	reqA := groupReq("orders", "mix", "a", 0)
 	reqA.Types = []string{"order.*"}
 	a := subscribe(t, c, reqA)
-	defer a.close()
-	a.ready(t)
+	defer a.Close()
+	a.Ready(t)
 	reqB := groupReq("orders", "mix", "b", 0)
 	reqB.Types = []string{"invoice.*"}
 	refused(reqB, "types", "[order.*]", "[invoice.*]")
 	cm := subscribe(t, c, groupReq("orders", "mix", "c", 0))
-	defer cm.close()
-	cm.ready(t)
+	defer cm.Close()
+	cm.Ready(t)
 	post := func(id, typ string) {
 		t.Helper()
 		if r := postHook(context.Background(), http.DefaultClient, m.HTTPAddr, "orders", hookBody(id, typ)); r.status != http.StatusOK {
@@ -68,8 +68,8 @@ func runGroupSettings(t *testing.T, url string) {
 	for len(got) < 10 {
 		var d *eventrelayv1.Delivery
 		select {
-		case d = <-a.deliveries:
-		case d = <-cm.deliveries:
+		case d = <-a.Deliveries:
+		case d = <-cm.Deliveries:
 		case <-time.After(waitFor):
 			t.Fatalf("order events delivered to the group: %v", got)
 		}
@@ -84,19 +84,19 @@ func runGroupSettings(t *testing.T, url string) {
 			t.Errorf("%s delivered %d times", id, n)
 		}
 	}
-	a.close()
-	cm.close()
+	a.Close()
+	cm.Close()
 
 	// Deadlines: W holds 5 deliveries under 60s; a member asking for 1s is refused; one
 	// omitting it takes 60s and reclaims none of them within 3s.
 	w := subscribe(t, c, groupReq("orders", "work", "w", time.Minute))
-	defer w.close()
-	w.ready(t)
+	defer w.Close()
+	w.Ready(t)
 	for i := range 5 {
 		post(fmt.Sprintf("evt_work_%d", i), "order.created")
 	}
 	for range 25 { // the 20 earlier events, then the 5 new ones (the group reads from now on)
-		if d := w.next(t); strings.HasPrefix(d.GetEvent().GetId(), "evt_work_") {
+		if d := w.Next(t); strings.HasPrefix(d.GetEvent().GetId(), "evt_work_") {
 			if d.GetEvent().GetId() == "evt_work_4" {
 				break
 			}
@@ -104,14 +104,14 @@ func runGroupSettings(t *testing.T, url string) {
 	}
 	refused(groupReq("orders", "work", "x", time.Second), "ack_deadline", "1m0s", "1s")
 	y := subscribe(t, c, groupReq("orders", "work", "y", 0))
-	defer y.close()
-	y.ready(t)
-	y.quiet(t, 3*time.Second, "a member that took the group's 60s deadline reclaimed W's work")
+	defer y.Close()
+	y.Ready(t)
+	y.Quiet(t, 3*time.Second, "a member that took the group's 60s deadline reclaimed W's work")
 
 	// max_groups: mix and work exist; a third group is created, a fourth refused.
 	third := subscribe(t, c, groupReq("orders", "third", "t", 0))
-	defer third.close()
-	third.ready(t)
+	defer third.Close()
+	third.Ready(t)
 	refused(groupReq("orders", "fourth", "f", 0), "max_groups")
 	groups, err := rdb.XInfoGroups(context.Background(), "relay:{orders:0}:s").Result()
 	if err != nil || len(groups) != 3 {
@@ -138,27 +138,27 @@ func runGroupFlowControl(t *testing.T, url string) {
 		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_fc_%03d", i))
 	}
 	s := subscribe(t, c, req)
-	defer s.close()
+	defer s.Close()
 	var held []*eventrelayv1.Delivery
 	for range 10 {
-		held = append(held, s.next(t))
+		held = append(held, s.Next(t))
 	}
-	s.quiet(t, 2*time.Second, "an 11th delivery while 10 are unacknowledged")
+	s.Quiet(t, 2*time.Second, "an 11th delivery while 10 are unacknowledged")
 	ack(t, c, held[0].GetAckId(), held[1].GetAckId(), held[2].GetAckId(), held[3].GetAckId(), held[4].GetAckId())
 	for range 5 {
-		s.next(t)
+		s.Next(t)
 	}
-	s.quiet(t, 2*time.Second, "a delivery beyond the 5 the acknowledgements freed")
-	s.close()
+	s.Quiet(t, 2*time.Second, "a delivery beyond the 5 the acknowledgements freed")
+	s.Close()
 
 	// The consumer comes back holding 15 pending deliveries spread over the partitions: the
 	// re-read of its pending entries is bounded by the same budget.
 	again := subscribe(t, c, req)
-	defer again.close()
+	defer again.Close()
 	for range 10 {
-		again.next(t)
+		again.Next(t)
 	}
-	again.quiet(t, 2*time.Second, "more than max_outstanding pending deliveries re-read after a reconnect")
+	again.Quiet(t, 2*time.Second, "more than max_outstanding pending deliveries re-read after a reconnect")
 }
 
 // TestAnonymousConsumersRemoved: a group subscription without a consumer name leaves no
@@ -182,20 +182,20 @@ func runAnonymousConsumers(t *testing.T, url string) {
 	}
 	for i := range 5 {
 		s := subscribe(t, c, groupReq("orders", "anon", "", time.Minute))
-		s.ready(t)
+		s.Ready(t)
 		mustPost(t, m.HTTPAddr, "orders", fmt.Sprintf("evt_anon_%d", i))
-		ack(t, c, s.next(t).GetAckId())
-		s.close()
+		ack(t, c, s.Next(t).GetAckId())
+		s.Close()
 		// The next event is posted once the stream has ended on the server too (an event
 		// read by a stream that is ending stays pending for its consumer).
 		eventually(t, "the stream to end", func() bool { return subscribersGauge(t, m) == 0 })
 	}
 	eventually(t, "the five acknowledged anonymous consumers to be removed", func() bool { return consumers() == 0 })
 	s := subscribe(t, c, groupReq("orders", "anon", "", time.Minute))
-	s.ready(t)
+	s.Ready(t)
 	mustPost(t, m.HTTPAddr, "orders", "evt_anon_held")
-	s.next(t) // not acknowledged
-	s.close()
+	s.Next(t) // not acknowledged
+	s.Close()
 	if n := consumers(); n != 1 {
 		t.Fatalf("%d consumers, want the one holding a pending delivery", n)
 	}

@@ -59,15 +59,15 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 	}
 
 	tail := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
-	defer tail.close()
+	defer tail.Close()
 	reqA := groupReq("orders", "a", "a1", 200*time.Millisecond)
 	reqA.MaxDeliveryAttempts = 1
 	a := subscribe(t, c, reqA)
-	defer a.close()
+	defer a.Close()
 	b := subscribe(t, c, groupReq("orders", "b", "b1", 0))
-	defer b.close()
+	defer b.Close()
 	for _, s := range []*sub{tail, a, b} {
-		s.ready(t)
+		s.Ready(t)
 	}
 	want := []string{"evt_rd_0", "evt_rd_1", "evt_rd_2", "evt_rd_3", "evt_rd_4"}
 	for _, id := range want {
@@ -77,7 +77,7 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 		t.Helper()
 		var ids []string
 		for range n {
-			d := s.next(t)
+			d := s.Next(t)
 			ids = append(ids, d.GetEvent().GetId())
 			if acks {
 				if u := ack(t, c, d.GetAckId()); len(u) != 0 {
@@ -157,7 +157,7 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 	// A gets each again, as a first attempt, and acknowledges it.
 	var again []string
 	for range 5 {
-		d := a.next(t)
+		d := a.Next(t)
 		if d.GetDeliveryAttempt() != 1 {
 			t.Errorf("redriven %s delivered as attempt %d, want 1", d.GetEvent().GetId(), d.GetDeliveryAttempt())
 		}
@@ -170,9 +170,9 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 	if !slices.Equal(again, want) {
 		t.Fatalf("group a got %v after the redrive, want %v", again, want)
 	}
-	b.quiet(t, time.Second, "group b after a's redrive")
-	tail.quiet(t, 100*time.Millisecond, "the tail after a's redrive")
-	a.quiet(t, 100*time.Millisecond, "group a after acknowledging the redriven events")
+	b.Quiet(t, time.Second, "group b after a's redrive")
+	tail.Quiet(t, 100*time.Millisecond, "the tail after a's redrive")
+	a.Quiet(t, 100*time.Millisecond, "group a after acknowledging the redriven events")
 	if after := xlen(); after != before {
 		t.Errorf("XLEN %d after the redrive, want %d (the stream does not grow)", after, before)
 	}
@@ -182,11 +182,11 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 	// A's dead letters read as a stream: none left; another group's cursor is refused.
 	dl := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, DeadLetters: true, Group: "a",
 		Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST, HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
-	defer dl.close()
-	dl.ready(t)
-	dl.quiet(t, 100*time.Millisecond, "a's dead letters after the redrive")
+	defer dl.Close()
+	dl.Ready(t)
+	dl.Quiet(t, 100*time.Millisecond, "a's dead letters after the redrive")
 	bad := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, DeadLetters: true, Group: "b", AfterCursor: page.GetNextPageToken()})
-	if err := bad.end(t); status.Code(err) != codes.InvalidArgument {
+	if err := bad.End(t); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("subscribing to b's dead letters after a's cursor: %v, want INVALID_ARGUMENT", err)
 	}
 }

@@ -545,7 +545,7 @@ func TestHeartbeatsOnFilteredStream(t *testing.T) {
 			mustPostTyped(t, m, "r0001", "rare.thing")
 			all := subscribe(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: cursor})
 			var rest []string
-			for d := all.next(t); d.Event.Id != "r0001"; d = all.next(t) {
+			for d := all.Next(t); d.Event.Id != "r0001"; d = all.Next(t) {
 				rest = append(rest, d.Event.Id)
 			}
 			if len(rest) >= len(posted) || !slices.Equal(rest, posted[len(posted)-len(rest):]) {
