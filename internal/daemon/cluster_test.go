@@ -6,19 +6,15 @@ package daemon
 // mid-load.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -546,127 +542,21 @@ func scaleGroupAcrossReplicas(t *testing.T, rdb *redis.ClusterClient, m1, m2 *Ma
 	}
 }
 
-// Separate relayd processes.
+// Separate relayd processes (internal/e2e runs the relayd binary).
 
-// scaleHelperEnv makes the test binary run relayd (TestScaleHelperRelayd) instead of tests.
-const scaleHelperEnv = "SCALETEST_RELAYD"
+// scaleProc is a relayd process.
+type scaleProc = e2e.Relayd
 
-// TestScaleHelperRelayd is not a test: run as a subprocess with SCALETEST_RELAYD=1, the test
-// binary is relayd, with the arguments after "--".
-func TestScaleHelperRelayd(t *testing.T) {
-	if os.Getenv(scaleHelperEnv) != "1" {
-		t.Skip("not a test: the relayd child process of startScaleRelayd")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := Command(ctx, flag.Args(), os.Environ(), os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
-
-// scaleProc is a relayd process started by a test.
-type scaleProc struct {
-	cmd        *exec.Cmd
-	HTTP, GRPC string
-	exited     chan struct{}
-	code       int
-
-	mu  sync.Mutex
-	out bytes.Buffer
-}
-
-// startScaleRelayd runs relayd with the configuration file config and, unless wantExit, waits
-// until it listens. env adds environment variables (NAME=value). It is killed when t ends.
-func startScaleRelayd(t testing.TB, config string, wantExit bool, env ...string) *scaleProc {
+// startScaleRelayd runs relayd with the configuration file config and waits until it
+// listens; env adds environment variables (NAME=value). It is stopped when t ends.
+func startScaleRelayd(t testing.TB, config string, env ...string) *scaleProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestScaleHelperRelayd$", "--", "-config", config)
-	cmd.Env = []string{scaleHelperEnv + "=1"}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RELAY_") { // only the configuration file configures it
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
 	// Tests wait on 100 ms heartbeats (relayd's default minimum is 1s).
-	cmd.Env = append(cmd.Env, "RELAY_SUBSCRIBE_MIN_HEARTBEAT=100ms")
-	cmd.Env = append(cmd.Env, env...) // the last value of a name wins
-	cmd.SysProcAttr = redistest.SysProcAttr()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &scaleProc{cmd: cmd, exited: make(chan struct{})}
-	listening := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		signalled := false
-		for sc.Scan() {
-			line := sc.Bytes()
-			p.mu.Lock()
-			if p.out.Len() < 1<<20 {
-				p.out.Write(line)
-				p.out.WriteByte('\n')
-			}
-			p.mu.Unlock()
-			var rec struct {
-				Msg  string `json:"msg"`
-				HTTP string `json:"http"`
-				GRPC string `json:"grpc"`
-			}
-			if !signalled && json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd listening" {
-				p.HTTP, p.GRPC = rec.HTTP, rec.GRPC
-				signalled = true
-				close(listening)
-			}
-		}
-		_ = cmd.Wait()
-		p.code = cmd.ProcessState.ExitCode()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-			if !wantExit && t.Failed() {
-				t.Logf("relayd %s exited early with %d:\n%s", p.GRPC, p.code, p.output())
-			}
-		default:
-		}
-		p.kill()
-	})
-	if wantExit {
-		select {
-		case <-p.exited:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("relayd did not exit: %s", p.output())
-		}
-		return p
-	}
-	select {
-	case <-listening:
-	case <-p.exited:
-		t.Fatalf("relayd exited with %d before listening: %s", p.code, p.output())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("relayd did not start listening: %s", p.output())
-	}
-	return p
+	return e2e.StartFile(t, config, append([]string{"RELAY_SUBSCRIBE_MIN_HEARTBEAT=100ms"}, env...)...)
 }
 
-// kill sends SIGKILL (nothing is flushed or closed) and waits for the process to exit.
-func (p *scaleProc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.exited
-}
-
-func (p *scaleProc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-func (p *scaleProc) client(t testing.TB) eventrelayv1.EventServiceClient {
+// procClient is an EventService client of a relayd process.
+func procClient(t testing.TB, p *scaleProc) eventrelayv1.EventServiceClient {
 	t.Helper()
 	return client(t, &Main{GRPCAddr: p.GRPC})
 }
@@ -704,8 +594,8 @@ func TestScaleReplicaKilled(t *testing.T) {
 	slow(t)
 	cluster := redistest.StartCluster(t, 3)
 	config := scaleConfigFile(t, cluster.URL(), ", cluster: true", scalePartitions)
-	r1, r2 := startScaleRelayd(t, config, false), startScaleRelayd(t, config, false)
-	c1, c2 := r1.client(t), r2.client(t)
+	r1, r2 := startScaleRelayd(t, config), startScaleRelayd(t, config)
+	c1, c2 := procClient(t, r1), procClient(t, r2)
 
 	const customers, perCustomer = 8, 40
 	n := customers * perCustomer
@@ -737,7 +627,7 @@ func TestScaleReplicaKilled(t *testing.T) {
 	}, customers, perCustomer, func(acked int) {
 		if acked >= n/2 {
 			killOnce.Do(func() {
-				r2.kill() // mid-load: posts in flight to it fail and are retried on replica 1
+				r2.Kill() // mid-load: posts in flight to it fail and are retried on replica 1
 				killed.Store(true)
 			})
 		}
@@ -779,10 +669,9 @@ func TestScaleReplicaKilled(t *testing.T) {
 	}
 
 	t.Run("another partition count exits with the refusal", func(t *testing.T) {
-		p := startScaleRelayd(t, scaleConfigFile(t, cluster.URL(), ", cluster: true", 2), true)
-		out := p.output()
-		if p.code != 1 || !strings.Contains(out, "relayd failed to start") || !strings.Contains(out, `configured with partitions: 2, but its events are stored in 4 partitions`) {
-			t.Fatalf("exit %d: %s", p.code, out)
+		code, out := e2e.Exits(t, scaleConfigFile(t, cluster.URL(), ", cluster: true", 2))
+		if code != 1 || !strings.Contains(out, "relayd failed to start") || !strings.Contains(out, `configured with partitions: 2, but its events are stored in 4 partitions`) {
+			t.Fatalf("exit %d: %s", code, out)
 		}
 	})
 }
@@ -949,16 +838,16 @@ func TestScaleTLS(t *testing.T) {
 	url := strings.Replace(srv.URL(), "rediss://", "rediss://:tls-pw@", 1)
 	config := scaleConfigFile(t, url, "", 2)
 
-	p := startScaleRelayd(t, config, false, "SSL_CERT_FILE="+srv.CAFile())
+	p := startScaleRelayd(t, config, "SSL_CERT_FILE="+srv.CAFile())
 	want, _ := scaleLoad(t, func() []string { return []string{p.HTTP} }, 2, 5, nil)
-	ds := collect(t, p.client(t), &eventrelayv1.SubscribeRequest{Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}, len(want))
+	ds := collect(t, procClient(t, p), &eventrelayv1.SubscribeRequest{Start: eventrelayv1.StartPosition_START_POSITION_EARLIEST}, len(want))
 	scaleVerify(t, "subscriber over rediss://", ds, want)
 
-	untrusted := startScaleRelayd(t, config, false, "SSL_CERT_FILE="+filepath.Join(t.TempDir(), "none.pem"), "SSL_CERT_DIR="+t.TempDir())
+	untrusted := startScaleRelayd(t, config, "SSL_CERT_FILE="+filepath.Join(t.TempDir(), "none.pem"), "SSL_CERT_DIR="+t.TempDir())
 	if code, err := scalePost(context.Background(), untrusted.HTTP, scaleEvent{ID: "evt_untrusted", Customer: "c"}); code != http.StatusServiceUnavailable {
 		t.Errorf("POST through relayd that does not trust the Redis certificate: %d %v", code, err)
 	}
-	if out := untrusted.output(); !strings.Contains(out, "certificate") || strings.Contains(out, "tls-pw") {
+	if out := untrusted.Logs(); !strings.Contains(out, "certificate") || strings.Contains(out, "tls-pw") {
 		t.Errorf("log should name the certificate problem, never the password:\n%s", out)
 	}
 }
@@ -1065,7 +954,7 @@ func BenchmarkScaleAppends(b *testing.B) {
 			var addrs []string
 			var procs []*scaleProc
 			for range bc.replicas {
-				p := startScaleRelayd(b, config, false)
+				p := startScaleRelayd(b, config)
 				addrs, procs = append(addrs, p.HTTP), append(procs, p)
 			}
 			var seq atomic.Int64
@@ -1123,7 +1012,7 @@ func relaydCPU(tb testing.TB, procs []*scaleProc) time.Duration {
 	tb.Helper()
 	var total time.Duration
 	for _, p := range procs {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 		if err != nil {
 			tb.Skipf("no /proc: %v", err)
 		}
@@ -1131,7 +1020,7 @@ func relaydCPU(tb testing.TB, procs []*scaleProc) time.Duration {
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
 		var utime, stime int64
 		if _, err := fmt.Sscan(f[11]+" "+f[12], &utime, &stime); err != nil {
-			tb.Fatalf("/proc/%d/stat: %v", p.cmd.Process.Pid, err)
+			tb.Fatalf("/proc/%d/stat: %v", p.Pid(), err)
 		}
 		total += time.Duration(utime+stime) * 10 * time.Millisecond
 	}

@@ -411,7 +411,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 // signalRelayd sends sig to a relayd process.
 func signalRelayd(t testing.TB, p *scaleProc, sig syscall.Signal) {
 	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if err := p.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)
 	}
 }
@@ -419,32 +419,22 @@ func signalRelayd(t testing.TB, p *scaleProc, sig syscall.Signal) {
 // waitExit waits for a relayd process to exit and returns its exit code.
 func waitExit(t testing.TB, p *scaleProc) int {
 	t.Helper()
-	select {
-	case <-p.exited:
-		return p.code
-	case <-time.After(waitFor):
-		t.Fatalf("relayd did not exit: %s", p.output())
+	code, ok := p.Wait(waitFor)
+	if !ok {
+		t.Fatalf("relayd did not exit: %s", p.Logs())
 	}
-	return 0
+	return code
 }
 
-// TestRelaydProcess runs relayd as a separate process (the test binary running relayd's run,
-// see startScaleRelayd) against a real Redis with appendfsync always, and kills or stops it.
+// TestRelaydProcess runs relayd as a separate process (internal/e2e) against a real Redis with
+// appendfsync always, and kills or stops it.
 func TestRelaydProcess(t *testing.T) {
 	slow(t)
-	logOnFailure := func(t *testing.T, p *scaleProc) {
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("relayd log:\n%s", p.output())
-			}
-		})
-	}
 
 	t.Run("SIGKILL mid-load and restart: every 2xx is stored", func(t *testing.T) {
 		rs := durableRedis(t)
 		config := writeConfig(t, rs.URL(), "", hmacSource("orders"))
-		p := startScaleRelayd(t, config, false)
-		logOnFailure(t, p)
+		p := startScaleRelayd(t, config)
 		ld := startLoad(t, p.HTTP, "orders", "evt", 8)
 		eventually(t, "50 events stored", func() bool { return ld.count(stored) >= 50 })
 		signalRelayd(t, p, syscall.SIGKILL)
@@ -454,8 +444,7 @@ func TestRelaydProcess(t *testing.T) {
 			return ld.count(func(r hookResult) bool { return r.start.After(killed) && r.err != nil }) > 0
 		})
 
-		p2 := startScaleRelayd(t, config, false)
-		logOnFailure(t, p2)
+		p2 := startScaleRelayd(t, config)
 		ld.setAddr(p2.HTTP)
 		restarted := time.Now()
 		eventually(t, "50 events stored after the restart", func() bool {
@@ -467,9 +456,8 @@ func TestRelaydProcess(t *testing.T) {
 
 	t.Run("SIGTERM: in-flight requests finish, streams end UNAVAILABLE, exit 0", func(t *testing.T) {
 		rs := durableRedis(t)
-		p := startScaleRelayd(t, writeConfig(t, rs.URL(), "", hmacSource("orders")), false)
-		logOnFailure(t, p)
-		c := p.client(t)
+		p := startScaleRelayd(t, writeConfig(t, rs.URL(), "", hmacSource("orders")))
+		c := procClient(t, p)
 		tail := subscribe(t, c, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(100 * time.Millisecond)})
 		group := subscribe(t, c, groupReq("orders", "g", "c1", 0))
 		tail.Ready(t)

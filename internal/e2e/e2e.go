@@ -80,13 +80,15 @@ type Relayd struct {
 	HTTP, GRPC, Admin string
 
 	bin  string
-	dir  string
+	dir  string // a temporary directory of Launch (removed at cleanup); "" for LaunchFile
+	path string // the configuration file
 	env  []string
 	logs syncbuf.Buffer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	code int // exit status, once done is closed
 }
 
 // Start runs relayd as Launch does and stops it at cleanup, showing its log when the test
@@ -127,7 +129,8 @@ func Launch(config string, env ...string) (*Relayd, error) {
 	}
 	cfg := fmt.Sprintf("http: {addr: %q}\ngrpc: {addr: %q}\nadmin: {addr: %q}\nlog: {level: debug, format: json}\n%s",
 		r.HTTP, r.GRPC, r.Admin, config)
-	if err := os.WriteFile(filepath.Join(r.dir, "relay.yaml"), []byte(cfg), 0o600); err != nil {
+	r.path = filepath.Join(r.dir, "relay.yaml")
+	if err := os.WriteFile(r.path, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
 	if err := r.launch(); err != nil {
@@ -135,6 +138,57 @@ func Launch(config string, env ...string) (*Relayd, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// LaunchFile runs relayd with the configuration file path as it is (its listeners may be on
+// port 0: the addresses are read from relayd's "relayd listening" log line, so the log must be
+// JSON) and the environment env, and returns once it listens. Restart starts it again with the
+// same file, so on the same addresses only when the file names them.
+func LaunchFile(path string, env ...string) (*Relayd, error) {
+	bin, err := buildRelayd()
+	if err != nil {
+		return nil, err
+	}
+	r := &Relayd{bin: bin, env: env, path: path}
+	if err := r.launch(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// StartFile runs relayd as LaunchFile does and stops it at cleanup, showing its log when the
+// test failed.
+func StartFile(t testing.TB, path string, env ...string) *Relayd {
+	t.Helper()
+	r, err := LaunchFile(path, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.Stop()
+		if t.Failed() {
+			t.Logf("relayd log:\n%s", r.Logs())
+		}
+	})
+	return r
+}
+
+// Exits runs relayd with the configuration file path, expects it to exit before listening
+// (a configuration it refuses), and returns its exit status and log.
+func Exits(t testing.TB, path string, env ...string) (code int, logs string) {
+	t.Helper()
+	bin, err := buildRelayd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Relayd{bin: bin, env: env, path: path}
+	if err := r.launch(); err == nil {
+		r.Stop()
+		t.Fatalf("relayd started; want it to exit:\n%s", r.Logs())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.code, r.logs.String()
 }
 
 func freeAddr() (string, error) {
@@ -148,7 +202,7 @@ func freeAddr() (string, error) {
 
 // launch starts the process and waits until it listens.
 func (r *Relayd) launch() error {
-	cmd := exec.Command(r.bin, "-config", filepath.Join(r.dir, "relay.yaml"))
+	cmd := exec.Command(r.bin, "-config", r.path)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, r.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -166,8 +220,11 @@ func (r *Relayd) launch() error {
 		for sc.Scan() {
 			line := sc.Bytes()
 			_, _ = r.logs.Write(append(line, '\n'))
-			var rec struct{ Msg string }
+			var rec struct{ Msg, HTTP, GRPC, Admin string }
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd listening" {
+				r.mu.Lock()
+				r.HTTP, r.GRPC, r.Admin = rec.HTTP, rec.GRPC, rec.Admin
+				r.mu.Unlock()
 				select {
 				case ready <- struct{}{}:
 				default:
@@ -175,6 +232,9 @@ func (r *Relayd) launch() error {
 			}
 		}
 		_ = cmd.Wait()
+		r.mu.Lock()
+		r.code = cmd.ProcessState.ExitCode()
+		r.mu.Unlock()
 	}()
 	r.mu.Lock()
 	r.cmd, r.done = cmd, done
@@ -183,7 +243,10 @@ func (r *Relayd) launch() error {
 	case <-ready:
 		return nil
 	case <-done:
-		return fmt.Errorf("relayd exited before listening:\n%s", r.logs.String())
+		r.mu.Lock()
+		code := r.code
+		r.mu.Unlock()
+		return fmt.Errorf("relayd exited with %d before listening:\n%s", code, r.logs.String())
 	case <-time.After(60 * time.Second):
 		r.Kill()
 		return fmt.Errorf("relayd did not start:\n%s", r.logs.String())
@@ -212,6 +275,55 @@ func (r *Relayd) signal(sig syscall.Signal) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// Signal sends sig to the process without waiting (see Wait).
+func (r *Relayd) Signal(sig syscall.Signal) error {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("relayd is not running")
+	}
+	return cmd.Process.Signal(sig)
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit status; ok is false
+// on timeout.
+func (r *Relayd) Wait(timeout time.Duration) (code int, ok bool) {
+	r.mu.Lock()
+	done := r.done
+	r.mu.Unlock()
+	select {
+	case <-done:
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.code, true
+	case <-time.After(timeout):
+		return 0, false
+	}
+}
+
+// Exited reports whether the process has exited, and its status.
+func (r *Relayd) Exited() (code int, exited bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.code, true
+	default:
+		return 0, false
+	}
+}
+
+// Pid is the process id of the running process.
+func (r *Relayd) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Restart starts the process again (after Kill or Stop; a running one is stopped first) on
