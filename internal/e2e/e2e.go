@@ -96,6 +96,13 @@ type Relayd struct {
 func Start(t testing.TB, config string, env ...string) *Relayd {
 	t.Helper()
 	r, err := Launch(config, env...)
+	return r.startedFor(t, err)
+}
+
+// startedFor fails t on err, else stops r when t ends (showing its log when t failed) and
+// removes its temporary directory.
+func (r *Relayd) startedFor(t testing.TB, err error) *Relayd {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +111,9 @@ func Start(t testing.TB, config string, env ...string) *Relayd {
 		if t.Failed() {
 			t.Logf("relayd log:\n%s", r.Logs())
 		}
-		_ = os.RemoveAll(r.dir)
+		if r.dir != "" {
+			_ = os.RemoveAll(r.dir)
+		}
 	})
 	return r
 }
@@ -161,16 +170,7 @@ func LaunchFile(path string, env ...string) (*Relayd, error) {
 func StartFile(t testing.TB, path string, env ...string) *Relayd {
 	t.Helper()
 	r, err := LaunchFile(path, env...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r.Stop()
-		if t.Failed() {
-			t.Logf("relayd log:\n%s", r.Logs())
-		}
-	})
-	return r
+	return r.startedFor(t, err)
 }
 
 // Exits runs relayd with the configuration file path, expects it to exit before listening
