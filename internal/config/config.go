@@ -643,8 +643,10 @@ func (v *cfgValidator) tls(path string, t TLSConfig) {
 
 func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
 	o := verify.OptionsOf(s)
+	knownProvider := true
 	if prov := strings.ToLower(strings.TrimSpace(s.Provider)); prov != "" && !slices.Contains(cfgKnownProviders, prov) {
 		v.errf(p+".provider", "unknown provider %q%s (see docs/providers.md)", s.Provider, cfgSuggest(s.Provider, cfgKnownProviders))
+		knownProvider = false
 	}
 	if len(o.Secrets) == 0 {
 		v.errf(p+".secrets", "at least one secret is required (a source without a secret rejects every request)")
@@ -666,22 +668,18 @@ func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
 	if o.VerifyToken != nil && len(o.VerifyToken.Value) == 0 {
 		v.errf(p+".verify_token", "empty secret")
 	}
-	switch o.Algorithm {
-	case "", "sha1", "sha256", "sha512":
-	default:
-		v.errf(p+".algorithm", "must be sha1, sha256 or sha512, got %q", o.Algorithm)
-	}
-	switch o.Encoding {
-	case "", "hex", "base64":
-	default:
-		v.errf(p+".encoding", "must be hex or base64, got %q", o.Encoding)
-	}
-	if s.URL != "" {
-		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.errf(p+".url", "must be an absolute http:// or https:// URL")
+	// The provider options are relay/verify's to check (algorithm, encoding, url, template,
+	// headers, body_format, unsigned_id, options the provider does not read): its error
+	// names the option, to which the source's key path is added here.
+	if knownProvider {
+		if _, err := verify.New(s); err != nil {
+			if key, msg, ok := strings.Cut(err.Error(), ": "); ok && cfgIsSourceKey(key) {
+				v.errf(p+"."+key, "%s", msg)
+			} else {
+				v.errf(p, "%v", err)
+			}
 		}
 	}
-	v.nonNegative(p+".tolerance", int64(o.Tolerance))
 	if s.MaxBodyBytes < 0 {
 		v.errf(p+".max_body_bytes", "must be positive, got %d", s.MaxBodyBytes)
 	}
@@ -826,6 +824,16 @@ var cfgTokenFields = []cfgField{
 }
 
 type srcCfg = relay.SourceConfig
+
+// cfgIsSourceKey reports whether key is a key of a source.
+func cfgIsSourceKey(key string) bool {
+	for _, f := range cfgSourceFields {
+		if f.name == key {
+			return true
+		}
+	}
+	return false
+}
 
 var cfgSourceFields = []cfgField{
 	srcF("name", cfgKString, func(s *srcCfg) *string { return &s.Name }),

@@ -138,7 +138,7 @@ sources:
     algorithm: sha512
     encoding: base64
     prefix: "sha512="
-    template: "{timestamp}.{body}"
+    template: "{timestamp}.{id}.{url}.{body}"
     timestamp_header: X-Ts
     id_header: X-Id
     id_field: meta.id
@@ -146,8 +146,6 @@ sources:
     type_header: X-Type
     subject_field: customer.id
     time_field: created
-    query_param: tok
-    verify_token: env:VERIFY
     max_body_bytes: 2048
     allow_ips: ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32", "2001:db8::7"]
     rate_limit: { rps: 2.5, burst: 7 }
@@ -160,6 +158,14 @@ sources:
   - name: gh_2
     provider: GitHub
     secrets: [gh-secret]
+  - name: ci
+    provider: token
+    secrets: [ci-token]
+    query_param: tok
+  - name: wa
+    provider: meta
+    secrets: [meta-secret]
+    verify_token: env:VERIFY
 `
 
 func TestConfigFullRoundTrip(t *testing.T) {
@@ -217,7 +223,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 					{Value: []byte("from-env")},
 					{Value: []byte("from-file")},
 					{ID: "2024-06", Value: []byte("old-secret")},
-				}, Header: "X-Sig", Tolerance: 5 * time.Minute, Algorithm: "sha512", Encoding: "base64", Prefix: "sha512=", Template: "{timestamp}.{body}", TimestampHeader: "X-Ts", IDHeader: "X-Id", IDField: "meta.id", TypeField: "meta.type", TypeHeader: "X-Type", SubjectField: "customer.id", TimeField: "created", QueryParam: "tok", VerifyToken: &vt},
+				}, Header: "X-Sig", Tolerance: 5 * time.Minute, Algorithm: "sha512", Encoding: "base64", Prefix: "sha512=", Template: "{timestamp}.{id}.{url}.{body}", TimestampHeader: "X-Ts", IDHeader: "X-Id", IDField: "meta.id", TypeField: "meta.type", TypeHeader: "X-Type", SubjectField: "customer.id", TimeField: "created"},
 			},
 			{
 				Name:          "gh_2",
@@ -228,6 +234,16 @@ func TestConfigFullRoundTrip(t *testing.T) {
 				DedupeWindow:  relay.DefaultDedupeWindow,
 				MaxConcurrent: relay.DefaultSourceMaxConcurrent,
 				Verify:        &verify.Options{Secrets: []relay.Secret{{Value: []byte("gh-secret")}}},
+			},
+			{
+				Name: "ci", Provider: "token", MaxBodyBytes: relay.DefaultMaxBodyBytes, Partitions: 1, Retention: relay.DefaultRetention,
+				DedupeWindow: relay.DefaultDedupeWindow, MaxConcurrent: relay.DefaultSourceMaxConcurrent,
+				Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("ci-token")}}, QueryParam: "tok"},
+			},
+			{
+				Name: "wa", Provider: "meta", MaxBodyBytes: relay.DefaultMaxBodyBytes, Partitions: 1, Retention: relay.DefaultRetention,
+				DedupeWindow: relay.DefaultDedupeWindow, MaxConcurrent: relay.DefaultSourceMaxConcurrent,
+				Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("meta-secret")}}, VerifyToken: &vt},
 			},
 		},
 	}
@@ -358,9 +374,9 @@ func TestConfigErrors(t *testing.T) {
 		{"no secrets", "sources:\n  - name: a\n", nil, nil,
 			[]string{"sources[0].secrets: at least one secret is required"}},
 		{"bad algorithm", src + "    algorithm: md5\n", nil, nil,
-			[]string{"sources[0].algorithm: must be sha1, sha256 or sha512"}},
+			[]string{`sources[0].algorithm: unknown "md5" (want sha1, sha256 or sha512)`}},
 		{"bad source url", src + "    url: /relative\n", nil, nil,
-			[]string{"sources[0].url: must be an absolute http:// or https:// URL"}},
+			[]string{`sources[0].url: "/relative" is not an absolute http(s) URL`}},
 		{"negative numbers", src + "    max_body_bytes: -1\n    partitions: -2\n    max_len: -3\n    rate_limit: {rps: -1, burst: -1}\n" +
 			"redis:\n  url: redis://r\n  min_replicas: -1\nhttp:\n  max_concurrent: -5\n", nil, nil,
 			[]string{"sources[0].max_body_bytes: must be positive", "sources[0].partitions: must be 1..1024, got -2",
@@ -520,7 +536,7 @@ func TestConfigSecretResolution(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := cfgWriteFile(t, dir, "relay.yaml", "sources:\n  - name: a\n    secrets: ["+tt.secret+"]\n    verify_token: "+tt.secret+"\n")
+			path := cfgWriteFile(t, dir, "relay.yaml", "sources:\n  - name: a\n    provider: meta\n    secrets: ["+tt.secret+"]\n    verify_token: "+tt.secret+"\n")
 			cfg, err := Load(path, tt.env, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -570,6 +586,7 @@ redis: { url: "redis://file:6379", min_replicas: 1 }
 log: { level: warn }
 sources:
   - name: orders-eu
+    provider: stripe
     secrets: ["file-secret"]
     tolerance: 1m
     rate_limit: { rps: 1, burst: 2 }
@@ -718,7 +735,7 @@ func TestConfigEveryLeafOverridable(t *testing.T) {
 func TestConfigAnchorsAndMerge(t *testing.T) {
 	const file = `
 x-defaults: &defaults
-  provider: hmac
+  provider: stripe
   tolerance: 1m
   rate_limit: { rps: 10, burst: 20 }
 sources:
@@ -731,7 +748,7 @@ sources:
 	}
 	const file2 = `
 sources:
-  - &a { provider: hmac, name: a, secrets: [a], tolerance: 1m, rate_limit: { rps: 10, burst: 20 } }
+  - &a { provider: stripe, name: a, secrets: [a], tolerance: 1m, rate_limit: { rps: 10, burst: 20 } }
   - { <<: *a, name: b, tolerance: 2m }
 `
 	c, err := Load(cfgWriteConfig(t, file2), []string{"RELAY_SOURCES_B_RATE_LIMIT_BURST=5"}, nil)
@@ -789,7 +806,7 @@ func TestConfigErrorsNeverContainSecrets(t *testing.T) {
 		})
 	}
 	// Printing a loaded config does not show secrets either.
-	path := cfgWriteFile(t, dir, "relay.yaml", "redis: {url: \"redis://:"+secret+"@h:6379\"}\nsources:\n  - {name: a, secrets: [\""+secret+"\"], verify_token: \""+secret+"\"}\nauth:\n  tokens: [{name: t, token: \""+secret+"\"}]\n")
+	path := cfgWriteFile(t, dir, "relay.yaml", "redis: {url: \"redis://:"+secret+"@h:6379\"}\nsources:\n  - {name: a, provider: meta, secrets: [\""+secret+"\"], verify_token: \""+secret+"\"}\nauth:\n  tokens: [{name: t, token: \""+secret+"\"}]\n")
 	c, err := Load(path, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -227,7 +227,8 @@ func runBodyFormatPerProvider(t *testing.T, storeURL string) {
 
 // TestBodyFormatConfig: body_format and unsigned_id come from YAML, RELAY_* variables and
 // flags; a format the provider does not send, or an hmac id_header outside the signature
-// without unsigned_id, stops the start with a message naming the key.
+// without unsigned_id, is refused when the configuration loads, with a message naming the
+// key and where its value came from.
 func TestBodyFormatConfig(t *testing.T) {
 	path := writeYAML(t, "http: {addr: \"127.0.0.1:0\"}\ngrpc: {addr: \"127.0.0.1:0\"}\nadmin: {addr: \"127.0.0.1:0\"}\n"+
 		"sources:\n  - {name: orders, secrets: [s1], id_header: X-Delivery-Id}\n  - {name: gh, provider: github, secrets: [s2]}\n")
@@ -235,38 +236,38 @@ func TestBodyFormatConfig(t *testing.T) {
 		name  string
 		env   []string
 		flags map[string]string
-		want  []string // substrings of the start's error; none: it starts
+		want  []string // substrings of the configuration's error; none: it loads and starts
 	}{
-		{"unsigned id_header", nil, nil, []string{"sources[0]", "id_header", "unsigned_id"}},
+		{"unsigned id_header", nil, nil, []string{"sources[0].id_header", "unsigned_id", "relay.yaml:5"}},
 		{"unsigned_id from env", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true"}, nil, nil},
 		{"unsigned_id from a flag", nil, map[string]string{"sources.orders.unsigned_id": "true"}, nil},
 		{"form from env", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true", "RELAY_SOURCES_GH_BODY_FORMAT=form"}, nil, nil},
 		{"xml for github", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true"}, map[string]string{"sources.gh.body_format": "xml"},
-			[]string{"sources[1]", "body_format", "xml"}},
+			[]string{"sources[1].body_format", "xml", "(flag sources.gh.body_format)"}},
 		{"an unknown format", []string{"RELAY_SOURCES_ORDERS_UNSIGNED_ID=true", "RELAY_SOURCES_GH_BODY_FORMAT=yaml"}, nil,
-			[]string{"sources[1]", "body_format", `"yaml"`}},
+			[]string{"sources[1].body_format", `"yaml"`, "(RELAY_SOURCES_GH_BODY_FORMAT)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := config.Load(path, tc.env, tc.flags)
+			if len(tc.want) > 0 {
+				if err == nil {
+					t.Fatal("config.Load: accepted")
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("config.Load: %v, want it to name %q", err, w)
+					}
+				}
+				return
+			}
 			if err != nil {
-				t.Fatalf("LoadConfig: %v", err)
+				t.Fatalf("config.Load: %v", err)
 			}
 			m := NewMain(cfg, nil)
 			err = m.Run(context.Background())
 			_ = m.Close()
-			if len(tc.want) == 0 {
-				if err != nil {
-					t.Fatalf("Run: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("Run: started")
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Run: %v, want it to name %q", err, w)
-				}
+			if err != nil {
+				t.Fatalf("Run: %v", err)
 			}
 		})
 	}
