@@ -116,6 +116,16 @@ func jsonNumbers(v any) any {
 	return v
 }
 
+// CompileFilter compiles expr with the configured compiler (Options.CompileFilter); "" is
+// no filter (nil). A bad expression is a CodeInvalid *Error naming the problem.
+func (s *Service) CompileFilter(expr string) (Filter, error) { return s.compileFilter(expr) }
+
+// Matches reports whether f matches the stored event raw (f nil: every event). An
+// evaluation error is no match, reported to Options.OnFilterError.
+func (s *Service) Matches(f Filter, raw []byte) bool {
+	return s.filterMatch(f, nil, &Entry{Event: raw})
+}
+
 // compileFilter compiles expr with the configured compiler; "" is no filter.
 func (s *Service) compileFilter(expr string) (Filter, error) {
 	if expr == "" {

@@ -447,6 +447,26 @@ func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadli
 	return s.hold(ctx, ackIDs, deadline, deadline == 0, authz)
 }
 
+// Reject dead-letters group deliveries at once, recording attempts as their delivery
+// count, for a consumer that knows more attempts cannot help (a push destination past its
+// retry limits). It returns the ack ids that were not pending. Like a dead letter made
+// after max_delivery_attempts, each is redrivable (Redrive).
+func (s *Service) Reject(ctx context.Context, ackIDs []string, attempts int, authz AckAuthorizer) ([]string, error) {
+	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
+		ok := make([]bool, len(ids))
+		for i, id := range ids {
+			// The store takes the payload from the stream and does nothing when the entry is
+			// not pending (acknowledged, or dead-lettered already).
+			if err := gs.DeadLetter(ctx, k.p, k.group, Entry{ID: id, DeliveryCount: int64(max(attempts, 1))}); err != nil {
+				return nil, err
+			}
+			ok[i] = true
+			s.log.Info("event dead-lettered", "partition", k.p.String(), "group", k.group, "entry", id.String(), "attempts", attempts)
+		}
+		return ok, nil
+	})
+}
+
 // hold holds deliveries until now+d; release frees their flow-control budget (they are
 // handed back rather than still being worked on).
 func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, release bool, authz AckAuthorizer) ([]string, error) {

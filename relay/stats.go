@@ -54,6 +54,9 @@ func (s *Service) Stats(ctx context.Context) ([]SourceStats, error) {
 			sum.Pending += g.Pending
 			sum.DeadLetters += g.DeadLetters
 			sum.Consumers = max(sum.Consumers, g.Consumers)
+			if !g.Oldest.IsZero() && (sum.Oldest.IsZero() || g.Oldest.Less(sum.Oldest)) {
+				sum.Oldest = g.Oldest
+			}
 			if g.Lag < 0 || sum.Lag < 0 {
 				sum.Lag = -1
 			} else {

@@ -172,6 +172,11 @@ type Store interface {
 	// in a way that concurrent first callers agree on one key, so that every relay replica on
 	// the same store issues and accepts the same ack ids.
 	AckKey(ctx context.Context) ([]byte, error)
+	// Lease takes the named lease for owner, or renews it when owner holds it, until ttl from
+	// now, and reports whether owner holds it (another owner's unexpired lease: false); ttl 0
+	// releases it if owner holds it. Names and owners are group-name shaped. Ordered push
+	// destinations use it so that one replica at a time delivers them.
+	Lease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
 	// Ping checks that the backend answers.
 	Ping(ctx context.Context) error
 	// Close releases the store. It is idempotent.
@@ -253,4 +258,9 @@ type GroupStats struct {
 	Lag int64
 	// DeadLetters counts the group's dead letters.
 	DeadLetters int64
+	// Oldest is the id of the oldest entry the group has not acknowledged: the oldest of its
+	// pending entries and the first entry not yet delivered to it (zero: none). Its time
+	// (ID.Time) is when that entry was appended, so now minus it is how long the group's
+	// oldest unfinished work has waited.
+	Oldest ID
 }

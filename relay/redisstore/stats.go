@@ -15,7 +15,7 @@ const LagScanLimit = 1000
 
 // Stats describes each of ps in at most three pipelined round trips whatever their number:
 // lengths and newest entries; the consumer groups of the streams that exist (XINFO GROUPS);
-// dead-letter lengths and, for groups whose lag Redis does not know, the newest entries after
+// dead-letter lengths, the oldest pending and first undelivered entry of each group and, for groups whose lag Redis does not know, the newest entries after
 // the oldest such group's position (at most LagScanLimit).
 func (s *Store) Stats(ctx context.Context, ps []relay.Partition) ([]relay.PartitionStats, error) {
 	for _, p := range ps {
@@ -32,7 +32,9 @@ func (s *Store) Stats(ctx context.Context, ps []relay.Partition) ([]relay.Partit
 		xlen, exists *redis.IntCmd
 		lastEntry    *redis.XMessageSliceCmd
 		groups       *redis.XInfoGroupsCmd
-		dlq          []*redis.IntCmd // per group
+		dlq          []*redis.IntCmd           // per group
+		pending      []*redis.XPendingCmd      // per group
+		next         []*redis.XMessageSliceCmd // per group: the first undelivered entry
 		tail         *redis.XMessageSliceCmd
 		last         string
 	}
@@ -73,6 +75,8 @@ func (s *Store) Stats(ctx context.Context, ps []relay.Partition) ([]relay.Partit
 		oldest := ""
 		for _, g := range pt.groups.Val() {
 			pt.dlq = append(pt.dlq, pipe.XLen(opCtx, DeadLetterKey(p, g.Name)))
+			pt.pending = append(pt.pending, pipe.XPending(opCtx, StreamKey(p), g.Name))
+			pt.next = append(pt.next, pipe.XRangeN(opCtx, StreamKey(p), "("+g.LastDeliveredID, "+", 1))
 			n++
 			if lagKnown(g) || pt.last == "" || !idLess(g.LastDeliveredID, pt.last) {
 				continue
@@ -100,6 +104,16 @@ func (s *Store) Stats(ctx context.Context, ps []relay.Partition) ([]relay.Partit
 		}
 		for j, g := range pt.groups.Val() {
 			gs := relay.GroupStats{Name: g.Name, Pending: g.Pending, Consumers: g.Consumers, DeadLetters: pt.dlq[j].Val()}
+			if g.Pending > 0 {
+				if id, err := relay.ParseID(pt.pending[j].Val().Lower); err == nil {
+					gs.Oldest = id
+				}
+			}
+			if es := pt.next[j].Val(); len(es) > 0 {
+				if id, err := relay.ParseID(es[0].ID); err == nil && (gs.Oldest.IsZero() || id.Less(gs.Oldest)) {
+					gs.Oldest = id
+				}
+			}
 			switch {
 			case lagKnown(g):
 				gs.Lag = g.Lag

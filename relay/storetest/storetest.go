@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.Store) {
 		{"ReadCancel", testReadCancel},
 		{"Info", testInfo},
 		{"Stats", testStats},
+		{"Lease", testLease},
 		{"Lookup", testLookup},
 		{"EnsureGroup", testEnsureGroup},
 		{"ReadGroup", testReadGroup},
@@ -1139,8 +1140,8 @@ func testStats(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
 	empty := relay.Partition{Source: p.Source, Index: 1}
-	appendN(t, s, p, "st", 5)
-	for _, g := range []string{"b", "a"} {
+	appended := appendN(t, s, p, "st", 5)
+	for _, g := range []string{"b", "a", "c"} {
 		if err := s.EnsureGroup(ctx, p, g, relay.ID{}); err != nil {
 			t.Fatal(err)
 		}
@@ -1156,6 +1157,14 @@ func testStats(t *testing.T, s relay.Store) {
 	if err := s.DeadLetter(ctx, p, "a", es[1]); err != nil {
 		t.Fatal(err)
 	}
+	// Group c: all 5 read and acknowledged: nothing left, no oldest.
+	es, err = s.ReadGroup(ctx, p, "c", "c1", false, 10, 0)
+	if err != nil || len(es) != 5 {
+		t.Fatal(es, err)
+	}
+	if _, err := s.Ack(ctx, p, "c", ids(es)); err != nil {
+		t.Fatal(err)
+	}
 	got, err := s.Stats(ctx, []relay.Partition{p, empty})
 	if err != nil {
 		t.Fatal(err)
@@ -1167,8 +1176,10 @@ func testStats(t *testing.T, s relay.Store) {
 		t.Errorf("stats[0] = %+v, want %v with length 5", got[0], p)
 	}
 	want := []relay.GroupStats{
-		{Name: "a", Pending: 1, Consumers: 1, Lag: 2, DeadLetters: 1},
-		{Name: "b", Pending: 0, Consumers: 0, Lag: 5, DeadLetters: 0},
+		// a's oldest unfinished entry is its pending third; b's the first, never read.
+		{Name: "a", Pending: 1, Consumers: 1, Lag: 2, DeadLetters: 1, Oldest: appended[2]},
+		{Name: "b", Pending: 0, Consumers: 0, Lag: 5, DeadLetters: 0, Oldest: appended[0]},
+		{Name: "c", Pending: 0, Consumers: 1, Lag: 0, DeadLetters: 0},
 	}
 	if len(got[0].Groups) != len(want) {
 		t.Fatalf("groups = %+v, want %+v", got[0].Groups, want)
@@ -1183,4 +1194,46 @@ func testStats(t *testing.T, s relay.Store) {
 	}
 	_, err = s.Stats(ctx, []relay.Partition{{Source: "bad name!", Index: 0}})
 	wantCode(t, "Stats of an invalid partition", err, relay.CodeInvalid)
+}
+
+func testLease(t *testing.T, s relay.Store) {
+	ctx := t.Context()
+	name := "dest:" + newSource(t)
+	steps := []struct {
+		what  string
+		owner string
+		ttl   time.Duration
+		want  bool
+	}{
+		{"a takes the free lease", "a", time.Minute, true},
+		{"b cannot take a's lease", "b", time.Minute, false},
+		{"a renews its lease", "a", time.Minute, true},
+		{"b's release of a's lease does nothing", "b", 0, false},
+		{"a still holds it", "a", time.Minute, true},
+		{"a releases it", "a", 0, false},
+		{"b takes the released lease", "b", 200 * time.Millisecond, true},
+	}
+	for _, st := range steps {
+		got, err := s.Lease(ctx, name, st.owner, st.ttl)
+		if err != nil || got != st.want {
+			t.Fatalf("%s: Lease = %v, %v; want %v", st.what, got, err, st.want)
+		}
+	}
+	// b's lease expires: a takes it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := s.Lease(ctx, name, "a", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("b's 200ms lease never expired")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, err := s.Lease(ctx, "bad name!", "a", time.Minute)
+	wantCode(t, "Lease with an invalid name", err, relay.CodeInvalid)
 }
