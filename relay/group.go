@@ -233,20 +233,31 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		return true, nil
 	}
 
-	// 1. The consumer's own pending entries (delivered before a disconnect), once, as many as
-	// the budget allows (the rest come back through the claim path after the ack deadline).
-	if k := g.reserve(o.MaxOutstanding); k > 0 {
-		pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, k, 0)
-		if err == nil {
-			pending, err = s.dropHeld(ctx, gs, p, o.Name, pending)
+	// 1. The consumer's own pending entries (delivered before a disconnect), once, up to this
+	// partition's share of the budget (the rest come back through the claim path after the
+	// ack deadline). Every partition takes its share: one whose share is not free yet waits
+	// for it rather than skipping its pending entries, which would otherwise wait for the ack
+	// deadline.
+	k := g.reserve(max(1, o.MaxOutstanding/g.parts))
+	for k == 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.wake.wait():
+		case <-time.After(250 * time.Millisecond):
 		}
-		if err != nil {
-			g.unreserve(k)
-			return err
-		}
-		if ok, err := handleAll(pending, k); err != nil || !ok {
-			return err
-		}
+		k = g.reserve(max(1, o.MaxOutstanding/g.parts))
+	}
+	pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, k, 0)
+	if err == nil {
+		pending, err = s.dropHeld(ctx, gs, p, o.Name, pending)
+	}
+	if err != nil {
+		g.unreserve(k)
+		return err
+	}
+	if ok, err := handleAll(pending, k); err != nil || !ok {
+		return err
 	}
 
 	watch, unwatch := s.notify.watch(p)

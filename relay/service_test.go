@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -410,6 +411,37 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		// An ack id the relay did not issue refuses the whole call.
 		if _, err := f.svc.Acknowledge(context.Background(), []string{m.AckID, "garbage"}, nil); relay.ErrorCode(err) != relay.CodeInvalid {
 			t.Fatalf("ack with garbage: %v", err)
+		}
+	})
+}
+
+// A member that comes back under its name gets its unacknowledged deliveries of every
+// partition again at once, not after the ack deadline (an hour here): each partition reads
+// its own pending entries first, even when another partition took the budget first.
+func TestGroupMemberGetsItsPendingBackOnEveryPartition(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s", Partitions: 4})
+		req := relay.SubscribeRequest{Sources: []string{"s"},
+			Group: relay.GroupOptions{Name: "g", Consumer: "c1", AckDeadline: time.Hour, MaxOutstanding: 64}}
+		first := started(t, f.svc, req, nil)
+		want := ids("e", 40)
+		for _, id := range want {
+			f.publish(t, "s", id, "t", id) // keys spread the events over the 4 partitions
+		}
+		first.wait(t, len(want))
+		first.stop() // nothing acknowledged
+		again := started(t, f.svc, req, nil)
+		got := again.wait(t, len(want))
+		slices.Sort(got)
+		if !equal(got, want) {
+			t.Errorf("redelivered %v, want %v", got, want)
+		}
+		partitions := map[int]bool{}
+		for _, m := range again.messages() {
+			partitions[m.Partition.Index] = true
+		}
+		if len(partitions) != 4 {
+			t.Errorf("redeliveries came from partitions %v, want all 4", partitions)
 		}
 	})
 }
