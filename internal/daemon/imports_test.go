@@ -22,7 +22,7 @@ func TestImportRules(t *testing.T) {
 		imports[strings.TrimPrefix(f[0], mod)] = f[1:]
 	}
 	stdlib := func(p string) bool { return !strings.Contains(strings.SplitN(p, "/", 2)[0], ".") }
-	adapters := []string{"relay/verify", "relay/redisstore", "relay/embedded", "relay/filter"}
+	adapters := []string{"relay/verify", "relay/redisstore", "relay/embedded", "relay/filter", "relay/push"}
 	for _, imp := range imports["relay"] {
 		if !stdlib(imp) && !strings.HasPrefix(imp, mod+"gen/") && !strings.HasPrefix(imp, "google.golang.org/protobuf/") {
 			t.Errorf("relay (the domain) imports %s", imp)
