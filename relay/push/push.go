@@ -58,9 +58,9 @@ type Options struct {
 
 // Pusher runs the push destinations of one relayd replica.
 type Pusher struct {
-	svc   *relay.Service
-	opts  Options
-	dests []*destination
+	svc    *relay.Service
+	opts   Options
+	dests  []*destination
 	byName map[string]*destination
 
 	mu     sync.Mutex

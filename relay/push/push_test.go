@@ -704,4 +704,3 @@ func TestNewChecksSourcesAndFilter(t *testing.T) {
 		t.Errorf("New with a name twice = %v", err)
 	}
 }
-
