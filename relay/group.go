@@ -233,31 +233,38 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		return true, nil
 	}
 
-	// 1. The consumer's own pending entries (delivered before a disconnect), once, up to this
-	// partition's share of the budget (the rest come back through the claim path after the
-	// ack deadline). Every partition takes its share: one whose share is not free yet waits
-	// for it rather than skipping its pending entries, which would otherwise wait for the ack
-	// deadline.
-	k := g.reserve(max(1, o.MaxOutstanding/g.parts))
-	for k == 0 {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-g.wake.wait():
-		case <-time.After(250 * time.Millisecond):
+	// 1. The consumer's own pending entries (delivered before a disconnect), all of them, before
+	// anything else: read page by page, each page a share of the budget, waiting for the
+	// budget as the stream acknowledges them. Every partition takes its share at once, so none
+	// waits for another's pending entries.
+	share := max(1, o.MaxOutstanding/g.parts)
+	for after := (ID{}); ; {
+		k := g.reserve(share)
+		for k == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-g.wake.wait():
+			case <-time.After(250 * time.Millisecond):
+			}
+			k = g.reserve(share)
 		}
-		k = g.reserve(max(1, o.MaxOutstanding/g.parts))
-	}
-	pending, err := gs.ReadGroup(ctx, p, o.Name, o.Consumer, true, k, 0)
-	if err == nil {
-		pending, err = s.dropHeld(ctx, gs, p, o.Name, pending)
-	}
-	if err != nil {
-		g.unreserve(k)
-		return err
-	}
-	if ok, err := handleAll(pending, k); err != nil || !ok {
-		return err
+		page, err := gs.ReadPending(ctx, p, o.Name, o.Consumer, after, k)
+		var pending []Entry
+		if err == nil {
+			pending, err = s.dropHeld(ctx, gs, p, o.Name, page)
+		}
+		if err != nil {
+			g.unreserve(k)
+			return err
+		}
+		if ok, err := handleAll(pending, k); err != nil || !ok {
+			return err
+		}
+		if len(page) < k {
+			break
+		}
+		after = page[len(page)-1].ID
 	}
 
 	watch, unwatch := s.notify.watch(p)

@@ -417,7 +417,8 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 
 // A member that comes back under its name gets its unacknowledged deliveries of every
 // partition again at once, not after the ack deadline (an hour here): each partition reads
-// its own pending entries first, even when another partition took the budget first.
+// its own pending entries first, even when another partition took the budget first, and all
+// of them, page by page, even when they are more than its share of the budget.
 func TestGroupMemberGetsItsPendingBackOnEveryPartition(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s", Partitions: 4})
@@ -430,7 +431,16 @@ func TestGroupMemberGetsItsPendingBackOnEveryPartition(t *testing.T) {
 		}
 		first.wait(t, len(want))
 		first.stop() // nothing acknowledged
-		again := started(t, f.svc, req, nil)
+		// Back with a budget of 8 (2 per partition): the 40 come back page by page, as the
+		// member acknowledges them.
+		req.Group.MaxOutstanding = 8
+		again := started(t, f.svc, req, func(m *relay.Message) error {
+			if m.AckID != "" {
+				_, err := f.svc.Acknowledge(context.Background(), []string{m.AckID}, nil)
+				return err
+			}
+			return nil
+		})
 		got := again.wait(t, len(want))
 		slices.Sort(got)
 		if !equal(got, want) {

@@ -193,6 +193,10 @@ type Store interface {
 	// ReadGroup reads entries for consumer: pending=true returns the consumer's own pending
 	// entries (from id 0), else new entries (>), blocking up to block (0: not at all).
 	ReadGroup(ctx context.Context, p Partition, group, consumer string, pending bool, count int, block time.Duration) ([]Entry, error)
+	// ReadPending re-reads consumer's own pending entries with ids after after (zero: from the
+	// first), oldest first, up to count, with their delivery counts; the read counts as a
+	// delivery. A consumer that comes back pages through what it held with it.
+	ReadPending(ctx context.Context, p Partition, group, consumer string, after ID, count int) ([]Entry, error)
 	// Claim reclaims entries idle at least minIdle for consumer (XAUTOCLAIM) with their
 	// delivery counts.
 	Claim(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int) ([]Entry, error)

@@ -41,45 +41,24 @@ type sourceStatus struct {
 }
 
 func setupSources(fs *flag.FlagSet, e *env) runner {
-	var admin, format string
-	fs.StringVar(&admin, "admin", e.envOr("RELAY_ADMIN", "localhost:9091"), "relayd admin listener `host:port` or URL ($RELAY_ADMIN)")
-	fs.StringVar(&format, "o", formatText, "output `format`: text or json")
-	fs.StringVar(&format, "output", formatText, "same as -o")
-	tlsf := addTLSFlags(fs, false)
+	adminp, formatp, tlsf := adminFlags(fs, e)
+	fs.StringVar(formatp, "o", formatText, "output `format`: text or json")
+	fs.StringVar(formatp, "output", formatText, "same as -o")
 	return func(ctx context.Context, args []string) error {
+		admin, format := *adminp, *formatp
 		if len(args) > 0 {
 			return usagef("unexpected arguments %q", args)
 		}
 		if err := checkFormat(format, formatText, formatJSON); err != nil {
 			return err
 		}
-		base := admin
-		if !strings.Contains(base, "://") {
-			base = "http://" + base
-		}
-		client, err := tlsf.httpClient(30 * time.Second)
+		body, err := adminCall(ctx, tlsf, admin, http.MethodGet, "/v1/admin/sources")
 		if err != nil {
 			return err
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/v1/admin/sources", nil)
-		if err != nil {
-			return usagef("--admin %q: %v", admin, err)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
 		}
 		var sources []sourceStatus
 		if err := json.Unmarshal(body, &sources); err != nil {
-			return fmt.Errorf("unexpected answer from %s: %v", req.URL, err)
+			return fmt.Errorf("unexpected answer from %s: %v", admin, err)
 		}
 		if format == formatJSON {
 			_, err = e.stdout.Write(body)
@@ -102,4 +81,34 @@ func setupSources(fs *flag.FlagSet, e *env) runner {
 		}
 		return tw.Flush()
 	}
+}
+
+// adminCall makes a request to relayd's admin listener admin (host:port or URL) and returns
+// the body of a 200 answer; another status is an error carrying relayd's message.
+func adminCall(ctx context.Context, tlsf *tlsFlags, admin, method, path string) ([]byte, error) {
+	base := admin
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	client, err := tlsf.httpClient(30 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return nil, usagef("--admin %q: %v", admin, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }

@@ -45,6 +45,8 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/filter"
+	"github.com/eventrelay/eventrelay/relay/push"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/eventrelay/eventrelay/server"
@@ -65,6 +67,9 @@ type Config struct {
 	// applied by Load. Load never adds the demo source: when Sources is empty,
 	// main decides whether to add it.
 	Sources []relay.SourceConfig
+	// Destinations (destinations:) are the push destinations, with push.Config.SetDefaults
+	// applied by Load.
+	Destinations []push.Config
 }
 
 // TLSConfig names PEM files. TLS is on when CertFile is set.
@@ -366,6 +371,10 @@ func Load(path string, environ []string, flags map[string]string) (*Config, erro
 		}
 	}
 
+	for i := range cfg.Destinations {
+		cfg.Destinations[i].SetDefaults()
+	}
+
 	errs := d.errs
 	for _, e := range cfg.validate() {
 		// A value that failed to decode was left out: do not also report the consequences
@@ -582,7 +591,40 @@ func (c *Config) validate() []*FieldError {
 			}
 		}
 	}
+	destNames := map[string]int{}
+	for i := range c.Destinations {
+		v.destination(fmt.Sprintf("destinations[%d]", i), &c.Destinations[i], names, destNames, i)
+	}
 	return v.errs
+}
+
+// destination checks one push destination: push.Config.Validate (whose error names each key),
+// its name unique, its sources configured and its filter compiling.
+func (v *cfgValidator) destination(p string, d *push.Config, sources, seen map[string]int, i int) {
+	if err := d.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if key, msg, ok := strings.Cut(line, ": "); ok {
+				v.errf(p+"."+key, "%s", msg)
+			} else {
+				v.errf(p, "%s", line)
+			}
+		}
+	}
+	if j, dup := seen[d.Name]; dup && d.Name != "" {
+		v.errf(p+".name", "duplicate destination name %q (also destinations[%d])", d.Name, j)
+	} else {
+		seen[d.Name] = i
+	}
+	for j, s := range d.Sources {
+		if _, ok := sources[s]; !ok && len(sources) > 0 && relay.ValidSourceName(s) {
+			v.errf(fmt.Sprintf("%s.sources[%d]", p, j), "no source named %q", s)
+		}
+	}
+	if d.Filter != "" && len(d.Filter) <= relay.MaxFilterLen {
+		if _, err := filter.Compile(d.Filter); err != nil {
+			v.errf(p+".filter", "%s", relay.ErrorMessage(err))
+		}
+	}
 }
 
 // validGroupGlob reports whether g is a consumer group name, or a glob over group names
@@ -722,10 +764,14 @@ const (
 	cfgKMap                         // nested mapping with sub fields, same target
 	cfgKSources                     // the sources list
 	cfgKTokens                      // the auth.tokens list
+	cfgKDestinations                // the destinations list
+	cfgKStringMap                   // mapping of strings to strings (env and flags: "K=V,K2=V2")
 )
 
 // isList reports whether an environment/flag value of this kind is a comma-separated list.
-func (k cfgKind) isList() bool { return k == cfgKPrefixes || k == cfgKStrings || k == cfgKSecrets }
+func (k cfgKind) isList() bool {
+	return k == cfgKPrefixes || k == cfgKStrings || k == cfgKSecrets || k == cfgKStringMap
+}
 
 type cfgField struct {
 	name string
@@ -744,6 +790,10 @@ func srcF[T any](name string, k cfgKind, p func(*relay.SourceConfig) *T) cfgFiel
 
 func tokF[T any](name string, k cfgKind, p func(*AuthToken) *T) cfgField {
 	return cfgField{name: name, kind: k, get: func(t any) any { return p(t.(*AuthToken)) }}
+}
+
+func dstF[T any](name string, k cfgKind, p func(*push.Config) *T) cfgField {
+	return cfgField{name: name, kind: k, get: func(t any) any { return p(t.(*push.Config)) }}
 }
 
 func cfgSection(name string, sub ...cfgField) cfgField {
@@ -812,6 +862,36 @@ var cfgFields = []cfgField{
 		cfgF("send_timeout", cfgKDuration, func(c *Config) *time.Duration { return &c.Subscribe.SendTimeout }),
 	),
 	{name: "sources", kind: cfgKSources, sub: cfgSourceFields},
+	{name: "destinations", kind: cfgKDestinations, sub: cfgDestinationFields},
+}
+
+var cfgDestinationFields = []cfgField{
+	dstF("name", cfgKString, func(d *push.Config) *string { return &d.Name }),
+	dstF("url", cfgKString, func(d *push.Config) *string { return &d.URL }),
+	dstF("sources", cfgKStrings, func(d *push.Config) *[]string { return &d.Sources }),
+	dstF("types", cfgKStrings, func(d *push.Config) *[]string { return &d.Types }),
+	dstF("filter", cfgKString, func(d *push.Config) *string { return &d.Filter }),
+	dstF("secrets", cfgKSecrets, func(d *push.Config) *[]relay.Secret { return &d.Secrets }),
+	dstF("headers", cfgKStringMap, func(d *push.Config) *map[string]string { return &d.Headers }),
+	dstF("timeout", cfgKDuration, func(d *push.Config) *time.Duration { return &d.Timeout }),
+	dstF("max_in_flight", cfgKInt, func(d *push.Config) *int { return &d.MaxInFlight }),
+	dstF("ordering", cfgKString, func(d *push.Config) *string { return (*string)(&d.Ordering) }),
+	cfgSection("retry",
+		dstF("initial", cfgKDuration, func(d *push.Config) *time.Duration { return &d.Retry.Initial }),
+		dstF("max", cfgKDuration, func(d *push.Config) *time.Duration { return &d.Retry.Max }),
+		dstF("multiplier", cfgKFloat, func(d *push.Config) *float64 { return &d.Retry.Multiplier }),
+		dstF("max_attempts", cfgKInt, func(d *push.Config) *int { return &d.Retry.MaxAttempts }),
+		dstF("max_age", cfgKDuration, func(d *push.Config) *time.Duration { return &d.Retry.MaxAge }),
+	),
+	cfgSection("rate_limit",
+		dstF("rps", cfgKFloat, func(d *push.Config) *float64 { return &d.RateLimit.RPS }),
+		dstF("burst", cfgKInt, func(d *push.Config) *int { return &d.RateLimit.Burst }),
+	),
+	cfgSection("breaker",
+		dstF("failures", cfgKInt, func(d *push.Config) *int { return &d.Breaker.Failures }),
+		dstF("cooldown", cfgKDuration, func(d *push.Config) *time.Duration { return &d.Breaker.Cooldown }),
+	),
+	dstF("allow_private", cfgKBool, func(d *push.Config) *bool { return &d.AllowPrivate }),
 }
 
 var cfgTokenFields = []cfgField{
@@ -890,7 +970,7 @@ func cfgLeavesOf(prefix string, fields []cfgField) []cfgLeaf {
 		switch f.kind {
 		case cfgKMap:
 			out = append(out, cfgLeavesOf(p, f.sub)...)
-		case cfgKSources, cfgKTokens:
+		case cfgKSources, cfgKTokens, cfgKDestinations:
 		default:
 			if f.name != "name" || prefix != "" {
 				out = append(out, cfgLeaf{p, f.kind})
@@ -904,7 +984,36 @@ var (
 	cfgLeaves       = cfgLeavesOf("", cfgFields)
 	cfgSourceLeaves = cfgLeavesOf("", cfgSourceFields)
 	cfgTokenLeaves  = cfgLeavesOf("", cfgTokenFields)
+	cfgDestLeaves   = cfgLeavesOf("", cfgDestinationFields)
 )
+
+// cfgNamedList is a list of named mappings whose keys RELAY_<env><NAME>_<KEY> and flags
+// <path>.<name>.<key> override (they cannot add an entry).
+type cfgNamedList struct {
+	env, path string // "SOURCES_", "sources"
+	what      string // in messages: "sources"
+	unknown   string // the message of a variable naming no key of an entry
+	suggest   bool   // add a did-you-mean suggestion to that message
+	leaves    []cfgLeaf
+}
+
+var cfgNamedLists = []cfgNamedList{
+	{env: "SOURCES_", path: "sources", what: "sources", suggest: true, leaves: cfgSourceLeaves,
+		unknown: "names no key of a configured source (RELAY_SOURCES_<NAME>_<KEY> overrides a key of a source of the config file; it cannot add a source)"},
+	{env: "AUTH_TOKENS_", path: "auth.tokens", what: "tokens", leaves: cfgTokenLeaves,
+		unknown: "names no key of a configured auth token (RELAY_AUTH_TOKENS_<NAME>_<KEY> overrides token, sources, publish or groups of a token of the config file)"},
+	{env: "DESTINATIONS_", path: "destinations", what: "destinations", suggest: true, leaves: cfgDestLeaves,
+		unknown: "names no key of a configured destination (RELAY_DESTINATIONS_<NAME>_<KEY> overrides a key of a destination of the config file; it cannot add one)"},
+}
+
+// ownList returns the list node of l under root, made the tree's own (origin: who asked).
+func (d *cfgDecoder) ownList(root *yaml.Node, l cfgNamedList, origin string) *yaml.Node {
+	parent, key := root, l.path
+	if section, rest, ok := strings.Cut(l.path, "."); ok {
+		parent, key = d.childMapping(root, section, origin), rest
+	}
+	return yamlOwnList(parent, key)
+}
 
 // cfgEnvName is the environment form of a dotted path or a name: upper case, every character
 // other than a letter or digit written "_".
@@ -1141,7 +1250,7 @@ type cfgPendingEnv struct {
 	name, msg string
 }
 
-var cfgSections = []string{"HTTP", "GRPC", "ADMIN", "REDIS", "AUTH", "LOG", "TRACING", "SOURCES"}
+var cfgSections = []string{"HTTP", "GRPC", "ADMIN", "REDIS", "AUTH", "LOG", "TRACING", "SUBSCRIBE", "SOURCES", "DESTINATIONS"}
 
 // applyEnv applies the RELAY_* variables to the node tree.
 func (d *cfgDecoder) applyEnv(root *yaml.Node) {
@@ -1160,41 +1269,29 @@ func (d *cfgDecoder) applyEnv(root *yaml.Node) {
 			continue
 		}
 		rest := strings.TrimPrefix(name, "RELAY_")
-		switch {
-		case strings.HasPrefix(rest, "SOURCES_"):
-			list := yamlOwnList(root, "sources")
-			idx, leaf, matched := cfgListTarget(strings.TrimPrefix(rest, "SOURCES_"), cfgNamedEntries(list), cfgSourceLeaves)
-			switch {
-			case len(matched) > 1:
-				d.pending = append(d.pending, cfgPendingEnv{name, fmt.Sprintf("ambiguous: matches sources %q", matched)})
-			case len(idx) > 0:
-				for _, i := range idx {
-					d.setInEntry(list, i, leaf.path, leaf.kind, value, name)
-				}
-			default:
-				d.pending = append(d.pending, cfgPendingEnv{name, "names no key of a configured source " +
-					"(RELAY_SOURCES_<NAME>_<KEY> overrides a key of a source of the config file; it cannot add a source)" +
-					d.envSuggestion(name, root)})
-			}
-		case strings.HasPrefix(rest, "AUTH_TOKENS_"):
-			auth := d.childMapping(root, "auth", name)
-			list := yamlOwnList(auth, "tokens")
-			idx, leaf, matched := cfgListTarget(strings.TrimPrefix(rest, "AUTH_TOKENS_"), cfgNamedEntries(list), cfgTokenLeaves)
-			switch {
-			case len(matched) > 1:
-				d.pending = append(d.pending, cfgPendingEnv{name, fmt.Sprintf("ambiguous: matches tokens %q", matched)})
-			case len(idx) > 0:
-				for _, i := range idx {
-					d.setInEntry(list, i, leaf.path, leaf.kind, value, name)
-				}
-			default:
-				d.pending = append(d.pending, cfgPendingEnv{name, "names no key of a configured auth token " +
-					"(RELAY_AUTH_TOKENS_<NAME>_<KEY> overrides token, sources, publish or groups of a token of the config file)"})
-			}
-		default:
+		i := slices.IndexFunc(cfgNamedLists, func(l cfgNamedList) bool { return strings.HasPrefix(rest, l.env) })
+		if i < 0 {
 			if cfgLooksLikeConfig(rest, top) {
 				d.pending = append(d.pending, cfgPendingEnv{name, "unknown configuration variable" + d.envSuggestion(name, root)})
 			}
+			continue
+		}
+		l := cfgNamedLists[i]
+		list := d.ownList(root, l, name)
+		idx, leaf, matched := cfgListTarget(strings.TrimPrefix(rest, l.env), cfgNamedEntries(list), l.leaves)
+		switch {
+		case len(matched) > 1:
+			d.pending = append(d.pending, cfgPendingEnv{name, fmt.Sprintf("ambiguous: matches %s %q", l.what, matched)})
+		case len(idx) > 0:
+			for _, i := range idx {
+				d.setInEntry(list, i, leaf.path, leaf.kind, value, name)
+			}
+		default:
+			msg := l.unknown
+			if l.suggest {
+				msg += d.envSuggestion(name, root)
+			}
+			d.pending = append(d.pending, cfgPendingEnv{name, msg})
 		}
 	}
 }
@@ -1222,9 +1319,14 @@ func (d *cfgDecoder) envSuggestion(name string, root *yaml.Node) string {
 	for _, l := range cfgLeaves {
 		known = append(known, "RELAY_"+cfgEnvName(l.path))
 	}
-	for _, e := range cfgNamedEntries(yamlDeref(yamlGet(root, "sources"))) {
-		for _, l := range cfgSourceLeaves {
-			known = append(known, "RELAY_SOURCES_"+cfgEnvName(e.name)+"_"+cfgEnvName(l.path))
+	for _, l := range cfgNamedLists {
+		if !l.suggest {
+			continue
+		}
+		for _, e := range cfgNamedEntries(yamlDeref(yamlGet(root, l.path))) {
+			for _, leaf := range l.leaves {
+				known = append(known, "RELAY_"+l.env+cfgEnvName(e.name)+"_"+cfgEnvName(leaf.path))
+			}
 		}
 	}
 	return cfgSuggest(name, known)
@@ -1254,15 +1356,8 @@ func (d *cfgDecoder) applyFlags(root *yaml.Node, flags map[string]string) {
 			d.setPath(root, l.path, l.kind, value, origin)
 			continue
 		}
-		var list *yaml.Node
-		var rest string
-		var fields []cfgLeaf
-		switch {
-		case strings.HasPrefix(key, "sources."):
-			list, rest, fields = yamlOwnList(root, "sources"), strings.TrimPrefix(key, "sources."), cfgSourceLeaves
-		case strings.HasPrefix(key, "auth.tokens."):
-			list, rest, fields = yamlOwnList(d.childMapping(root, "auth", origin), "tokens"), strings.TrimPrefix(key, "auth.tokens."), cfgTokenLeaves
-		default:
+		i := slices.IndexFunc(cfgNamedLists, func(l cfgNamedList) bool { return strings.HasPrefix(key, l.path+".") })
+		if i < 0 {
 			var known []string
 			for _, l := range cfgLeaves {
 				known = append(known, l.path)
@@ -1270,6 +1365,8 @@ func (d *cfgDecoder) applyFlags(root *yaml.Node, flags map[string]string) {
 			d.errs = append(d.errs, &FieldError{Path: "flag " + key, Msg: "unknown configuration key" + cfgSuggest(key, known)})
 			continue
 		}
+		l := cfgNamedLists[i]
+		list, rest, fields := d.ownList(root, l, origin), strings.TrimPrefix(key, l.path+"."), l.leaves
 		found := false
 		for _, e := range cfgNamedEntries(list) {
 			if l, ok := cfgFindLeaf(fields, strings.TrimPrefix(rest, e.name+".")); ok && strings.HasPrefix(rest, e.name+".") {
@@ -1278,7 +1375,7 @@ func (d *cfgDecoder) applyFlags(root *yaml.Node, flags map[string]string) {
 			}
 		}
 		if !found {
-			d.errs = append(d.errs, &FieldError{Path: "flag " + key, Msg: "names no key of a configured entry (use sources.<name>.<key> or auth.tokens.<name>.<key>)"})
+			d.errs = append(d.errs, &FieldError{Path: "flag " + key, Msg: "names no key of a configured entry (use sources.<name>.<key>, auth.tokens.<name>.<key> or destinations.<name>.<key>)"})
 		}
 	}
 }
@@ -1417,6 +1514,18 @@ func cfgPathOrTop(p string) string {
 	return p
 }
 
+// cfgDecodeList decodes the list of mappings v (sources, tokens, destinations) with fields.
+func cfgDecodeList[T any](d *cfgDecoder, v *yaml.Node, path string, fields []cfgField) []T {
+	items := d.list(v, path)
+	out := make([]T, len(items))
+	for i, e := range items {
+		ep := fmt.Sprintf("%s[%d]", path, i)
+		d.where[ep] = d.origin(yamlDeref(e))
+		d.decodeMap(e, ep, &out[i], fields)
+	}
+	return out
+}
+
 func (d *cfgDecoder) decodeField(v *yaml.Node, path string, target any, f *cfgField) {
 	v = yamlDeref(v)
 	d.where[path] = d.origin(v)
@@ -1428,29 +1537,43 @@ func (d *cfgDecoder) decodeField(v *yaml.Node, path string, target any, f *cfgFi
 		d.decodeMap(v, path, target, f.sub)
 		return
 	case cfgKSources:
-		items := d.list(v, path)
-		srcs := make([]relay.SourceConfig, 0, len(items))
-		for i, e := range items {
-			var s relay.SourceConfig
-			ep := fmt.Sprintf("%s[%d]", path, i)
-			d.where[ep] = d.origin(yamlDeref(e))
-			d.decodeMap(e, ep, &s, f.sub)
-			srcs = append(srcs, s)
-		}
-		target.(*Config).Sources = srcs
+		target.(*Config).Sources = cfgDecodeList[relay.SourceConfig](d, v, path, f.sub)
 		return
 	case cfgKTokens:
-		items := d.list(v, path)
-		toks := make([]AuthToken, 0, len(items))
-		for i, e := range items {
-			var t AuthToken
-			ep := fmt.Sprintf("%s[%d]", path, i)
-			d.where[ep] = d.origin(yamlDeref(e))
-			d.decodeMap(e, ep, &t, f.sub)
-			t.Token.ID = t.Name
-			toks = append(toks, t)
+		toks := cfgDecodeList[AuthToken](d, v, path, f.sub)
+		for i := range toks {
+			toks[i].Token.ID = toks[i].Name
 		}
 		target.(*Config).Auth.Tokens = toks
+		return
+	case cfgKDestinations:
+		target.(*Config).Destinations = cfgDecodeList[push.Config](d, v, path, f.sub)
+		return
+	case cfgKStringMap:
+		out := map[string]string{}
+		if v.Kind == yaml.SequenceNode { // from RELAY_* or a flag: "Name=value" items
+			for i, e := range v.Content {
+				ep := fmt.Sprintf("%s[%d]", path, i)
+				if s, ok := d.scalar(e, ep); ok {
+					k, val, found := strings.Cut(s, "=")
+					if !found || strings.TrimSpace(k) == "" {
+						d.errf(e, path, "must be Name=value items separated by commas")
+						continue
+					}
+					out[strings.TrimSpace(k)] = strings.TrimSpace(val)
+				}
+			}
+		} else if v.Kind != yaml.MappingNode {
+			d.errf(v, path, "must be a mapping of header names to values")
+			return
+		} else {
+			for _, pr := range d.pairs(v, path) {
+				if s, ok := d.scalar(pr.v, cfgJoinPath(path, pr.key)); ok {
+					out[pr.key] = s
+				}
+			}
+		}
+		*f.get(target).(*map[string]string) = out
 		return
 	case cfgKPrefixes:
 		var out []netip.Prefix

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/push"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // cfgWriteConfig writes body to relay.yaml in a fresh directory and returns its path.
@@ -267,6 +268,7 @@ func TestConfigExampleFile(t *testing.T) {
 		"STRIPE_WEBHOOK_SECRET": "whsec_example", "GITHUB_WEBHOOK_SECRET": "gh-example",
 		"TWILIO_AUTH_TOKEN": "12345", "META_APP_SECRET": "meta-app", "META_VERIFY_TOKEN": "meta-verify",
 		"LEGACY_CRM_TOKEN": "crm-token", "BILLING_CONSUMER_TOKEN": "billing-token", "OPS_TOKEN": "ops-token",
+		"BILLING_PUSH_SECRET": "whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u",
 	} {
 		t.Setenv(k, v)
 	}
@@ -293,6 +295,18 @@ func TestConfigExampleFile(t *testing.T) {
 	}
 	if wa := cfg.Sources[4]; verify.OptionsOf(&wa).VerifyToken == nil || string(verify.OptionsOf(&wa).VerifyToken.Value) != "meta-verify" {
 		t.Errorf("whatsapp verify_token = %v", verify.OptionsOf(&wa).VerifyToken)
+	}
+	wantDest := []push.Config{{
+		Name: "billing", URL: "https://billing.internal.example.com/hooks/eventrelay", Sources: []string{"stripe"},
+		Types: []string{"invoice.*", "customer.subscription.*"}, Filter: "data.data.object.livemode == true",
+		Secrets: []relay.Secret{{Value: []byte("whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u")}},
+		Headers: map[string]string{"Authorization": "Bearer static-token-for-the-receiver"},
+		Timeout: 10 * time.Second, MaxInFlight: 16, Ordering: push.OrderingNone,
+		Retry:   push.Retry{Initial: time.Second, Max: 10 * time.Minute, Multiplier: 2, MaxAttempts: 10, MaxAge: 24 * time.Hour},
+		Breaker: push.Breaker{Failures: 10, Cooldown: 30 * time.Second},
+	}}
+	if !reflect.DeepEqual(cfg.Destinations, wantDest) {
+		t.Errorf("destinations = %+v\nwant %+v", cfg.Destinations, wantDest)
 	}
 	if cfg.Redis.URL != "" || cfg.HTTP.Addr != ":8080" || len(cfg.Auth.Tokens) != 2 || len(cfg.HTTP.TrustedProxies) != 2 {
 		t.Errorf("cfg = %+v", cfg)
@@ -832,5 +846,99 @@ func TestConfigValidateProgrammatic(t *testing.T) {
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), `sources[1].name: duplicate source "demo"`) || !strings.Contains(err.Error(), "log.level") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDestinations(t *testing.T) {
+	const file = `
+sources:
+  - {name: orders, secrets: [s1]}
+  - {name: stripe, provider: stripe, secrets: [whsec_x]}
+destinations:
+  - name: crm
+    url: https://crm.example.com/in
+    secrets: [whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u]
+  - name: audit-log
+    url: https://audit.example.com/in
+    sources: [orders]
+    secrets: [env:AUDIT_SECRET]
+    headers: {X-Team: payments}
+`
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"AUDIT_SECRET=whsec_dGhpcyBpcyB0aGUgc2Vjb25kIHNpZ25pbmcga2V5ISE=",
+		"RELAY_DESTINATIONS_AUDIT_LOG_MAX_IN_FLIGHT=64",
+		"RELAY_DESTINATIONS_AUDIT_LOG_RETRY_MAX_ATTEMPTS=3",
+		"RELAY_DESTINATIONS_AUDIT_LOG_HEADERS=X-Team=ops, X-Env=prod",
+		"RELAY_DESTINATIONS_CRM_ORDERING=partition_key",
+	}
+	flags := map[string]string{"destinations.crm.breaker.cooldown": "1m", "destinations.audit-log.allow_private": "true"}
+	cfg, err := Load(path, env, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crm, audit := cfg.Destinations[0], cfg.Destinations[1]
+	if crm.Ordering != push.OrderingPartitionKey || crm.Breaker.Cooldown != time.Minute || crm.MaxInFlight != 16 || crm.Timeout != 10*time.Second {
+		t.Errorf("crm = %+v", crm)
+	}
+	if audit.MaxInFlight != 64 || audit.Retry.MaxAttempts != 3 || !audit.AllowPrivate ||
+		!reflect.DeepEqual(audit.Headers, map[string]string{"X-Team": "ops", "X-Env": "prod"}) ||
+		string(audit.Secrets[0].Value) != "whsec_dGhpcyBpcyB0aGUgc2Vjb25kIHNpZ25pbmcga2V5ISE=" {
+		t.Errorf("audit-log = %+v", audit)
+	}
+
+	bad := []struct {
+		name  string
+		env   []string
+		flags map[string]string
+		want  []string
+	}{
+		{"unknown destination", []string{"AUDIT_SECRET=whsec_dGhpcyBpcyB0aGUgc2Vjb25kIHNpZ25pbmcga2V5ISE=", "RELAY_DESTINATIONS_BILLING_URL=https://x"}, nil,
+			[]string{"RELAY_DESTINATIONS_BILLING_URL: names no key of a configured destination (RELAY_DESTINATIONS_<NAME>_<KEY> overrides a key of a destination of the config file; it cannot add one)"}},
+		{"bad values", []string{"AUDIT_SECRET=short", "RELAY_DESTINATIONS_CRM_URL=ftp://x", "RELAY_DESTINATIONS_CRM_SOURCES=orders,nope",
+			"RELAY_DESTINATIONS_CRM_FILTER=data.(", "RELAY_DESTINATIONS_CRM_HEADERS=novalue"}, nil,
+			[]string{
+				"destinations[0].url: must be an absolute http or https URL without a fragment (RELAY_DESTINATIONS_CRM_URL)",
+				`destinations[0].sources[1]: no source named "nope" (RELAY_DESTINATIONS_CRM_SOURCES)`,
+				"destinations[0].filter: ",
+				"destinations[0].headers: must be Name=value items separated by commas (RELAY_DESTINATIONS_CRM_HEADERS)",
+				"destinations[1].secrets[0]: must be whsec_ followed by standard base64",
+			}},
+		{"flag of no destination", []string{"AUDIT_SECRET=whsec_dGhpcyBpcyB0aGUgc2Vjb25kIHNpZ25pbmcga2V5ISE="}, map[string]string{"destinations.nope.url": "https://x"},
+			[]string{"flag destinations.nope.url: names no key of a configured entry (use sources.<name>.<key>, auth.tokens.<name>.<key> or destinations.<name>.<key>)"}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(path, tt.env, tt.flags)
+			if err == nil {
+				t.Fatal("Load succeeded")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, secret := range []string{"=short", ": short", "dGhpcyBpcyB0aGUg", "MDEyMzQ1Njc4"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("the error shows a secret: %v", err)
+				}
+			}
+		})
+	}
+
+	// A duplicate name, in the file.
+	dup := file + `  - name: crm
+    url: https://crm2.example.com/in
+    secrets: [whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u]
+`
+	if err := os.WriteFile(path, []byte(dup), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(path, env, nil)
+	if want := `destinations[2].name: duplicate destination name "crm" (also destinations[0])`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Load with a duplicate destination = %v, want %s", err, want)
 	}
 }

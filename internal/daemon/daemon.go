@@ -21,6 +21,7 @@ import (
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/eventrelay/eventrelay/relay/filter"
+	"github.com/eventrelay/eventrelay/relay/push"
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/eventrelay/eventrelay/server"
@@ -53,6 +54,7 @@ type Main struct {
 	store     *redisstore.Store
 	svc       *relay.Service
 	metrics   *server.Metrics
+	pusher    *push.Pusher
 	health    *health.Server
 	ready     atomic.Bool
 	grpc      *grpc.Server
@@ -241,6 +243,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// Go's bare 400 and nothing else.
 		TLSConfig: httpTLS,
 	}
+	// Push destinations: this replica is a member of each destination's group, named after
+	// its host and HTTP port, so that a restart takes up its own unfinished deliveries.
+	if len(cfg.Destinations) > 0 {
+		m.pusher, err = push.New(m.svc, cfg.Destinations, push.Options{Consumer: pushConsumer(m.HTTPAddr), Logger: log,
+			TracerProvider: tp, Observer: m.metrics.WatchPush(m.svc, m.pushStatus, 2*time.Second)})
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			adminLis.Close()
+			return fmt.Errorf("destinations: %w", err)
+		}
+		m.pusher.Start(bg)
+		for _, d := range cfg.Destinations {
+			log.Info("push destination configured", "destination", d.Name, "group", push.GroupName(d.Name), "ordering", d.Ordering)
+		}
+	}
 	m.admin = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	m.serve("grpc", func() error { return m.grpc.Serve(grpcLis) })
@@ -370,6 +388,8 @@ func (m *Main) adminHandler() http.Handler {
 		_, _ = w.Write(server.OpenAPI())
 	})
 	mux.HandleFunc("GET /v1/admin/sources", m.adminSources)
+	mux.HandleFunc("GET /v1/admin/destinations", m.adminDestinations)
+	mux.HandleFunc("POST /v1/admin/destinations/{name}/resume", m.adminResume)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	// No /debug/pprof/cmdline: the command line may carry a secret (-redis-url).
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -431,6 +451,9 @@ func (m *Main) Close() error {
 		defer cancel()
 		// End the streams first: a Subscribe over HTTP is an in-flight request that Shutdown
 		// would otherwise wait for until its timeout, and then cut without an error message.
+		if m.pusher != nil {
+			_ = m.pusher.Close() // deliveries in flight stay pending: sent again later
+		}
 		if m.svc != nil {
 			_ = m.svc.Close()
 		}

@@ -48,6 +48,23 @@ func (s *Store) EnsureGroup(ctx context.Context, p relay.Partition, group string
 // pending=false reads new entries (>), blocking up to block (0: do not block); their
 // DeliveryCount is 1. count <= 0 means no limit. A missing group is CodeNotFound.
 func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
+	start := ">"
+	if pending {
+		start = "0"
+	}
+	return s.readGroup(ctx, p, group, consumer, start, count, block)
+}
+
+// ReadPending re-reads consumer's own pending entries of group on p with ids after after,
+// oldest first, up to count, with their delivery counts (the read counts as a delivery).
+func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consumer string, after relay.ID, count int) ([]relay.Entry, error) {
+	return s.readGroup(ctx, p, group, consumer, after.String(), count, 0)
+}
+
+// readGroup is XREADGROUP from start: ">" for new entries, an id for the consumer's pending
+// entries after it.
+func (s *Store) readGroup(ctx context.Context, p relay.Partition, group, consumer, start string, count int, block time.Duration) ([]relay.Entry, error) {
+	pending := start != ">"
 	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
 	}
@@ -58,12 +75,11 @@ func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consume
 		return nil, errClosed()
 	}
 	key := StreamKey(p)
-	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, ">"}, Block: -1}
+	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, start}, Block: -1}
 	if count > 0 {
 		args.Count = int64(count)
 	}
 	if pending {
-		args.Streams[1] = "0"
 		block = 0
 	} else if block > 0 {
 		args.Block = max(block, time.Millisecond) // BLOCK 0 would block forever

@@ -770,6 +770,17 @@ func testReadGroup(t *testing.T, s relay.Store) {
 	if len(pend) != 2 || pend[0].DeliveryCount != 3 {
 		t.Errorf("pending read with count 2 = %+v, want 2 entries with count 3", pend)
 	}
+	// Paging through the pending entries after an id.
+	page, err := s.ReadPending(ctx, p, "g", "c1", all[0], 10)
+	if err != nil || !equalIDs(ids(page), all[1:]) {
+		t.Errorf("ReadPending after %s = %v, %v; want %v", all[0], ids(page), err, all[1:])
+	}
+	if page, _ := s.ReadPending(ctx, p, "g", "c1", all[len(all)-1], 10); len(page) != 0 {
+		t.Errorf("ReadPending after the last pending entry = %v, want none", ids(page))
+	}
+	if page, _ := s.ReadPending(ctx, p, "g", "c1", relay.ID{}, 1); len(page) != 1 || page[0].ID != all[0] {
+		t.Errorf("ReadPending from the start, count 1 = %v, want [%s]", ids(page), all[0])
+	}
 
 	// Blocking read of new entries.
 	done := make(chan []relay.Entry, 1)
