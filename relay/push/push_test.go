@@ -26,7 +26,13 @@ import (
 	"github.com/eventrelay/eventrelay/relay/redisstore"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(receiverEnv) != "" {
+		benchReceiver() // the receiver process of BenchmarkPush
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // Secrets in the Standard Webhooks format, written out by hand: whsec_ and base64 of
 // 24 bytes "0123456789abcdefghijklmn" and of 32 bytes "this is the second signing key!!".
