@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
-	"github.com/eventrelay/eventrelay/internal/e2e"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,15 +21,18 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/internal/syncbuf"
-	"github.com/eventrelay/eventrelay/relay"
-	"github.com/eventrelay/eventrelay/relay/redisstore"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/internal/syncbuf"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
 )
 
 // The scale-out source: "orders" split into scalePartitions partitions by customer.
@@ -71,7 +72,7 @@ func scalePost(ctx context.Context, addr string, e scaleEvent) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Signature", sign(testSecret, body))
+	req.Header.Set("X-Signature", e2e.Sign(testSecret, body))
 	resp, err := scaleHTTP.Do(req)
 	if err != nil {
 		return 0, err
@@ -301,7 +302,7 @@ func scaleCheckPlacement(t testing.TB, cluster *redistest.Cluster, shards map[in
 // the other; group consumers on different replicas share the work and acknowledge through
 // the other replica; a different partition count is refused.
 func TestScaleClusterTwoReplicas(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	cluster := redistest.StartCluster(t, 3)
 	cfg := func() *config.Config {
 		c := scaleConfig(cluster.URL(), scalePartitions)
@@ -370,7 +371,7 @@ func TestScaleClusterTwoReplicas(t *testing.T) {
 		// A redelivery through the other replica is a duplicate: dedupe markers live with their
 		// partition, whichever replica appended.
 		e := want["evt_cus_03_007"]
-		if r := post(t, m2, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 || !bytes.Contains(r.body, []byte(`"duplicate":true`)) {
+		if r := post(t, m2, "orders", scaleBody(e), e2e.Sign(testSecret, scaleBody(e))); r.status != 200 || !bytes.Contains(r.body, []byte(`"duplicate":true`)) {
 			t.Fatalf("redelivery: %d %s", r.status, r.body)
 		}
 	})
@@ -391,7 +392,7 @@ func TestScaleClusterTwoReplicas(t *testing.T) {
 		const n = 12
 		for i := range n {
 			e := scaleEvent{ID: fmt.Sprintf("evt_flow_%02d", i), Customer: "cus_flow", Seq: i}
-			if r := post(t, m2, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 {
+			if r := post(t, m2, "orders", scaleBody(e), e2e.Sign(testSecret, scaleBody(e))); r.status != 200 {
 				t.Fatalf("POST: %d %s", r.status, r.body)
 			}
 		}
@@ -505,7 +506,7 @@ func scaleGroupAcrossReplicas(t *testing.T, rdb *redis.ClusterClient, m1, m2 *Ma
 	for i := range 60 {
 		e := scaleEvent{ID: fmt.Sprintf("evt_grp_%03d", i), Customer: fmt.Sprintf("cus_g%d", i%6), Seq: i / 6}
 		m := []*Main{m1, m2}[i%2]
-		if r := post(t, m, "orders", scaleBody(e), sign(testSecret, scaleBody(e))); r.status != 200 {
+		if r := post(t, m, "orders", scaleBody(e), e2e.Sign(testSecret, scaleBody(e))); r.status != 200 {
 			t.Fatalf("POST: %d %s", r.status, r.body)
 		}
 		want[e.ID] = true
@@ -591,7 +592,7 @@ sources:
 // delivers every event, the dead consumer's unacknowledged ones reclaimed by the survivor.
 // A relayd started with another partition count exits with the refusal.
 func TestScaleReplicaKilled(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	cluster := redistest.StartCluster(t, 3)
 	config := scaleConfigFile(t, cluster.URL(), ", cluster: true", scalePartitions)
 	r1, r2 := startScaleRelayd(t, config), startScaleRelayd(t, config)
@@ -681,7 +682,7 @@ func TestScaleReplicaKilled(t *testing.T) {
 // all come out once, in per-customer order, through a subscriber that resumes from its cursor
 // when the switch ends its stream; history reads are served from the new master.
 func TestScaleSentinel(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	st := redistest.StartSentinel(t, 2, 2)
 	cfg := scaleConfig(st.URL(), 2)
 	cfg.Redis.MasterName = st.MasterName
@@ -797,7 +798,7 @@ func TestScaleSentinel(t *testing.T) {
 // credentials given in redis.url: a password (requirepass) and an ACL user limited to the
 // relay:* keys. A wrong password leaves relayd unready and webhooks answered 503.
 func TestScaleCredentials(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	t.Run("password", func(t *testing.T) {
 		srv := redistest.StartWith(t, "--requirepass", "pa55:word")
 		runEndToEnd(t, "redis://:pa55%3Aword@"+srv.Addr())
@@ -818,7 +819,7 @@ func TestScaleCredentials(t *testing.T) {
 			t.Errorf("/readyz: %d", code)
 		}
 		body := prettyBody("evt_auth")
-		if r := post(t, m, "orders", body, sign(testSecret, body)); r.status != http.StatusServiceUnavailable {
+		if r := post(t, m, "orders", body, e2e.Sign(testSecret, body)); r.status != http.StatusServiceUnavailable {
 			t.Errorf("POST with a wrong Redis password: %d %s", r.status, r.body)
 		}
 		_, err := client(t, m).GetEvent(context.Background(), &eventrelayv1.GetEventRequest{Source: "orders", Id: "evt_auth"})
@@ -833,7 +834,7 @@ func TestScaleCredentials(t *testing.T) {
 // SSL_CERT_FILE, events go in and come out; without it, relayd refuses the certificate and
 // answers webhooks 503.
 func TestScaleTLS(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	srv := redistest.StartTLS(t, "--requirepass", "tls-pw")
 	url := strings.Replace(srv.URL(), "rediss://", "rediss://:tls-pw@", 1)
 	config := scaleConfigFile(t, url, "", 2)
@@ -870,7 +871,7 @@ func scaleReadyz(t testing.TB, m *Main) int {
 // are checked once Redis answers; a matching count makes relayd ready, another keeps it
 // unready, refusing webhooks with 503, with an error in the log.
 func TestScalePartitionCheckDeferred(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	srv := redistest.StartWith(t, "--appendonly", "yes") // the record survives a restart
 	startMain(t, scaleConfig(srv.URL(), 4)).Close()      // records 4 partitions
 	srv.Stop()

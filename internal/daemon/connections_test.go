@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
 )
 
 // connectedClients is redistest.ConnectedClients, failing t on an error.
@@ -27,7 +29,7 @@ func connectedClients(t testing.TB, addr string) int {
 // commands, not one blocking read per subscription and partition), and once they close relayd
 // is back to its idle count within 10 s.
 func TestRedisConnectionsBoundedBySubscriptions(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	srv := redistest.Start(t)
 	addr := strings.TrimPrefix(srv, "redis://")
 	const partitions = 4

@@ -10,9 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
-	"github.com/eventrelay/eventrelay/internal/e2e"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net/http"
 	"os"
@@ -23,9 +20,6 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -33,6 +27,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // waitFor bounds every wait of these tests for something that must happen.
@@ -70,7 +71,7 @@ func postHook(ctx context.Context, hc *http.Client, addr, source string, body []
 		return r
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Signature", sign(testSecret, body))
+	req.Header.Set("X-Signature", e2e.Sign(testSecret, body))
 	resp, err := hc.Do(req)
 	if err != nil {
 		r.err = err

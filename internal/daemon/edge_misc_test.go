@@ -9,8 +9,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net"
 	"net/http"
@@ -19,11 +17,15 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // TestEightMegabyteEvent: the issue's 8 MB event (a 5 MB header value, a 2 MB subject, a 1 MB
@@ -109,7 +111,7 @@ func TestRedisPasswordNeverShown(t *testing.T) {
 			var logs syncLog
 			m := secStart(t, testConfig(tc.url), secLogger(&logs))
 			body := []byte(`{"id":"evt_pw","type":"t"}`)
-			r := post(t, m, "orders", body, sign(testSecret, body))
+			r := post(t, m, "orders", body, e2e.Sign(testSecret, body))
 			if r.status != tc.want {
 				t.Fatalf("webhook: %d %s, want %d", r.status, r.body, tc.want)
 			}
@@ -212,7 +214,7 @@ func runBodyFormatPerProvider(t *testing.T, storeURL string) {
 	}
 	t.Run("smuggled form fields read as JSON", func(t *testing.T) {
 		b := []byte(`{"id":"evt_1","note":"x&type=refund.issued&id=evt_forged"}`)
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != http.StatusOK {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != http.StatusOK {
 			t.Fatalf("as JSON: %d %s", r.status, r.body)
 		}
 		if ids := streamEventIDs(t, rdb, "orders"); fmt.Sprint(ids) != "[evt_orders evt_1]" {
@@ -290,7 +292,7 @@ func TestEmbeddedStoreClosed(t *testing.T) {
 		t.Fatalf("embedded password %q: want at least 32 random characters", password)
 	}
 	body := []byte(`{"id":"evt_real","type":"t"}`)
-	if r := post(t, m, "orders", body, sign(testSecret, body)); r.status != http.StatusOK {
+	if r := post(t, m, "orders", body, e2e.Sign(testSecret, body)); r.status != http.StatusOK {
 		t.Fatalf("webhook: %d %s", r.status, r.body)
 	}
 	conn, err := net.Dial("tcp", u.Host)

@@ -9,8 +9,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net"
 	"net/http"
@@ -23,12 +21,16 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/relay"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 const (
@@ -394,7 +396,7 @@ func TestUnsignedFloodSparesRateLimit(t *testing.T) {
 	}
 	signed := func(id string) postResult {
 		b := []byte(`{"id":"` + id + `","type":"t"}`)
-		return post(t, m, "orders", b, sign(testSecret, b), "X-Forwarded-For", "203.0.113.10")
+		return post(t, m, "orders", b, e2e.Sign(testSecret, b), "X-Forwarded-For", "203.0.113.10")
 	}
 	for i := range 2 {
 		if r := unsigned(); r.status != 401 {
@@ -462,7 +464,7 @@ func TestRedisURLRedacted(t *testing.T) {
 				logs.Write([]byte("Run: " + err.Error()))
 			} else {
 				// A webhook meets the unreachable store; the admin answers are read too.
-				_ = post(t, m, "orders", []byte(`{"id":"evt_r"}`), sign(testSecret, []byte(`{"id":"evt_r"}`)))
+				_ = post(t, m, "orders", []byte(`{"id":"evt_r"}`), e2e.Sign(testSecret, []byte(`{"id":"evt_r"}`)))
 				for _, path := range []string{"/v1/admin/sources", "/metrics"} {
 					_, body := secGet(t, "http://"+m.AdminAddr+path)
 					logs.Write([]byte(body))
@@ -661,8 +663,8 @@ func runBodyFormat(t *testing.T, storeURL string) {
 		{"the same capture replayed as a form", "gh", "application/x-www-form-urlencoded", ghBody, ghHeaders, 415},
 		{"the same capture replayed as multipart", "gh", "multipart/form-data; boundary=x", ghBody, ghHeaders, 415},
 		{"hmac json smuggling form fields, sent as a form", "orders", "application/x-www-form-urlencoded", smuggled,
-			[]string{"X-Signature", sign(testSecret, []byte(smuggled))}, 415},
-		{"hmac json as text/plain", "orders", "text/plain", smuggled, []string{"X-Signature", sign(testSecret, []byte(smuggled))}, 415},
+			[]string{"X-Signature", e2e.Sign(testSecret, []byte(smuggled))}, 415},
+		{"hmac json as text/plain", "orders", "text/plain", smuggled, []string{"X-Signature", e2e.Sign(testSecret, []byte(smuggled))}, 415},
 		{"github form source: a form", "ghform", "application/x-www-form-urlencoded", formBody,
 			[]string{"X-Hub-Signature-256", mac(ghSecret, formBody), "X-GitHub-Event", "issues", "X-GitHub-Delivery", "d-78"}, 200},
 		{"github form source: json", "ghform", "application/json", ghBody, ghHeaders, 415},

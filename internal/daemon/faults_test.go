@@ -20,31 +20,21 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
 )
 
 // durableRedis starts a redis-server that fsyncs every write before answering.
 func durableRedis(t *testing.T) *redistest.Server {
 	return redistest.StartWith(t, "--appendonly", "yes", "--appendfsync", "always")
-}
-
-// eventually polls cond until it holds, failing the test after waitFor.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // load posts webhooks with unique ids from several goroutines until halted.
@@ -318,7 +308,7 @@ func httpStatus(url string) int {
 // 2xx), reports not ready, ends the streams with UNAVAILABLE, recovers by itself, and every
 // event answered 200 is in the stream; the resumed tail has no gap and no repeat.
 func TestRedisKilledMidLoad(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 	rs := durableRedis(t)
 	m := startMain(t, testConfig(rs.URL()))
 	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -345,26 +335,26 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	tail := startTailer(t, c, "orders")
 	worker := startGroupWorker(t, c, "orders", "fault")
 	ld := startLoad(t, m.HTTPAddr, "orders", "evt", 8)
-	eventually(t, "50 events stored", func() bool { return ld.count(stored) >= 50 })
-	eventually(t, "the tail to follow", func() bool { return len(tail.delivered()) >= 20 })
+	e2e.Eventually(t, "50 events stored", func() bool { return ld.count(stored) >= 50 })
+	e2e.Eventually(t, "the tail to follow", func() bool { return len(tail.delivered()) >= 20 })
 
 	killed := time.Now()
 	rs.Kill()
 	after := func(at time.Time, code int) func(hookResult) bool {
 		return func(r hookResult) bool { return r.start.After(at) && r.err == nil && r.status == code }
 	}
-	eventually(t, "503s while Redis is down", func() bool { return ld.count(after(killed, http.StatusServiceUnavailable)) >= 10 })
-	eventually(t, "/readyz 503", func() bool { return httpStatus(readyz) == http.StatusServiceUnavailable })
-	eventually(t, "gRPC health NOT_SERVING", func() bool { return serving() == healthpb.HealthCheckResponse_NOT_SERVING })
-	eventually(t, "the tail stream to end", func() bool { return len(tail.ended()) > 0 })
-	eventually(t, "the group stream to end", func() bool { return len(worker.ended()) > 0 })
+	e2e.Eventually(t, "503s while Redis is down", func() bool { return ld.count(after(killed, http.StatusServiceUnavailable)) >= 10 })
+	e2e.Eventually(t, "/readyz 503", func() bool { return httpStatus(readyz) == http.StatusServiceUnavailable })
+	e2e.Eventually(t, "gRPC health NOT_SERVING", func() bool { return serving() == healthpb.HealthCheckResponse_NOT_SERVING })
+	e2e.Eventually(t, "the tail stream to end", func() bool { return len(tail.ended()) > 0 })
+	e2e.Eventually(t, "the group stream to end", func() bool { return len(worker.ended()) > 0 })
 	downAt := len(tail.delivered())
 
 	rs.Restart(t)
 	restarted := time.Now()
-	eventually(t, "/readyz 200", func() bool { return httpStatus(readyz) == http.StatusOK })
-	eventually(t, "gRPC health SERVING", func() bool { return serving() == healthpb.HealthCheckResponse_SERVING })
-	eventually(t, "50 events stored after the restart", func() bool { return ld.count(after(restarted, http.StatusOK)) >= 50 })
+	e2e.Eventually(t, "/readyz 200", func() bool { return httpStatus(readyz) == http.StatusOK })
+	e2e.Eventually(t, "gRPC health SERVING", func() bool { return serving() == healthpb.HealthCheckResponse_SERVING })
+	e2e.Eventually(t, "50 events stored after the restart", func() bool { return ld.count(after(restarted, http.StatusOK)) >= 50 })
 	res := ld.halt()
 
 	var slowest time.Duration
@@ -391,7 +381,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 	requireStored(t, res, ids)
 
 	// The tail resumed from its cursor: it saw exactly the stream, in order.
-	eventually(t, "the tail to catch up", func() bool { return len(tail.delivered()) >= len(ids) })
+	e2e.Eventually(t, "the tail to catch up", func() bool { return len(tail.delivered()) >= len(ids) })
 	if got := tail.delivered(); !slices.Equal(got, ids) {
 		t.Errorf("tail delivered %d events, stream holds %d: not the same sequence (gap or repeat)", len(got), len(ids))
 	}
@@ -402,7 +392,7 @@ func TestRedisKilledMidLoad(t *testing.T) {
 		t.Errorf("tail streams ended with %v, want UNAVAILABLE only", errs)
 	}
 	// At least once: a delivery whose ack was lost with Redis comes back.
-	eventually(t, "the group to process every stored event", func() bool { return worker.hasProcessed(ids) })
+	e2e.Eventually(t, "the group to process every stored event", func() bool { return worker.hasProcessed(ids) })
 	if errs := worker.ended(); !allUnavailable(errs) {
 		t.Errorf("group streams ended with %v, want UNAVAILABLE only", errs)
 	}
@@ -429,25 +419,25 @@ func waitExit(t testing.TB, p *scaleProc) int {
 // TestRelaydProcess runs relayd as a separate process (internal/e2e) against a real Redis with
 // appendfsync always, and kills or stops it.
 func TestRelaydProcess(t *testing.T) {
-	slow(t)
+	e2e.Slow(t)
 
 	t.Run("SIGKILL mid-load and restart: every 2xx is stored", func(t *testing.T) {
 		rs := durableRedis(t)
 		config := writeConfig(t, rs.URL(), "", hmacSource("orders"))
 		p := startScaleRelayd(t, config)
 		ld := startLoad(t, p.HTTP, "orders", "evt", 8)
-		eventually(t, "50 events stored", func() bool { return ld.count(stored) >= 50 })
+		e2e.Eventually(t, "50 events stored", func() bool { return ld.count(stored) >= 50 })
 		signalRelayd(t, p, syscall.SIGKILL)
 		waitExit(t, p)
 		killed := time.Now()
-		eventually(t, "requests to fail while relayd is down", func() bool {
+		e2e.Eventually(t, "requests to fail while relayd is down", func() bool {
 			return ld.count(func(r hookResult) bool { return r.start.After(killed) && r.err != nil }) > 0
 		})
 
 		p2 := startScaleRelayd(t, config)
 		ld.setAddr(p2.HTTP)
 		restarted := time.Now()
-		eventually(t, "50 events stored after the restart", func() bool {
+		e2e.Eventually(t, "50 events stored after the restart", func() bool {
 			return ld.count(func(r hookResult) bool { return r.start.After(restarted) && stored(r) }) >= 50
 		})
 		res := ld.halt()
@@ -470,11 +460,11 @@ func TestRelaydProcess(t *testing.T) {
 			slow = append(slow, startSlowPost(t, p.HTTP, "orders", fmt.Sprintf("evt_inflight%d", i)))
 		}
 		ld := startLoad(t, p.HTTP, "orders", "evt", 4)
-		eventually(t, "20 events stored", func() bool { return ld.count(stored) >= 20 })
+		e2e.Eventually(t, "20 events stored", func() bool { return ld.count(stored) >= 20 })
 
 		signalRelayd(t, p, syscall.SIGTERM)
 		stopped := time.Now()
-		eventually(t, "the HTTP listener to close", func() bool {
+		e2e.Eventually(t, "the HTTP listener to close", func() bool {
 			conn, err := net.DialTimeout("tcp", p.HTTP, time.Second)
 			if err == nil {
 				conn.Close()
@@ -527,7 +517,7 @@ func startSlowPost(t testing.TB, addr, source, id string) *slowPost {
 	}
 	t.Cleanup(func() { conn.Close() })
 	head := fmt.Sprintf("POST /v1/webhooks/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-Signature: %s\r\nContent-Length: %d\r\n\r\n",
-		source, addr, sign(testSecret, body), len(body))
+		source, addr, e2e.Sign(testSecret, body), len(body))
 	half := len(body) / 2
 	if _, err := conn.Write(append([]byte(head), body[:half]...)); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"net/http"
 	"slices"
@@ -14,9 +13,6 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +20,12 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
 )
 
 // relayAckKey reads the ack-id key relayd keeps in Redis (relay:ackkey).
@@ -123,7 +125,7 @@ func TestForgedAckIDs(t *testing.T) {
 		c := client(t, m)
 		rdb := redisClient(t, storeURL(m))
 		for i := range 3 {
-			if r := post(t, m, "orders", hookBody(fmt.Sprintf("evt_b%d", i), "t"), sign(testSecret, hookBody(fmt.Sprintf("evt_b%d", i), "t"))); r.status != 200 {
+			if r := post(t, m, "orders", hookBody(fmt.Sprintf("evt_b%d", i), "t"), e2e.Sign(testSecret, hookBody(fmt.Sprintf("evt_b%d", i), "t"))); r.status != 200 {
 				t.Fatalf("seed: %d %s", r.status, r.body)
 			}
 		}

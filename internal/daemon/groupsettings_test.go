@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 )
 
 // TestGroupSettingsBelongToGroup: a group's type filter and ack deadline are recorded when it
@@ -188,9 +190,9 @@ func runAnonymousConsumers(t *testing.T, url string) {
 		s.Close()
 		// The next event is posted once the stream has ended on the server too (an event
 		// read by a stream that is ending stays pending for its consumer).
-		eventually(t, "the stream to end", func() bool { return subscribersGauge(t, m) == 0 })
+		e2e.Eventually(t, "the stream to end", func() bool { return subscribersGauge(t, m) == 0 })
 	}
-	eventually(t, "the five acknowledged anonymous consumers to be removed", func() bool { return consumers() == 0 })
+	e2e.Eventually(t, "the five acknowledged anonymous consumers to be removed", func() bool { return consumers() == 0 })
 	s := subscribe(t, c, groupReq("orders", "anon", "", time.Minute))
 	s.Ready(t)
 	mustPost(t, m.HTTPAddr, "orders", "evt_anon_held")

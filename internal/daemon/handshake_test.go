@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"net/http"
 	"strconv"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // TestHandshakesOverHTTP sends each provider's handshake to a real relayd (embedded store),

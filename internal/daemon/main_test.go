@@ -5,9 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
-	"github.com/eventrelay/eventrelay/internal/e2e"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
-	"github.com/eventrelay/eventrelay/relay/embedded"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -26,6 +19,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 const testSecret = "s3cret-for-tests"
@@ -85,8 +86,6 @@ func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
-
-func sign(secret string, body []byte) string { return e2e.Sign(secret, body) }
 
 type postResult struct {
 	status int
@@ -174,7 +173,7 @@ func runEndToEnd(t *testing.T, redisURL string) {
 	c := client(t, m)
 
 	body := prettyBody("evt_1")
-	r := post(t, m, "orders", body, sign(testSecret, body))
+	r := post(t, m, "orders", body, e2e.Sign(testSecret, body))
 	if r.status != http.StatusOK {
 		t.Fatalf("POST: %d %s", r.status, r.body)
 	}
@@ -204,7 +203,7 @@ func runEndToEnd(t *testing.T, redisURL string) {
 	})
 
 	t.Run("duplicate is stored once", func(t *testing.T) {
-		r := post(t, m, "orders", body, sign(testSecret, body))
+		r := post(t, m, "orders", body, e2e.Sign(testSecret, body))
 		if r.status != 200 || !strings.Contains(string(r.body), `"duplicate":true`) {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
@@ -223,12 +222,12 @@ func runEndToEnd(t *testing.T, redisURL string) {
 			sig    string
 			want   int
 		}{
-			{"tampered", "orders", other, sign(testSecret, body), 401},
-			{"wrong secret", "orders", other, sign("nope", other), 401},
+			{"tampered", "orders", other, e2e.Sign(testSecret, body), 401},
+			{"wrong secret", "orders", other, e2e.Sign("nope", other), 401},
 			{"unsigned", "orders", other, "", 401},
 			{"malformed signature", "orders", other, "sha256=zz", 401},
-			{"unknown source", "nope", other, sign(testSecret, other), 404},
-			{"oversized", "orders", big, sign(testSecret, big), 413},
+			{"unknown source", "nope", other, e2e.Sign(testSecret, other), 404},
+			{"oversized", "orders", big, e2e.Sign(testSecret, big), 413},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				r := post(t, m, tc.source, tc.body, tc.sig)
@@ -262,7 +261,7 @@ func runEndToEnd(t *testing.T, redisURL string) {
 	for i := 2; i <= 6; i++ {
 		id := fmt.Sprintf("evt_%d", i)
 		b := prettyBody(id)
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 			t.Fatalf("POST %s: %d %s", id, r.status, r.body)
 		}
 		ids = append(ids, id)
@@ -304,7 +303,7 @@ func runEndToEnd(t *testing.T, redisURL string) {
 			t.Fatalf("first message %v %v", msg, err)
 		}
 		b := prettyBody("evt_live")
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 			t.Fatalf("POST: %d", r.status)
 		}
 		for {
@@ -377,7 +376,7 @@ func TestRestartKeepsHistory(t *testing.T) {
 	m := startMain(t, testConfig(url))
 	for i := range 3 {
 		b := prettyBody(fmt.Sprintf("evt_r%d", i))
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 			t.Fatalf("POST: %d %s", r.status, r.body)
 		}
 	}
@@ -400,7 +399,7 @@ func TestCursorOutOfRange(t *testing.T) {
 	c := client(t, m)
 	for i := range 3 {
 		b := prettyBody(fmt.Sprintf("evt_o%d", i))
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 			t.Fatalf("POST: %d", r.status)
 		}
 	}
@@ -423,7 +422,7 @@ func TestCursorOutOfRange(t *testing.T) {
 	}
 	// A cursor on the oldest retained entry is still fine.
 	b := prettyBody("evt_o3")
-	if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+	if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 		t.Fatalf("POST: %d", r.status)
 	}
 	if got := collect(t, c, &eventrelayv1.SubscribeRequest{AfterCursor: ds[2].Cursor}, 1); got[0].Event.Id != "evt_o3" {
@@ -432,4 +431,3 @@ func TestCursorOutOfRange(t *testing.T) {
 }
 
 // slow skips a slow suite (Redis Cluster, Sentinel, process kills, load) under -short.
-func slow(t *testing.T) { e2e.Slow(t) }

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 )
 
 // TestRedriveReachesOnlyTheGroup: dead letters belong to the group that failed them, and a
@@ -98,7 +100,7 @@ func runRedriveReachesOnlyTheGroup(t *testing.T, url string) {
 	if got := collect(a, 5, false); !slices.Equal(got, want) {
 		t.Fatalf("group a got %v, want %v", got, want)
 	}
-	eventually(t, "group a's five dead letters", func() bool { return len(deadLetters("a")) == 5 })
+	e2e.Eventually(t, "group a's five dead letters", func() bool { return len(deadLetters("a")) == 5 })
 	if got := deadLetters("a"); !slices.Equal(got, want) {
 		t.Fatalf("dead letters of a: %v, want %v", got, want)
 	}

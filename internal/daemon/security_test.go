@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/eventrelay/eventrelay/internal/config"
 	"io"
 	"log/slog"
 	"maps"
@@ -30,12 +29,6 @@ import (
 	"testing"
 	"time"
 
-	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
-	"github.com/eventrelay/eventrelay/internal/redistest"
-	"github.com/eventrelay/eventrelay/relay"
-	"github.com/eventrelay/eventrelay/relay/embedded"
-	"github.com/eventrelay/eventrelay/relay/redisstore"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,6 +39,15 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/config"
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/embedded"
+	"github.com/eventrelay/eventrelay/relay/redisstore"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // ---------------------------------------------------------------------------------------
@@ -476,7 +478,7 @@ func runBadRequests(t *testing.T, url string) {
 			b := body()
 			r := secSigned(t, cfg, base, "stamped", b, now)
 			r.Header.Set("X-Timestamp", ts)
-			r.Header.Set("X-Signature", sign(testSecret, []byte(ts+"."+string(b))))
+			r.Header.Set("X-Signature", e2e.Sign(testSecret, []byte(ts+"."+string(b))))
 			return r
 		}
 	}
@@ -484,7 +486,7 @@ func runBadRequests(t *testing.T, url string) {
 	smuggled := func() *http.Request {
 		b := []byte(`{"id":"evt_1","note":"x&type=refund.issued&id=evt_forged"}`)
 		r := secSigned(t, cfg, base, "orders", b, now)
-		r.Header.Set("X-Signature", sign(testSecret, b))
+		r.Header.Set("X-Signature", e2e.Sign(testSecret, b))
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		return r
 	}
@@ -500,7 +502,7 @@ func runBadRequests(t *testing.T, url string) {
 	cases := []badCase{
 		// hmac (orders)
 		{name: "hmac: missing signature", req: signed("orders", now, del("X-Signature")), want: 401},
-		{name: "hmac: wrong secret", req: signed("orders", now, set("X-Signature", sign("not-the-secret", []byte("{}")))), want: 401},
+		{name: "hmac: wrong secret", req: signed("orders", now, set("X-Signature", e2e.Sign("not-the-secret", []byte("{}")))), want: 401},
 		{name: "hmac: body changed after signing", req: signed("orders", now, tamper), want: 401},
 		{name: "hmac: malformed hex", req: signed("orders", now, set("X-Signature", "sha256=zz")), want: 401},
 		{name: "hmac: truncated", req: signed("orders", now, edit("X-Signature", func(v string) string { return v[:len(v)-2] })), want: 401},
@@ -595,7 +597,7 @@ func runBadRequests(t *testing.T, url string) {
 		{name: "slow body", raw: func() int {
 			b := body()
 			return secRaw(t, m.HTTPAddr, []string{fmt.Sprintf("POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
-				"X-Signature: %s\r\nContent-Length: %d\r\n\r\n", sign(testSecret, b), len(b)), string(b[:5])}, 0) // and nothing more
+				"X-Signature: %s\r\nContent-Length: %d\r\n\r\n", e2e.Sign(testSecret, b), len(b)), string(b[:5])}, 0) // and nothing more
 		}, want: http.StatusRequestTimeout},
 	}
 	if len(cases) < 30 {
@@ -722,7 +724,7 @@ func TestAdmin(t *testing.T) {
 	c := client(t, m)
 
 	b := prettyBody("evt_admin")
-	if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 200 {
+	if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 200 {
 		t.Fatalf("%d", r.status)
 	}
 	if r := post(t, m, "orders", b, "sha256=00"); r.status != 401 {
@@ -831,7 +833,7 @@ func TestAdmin(t *testing.T) {
 			t.Errorf("healthz follows the process, not Redis: %d", code)
 		}
 		b := prettyBody("evt_down")
-		if r := post(t, m, "orders", b, sign(testSecret, b)); r.status != 503 || r.header.Get("Retry-After") != "1" {
+		if r := post(t, m, "orders", b, e2e.Sign(testSecret, b)); r.status != 503 || r.header.Get("Retry-After") != "1" {
 			t.Errorf("webhook while Redis is down: %d Retry-After %q", r.status, r.header.Get("Retry-After"))
 		}
 		_, text := secGet(t, admin+"/metrics")
@@ -988,7 +990,7 @@ func runNoSecretsInLogs(t *testing.T, url, redisPassword string, outage func(log
 		send(bad, 401)
 	}
 	wrong := secSigned(t, cfg, base, "orders", []byte(`{"id":"evt_wrong"}`), time.Now())
-	wrong.Header.Set("X-Signature", sign(testSecret+"x", []byte(`{"id":"evt_wrong"}`)))
+	wrong.Header.Set("X-Signature", e2e.Sign(testSecret+"x", []byte(`{"id":"evt_wrong"}`)))
 	send(wrong, 401)
 	send(secSigned(t, cfg, base, "internal", []byte(`{}`), time.Now()), 403)
 
