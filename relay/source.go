@@ -1,7 +1,9 @@
 package relay
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"regexp"
 	"time"
@@ -104,36 +106,53 @@ func (c *SourceConfig) SetDefaults() {
 }
 
 // Validate checks the provider-independent settings. Provider options are checked by the
-// verifier registry when it builds the source's Verifier.
+// verifier registry when it builds the source's Verifier. The error joins one error per
+// problem, each "<key>: <problem>" with the key relative to the source (as in the
+// configuration file), so that a caller can add where the source is.
 func (c *SourceConfig) Validate() error {
-	if !ValidSourceName(c.Name) {
-		return fmt.Errorf("name %q: must match [a-z0-9][a-z0-9_-]{0,62}", c.Name)
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.Name == "":
+		bad("name", "required")
+	case !ValidSourceName(c.Name):
+		bad("name", "%q must match [a-z0-9][a-z0-9_-]{0,62} (it is the URL path segment)", c.Name)
 	}
 	if c.MaxBodyBytes < 0 {
-		return fmt.Errorf("max_body_bytes: must be positive, got %d", c.MaxBodyBytes)
+		bad("max_body_bytes", "must be positive, got %d", c.MaxBodyBytes)
 	}
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
-		return fmt.Errorf("partitions: must be 1..%d, got %d", MaxPartitions, c.Partitions)
+		bad("partitions", "must be 1..%d, got %d", MaxPartitions, c.Partitions)
 	}
 	if c.Retention < 0 {
-		return fmt.Errorf("retention: must not be negative")
+		bad("retention", "must not be negative")
 	}
 	if c.MaxLen < 0 {
-		return fmt.Errorf("max_len: must not be negative")
+		bad("max_len", "must not be negative")
 	}
 	if c.DedupeWindow < time.Second {
-		return fmt.Errorf("dedupe_window: must be at least 1s, got %s", c.DedupeWindow)
+		bad("dedupe_window", "must be at least 1s, got %s", c.DedupeWindow)
 	}
 	if c.MaxGroups < 0 {
-		return fmt.Errorf("max_groups: must not be negative, got %d", c.MaxGroups)
+		bad("max_groups", "must not be negative, got %d", c.MaxGroups)
 	}
 	if c.MaxConcurrent < 0 {
-		return fmt.Errorf("max_concurrent: must not be negative, got %d", c.MaxConcurrent)
+		bad("max_concurrent", "must not be negative, got %d", c.MaxConcurrent)
 	}
-	if c.RateLimit.RPS < 0 || c.RateLimit.Burst < 0 {
-		return fmt.Errorf("rate_limit: rps and burst must not be negative")
+	if c.RateLimit.RPS < 0 || math.IsNaN(c.RateLimit.RPS) || math.IsInf(c.RateLimit.RPS, 0) {
+		bad("rate_limit.rps", "must be a non-negative number")
 	}
-	return nil
+	if c.RateLimit.Burst < 0 {
+		bad("rate_limit.burst", "must not be negative")
+	}
+	for i, p := range c.AllowIPs {
+		if !p.IsValid() {
+			bad(fmt.Sprintf("allow_ips[%d]", i), "invalid prefix")
+		}
+	}
+	return errors.Join(errs...)
 }
 
 var groupNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)

@@ -532,26 +532,12 @@ func (c *Config) validate() []*FieldError {
 	for i := range c.Sources {
 		s := &c.Sources[i]
 		p := fmt.Sprintf("sources[%d]", i)
-		n := len(v.errs)
-		switch {
-		case s.Name == "":
-			v.errf(p+".name", "required")
-		case !relay.ValidSourceName(s.Name):
-			v.errf(p+".name", "%q must match [a-z0-9][a-z0-9_-]{0,62} (it is the URL path segment)", s.Name)
-		default:
-			if j, dup := names[s.Name]; dup {
-				v.errf(p+".name", "duplicate source %q (also sources[%d])", s.Name, j)
-			} else {
-				names[s.Name] = i
-			}
+		if j, dup := names[s.Name]; dup && s.Name != "" {
+			v.errf(p+".name", "duplicate source %q (also sources[%d])", s.Name, j)
+		} else {
+			names[s.Name] = i
 		}
 		v.source(p, s)
-		if len(v.errs) == n {
-			// Backstop for checks added to relay.SourceConfig.Validate later.
-			if err := s.Validate(); err != nil {
-				v.errs = append(v.errs, &FieldError{Path: p, Msg: err.Error()})
-			}
-		}
 	}
 
 	// Auth tokens.
@@ -601,15 +587,7 @@ func (c *Config) validate() []*FieldError {
 // destination checks one push destination: push.Config.Validate (whose error names each key),
 // its name unique, its sources configured and its filter compiling.
 func (v *cfgValidator) destination(p string, d *push.Config, sources, seen map[string]int, i int) {
-	if err := d.Validate(); err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			if key, msg, ok := strings.Cut(line, ": "); ok {
-				v.errf(p+"."+key, "%s", msg)
-			} else {
-				v.errf(p, "%s", line)
-			}
-		}
-	}
+	v.keyed(p, d.Validate())
 	if j, dup := seen[d.Name]; dup && d.Name != "" {
 		v.errf(p+".name", "duplicate destination name %q (also destinations[%d])", d.Name, j)
 	} else {
@@ -722,24 +700,20 @@ func (v *cfgValidator) source(p string, s *relay.SourceConfig) {
 			}
 		}
 	}
-	if s.MaxBodyBytes < 0 {
-		v.errf(p+".max_body_bytes", "must be positive, got %d", s.MaxBodyBytes)
+	v.keyed(p, s.Validate())
+}
+
+// keyed adds the problems of err, each "<key>: <problem>" relative to the entry at path p
+// (relay.SourceConfig.Validate, push.Config.Validate), with p joined to the key.
+func (v *cfgValidator) keyed(p string, err error) {
+	if err == nil {
+		return
 	}
-	if s.Partitions < 1 || s.Partitions > relay.MaxPartitions {
-		v.errf(p+".partitions", "must be 1..%d, got %d", relay.MaxPartitions, s.Partitions)
-	}
-	v.nonNegative(p+".retention", int64(s.Retention))
-	v.nonNegative(p+".max_len", s.MaxLen)
-	if s.DedupeWindow < time.Second {
-		v.errf(p+".dedupe_window", "must be at least 1s, got %s", s.DedupeWindow)
-	}
-	if s.RateLimit.RPS < 0 || math.IsNaN(s.RateLimit.RPS) || math.IsInf(s.RateLimit.RPS, 0) {
-		v.errf(p+".rate_limit.rps", "must be a non-negative number")
-	}
-	v.nonNegative(p+".rate_limit.burst", int64(s.RateLimit.Burst))
-	for i, pfx := range s.AllowIPs {
-		if !pfx.IsValid() {
-			v.errf(fmt.Sprintf("%s.allow_ips[%d]", p, i), "invalid prefix")
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if key, msg, ok := strings.Cut(line, ": "); ok {
+			v.errf(p+"."+key, "%s", msg)
+		} else {
+			v.errf(p, "%s", line)
 		}
 	}
 }
