@@ -452,7 +452,7 @@ func (m *Main) Close() error {
 		// End the streams first: a Subscribe over HTTP is an in-flight request that Shutdown
 		// would otherwise wait for until its timeout, and then cut without an error message.
 		if m.pusher != nil {
-			_ = m.pusher.Close() // deliveries in flight stay pending: sent again later
+			_ = m.pusher.Close() // attempts in flight finish (each within its timeout) and are settled
 		}
 		if m.svc != nil {
 			_ = m.svc.Close()

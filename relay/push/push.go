@@ -128,8 +128,10 @@ func (p *Pusher) Start(ctx context.Context) {
 	}
 }
 
-// Close stops every destination and waits for its goroutines. Deliveries in flight are
-// abandoned and delivered again later (at least once). It is idempotent.
+// Close stops every destination and waits for its goroutines: it takes no new event, lets
+// the attempts in flight finish (each bounded by its destination's timeout) and settles them,
+// so that an event a receiver accepted is not sent again. Events not yet sent stay pending in
+// their group and are delivered later (at least once). It is idempotent.
 func (p *Pusher) Close() error {
 	p.mu.Lock()
 	p.closed = true
@@ -215,6 +217,9 @@ type destination struct {
 	held   map[string]*delivery
 
 	acks chan string
+	// settle is the context of the current subscription's settlements (acks, retries, dead
+	// letters): it outlives the subscription until its attempts in flight have finished.
+	settle context.Context
 
 	inFlight, attempts, delivered, failed, deadLettered atomic.Int64
 	lastMu                                              sync.Mutex
@@ -323,21 +328,28 @@ func (d *destination) run(ctx context.Context) {
 // subscribe runs one subscription of the group and returns when it ends; the deliveries it
 // started have ended too (those abandoned stay pending in the group).
 func (d *destination) subscribe(ctx context.Context) error {
+	// ctx ends the subscription and every wait; settle outlives it until the attempts in
+	// flight have finished (each bounded by the timeout) and their outcome is written, so that
+	// stopping relayd does not send again what a receiver already accepted.
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
+	settle, stopSettling := context.WithCancel(context.WithoutCancel(ctx))
+	d.settle = settle
+	var wg, helpers sync.WaitGroup
 	defer func() {
 		cancel()
 		wg.Wait()
+		stopSettling()
+		helpers.Wait()
 		d.holdMu.Lock()
 		clear(d.held) // abandoned: their holds lapse and the group delivers them again
 		d.holdMu.Unlock()
 	}()
-	wg.Add(2)
-	go func() { defer wg.Done(); d.extend(ctx) }()
-	go func() { defer wg.Done(); d.ackLoop(ctx) }()
+	helpers.Add(2)
+	go func() { defer helpers.Done(); d.extend(settle) }()
+	go func() { defer helpers.Done(); d.ackLoop(settle) }()
 	if d.ordered() {
-		wg.Add(1)
-		go func() { defer wg.Done(); d.keepLease(ctx, cancel) }()
+		helpers.Add(1)
+		go func() { defer helpers.Done(); d.keepLease(ctx, cancel) }()
 	}
 	d.state.Store("running")
 	keys := newKeyQueues()
@@ -362,7 +374,7 @@ func (d *destination) subscribe(ctx context.Context) error {
 			return err
 		}
 		if !match {
-			d.queueAck(ctx, m.AckID)
+			d.queueAck(m.AckID)
 			return nil
 		}
 		d.hold(dl)
@@ -422,17 +434,17 @@ func (d *destination) deliverOnce(ctx context.Context, dl *delivery) {
 	switch {
 	case r.class == ClassSuccess:
 		d.settled(dl)
-		d.queueAck(ctx, dl.ackID)
+		d.queueAck(dl.ackID)
 	case r.class == ClassGone:
 		d.pause(fmt.Sprintf("%s answered 410 Gone", redactURL(d.cfg.URL)))
 	default:
 		delay, give := d.nextTry(dl, r)
 		d.settled(dl)
 		if give {
-			d.reject(ctx, dl, r)
+			d.reject(dl, r)
 			return
 		}
-		if _, err := d.p.svc.Nack(ctx, []string{dl.ackID}, delay, nil); err != nil && ctx.Err() == nil {
+		if _, err := d.p.svc.Nack(d.settle, []string{dl.ackID}, delay, nil); err != nil {
 			d.log.Warn("push: could not schedule a retry; the group redelivers it after its deadline",
 				"event", dl.ev.GetId(), "error", relay.ErrorMessage(err))
 		}
@@ -461,7 +473,7 @@ func (d *destination) runKey(ctx context.Context, keys *keyQueues, key string) {
 			}
 			if r.class == ClassSuccess {
 				d.settled(dl)
-				d.queueAck(ctx, dl.ackID)
+				d.queueAck(dl.ackID)
 				break
 			}
 			if r.class == ClassGone {
@@ -471,7 +483,7 @@ func (d *destination) runKey(ctx context.Context, keys *keyQueues, key string) {
 			delay, give := d.nextTry(dl, r)
 			if give {
 				d.settled(dl)
-				d.reject(ctx, dl, r)
+				d.reject(dl, r)
 				break
 			}
 			if !sleep(ctx, delay) {
@@ -498,11 +510,9 @@ func (d *destination) nextTry(dl *delivery, r result) (delay time.Duration, give
 }
 
 // reject dead-letters dl in the destination's group.
-func (d *destination) reject(ctx context.Context, dl *delivery, r result) {
-	if _, err := d.p.svc.Reject(ctx, []string{dl.ackID}, dl.attempt, nil); err != nil {
-		if ctx.Err() == nil {
-			d.log.Warn("push: could not dead-letter an event; the group redelivers it", "event", dl.ev.GetId(), "error", relay.ErrorMessage(err))
-		}
+func (d *destination) reject(dl *delivery, r result) {
+	if _, err := d.p.svc.Reject(d.settle, []string{dl.ackID}, dl.attempt, nil); err != nil {
+		d.log.Warn("push: could not dead-letter an event; the group redelivers it", "event", dl.ev.GetId(), "error", relay.ErrorMessage(err))
 		return
 	}
 	d.deadLettered.Add(1)
@@ -554,10 +564,10 @@ func (d *destination) extend(ctx context.Context) {
 }
 
 // queueAck acknowledges ackID in the next batch.
-func (d *destination) queueAck(ctx context.Context, ackID string) {
+func (d *destination) queueAck(ackID string) {
 	select {
 	case d.acks <- ackID:
-	case <-ctx.Done():
+	case <-d.settle.Done():
 	}
 }
 

@@ -710,3 +710,40 @@ func TestNewChecksSourcesAndFilter(t *testing.T) {
 		t.Errorf("New with a name twice = %v", err)
 	}
 }
+
+// Stopping a Pusher lets the attempts in flight finish and settles them: a receiver that
+// accepted an event does not get it again from the replica that comes back.
+func TestCloseFinishesAttemptsInFlight(t *testing.T) {
+	svc := newService(t)
+	started := make(chan struct{}, 10)
+	rcv := newReceiver(t, func(d delivery, w http.ResponseWriter) int {
+		if d.id != "marker" {
+			started <- struct{}{}
+			time.Sleep(300 * time.Millisecond) // still in flight when Close is called
+		}
+		return http.StatusOK
+	})
+	d := destination("hooks", rcv.URL)
+	d.MaxInFlight = 4
+	p, err := push.New(svc, []push.Config{d}, push.Options{Logger: quiet(), Consumer: "replica-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(context.Background())
+	for i := range 4 {
+		publish(t, svc, "s", fmt.Sprintf("e%d", i), "t", fmt.Sprintf("k%d", i))
+	}
+	for range 4 {
+		<-started
+	}
+	_ = p.Close() // returns once the four answers are in and acknowledged
+	if got := rcv.successes(); len(got) != 4 {
+		t.Fatalf("Close returned with %d of the 4 attempts in flight answered", len(got))
+	}
+	start(t, svc, push.Options{Consumer: "replica-1"}, d)
+	publish(t, svc, "s", "marker", "t", "m")
+	waitFor(t, rcv, "the marker", func() bool { return slices.Contains(rcv.successes(), "marker") })
+	if got := rcv.successes(); len(got) != 5 {
+		t.Errorf("after the restart the receiver got %v: events it had accepted were sent again", got)
+	}
+}

@@ -38,7 +38,9 @@ func (d *destination) attempt(ctx context.Context, dl *delivery) (r result, ok b
 		return result{}, false
 	}
 	ev := dl.ev
-	actx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	// Once sent, an attempt runs to its answer or its timeout even when ctx ends (relayd
+	// stopping): its outcome is then settled rather than the event sent again.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.Timeout)
 	defer cancel()
 	actx, span := d.startSpan(actx, dl)
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.cfg.URL, bytes.NewReader(ev.GetData()))
@@ -77,11 +79,7 @@ func (d *destination) attempt(ctx context.Context, dl *delivery) (r result, ok b
 	resp, err := d.client.Do(req)
 	latency := time.Since(start)
 	d.inFlight.Add(-1)
-	if err != nil && ctxDone(ctx, err) {
-		d.breaker.abandon(probe)
-		span.End()
-		return result{}, false
-	}
+
 	r = classify(resp, err, time.Now())
 	if resp != nil {
 		drain(resp.Body)

@@ -1,7 +1,6 @@
 package push
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -86,9 +85,4 @@ func publicAddr(a netip.Addr) bool {
 		}
 	}
 	return true
-}
-
-// ctxDone reports whether err is ctx's own end rather than the attempt's failure.
-func ctxDone(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && errors.Is(err, ctx.Err())
 }
