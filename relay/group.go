@@ -302,20 +302,31 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			}
 			g.waiting.Add(-1)
 		}
-		// 2. Entries idle past the ack deadline, from any consumer of the group.
-		if k := 0; time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
-			if k = g.reserve(100); k > 0 {
-				lastClaim = time.Now()
-				var claimed []Entry
-				var err error
-				claimed, nextHold, err = gs.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, k, s.opts.Now())
-				if err != nil {
-					g.unreserve(k)
-					return err
-				}
-				if ok, err := handleAll(claimed, k); err != nil || !ok {
-					return err
-				}
+		// 2. Entries idle past the ack deadline, from any consumer of the group. They come
+		// before new entries: a claim that is due and finds no free budget waits for it rather
+		// than letting new entries of the partition be read first, and a claim that filled its
+		// reservation claims again before any new read (redeliveries keep their place ahead of
+		// later entries, which per-key ordering relies on).
+		if time.Since(lastClaim) >= claimEvery || !nextHold.IsZero() && !s.opts.Now().Before(nextHold) {
+			k := g.reserve(100)
+			if k == 0 {
+				continue // back to the budget wait above
+			}
+			var claimed []Entry
+			var err error
+			claimed, nextHold, err = gs.ClaimDue(ctx, p, o.Name, o.Consumer, o.AckDeadline, k, s.opts.Now())
+			if err != nil {
+				g.unreserve(k)
+				return err
+			}
+			if len(claimed) < k {
+				lastClaim = time.Now() // everything due is claimed
+			}
+			if ok, err := handleAll(claimed, k); err != nil || !ok {
+				return err
+			}
+			if len(claimed) == k {
+				continue
 			}
 		}
 		// 3. New entries: a share of the free budget, so that the partitions share it. The read
