@@ -44,7 +44,7 @@ func TestPublicAddr(t *testing.T) {
 		{"127.0.0.1", false}, {"10.1.2.3", false}, {"172.16.0.1", false}, {"192.168.1.1", false},
 		{"169.254.169.254", false}, {"100.64.0.1", false}, {"0.0.0.0", false}, {"::1", false},
 		{"fe80::1", false}, {"fd00::1", false}, {"::ffff:127.0.0.1", false}, {"::ffff:10.0.0.1", false},
-		{"64:ff9b::a00:1", false}, {"224.0.0.1", false},
+		{"64:ff9b::a00:1", false}, {"224.0.0.1", false}, {"fe80::1%eth0", false}, {"::ffff:169.254.169.254", false},
 	} {
 		if got := publicAddr(mustAddr(t, tt.ip)); got != tt.want {
 			t.Errorf("publicAddr(%s) = %v, want %v", tt.ip, got, tt.want)

@@ -75,7 +75,7 @@ var nonPublic = []netip.Prefix{
 
 // publicAddr reports whether a may be reached without allow_private.
 func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("") // a zone ("fe80::1%eth0") would make every prefix miss
 	if !a.IsValid() {
 		return false
 	}
