@@ -43,9 +43,11 @@ fuzz:
 	  done; \
 	done
 
-# A short run of every fuzz target (CI).
+# A short run of every fuzz target (CI): a count of inputs rather than a time, because a
+# time runs out during the seed corpus's baseline on a loaded machine ("context deadline
+# exceeded") although nothing failed.
 fuzz-smoke:
-	$(MAKE) fuzz FUZZTIME=3s
+	$(MAKE) fuzz FUZZTIME=2000x
 
 # Load benchmark (cmd/relaybench): relayd, built here, against a redis-server started on a
 # free loopback port (or REDIS_URL), and in the same run on the same Redis the hand-written
