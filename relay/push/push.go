@@ -370,8 +370,12 @@ func (d *destination) subscribe(ctx context.Context) error {
 			return nil // heartbeat
 		}
 		dl, match, err := d.accept(m)
-		if err != nil {
-			return err
+		if err != nil { // a stored event that does not decode: retrying cannot help
+			d.log.Error("push: stored event does not decode; dead-lettering it", "entry", m.Entry.ID.String(), "error", err)
+			if _, err := d.p.svc.Reject(settle, []string{m.AckID}, max(m.Attempt, 1), nil); err != nil {
+				return err
+			}
+			return nil
 		}
 		if !match {
 			d.queueAck(m.AckID)
