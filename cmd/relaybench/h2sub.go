@@ -27,6 +27,7 @@ type h2sub struct {
 	bw    *bufio.Writer
 	fr    *http2.Framer
 	onMsg func(msg []byte) // nil: count only
+	stop  func()           // ends a grpc-go stream (dialSubscribeGRPC); nil for the HTTP/2 one
 
 	deliveries atomic.Int64
 	heartbeats atomic.Int64
@@ -109,7 +110,11 @@ func (s *h2sub) Err() error {
 
 func (s *h2sub) close() {
 	s.closed.Store(true)
-	_ = s.conn.Close()
+	if s.stop != nil {
+		s.stop()
+	} else {
+		_ = s.conn.Close()
+	}
 	<-s.done
 }
 

@@ -104,6 +104,7 @@ func main() {
 	flag.StringVar(&c.source, "source", "bench", "hmac source to use (a started relayd gets one of this name)")
 	flag.StringVar(&c.secret, "secret", "", "the source's HMAC secret (generated for a started relayd)")
 	flag.IntVar(&c.partitions, "partitions", 1, "partitions of the source")
+	flag.StringVar(&subClient, "client", "h2", "subscriber of the e2e, fanout and replay phases: h2 (a minimal HTTP/2 client: relayd's own cost) or grpc-go (a stock grpc-go client, raw codec: what users see)")
 	flag.StringVar(&c.phases, "phases", "idle,ingest,e2e,fanout,replay", "phases to run, comma-separated: idle,ingest,e2e,fanout,replay,wrk")
 	flag.IntVar(&c.conns, "conns", 50, "ingest: concurrent connections")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "ingest: warm-up before the measured window")

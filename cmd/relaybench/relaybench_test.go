@@ -79,3 +79,15 @@ func TestReplaceSection(t *testing.T) {
 		t.Fatalf("appended: %q", b)
 	}
 }
+
+func TestBytesCodecPassesMessagesThrough(t *testing.T) {
+	in := []byte{0x0a, 0x03, 'a', 'b', 'c'}
+	bs, err := bytesCodec{}.Marshal(&in)
+	if err != nil || string(bs.Materialize()) != string(in) {
+		t.Fatalf("Marshal = %q, %v", bs.Materialize(), err)
+	}
+	var out []byte
+	if err := (bytesCodec{}).Unmarshal(bs, &out); err != nil || string(out) != "\x0a\x03abc" {
+		t.Fatalf("Unmarshal = %q, %v", out, err)
+	}
+}

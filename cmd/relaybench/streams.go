@@ -211,7 +211,7 @@ func e2eRelay(t *relaydTarget, source string, secret []byte, runID string, rate 
 	total := int64(rate*d.Seconds()) + 1
 	rec := &receiptRecorder{prefix: "e2e-" + runID + "-", sched: make([]atomic.Int64, total+1), seen: map[int64]bool{}}
 	primed := make(chan struct{}, 1)
-	sub, err := dialSubscribe(t.grpcAddr, subscribeRequest(source, ""), func(msg []byte) {
+	sub, err := subscribe(t.grpcAddr, subscribeRequest(source, ""), func(msg []byte) {
 		now := time.Now()
 		id, ok := deliveryEventID(msg)
 		if !ok {
@@ -381,7 +381,7 @@ func fanoutRelay(ctx context.Context, t *relaydTarget, rdb *redis.Client, source
 	}()
 	req := subscribeRequest(source, "")
 	for range m {
-		s, err := dialSubscribe(t.grpcAddr, req, nil)
+		s, err := subscribe(t.grpcAddr, req, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -515,7 +515,7 @@ func replayRelay(t *relaydTarget, rdb *redis.Client, p relay.Partition, from rel
 	cursor := relay.EncodeCursor(relay.Cursor{Positions: map[relay.Partition]relay.ID{p: from}})
 	cpu := startCPU(t.pid, rdb)
 	start := time.Now()
-	s, err := dialSubscribe(t.grpcAddr, subscribeRequest(p.Source, cursor), nil)
+	s, err := subscribe(t.grpcAddr, subscribeRequest(p.Source, cursor), nil)
 	if err != nil {
 		return nil, err
 	}
