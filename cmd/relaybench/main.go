@@ -24,6 +24,10 @@
 //	        XRANGE COUNT 1000)
 //	wrk     wrk against relayd and the baseline, one after the other (-wrk-duration each)
 //
+// -client grpc-go makes the e2e, fanout and replay subscribers stock grpc-go clients (raw
+// codec) instead of the minimal HTTP/2 client (-client h2, the default), which parses only
+// message prefixes and so measures relayd alone.
+//
 // -write FILE replaces the section between "<!-- relaybench:begin -->" and
 // "<!-- relaybench:end -->" in FILE (BENCHMARKS.md) with the results table, the command and
 // the machine facts. -profile DIR saves relayd CPU profiles of the ingest, e2e, fanout and
