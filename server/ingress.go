@@ -37,6 +37,10 @@ type requestInfo struct {
 	method, path, rawQuery, url string
 	header                      http.Header
 	contentType                 string
+	// refusal is set by the WebhookService when verification refused the request: the
+	// verification reason and message, for the refused-requests log.
+	refusal, refusalMsg string
+	bodySize            int
 }
 
 type requestInfoKey struct{}
@@ -61,6 +65,8 @@ type IngressOptions struct {
 	// verification (401); beyond it the address gets 429 until the bucket refills. Zero RPS:
 	// no budget.
 	Unverified relay.RateLimit
+	// Refused, when set, keeps the last refused webhook requests of each source.
+	Refused *RefusedLog
 	// ViaGateway routes POSTed webhooks through the grpc-gateway mux (raw-body marshaler into
 	// google.api.HttpBody, header matcher, in-process WebhookService). By default the
 	// middleware, having read and checked the body already, calls the same WebhookService
@@ -116,10 +122,18 @@ func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Me
 	return in
 }
 
-// statusWriter records the status written.
+// statusWriter records the status written, and why a refusal was answered.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	reason string // set with refuse
+	msg    string
+}
+
+// refuse answers err, recording reason for the refused-requests log.
+func refuse(w *statusWriter, reason string, err error) {
+	w.reason, w.msg = reason, relay.ErrorMessage(err)
+	writeError(w, err)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -166,29 +180,46 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		}
 		var ctx context.Context
 		ctx, endSpan = startWebhookSpan(in.tracer, r, name)
+		ip := clientIP(r, in.opts.TrustedProxies)
+		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
+			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
+		if in.opts.Refused != nil {
+			defer func() {
+				if sw.status < 400 {
+					return
+				}
+				reason, msg := sw.reason, sw.msg
+				if info.refusal != "" {
+					reason, msg = info.refusal, info.refusalMsg
+				}
+				in.opts.Refused.add(name, Refusal{Time: time.Now().UTC(), Status: sw.status, Reason: refusalReason(sw.status, reason),
+					Message: msg, ClientAddr: ip.String(), Method: r.Method, Path: redactedPath(r.URL.Path, r.URL.RawQuery),
+					Headers: redactedHeaders(r.Header), BodySize: max(r.ContentLength, int64(info.bodySize))})
+			}()
+		}
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			sw.Header().Set("Allow", "GET, POST")
+			sw.reason = "method"
 			writeErrorStatus(sw, http.StatusMethodNotAllowed, relay.Errorf(relay.CodeInvalid, "method %s not allowed; webhooks are POSTed", r.Method))
 			return
 		}
-		ip := clientIP(r, in.opts.TrustedProxies)
 		if len(src.Config.AllowIPs) > 0 && !allowed(ip, src.Config.AllowIPs) {
 			in.log.DebugContext(ctx, "webhook refused: address not allowed", "source", name, "ip", ip.String())
-			writeError(sw, relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
+			refuse(sw, "ip", relay.Errorf(relay.CodePermissionDenied, "address not allowed"))
 			return
 		}
 		// Requests that fail verification spend their client address's budget, never the
 		// source's rate limit: an unsigned flood cannot starve the provider's deliveries.
 		if ok, wait := in.failures.allow(ip, time.Now()); !ok {
 			sw.Header().Set("Retry-After", retryAfter(wait))
-			writeError(sw, relay.Errorf(relay.CodeRateLimited, "too many requests that failed verification from this address"))
+			refuse(sw, "unverified_limit", relay.Errorf(relay.CodeRateLimited, "too many requests that failed verification from this address"))
 			return
 		}
 		limiter := in.limiters[name]
 		if limiter != nil {
 			if ok, wait := limiter.peek(time.Now()); !ok {
 				sw.Header().Set("Retry-After", retryAfter(wait))
-				writeError(sw, relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
+				refuse(sw, "rate_limit", relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
 				return
 			}
 		}
@@ -200,46 +231,46 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				limiter.spend(time.Now())
 			}
 		}()
-		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
-			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
 		if r.Method == http.MethodPost {
 			if !utf8Headers(r.Header) {
 				// Event attributes come from headers (content type, ids, types) and must be
 				// UTF-8 to be stored; no provider sends anything else.
-				writeError(sw, relay.Errorf(relay.CodeInvalid, "header values must be valid UTF-8"))
+				refuse(sw, "invalid", relay.Errorf(relay.CodeInvalid, "header values must be valid UTF-8"))
 				return
 			}
 			limit := src.Config.MaxBodyBytes
 			if r.ContentLength > limit {
-				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
+				refuse(sw, "size", relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
 			}
 			if in.opts.ContentTypes != nil {
 				mt := mediaType(info.contentType)
 				if !in.opts.ContentTypes(&src.Config, mt) {
-					writeError(sw, relay.Errorf(relay.CodeUnsupportedMedia, "content type %q is not accepted for this source", mt))
+					refuse(sw, "content_type", relay.Errorf(relay.CodeUnsupportedMedia, "content type %q is not accepted for this source", mt))
 					return
 				}
 			}
 			body, err := readBody(sw, r, limit, in.opts.MinBodyRate)
+			info.bodySize = len(body)
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					// http.read_timeout ran out: a client dribbling its body (slowloris).
+					sw.reason = "body_rate"
 					writeErrorStatus(sw, http.StatusRequestTimeout, relay.Errorf(relay.CodeInvalid, "timed out reading the body (http.min_body_rate, http.read_timeout)"))
 					return
 				}
-				writeError(sw, relay.Errorf(relay.CodeInvalid, "reading the body failed"))
+				refuse(sw, "invalid", relay.Errorf(relay.CodeInvalid, "reading the body failed"))
 				return
 			}
 			if int64(len(body)) > limit {
-				writeError(sw, relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
+				refuse(sw, "size", relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
 			}
 			// Slots are taken once the body is in: a client dribbling its body holds none.
 			release, ok := in.acquire(name)
 			if !ok {
-				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
+				refuse(sw, "unavailable", relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
 				return
 			}
 			defer release()
@@ -253,7 +284,7 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		if r.Method != http.MethodPost {
 			release, ok := in.acquire(name)
 			if !ok {
-				writeError(sw, relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
+				refuse(sw, "unavailable", relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
 				return
 			}
 			defer release()
@@ -640,6 +671,10 @@ func (s *WebhookServer) ReceiveWebhook(ctx context.Context, req *eventrelayv1.Re
 	if err != nil {
 		switch relay.ErrorCode(err) {
 		case relay.CodeUnauthenticated:
+			info.refusal, info.refusalMsg = relay.ErrorReason(err), relay.ErrorMessage(err)
+			if info.refusal == relay.ReasonMismatch {
+				info.refusal = "signature"
+			}
 			s.metrics.verifyFailed(req.GetSource(), relay.ErrorReason(err))
 			s.log.DebugContext(ctx, "webhook signature rejected", "source", req.GetSource(), "reason", relay.ErrorReason(err))
 		case relay.CodeUnavailable:

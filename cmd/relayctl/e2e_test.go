@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -633,5 +634,39 @@ func TestTLSAndToken(t *testing.T) {
 	tail := relayctl(t, []string{"RELAY_TOKEN=ops-token"}, "tail", "--addr", r.GRPC, "--ca", cert, "--from-start", "--count", "1").ok(t)
 	if got := ids(t, tail); !slices.Equal(got, []string{"tls-1"}) {
 		t.Errorf("tail over TLS printed %v", got)
+	}
+}
+
+// TestRefusedAndDestinations: relayctl refused shows a webhook signed with the wrong secret
+// with reason "signature"; relayctl destinations list and resume read the admin listener.
+func TestRefusedAndDestinations(t *testing.T) {
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(rcv.Close)
+	r := startRelayd(t, ordersYAML+"destinations:\n  - {name: hooks, url: \""+rcv.URL+"\", secrets: [whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u], allow_private: true}\n")
+	bad := relayctl(t, nil, "send", "--url", "http://"+r.HTTP, "--source", "orders", "--secret", "wrong-secret", "--data", `{"id":"x-1"}`)
+	if bad.code == 0 {
+		t.Fatalf("a webhook with the wrong secret was accepted: %s", bad.stdout)
+	}
+	out := relayctl(t, nil, "refused", "orders", "--admin", r.Admin, "-v").ok(t)
+	lines := out.lines()
+	if len(lines) < 2 || !strings.Contains(lines[1], " 401 ") || !strings.Contains(lines[1], "signature") || !strings.Contains(lines[1], "127.0.0.1") {
+		t.Errorf("relayctl refused:\n%s", out.stdout)
+	}
+	if !strings.Contains(out.stdout, "X-Signature:") {
+		t.Errorf("relayctl refused -v shows no headers:\n%s", out.stdout)
+	}
+	if res := relayctl(t, nil, "refused", "nope", "--admin", r.Admin); res.code != 1 || !strings.Contains(res.stderr, "404") {
+		t.Errorf("refused of an unknown source: exit %d, %s", res.code, res.stderr)
+	}
+
+	list := relayctl(t, nil, "destinations", "list", "--admin", r.Admin).ok(t)
+	if l := list.lines(); len(l) != 2 || strings.Join(strings.Fields(l[1])[:3], " ") != "hooks running closed" {
+		t.Errorf("destinations list:\n%s", list.stdout)
+	}
+	if res := relayctl(t, nil, "destinations", "resume", "hooks", "--admin", r.Admin).ok(t); strings.TrimSpace(res.stdout) != "resumed hooks" {
+		t.Errorf("destinations resume: %q", res.stdout)
+	}
+	if res := relayctl(t, nil, "destinations", "resume", "nope", "--admin", r.Admin); res.code != 1 || !strings.Contains(res.stderr, "not configured") {
+		t.Errorf("resume of an unknown destination: exit %d, %s", res.code, res.stderr)
 	}
 }

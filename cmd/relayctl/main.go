@@ -68,7 +68,7 @@ type command struct {
 var commands []*command
 
 func init() {
-	commands = []*command{sendCommand, tailCommand, eventsListCommand, eventsGetCommand, dlqListCommand, dlqRedriveCommand, sourcesCommand, destinationsListCommand, destinationsResumeCommand}
+	commands = []*command{sendCommand, tailCommand, eventsListCommand, eventsGetCommand, dlqListCommand, dlqRedriveCommand, sourcesCommand, refusedCommand, destinationsListCommand, destinationsResumeCommand}
 }
 
 func lookup(name string) *command {
@@ -228,7 +228,7 @@ Commands:
 Commands that call the gRPC API (tail, events, dlq) take --addr (default $RELAY_ADDR or
 localhost:9090), --token (default $RELAY_TOKEN), and --tls, --ca, --cert, --key,
 --insecure-skip-verify for TLS and mutual TLS. send posts to relayd's HTTP listener (--url);
-sources and destinations read its admin listener (--admin).
+sources, refused and destinations read its admin listener (--admin).
 
 Exit status: 0 success, 1 error (the server's message is printed), 2 usage error.
 Run 'relayctl <command> --help' for a command's flags.

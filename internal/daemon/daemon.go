@@ -55,6 +55,7 @@ type Main struct {
 	svc       *relay.Service
 	metrics   *server.Metrics
 	pusher    *push.Pusher
+	refused   *server.RefusedLog
 	health    *health.Server
 	ready     atomic.Bool
 	grpc      *grpc.Server
@@ -103,6 +104,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("redis: %w", err)
 	}
 	m.metrics = server.NewMetrics()
+	m.refused = server.NewRefusedLog(server.DefaultRefusedPerSource)
 	m.store.ObserveErrors(m.metrics.RedisError)
 	m.store.ObserveBatches(func(p relay.Partition, n int) { m.metrics.ObserveBatch(p.Source, n) })
 	// Sources.
@@ -188,6 +190,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Events: server.EventRoutesOptions{Auth: auth, MaxRequestBytes: cfg.HTTP.MaxRequestBytes,
 			RequireClientCert: cfg.HTTP.TLS.ClientCAFile != ""},
 		Ingress: server.IngressOptions{
+			Refused:        m.refused,
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
 			MinBodyRate:    cfg.HTTP.MinBodyRate,
@@ -388,6 +391,7 @@ func (m *Main) adminHandler() http.Handler {
 		_, _ = w.Write(server.OpenAPI())
 	})
 	mux.HandleFunc("GET /v1/admin/sources", m.adminSources)
+	mux.HandleFunc("GET /v1/admin/sources/{name}/refused", m.adminRefused)
 	mux.HandleFunc("GET /v1/admin/destinations", m.adminDestinations)
 	mux.HandleFunc("POST /v1/admin/destinations/{name}/resume", m.adminResume)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/eventrelay/eventrelay/internal/e2e"
+)
+
+// The admin listener shows a source's last refused webhooks: why, from where, with which
+// headers, never a credential nor the body.
+func TestRefusedRequestsAreShown(t *testing.T) {
+	m := startMain(t, testConfig(""))
+	body := []byte(`{"id":"r-1","type":"t"}`)
+	// A wrong secret, with credentials in a header and in the query.
+	if res := post(t, m, "orders?token=s3cr3t-in-query", body, e2e.Sign("not-the-secret", body), "Authorization", "Bearer abc", "X-Api-Token", "tok"); res.status != http.StatusUnauthorized {
+		t.Fatalf("wrong secret: %d", res.status)
+	}
+	// Too large (orders allows 4096 bytes).
+	big := []byte(`{"id":"r-2","pad":"` + strings.Repeat("x", 5000) + `"}`)
+	if res := post(t, m, "orders", big, e2e.Sign(testSecret, big)); res.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("too large: %d", res.status)
+	}
+	// Accepted: not listed.
+	if res := post(t, m, "orders", body, e2e.Sign(testSecret, body)); res.status != http.StatusOK {
+		t.Fatalf("good webhook: %d %s", res.status, res.body)
+	}
+
+	var got []struct {
+		Status     int
+		Reason     string
+		Message    string
+		ClientAddr string `json:"client_addr"`
+		Method     string
+		Path       string
+		Headers    map[string]string
+		BodySize   int64 `json:"body_size"`
+	}
+	resp, err := http.Get("http://" + m.AdminAddr + "/v1/admin/sources/orders/refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || len(got) != 2 {
+		t.Fatalf("refused = %+v, %v; want 2", got, err)
+	}
+	size, sig := got[0], got[1] // newest first
+	if size.Status != 413 || size.Reason != "size" || size.BodySize != int64(len(big)) {
+		t.Errorf("newest = %+v, want 413 size with the body size %d", size, len(big))
+	}
+	if sig.Status != 401 || sig.Reason != "signature" || sig.ClientAddr != "127.0.0.1" || sig.Method != "POST" ||
+		sig.BodySize != int64(len(body)) || sig.Message == "" {
+		t.Errorf("signature refusal = %+v", sig)
+	}
+	if sig.Path != "/v1/webhooks/orders?token=redacted" {
+		t.Errorf("path %q: the query value is not redacted", sig.Path)
+	}
+	if sig.Headers["Authorization"] != "redacted" || sig.Headers["X-Api-Token"] != "redacted" || sig.Headers["X-Signature"] == "" {
+		t.Errorf("headers %v: want Authorization and X-Api-Token redacted, X-Signature shown", sig.Headers)
+	}
+	raw, _ := json.Marshal(got)
+	for _, secret := range []string{"s3cr3t-in-query", "Bearer abc", `"tok"`, `"r-1"`} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the refused log shows %s", secret)
+		}
+	}
+
+	for path, want := range map[string]int{
+		"/v1/admin/sources/orders/refused?limit=1": http.StatusOK,
+		"/v1/admin/sources/nope/refused":           http.StatusNotFound,
+		"/v1/admin/sources/orders/refused?limit=x": http.StatusBadRequest,
+	} {
+		resp, err := http.Get("http://" + m.AdminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var one []json.RawMessage
+		if want == http.StatusOK {
+			_ = json.NewDecoder(resp.Body).Decode(&one)
+			if len(one) != 1 {
+				t.Errorf("%s: %d entries, want 1", path, len(one))
+			}
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
