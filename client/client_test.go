@@ -332,6 +332,31 @@ func TestTailHandlerError(t *testing.T) {
 	}
 }
 
+// TestNoHandlerAfterCancel: once the handler cancels Receive's context, no further event is
+// handed to it, even one already received (50 runs: the race was between the cancelled
+// context and a waiting worker).
+func TestNoHandlerAfterCancel(t *testing.T) {
+	c := newClient(t, shared.GRPC)
+	for i, id := range []string{"cancel-a", "cancel-b", "cancel-c"} {
+		e2e.MustPost(t, shared.HTTP, "orders", id, "cancel.t", i)
+	}
+	sub := client.Subscription{Sources: []string{"orders"}, Types: []string{"cancel.*"}, Start: client.StartEarliest}
+	for run := range 50 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var seen []string
+		err := c.Receive(ctx, sub, func(ctx context.Context, m *client.Message) error {
+			seen = append(seen, m.Event.GetId())
+			cancel()
+			return nil
+		})
+		deadline := ctx.Err()
+		cancel()
+		if err != nil || len(seen) != 1 || errors.Is(deadline, context.DeadlineExceeded) {
+			t.Fatalf("run %d: handled %v (err %v), want only the first event", run, seen, err)
+		}
+	}
+}
+
 // TestOrderedByPartitionKey: with 4 handlers at once, each key's events are handled in
 // order, one at a time, while different keys run concurrently.
 func TestOrderedByPartitionKey(t *testing.T) {

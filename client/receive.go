@@ -103,7 +103,8 @@ func (e *HandlerError) Unwrap() error { return e.Err }
 const defaultHeartbeat = 15 * time.Second
 
 // Receive consumes sub, calling handler for each event, until ctx ends (it then returns
-// nil once the running handlers returned) or an error resuming cannot fix: an
+// nil once the running handlers returned, and hands no further event to handler, even one
+// already received: a handler may cancel ctx to stop after its event) or an error resuming cannot fix: an
 // *OutOfRangeError, a *StatusError (permission, invalid argument, group setting conflict),
 // a *HandlerError (tail mode), or a CursorStore failure.
 func (c *Client) Receive(ctx context.Context, sub Subscription, handler Handler) error {
@@ -446,7 +447,7 @@ func newDispatcher(ctx context.Context, r *receiver, stop func()) *dispatcher {
 		for range workersPerQueue {
 			d.wg.Go(func() {
 				for t := range q {
-					if d.r.failed() != nil {
+					if d.r.failed() != nil || d.ctx.Err() != nil {
 						continue // Receive is ending: handle nothing more
 					}
 					if err := d.r.handle(d.ctx, t.m); err != nil {
