@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/eventrelay/eventrelay/internal/cpustat"
 )
 
 // proc is a child process the harness started (redis-server or relayd). It is stopped by
@@ -339,49 +341,6 @@ func loadAvg() string {
 	return strings.Join(f[:3], " ")
 }
 
-// cpuTime returns the user+system CPU time a process has used (/proc/<pid>/stat; pid 0:
-// this process).
-func cpuTime(pid int) time.Duration {
-	path := "/proc/self/stat"
-	if pid > 0 {
-		path = fmt.Sprintf("/proc/%d/stat", pid)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) may hold spaces: fields are counted after its ')'.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// redisCPU returns Redis's used_cpu_user + used_cpu_sys.
-func redisCPU(rdb *redis.Client) time.Duration {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	info, err := rdb.Info(ctx, "cpu").Result()
-	if err != nil {
-		return 0
-	}
-	var total float64
-	for line := range strings.SplitSeq(info, "\n") {
-		line = strings.TrimSpace(line)
-		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-			if v, ok := strings.CutPrefix(line, k); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				total += f
-			}
-		}
-	}
-	return time.Duration(total * float64(time.Second))
-}
-
 // cpuMeter measures the CPU time relayd (when its pid is known), Redis and the harness
 // itself use over a phase.
 type cpuMeter struct {
@@ -393,18 +352,18 @@ type cpuMeter struct {
 }
 
 func startCPU(pid int, rdb *redis.Client) *cpuMeter {
-	return &cpuMeter{pid: pid, rdb: rdb, relayd: cpuTime(pid), redis: redisCPU(rdb), harness: cpuTime(0), startWall: time.Now()}
+	return &cpuMeter{pid: pid, rdb: rdb, relayd: cpustat.Process(pid), redis: cpustat.Redis(rdb), harness: cpustat.Process(0), startWall: time.Now()}
 }
 
 // stop turns the meter into the CPU used since start.
 func (m *cpuMeter) stop() *cpuMeter {
 	if m.pid > 0 {
-		m.relayd = cpuTime(m.pid) - m.relayd
+		m.relayd = cpustat.Process(m.pid) - m.relayd
 	} else {
 		m.relayd = 0
 	}
-	m.redis = redisCPU(m.rdb) - m.redis
-	m.harness = cpuTime(0) - m.harness
+	m.redis = cpustat.Redis(m.rdb) - m.redis
+	m.harness = cpustat.Process(0) - m.harness
 	m.wall = time.Since(m.startWall)
 	return m
 }

@@ -17,13 +17,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/eventrelay/eventrelay/internal/cpustat"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/push"
@@ -101,38 +101,6 @@ func (r *receiverProc) count() int64 {
 	return n
 }
 
-// cpuOf is a process's user+system CPU time from /proc/<pid>/stat (pid 0: this process).
-func cpuOf(pid int) time.Duration {
-	if pid == 0 {
-		var ru syscall.Rusage
-		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * (time.Second / 100) // clock ticks (USER_HZ 100)
-}
-
-// redisCPU is the Redis server's used_cpu_user + used_cpu_sys.
-func redisCPU(rdb *redis.Client) time.Duration {
-	info, _ := rdb.Info(context.Background(), "cpu").Result()
-	var total float64
-	for line := range strings.SplitSeq(info, "\r\n") {
-		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
-			if v, ok := strings.CutPrefix(line, k); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				total += f
-			}
-		}
-	}
-	return time.Duration(total * float64(time.Second))
-}
-
 // BenchmarkPush delivers b.N stored events to a receiver process with 64 in flight:
 // relay is a push destination (max_in_flight 64) of a relay.Service; handwritten is the
 // worker a team writes by hand on the same Redis (64 goroutines: XREADGROUP COUNT 1, POST
@@ -158,7 +126,7 @@ func BenchmarkPush(b *testing.B) {
 		}
 		publishN(b, svc, source, b.N)
 		before := rcv.count()
-		cpu0, redis0, rcv0 := cpuOf(0), redisCPU(rdb), cpuOf(rcv.cmd.Process.Pid)
+		cpu0, redis0, rcv0 := cpustat.Process(0), cpustat.Redis(rdb), cpustat.Process(rcv.cmd.Process.Pid)
 		b.ResetTimer()
 		start := time.Now()
 		stop := deliver(svc, source)
@@ -167,7 +135,7 @@ func BenchmarkPush(b *testing.B) {
 		}
 		wall := time.Since(start)
 		b.StopTimer()
-		cpu, rcpu, recv := cpuOf(0)-cpu0, redisCPU(rdb)-redis0, cpuOf(rcv.cmd.Process.Pid)-rcv0
+		cpu, rcpu, recv := cpustat.Process(0)-cpu0, cpustat.Redis(rdb)-redis0, cpustat.Process(rcv.cmd.Process.Pid)-rcv0
 		stop()
 		n := float64(b.N)
 		b.ReportMetric(n/wall.Seconds(), "deliveries/s")
