@@ -13,7 +13,7 @@ func TestProcessGrows(t *testing.T) {
 			t.Fatalf("Process(0) stayed at %s after a minute of spinning", Process(0))
 		}
 	}
-	if Process(1 << 30) != 0 {
+	if Process(1<<30) != 0 {
 		t.Error("a process that does not exist used CPU")
 	}
 }
