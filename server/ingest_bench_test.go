@@ -43,7 +43,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	m := NewMetrics()
 	h, err := NewHTTPHandler(b.Context(), svc, HTTPOptions{Webhooks: NewWebhookServer(svc, WebhookServerOptions{Logger: log, Metrics: m}), Logger: log, Metrics: m,
-		Ingress: IngressOptions{MaxConcurrent: 1024, ContentTypes: func(src *relay.SourceConfig, ct string) bool {
+		Ingress: IngressOptions{MaxConcurrent: 1024, Refused: NewRefusedLog(0), ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 			return verify.SourceAccepts(src, ct)
 		}}})
 	if err != nil {

@@ -168,9 +168,14 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		label := name
 		endSpan := func(int) {}
+		var info *requestInfo // set once the source is known
+		var ip netip.Addr
 		defer func() {
 			in.metrics.request(label, sw.status)
 			endSpan(sw.status)
+			if info != nil && sw.status >= 400 {
+				in.refused(name, r, sw, info, ip)
+			}
 		}()
 		src, err := in.svc.Source(name)
 		if err != nil || strings.Contains(name, "/") {
@@ -180,23 +185,9 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		}
 		var ctx context.Context
 		ctx, endSpan = startWebhookSpan(in.tracer, r, name)
-		ip := clientIP(r, in.opts.TrustedProxies)
-		info := &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
+		ip = clientIP(r, in.opts.TrustedProxies)
+		info = &requestInfo{method: r.Method, path: r.URL.Path, rawQuery: r.URL.RawQuery, header: r.Header,
 			contentType: r.Header.Get("Content-Type"), url: publicURL(r, &src.Config)}
-		if in.opts.Refused != nil {
-			defer func() {
-				if sw.status < 400 {
-					return
-				}
-				reason, msg := sw.reason, sw.msg
-				if info.refusal != "" {
-					reason, msg = info.refusal, info.refusalMsg
-				}
-				in.opts.Refused.add(name, Refusal{Time: time.Now().UTC(), Status: sw.status, Reason: refusalReason(sw.status, reason),
-					Message: msg, ClientAddr: ip.String(), Method: r.Method, Path: redactedPath(r.URL.Path, r.URL.RawQuery),
-					Headers: redactedHeaders(r.Header), BodySize: max(r.ContentLength, int64(info.bodySize))})
-			}()
-		}
 		if r.Method != http.MethodPost && r.Method != http.MethodGet {
 			sw.Header().Set("Allow", "GET, POST")
 			sw.reason = "method"
@@ -292,6 +283,24 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// refused records a refused request of source in the refused-requests log: the reason the
+// ingress recorded (refuse) or the WebhookService (verification, ingest errors), else "error".
+func (in *ingress) refused(source string, r *http.Request, sw *statusWriter, info *requestInfo, ip netip.Addr) {
+	if in.opts.Refused == nil {
+		return
+	}
+	reason, msg := sw.reason, sw.msg
+	if info.refusal != "" {
+		reason, msg = info.refusal, info.refusalMsg
+	}
+	if reason == "" {
+		reason = "error"
+	}
+	in.opts.Refused.add(source, Refusal{Time: time.Now().UTC(), Status: sw.status, Reason: reason,
+		Message: msg, ClientAddr: ip.String(), Method: r.Method, Path: redactedPath(r.URL.Path, r.URL.RawQuery),
+		Headers: redactedHeaders(r.Header), BodySize: max(r.ContentLength, int64(info.bodySize))})
 }
 
 // acquire takes a slot of the listener (http.max_concurrent) and one of the source
@@ -669,9 +678,11 @@ func (s *WebhookServer) ReceiveWebhook(ctx context.Context, req *eventrelayv1.Re
 	res, err := s.svc.Ingest(ctx, req.GetSource(), wr)
 	endVerify(err)
 	if err != nil {
+		// For the refused-requests log: the verification reason, else the error's code.
+		info.refusal, info.refusalMsg = string(relay.ErrorCode(err)), relay.ErrorMessage(err)
 		switch relay.ErrorCode(err) {
 		case relay.CodeUnauthenticated:
-			info.refusal, info.refusalMsg = relay.ErrorReason(err), relay.ErrorMessage(err)
+			info.refusal = relay.ErrorReason(err)
 			if info.refusal == relay.ReasonMismatch {
 				info.refusal = "signature"
 			}

@@ -18,9 +18,10 @@ const DefaultRefusedPerSource = 100
 type Refusal struct {
 	Time   time.Time `json:"time"`
 	Status int       `json:"status"`
-	// Reason: signature (mismatch), missing, malformed, stale, future, no_secret (verification),
+	// Reason: signature (mismatch), missing, malformed, stale, future, no_secret (verification);
 	// ip, rate_limit, unverified_limit, size, content_type, body_rate, invalid, method,
-	// unavailable (concurrency limits or the store), error.
+	// unavailable (refused by the ingress); the error code (invalid, unavailable, ...) of
+	// another failure of the ingest; error when nothing says more.
 	Reason string `json:"reason"`
 	// Message is the answer's message.
 	Message    string `json:"message,omitempty"`
@@ -131,33 +132,4 @@ func redactedPath(path, rawQuery string) string {
 		q[k] = []string{"redacted"}
 	}
 	return path + "?" + q.Encode()
-}
-
-// refusalReason names why a request answered status was refused: the verification reason
-// when verification failed, else the one the ingress recorded, else one from the status.
-func refusalReason(status int, recorded string) string {
-	if recorded != "" {
-		return recorded
-	}
-	switch status {
-	case http.StatusUnauthorized:
-		return "signature"
-	case http.StatusForbidden:
-		return "ip"
-	case http.StatusTooManyRequests:
-		return "rate_limit"
-	case http.StatusRequestEntityTooLarge:
-		return "size"
-	case http.StatusUnsupportedMediaType:
-		return "content_type"
-	case http.StatusRequestTimeout:
-		return "body_rate"
-	case http.StatusMethodNotAllowed:
-		return "method"
-	case http.StatusServiceUnavailable:
-		return "unavailable"
-	case http.StatusBadRequest:
-		return "invalid"
-	}
-	return "error"
 }
