@@ -26,7 +26,7 @@ const (
 	ClassRedirect    Class = "redirect"     // 3xx: never followed
 	ClassTimeout     Class = "timeout"      // no answer within timeout
 	ClassConnection  Class = "connection"   // refused, reset, DNS, TLS
-	ClassRefused     Class = "private"      // a non-public address without allow_private
+	ClassPrivate     Class = "private"      // a non-public address without allow_private
 )
 
 // maxResponseBytes bounds what is read of a response body (to reuse the connection and
@@ -48,7 +48,7 @@ func classify(resp *http.Response, err error, now time.Time) result {
 		var ne interface{ Timeout() bool }
 		switch {
 		case errors.Is(err, errPrivate):
-			return result{class: ClassRefused, err: errPrivate.Error()}
+			return result{class: ClassPrivate, err: errPrivate.Error()}
 		case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 			return result{class: ClassTimeout, err: "timed out"}
 		default:

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,6 +146,19 @@ func (r *receiver) deliveries() []delivery {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.got)
+}
+
+// newFailingReceiver returns a receiver answering code to every POST until heal is
+// called, 200 after.
+func newFailingReceiver(t *testing.T, code int) (rcv *receiver, heal func()) {
+	var recovered atomic.Bool
+	rcv = newReceiver(t, func(delivery, http.ResponseWriter) int {
+		if recovered.Load() {
+			return http.StatusOK
+		}
+		return code
+	})
+	return rcv, func() { recovered.Store(true) }
 }
 
 // successes returns the ids answered 2xx, in arrival order.
@@ -377,16 +391,7 @@ func TestTimeoutRetries(t *testing.T) {
 
 func TestGonePausesUntilResumed(t *testing.T) {
 	svc := newService(t)
-	var mu sync.Mutex
-	gone := true
-	rcv := newReceiver(t, func(d delivery, w http.ResponseWriter) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if gone {
-			return http.StatusGone
-		}
-		return http.StatusOK
-	})
+	rcv, heal := newFailingReceiver(t, http.StatusGone)
 	p := start(t, svc, push.Options{}, destination("hooks", rcv.URL))
 	publish(t, svc, "s", "e1", "t", "k")
 	waitFor(t, rcv, "the 410", func() bool { return len(rcv.deliveries()) == 1 })
@@ -400,9 +405,7 @@ func TestGonePausesUntilResumed(t *testing.T) {
 	if n := len(rcv.deliveries()); n != 1 {
 		t.Fatalf("a paused destination sent %d more POSTs", n-1)
 	}
-	mu.Lock()
-	gone = false
-	mu.Unlock()
+	heal()
 	if err := p.Resume("hooks"); err != nil {
 		t.Fatal(err)
 	}
@@ -424,16 +427,7 @@ func TestGonePausesUntilResumed(t *testing.T) {
 
 func TestDeadLettersPastMaxAttemptsAndRedrive(t *testing.T) {
 	svc := newService(t)
-	var mu sync.Mutex
-	failing := true
-	rcv := newReceiver(t, func(d delivery, w http.ResponseWriter) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if failing {
-			return http.StatusBadGateway
-		}
-		return http.StatusOK
-	})
+	rcv, heal := newFailingReceiver(t, http.StatusBadGateway)
 	obs := &counter{}
 	d := destination("hooks", rcv.URL)
 	d.Retry.MaxAttempts = 3
@@ -447,9 +441,7 @@ func TestDeadLettersPastMaxAttemptsAndRedrive(t *testing.T) {
 	if err != nil || len(items) != 1 {
 		t.Fatalf("dead letters of dest:hooks = %d, %v; want 1", len(items), err)
 	}
-	mu.Lock()
-	failing = false
-	mu.Unlock()
+	heal()
 	n, err := svc.Redrive(t.Context(), "t", "dest:hooks", nil)
 	if err != nil || n != 1 {
 		t.Fatalf("Redrive = %d, %v", n, err)
@@ -513,16 +505,7 @@ func TestOrderedByPartitionKey(t *testing.T) {
 
 func TestBreakerOpensAndProbes(t *testing.T) {
 	svc := newService(t)
-	var mu sync.Mutex
-	down := true
-	rcv := newReceiver(t, func(delivery, http.ResponseWriter) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return http.StatusInternalServerError
-		}
-		return http.StatusOK
-	})
+	rcv, heal := newFailingReceiver(t, http.StatusInternalServerError)
 	d := destination("hooks", rcv.URL)
 	d.Breaker = push.Breaker{Failures: 3, Cooldown: time.Second}
 	d.Retry.MaxAttempts = 100
@@ -534,9 +517,7 @@ func TestBreakerOpensAndProbes(t *testing.T) {
 	if n != 3 {
 		t.Errorf("%d attempts opened the breaker, want 3", n)
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	heal()
 	// After the cool-down one probe goes through, succeeds and closes the breaker.
 	waitFor(t, rcv, "the probe", func() bool { return len(rcv.successes()) == 1 })
 	waitFor(t, rcv, "the breaker to close", func() bool { return p.Status()[0].Breaker == push.BreakerClosed })
@@ -559,8 +540,8 @@ func TestPrivateAddressesRefused(t *testing.T) {
 	if n := len(rcv.deliveries()); n != 0 {
 		t.Errorf("a loopback destination without allow_private got %d POSTs", n)
 	}
-	if obs.count(push.ClassRefused) != 2 {
-		t.Errorf("attempts refused = %d, want 2 (%v)", obs.count(push.ClassRefused), obs.classes)
+	if obs.count(push.ClassPrivate) != 2 {
+		t.Errorf("attempts refused = %d, want 2 (%v)", obs.count(push.ClassPrivate), obs.classes)
 	}
 	if st := p.Status()[0]; !strings.Contains(st.LastError, "allow_private") {
 		t.Errorf("last error %q does not say how to allow it", st.LastError)
