@@ -626,7 +626,6 @@ func (d *destination) pause(reason string) {
 		return
 	}
 	d.paused = reason
-	d.state.Store("paused")
 	d.log.Error("push destination paused; resume it with relayctl destinations resume", "reason", reason)
 	close(d.changed)
 	d.changed = make(chan struct{})
@@ -693,9 +692,12 @@ func (d *destination) waitRunning(ctx context.Context) bool {
 func (d *destination) status() Status {
 	s := Status{
 		Name: d.cfg.Name, URL: redactURL(d.cfg.URL), Group: d.group, Sources: d.sources, Ordering: d.cfg.Ordering,
-		State: d.state.Load().(string), PausedReason: d.pausedReason(), Breaker: d.breaker.State(),
+		State: d.state.Load().(string), Breaker: d.breaker.State(),
 		InFlight: d.inFlight.Load(), Attempts: d.attempts.Load(), Delivered: d.delivered.Load(),
 		Failed: d.failed.Load(), DeadLettered: d.deadLettered.Load(),
+	}
+	if s.PausedReason = d.pausedReason(); s.PausedReason != "" {
+		s.State = "paused" // from the pause itself: the state of the subscription lags it
 	}
 	d.holdMu.Lock()
 	s.Held = int64(len(d.held))
