@@ -128,11 +128,11 @@ func Launch(config string, env ...string) (*Relayd, error) {
 		return nil, err
 	}
 	r := &Relayd{bin: bin, env: env}
-	for _, a := range []*string{&r.HTTP, &r.GRPC, &r.Admin} {
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
-		}
+	addrs, err := freeAddrs(3)
+	if err != nil {
+		return nil, err
 	}
+	r.HTTP, r.GRPC, r.Admin = addrs[0], addrs[1], addrs[2]
 	if r.dir, err = os.MkdirTemp("", "eventrelay-e2e-run-"); err != nil {
 		return nil, err
 	}
@@ -191,13 +191,20 @@ func Exits(t testing.TB, path string, env ...string) (code int, logs string) {
 	return r.code, r.logs.String()
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// freeAddrs returns n distinct free loopback addresses: their listeners stay open until all
+// are chosen, so the system cannot hand the same port out twice (relayd refuses a
+// configuration with two listeners on one address).
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return out, nil
 }
 
 // launch starts the process and waits until it listens.
