@@ -43,44 +43,44 @@ func (s Secret) GoString() string { return s.String() }
 
 // RateLimit is a token bucket: rps tokens per second, up to burst.
 type RateLimit struct {
-	RPS   float64
-	Burst int
+	RPS   float64 `koanf:"rps"`
+	Burst int     `koanf:"burst"`
 }
 
 // SourceConfig is the configuration of one source, as read from the sources: list of the
 // configuration file. Provider-specific options are documented in docs/providers.md.
 type SourceConfig struct {
 	// Name is the URL path segment and the stream name.
-	Name string
+	Name string `koanf:"name"`
 	// Provider is the signature scheme, e.g. "hmac", "stripe", "github" (see relay/verify).
-	Provider string
+	Provider string `koanf:"provider"`
 	// URL is the public URL the provider calls, and signs for URL-signing providers (twilio,
 	// square, hubspot, hmac with {url}); empty: the URL of the request as received.
-	URL string
+	URL string `koanf:"url"`
 	// Verify holds the provider's options (secrets, header, tolerance, url, ...): a
 	// *verify.Options of relay/verify, which reads them. The domain never does.
-	Verify any
+	Verify any `koanf:"-"`
 
 	// Limits.
-	MaxBodyBytes int64
-	AllowIPs     []netip.Prefix
+	MaxBodyBytes int64          `koanf:"max_body_bytes"`
+	AllowIPs     []netip.Prefix `koanf:"allow_ips"`
 	// RateLimit bounds the verified webhooks of the source; requests that fail verification
 	// never spend it (they draw from a per-client-address budget of the ingress).
-	RateLimit RateLimit
+	RateLimit RateLimit `koanf:"rate_limit"`
 	// MaxConcurrent bounds the webhooks of this source verified and stored at once (beyond:
 	// 503 with Retry-After), so one flooded source cannot take every slot of the listener.
 	// Default DefaultSourceMaxConcurrent.
-	MaxConcurrent int
+	MaxConcurrent int `koanf:"max_concurrent"`
 	// MaxGroups bounds the consumer groups of the source (FAILED_PRECONDITION for one more),
 	// default DefaultMaxGroups.
-	MaxGroups int
+	MaxGroups int `koanf:"max_groups"`
 
 	// Storage.
-	Partitions   int
-	PartitionKey string // JSON path into the payload, or "header:Name"
-	Retention    time.Duration
-	MaxLen       int64
-	DedupeWindow time.Duration
+	Partitions   int           `koanf:"partitions"`
+	PartitionKey string        `koanf:"partition_key"` // JSON path into the payload, or "header:Name"
+	Retention    time.Duration `koanf:"retention"`
+	MaxLen       int64         `koanf:"max_len"`
+	DedupeWindow time.Duration `koanf:"dedupe_window"`
 }
 
 // SetDefaults fills zero values with the documented defaults.

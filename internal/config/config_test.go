@@ -308,14 +308,11 @@ func TestConfigExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var keys []string
-	var walk func([]cfgField)
-	walk = func(fs []cfgField) {
-		for _, f := range fs {
-			keys = append(keys, f.name)
-			walk(f.sub)
+	for _, leaves := range [][]cfgLeaf{cfgLeaves, cfgSourceLeaves, cfgTokenLeaves, cfgDestLeaves} {
+		for _, l := range leaves {
+			keys = append(keys, strings.Split(l.path, ".")...)
 		}
 	}
-	walk(cfgFields)
 	for _, k := range keys {
 		if !strings.Contains(string(data), k+":") {
 			t.Errorf("key %q is not documented in testdata/relay.example.yaml", k)
@@ -930,5 +927,35 @@ destinations:
 	_, err = Load(path, env, nil)
 	if want := `destinations[2].name: duplicate destination name "crm" (also destinations[0])`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Load with a duplicate destination = %v, want %s", err, want)
+	}
+}
+
+// Every field of the types the file is decoded into has its key as a koanf tag: an untagged
+// field would be accepted under its Go name.
+func TestEveryFieldHasAKey(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice || typ.Kind() == reflect.Map {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] || typ.PkgPath() == "time" || typ.PkgPath() == "net/netip" || typ == reflect.TypeFor[relay.Secret]() {
+			return
+		}
+		seen[typ] = true
+		for f := range typ.Fields() {
+			tag, ok := f.Tag.Lookup("koanf")
+			if !ok && f.IsExported() {
+				t.Errorf("%s.%s (%s) has no koanf tag", typ, f.Name, path)
+				continue
+			}
+			if tag != "-" {
+				walk(path+"."+f.Name, f.Type)
+			}
+		}
+	}
+	walk("document", reflect.TypeFor[document]())
+	if len(seen) < 12 {
+		t.Errorf("walked %d types, want the document's 12 or more", len(seen))
 	}
 }

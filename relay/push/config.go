@@ -48,57 +48,57 @@ const (
 // Webhooks way.
 type Config struct {
 	// Name identifies the destination; its consumer group is "dest:<name>".
-	Name string
+	Name string `koanf:"name"`
 	// URL receives the POSTs (http or https).
-	URL string
+	URL string `koanf:"url"`
 	// Sources are the sources delivered; empty: every configured source.
-	Sources []string
+	Sources []string `koanf:"sources"`
 	// Types are type globs an event must match; empty: every type.
-	Types []string
+	Types []string `koanf:"types"`
 	// Filter is a filter expression (as SubscribeRequest.filter) an event must match.
-	Filter string
+	Filter string `koanf:"filter"`
 	// Secrets sign every POST (webhook-signature); each is "whsec_" followed by the
 	// base64 key (the prefix may be left out). Several sign with each, for rotation.
-	Secrets []relay.Secret
+	Secrets []relay.Secret `koanf:"secrets"`
 	// Headers are added to every POST.
-	Headers map[string]string
+	Headers map[string]string `koanf:"headers"`
 	// Timeout bounds one attempt, response included.
-	Timeout time.Duration
+	Timeout time.Duration `koanf:"timeout"`
 	// MaxInFlight bounds the attempts in flight at once (per replica).
-	MaxInFlight int
+	MaxInFlight int `koanf:"max_in_flight"`
 	// Ordering: OrderingNone (default) or OrderingPartitionKey.
-	Ordering Ordering
+	Ordering Ordering `koanf:"ordering"`
 	// Retry is the retry policy.
-	Retry Retry
+	Retry Retry `koanf:"retry"`
 	// RateLimit bounds the attempts per second (0: no bound).
-	RateLimit relay.RateLimit
+	RateLimit relay.RateLimit `koanf:"rate_limit"`
 	// Breaker is the circuit breaker.
-	Breaker Breaker
+	Breaker Breaker `koanf:"breaker"`
 	// AllowPrivate lets the destination resolve to loopback, link-local, private or
 	// otherwise non-public addresses, refused by default.
-	AllowPrivate bool
+	AllowPrivate bool `koanf:"allow_private"`
 }
 
 // Retry is a destination's retry policy: exponential backoff with full jitter.
 type Retry struct {
 	// Initial is the backoff cap of the first retry.
-	Initial time.Duration
+	Initial time.Duration `koanf:"initial"`
 	// Max caps the backoff.
-	Max time.Duration
+	Max time.Duration `koanf:"max"`
 	// Multiplier grows the cap per attempt.
-	Multiplier float64
+	Multiplier float64 `koanf:"multiplier"`
 	// MaxAttempts is how many attempts an event gets before it is dead-lettered.
-	MaxAttempts int
+	MaxAttempts int `koanf:"max_attempts"`
 	// MaxAge dead-letters an event once retrying it would go past this age (since it was
 	// received).
-	MaxAge time.Duration
+	MaxAge time.Duration `koanf:"max_age"`
 }
 
 // Breaker is a destination's circuit breaker: after Failures consecutive failed attempts the
 // destination sends nothing for Cooldown, then probes with one attempt.
 type Breaker struct {
-	Failures int
-	Cooldown time.Duration
+	Failures int           `koanf:"failures"`
+	Cooldown time.Duration `koanf:"cooldown"`
 }
 
 // GroupName returns the consumer group of destination name.

@@ -13,38 +13,38 @@ import (
 // refuses an option the provider does not read.
 type Options struct {
 	// Secrets are the shared secrets or public keys; several = rotation.
-	Secrets []relay.Secret
+	Secrets []relay.Secret `koanf:"secrets"`
 
 	// Header overrides the provider's signature header (hmac default X-Signature; token scheme's header).
-	Header string
+	Header string `koanf:"header"`
 	// Tolerance for signed timestamps; 0 = the provider's default.
-	Tolerance time.Duration
+	Tolerance time.Duration `koanf:"tolerance"`
 	// Generic hmac options.
-	Algorithm       string // sha1 | sha256 (default) | sha512
-	Encoding        string // hex (default) | base64
-	Prefix          string // e.g. "sha256="
-	Template        string // signed payload template over {body} {timestamp} {id} {url} {method}; default "{body}"
-	TimestampHeader string // header carrying the signed timestamp
-	IDHeader        string // header carrying the event id
-	IDField         string // JSON field (dotted path) carrying the event id; default "id"
-	TypeField       string // JSON field (dotted path) carrying the event type; default "type"
-	TypeHeader      string // header carrying the event type
-	SubjectField    string // JSON field (dotted path) carrying the subject
-	TimeField       string // JSON field carrying the event time (unix seconds, ms or RFC 3339)
+	Algorithm       string `koanf:"algorithm"`        // sha1 | sha256 (default) | sha512
+	Encoding        string `koanf:"encoding"`         // hex (default) | base64
+	Prefix          string `koanf:"prefix"`           // e.g. "sha256="
+	Template        string `koanf:"template"`         // signed payload template over {body} {timestamp} {id} {url} {method}; default "{body}"
+	TimestampHeader string `koanf:"timestamp_header"` // header carrying the signed timestamp
+	IDHeader        string `koanf:"id_header"`        // header carrying the event id
+	IDField         string `koanf:"id_field"`         // JSON field (dotted path) carrying the event id; default "id"
+	TypeField       string `koanf:"type_field"`       // JSON field (dotted path) carrying the event type; default "type"
+	TypeHeader      string `koanf:"type_header"`      // header carrying the event type
+	SubjectField    string `koanf:"subject_field"`    // JSON field (dotted path) carrying the subject
+	TimeField       string `koanf:"time_field"`       // JSON field carrying the event time (unix seconds, ms or RFC 3339)
 	// QueryParam names the query parameter carrying the token for the token scheme.
-	QueryParam string
+	QueryParam string `koanf:"query_param"`
 	// BodyFormat (body_format) is the one body format the source accepts, for providers
 	// that offer a choice: json, form, multipart, xml or raw (any content type, fields read
 	// only from a JSON body). A request in another format gets 415: the signature covers the
 	// body bytes, not the Content-Type, so the format must not decide how they are read.
 	// Empty: the provider's default (see verify.BodyFormats).
-	BodyFormat string
+	BodyFormat string `koanf:"body_format"`
 	// UnsignedID (unsigned_id) accepts an id_header the signature does not cover (generic
 	// hmac with a template without {id}): anyone replaying a captured request with another
 	// id then gets it stored again. Without it such a configuration is refused.
-	UnsignedID bool
+	UnsignedID bool `koanf:"unsigned_id"`
 	// VerifyToken answers Meta's GET hub.verify_token challenge.
-	VerifyToken *relay.Secret
+	VerifyToken *relay.Secret `koanf:"verify_token"`
 }
 
 // OptionsOf returns cfg's provider options, setting cfg.Verify to empty Options first when it
