@@ -211,7 +211,11 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	// handle delivers an entry or dead-letters it past the attempt limit.
 	handle := func(e Entry) (bool, error) {
 		if e.DeliveryCount > int64(o.MaxAttempts) {
-			if err := gs.DeadLetter(ctx, p, o.Name, e); err != nil {
+			// The claim that found it counted one more delivery than was made: the dead letter
+			// records the attempts made, as Reject does.
+			dead := e
+			dead.DeliveryCount = max(e.DeliveryCount-1, 1)
+			if err := gs.DeadLetter(ctx, p, o.Name, dead); err != nil {
 				return false, err
 			}
 			s.log.Info("event dead-lettered", "partition", p.String(), "group", o.Name, "entry", e.ID.String(), "attempts", e.DeliveryCount-1)

@@ -391,12 +391,22 @@ func DecodeEvent(b []byte) (*eventrelayv1.Event, error) {
 
 // GetEvent returns one event of source by id, looking in every partition.
 func (s *Service) GetEvent(ctx context.Context, source, id string) (*eventrelayv1.Event, error) {
-	src, err := s.Source(source)
+	it, err := s.FindEvent(ctx, source, id)
 	if err != nil {
 		return nil, err
 	}
+	return DecodeEvent(it.Entry.Event)
+}
+
+// FindEvent finds a stored event by source and id, as GetEvent, with its partition and the
+// cursor just after it.
+func (s *Service) FindEvent(ctx context.Context, source, id string) (ListItem, error) {
+	src, err := s.Source(source)
+	if err != nil {
+		return ListItem{}, err
+	}
 	if err := ValidateEventID(id); err != nil {
-		return nil, err
+		return ListItem{}, err
 	}
 	for _, p := range src.Partitions() {
 		e, err := s.store.Lookup(ctx, p, id)
@@ -404,11 +414,11 @@ func (s *Service) GetEvent(ctx context.Context, source, id string) (*eventrelayv
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return ListItem{}, err
 		}
-		return DecodeEvent(e.Event)
+		return ListItem{Partition: p, Entry: e, Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{p: e.ID}})}, nil
 	}
-	return nil, Errorf(CodeNotFound, "event %q not found in source %q (ids are found within the retention and dedupe window)", id, source)
+	return ListItem{}, Errorf(CodeNotFound, "event %q not found in source %q (ids are found within the retention and dedupe window)", id, source)
 }
 
 // ListQuery pages through history.
@@ -421,7 +431,14 @@ type ListQuery struct {
 	// DeadLetters lists the dead letters of Group (which it requires) instead of the stream.
 	DeadLetters bool
 	Group       string
+	// Types keeps only the events whose type matches one of these globs (empty: all). A page
+	// may then hold fewer than PageSize events with a next page token: one call reads at most
+	// MaxListScan entries.
+	Types TypeFilter
 }
+
+// MaxListScan bounds the entries one ListEvents call reads when Types leaves most of them out.
+const MaxListScan = 10000
 
 // ListItem is one listed event with the cursor just after it.
 type ListItem struct {
@@ -442,6 +459,9 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	}
 	if q.PageSize < 0 || q.PageSize > 1000 {
 		return nil, "", Errorf(CodeInvalid, "page_size must be 1 to 1000")
+	}
+	if len(q.Types) > 100 {
+		return nil, "", Errorf(CodeInvalid, "types: at most 100 filters")
 	}
 	var rng func(ctx context.Context, p Partition, start, end ID, count int, reverse bool) ([]Entry, error) = s.store.Range
 	switch {
@@ -482,8 +502,15 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	type head struct {
 		p       Partition
 		entries []Entry
+		done    bool // the last read reached the end of the range
 	}
-	var heads []head
+	fetch := func(h *head, start, end ID) error {
+		es, err := rng(ctx, h.p, start, end, q.PageSize+1, q.NewestFirst)
+		h.entries, h.done = es, len(es) < q.PageSize+1
+		return err
+	}
+	var heads []*head
+	scanned := 0
 	for _, p := range src.Partitions() {
 		start, end := lo, hi
 		if last, ok := pos[p]; ok {
@@ -496,12 +523,13 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if end.Less(start) {
 			continue
 		}
-		es, err := rng(ctx, p, start, end, q.PageSize+1, q.NewestFirst)
-		if err != nil {
+		h := &head{p: p}
+		if err := fetch(h, start, end); err != nil {
 			return nil, "", err
 		}
-		if len(es) > 0 {
-			heads = append(heads, head{p, es})
+		scanned += len(h.entries)
+		if len(h.entries) > 0 {
+			heads = append(heads, h)
 		}
 	}
 	var items []ListItem
@@ -509,7 +537,22 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	for {
 		best := -1
 		for i, h := range heads {
+			if len(h.entries) == 0 && !h.done && scanned < MaxListScan {
+				// Every entry read so far was left out by Types: read on.
+				last := pos[h.p]
+				start, end := last.Next(), hi
+				if q.NewestFirst {
+					start, end = lo, last.Prev()
+				}
+				if err := fetch(h, start, end); err != nil {
+					return nil, "", err
+				}
+				scanned += len(h.entries)
+			}
 			if len(h.entries) == 0 {
+				if !h.done {
+					more = true // stopped by MaxListScan
+				}
 				continue
 			}
 			if best < 0 || (h.entries[0].ID.Less(heads[best].entries[0].ID) != q.NewestFirst) {
@@ -526,6 +569,9 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		e := heads[best].entries[0]
 		heads[best].entries = heads[best].entries[1:]
 		pos[heads[best].p] = e.ID
+		if len(q.Types) > 0 && !q.Types.Match(EventType(e.Event)) {
+			continue
+		}
 		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
 			Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{heads[best].p: e.ID}, DeadLetters: q.DeadLetters, Group: q.Group})})
 	}

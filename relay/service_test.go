@@ -698,3 +698,54 @@ func TestCursorAtLastTrimmedEntry(t *testing.T) {
 		}
 	})
 }
+
+// ListEvents with Types lists only matching events, newest or oldest first, over several
+// partitions and pages, reading on past pages of events left out.
+func TestListEventsTypes(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s", Partitions: 3, PartitionKey: "id"})
+		// 30 events: every tenth is invoice.paid, the rest order.created.
+		var want []string
+		for i := range 30 {
+			id, typ := fmt.Sprintf("e%02d", i), "order.created"
+			if i%10 == 3 {
+				typ = "invoice.paid"
+				want = append(want, id)
+			}
+			f.publish(t, "s", id, typ, id)
+		}
+		for _, newest := range []bool{false, true} {
+			var got []string
+			token, pages := "", 0
+			for {
+				items, next, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", PageSize: 2, PageToken: token,
+					NewestFirst: newest, Types: relay.TypeFilter{"invoice.*"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, it := range items {
+					ev, err := relay.DecodeEvent(it.Entry.Event)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, ev.Id)
+				}
+				pages++
+				if token = next; token == "" || pages > 10 {
+					break
+				}
+			}
+			w := slices.Clone(want) // e03 e13 e23
+			if newest {
+				slices.Reverse(w)
+			}
+			if !slices.Equal(got, w) {
+				t.Errorf("newest first %v: listed %v, want %v", newest, got, w)
+			}
+		}
+		_, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", Types: make(relay.TypeFilter, 101)})
+		if relay.ErrorCode(err) != relay.CodeInvalid {
+			t.Errorf("101 type filters: %v, want invalid", err)
+		}
+	})
+}

@@ -14,6 +14,9 @@ type SourceStats struct {
 	Length int64
 	// DeadLetters counts the dead letters of all its groups.
 	DeadLetters int64
+	// Last is the id of its newest retained entry over all partitions (zero: none); Last.Time
+	// is when it was appended.
+	Last ID
 	// Groups are its consumer groups by name, each summed over the partitions (Lag -1 when
 	// unknown on any partition; Consumers the most on one partition).
 	Groups []GroupStats
@@ -41,6 +44,9 @@ func (s *Service) Stats(ctx context.Context) ([]SourceStats, error) {
 		i := idx[p.Partition.Source]
 		st := &out[i]
 		st.Length += p.Length
+		if st.Last.Less(p.Last) {
+			st.Last = p.Last
+		}
 		if groups[i] == nil {
 			groups[i] = map[string]*GroupStats{}
 		}

@@ -246,6 +246,9 @@ type PartitionStats struct {
 	Partition Partition
 	// Length is the number of entries retained.
 	Length int64
+	// Last is the id of the newest entry retained (zero: none); its time is when it was
+	// appended.
+	Last ID
 	// Groups are the stream's consumer groups, by name.
 	Groups []GroupStats
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"net/http"
 	"strings"
 
 	"github.com/eventrelay/eventrelay/relay"
@@ -28,6 +29,9 @@ type Token struct {
 	// MaxSubscriptions bounds the subscriptions the token holds open at once; 0: no bound
 	// but the server's.
 	MaxSubscriptions int
+	// Console lets the token open the web console (on the admin listener), which then shows
+	// only what the token may read.
+	Console bool
 }
 
 // Principal is an authenticated caller of EventService.
@@ -41,6 +45,7 @@ type Principal struct {
 	groups    []string
 	// maxSubs is the token's bound on open subscriptions (0: none).
 	maxSubs int
+	console bool
 }
 
 // CanRead reports whether the caller may read source.
@@ -61,6 +66,9 @@ func (p *Principal) CanUseGroup(group string) bool {
 
 // CanPublish reports whether the caller may publish to source.
 func (p *Principal) CanPublish(source string) bool { return p.publish && p.CanRead(source) }
+
+// CanOpenConsole reports whether the caller may use the web console.
+func (p *Principal) CanOpenConsole() bool { return p.console }
 
 // Auth authenticates EventService callers by bearer token. With no tokens, every caller is
 // allowed everything.
@@ -89,7 +97,16 @@ func NewAuth(opts AuthOptions) *Auth {
 // Open reports whether no tokens are configured.
 func (a *Auth) Open() bool { return a == nil || len(a.tokens) == 0 }
 
-var openPrincipal = &Principal{Name: "anonymous", all: true, publish: true, allGroups: true}
+var openPrincipal = &Principal{Name: "anonymous", all: true, publish: true, allGroups: true, console: true}
+
+// AuthenticateHTTP checks the bearer token of an HTTP request's Authorization header, as
+// Authenticate does for gRPC metadata.
+func (a *Auth) AuthenticateHTTP(r *http.Request) (*Principal, error) {
+	if a.Open() {
+		return openPrincipal, nil
+	}
+	return a.Authenticate(metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": r.Header.Values("Authorization")}))
+}
 
 // Authenticate checks the bearer token in ctx's incoming metadata. Every configured token is
 // compared in constant time, so timing says nothing about which one (if any) matched.
@@ -119,7 +136,7 @@ func (a *Auth) Authenticate(ctx context.Context) (*Principal, error) {
 		return nil, relay.Errorf(relay.CodeUnauthenticated, "invalid token")
 	}
 	p := &Principal{Name: match.Name, publish: match.Publish, sources: map[string]bool{}, groups: match.Groups,
-		maxSubs: match.MaxSubscriptions}
+		maxSubs: match.MaxSubscriptions, console: match.Console}
 	for _, s := range match.Sources {
 		if s == "*" {
 			p.all = true

@@ -350,11 +350,15 @@ func (s *EventServer) GetEvent(ctx context.Context, req *eventrelayv1.GetEventRe
 	if err := s.authorize(ctx, req.GetSource(), false); err != nil {
 		return nil, s.err(ctx, err)
 	}
-	ev, err := s.svc.GetEvent(ctx, req.GetSource(), req.GetId())
+	it, err := s.svc.FindEvent(ctx, req.GetSource(), req.GetId())
 	if err != nil {
 		return nil, s.err(ctx, err)
 	}
-	return &eventrelayv1.GetEventResponse{Event: ev}, nil
+	ev, err := relay.DecodeEvent(it.Entry.Event)
+	if err != nil {
+		return nil, s.err(ctx, err)
+	}
+	return &eventrelayv1.GetEventResponse{Event: ev, Cursor: it.Cursor, Partition: int32(it.Partition.Index)}, nil
 }
 
 // ListEvents pages through history.
@@ -369,6 +373,7 @@ func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEven
 		NewestFirst: req.GetOrder() == eventrelayv1.ListOrder_LIST_ORDER_NEWEST_FIRST,
 		DeadLetters: req.GetDeadLetters(),
 		Group:       req.GetGroup(),
+		Types:       relay.TypeFilter(req.GetTypes()),
 	}
 	for _, t := range []struct {
 		name string
@@ -398,7 +403,11 @@ func (s *EventServer) ListEvents(ctx context.Context, req *eventrelayv1.ListEven
 		if err != nil {
 			return nil, s.err(ctx, err)
 		}
-		resp.Deliveries = append(resp.Deliveries, &eventrelayv1.Delivery{Event: ev, Cursor: it.Cursor})
+		d := &eventrelayv1.Delivery{Event: ev, Cursor: it.Cursor}
+		if q.DeadLetters {
+			d.DeliveryAttempt = int32(it.Entry.DeliveryCount)
+		}
+		resp.Deliveries = append(resp.Deliveries, d)
 	}
 	return resp, nil
 }

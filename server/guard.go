@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/eventrelay/eventrelay/relay"
-	"google.golang.org/grpc/metadata"
 )
 
 // DefaultMaxRequestBytes is the default bound on the body of an EventService request over
@@ -52,8 +51,7 @@ func guardEventRoutes(opts EventRoutesOptions, next http.Handler) http.Handler {
 			return
 		}
 		if !opts.Auth.Open() {
-			ctx := metadata.NewIncomingContext(r.Context(), metadata.MD{"authorization": r.Header.Values("Authorization")})
-			p, err := opts.Auth.Authenticate(ctx)
+			p, err := opts.Auth.AuthenticateHTTP(r)
 			if err != nil {
 				writeError(w, err)
 				return

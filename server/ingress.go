@@ -67,6 +67,8 @@ type IngressOptions struct {
 	Unverified relay.RateLimit
 	// Refused, when set, keeps the last refused webhook requests of each source.
 	Refused *RefusedLog
+	// Activity, when set, counts every source's accepted, refused and failed requests.
+	Activity *Activity
 	// ViaGateway routes POSTed webhooks through the grpc-gateway mux (raw-body marshaler into
 	// google.api.HttpBody, header matcher, in-process WebhookService). By default the
 	// middleware, having read and checked the body already, calls the same WebhookService
@@ -173,8 +175,8 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		defer func() {
 			in.metrics.request(label, sw.status)
 			endSpan(sw.status)
-			if info != nil && sw.status >= 400 {
-				in.refused(name, r, sw, info, ip)
+			if info != nil {
+				in.settled(name, r, sw, info, ip)
 			}
 		}()
 		src, err := in.svc.Source(name)
@@ -285,10 +287,16 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 	})
 }
 
-// refused records a refused request of source in the refused-requests log: the reason the
-// ingress recorded (refuse) or the WebhookService (verification, ingest errors), else "error".
-func (in *ingress) refused(source string, r *http.Request, sw *statusWriter, info *requestInfo, ip netip.Addr) {
-	if in.opts.Refused == nil {
+// settled records the answer to a request of source: in Activity, and a refusal (status 400
+// and above) in the refused-requests log with the reason the ingress recorded (refuse) or the
+// WebhookService gave (verification, ingest errors), else "error".
+func (in *ingress) settled(source string, r *http.Request, sw *statusWriter, info *requestInfo, ip netip.Addr) {
+	if (in.opts.Refused == nil && in.opts.Activity == nil) || sw.status == 0 {
+		return
+	}
+	now := time.Now().UTC()
+	if sw.status < 400 {
+		in.opts.Activity.record(source, sw.status, "", now)
 		return
 	}
 	reason, msg := sw.reason, sw.msg
@@ -298,7 +306,8 @@ func (in *ingress) refused(source string, r *http.Request, sw *statusWriter, inf
 	if reason == "" {
 		reason = "error"
 	}
-	in.opts.Refused.add(source, Refusal{Time: time.Now().UTC(), Status: sw.status, Reason: reason,
+	in.opts.Activity.record(source, sw.status, reason, now)
+	in.opts.Refused.add(source, Refusal{Time: now, Status: sw.status, Reason: reason,
 		Message: msg, ClientAddr: ip.String(), Method: r.Method, Path: redactedPath(r.URL.Path, r.URL.RawQuery),
 		Headers: redactedHeaders(r.Header), BodySize: max(r.ContentLength, int64(info.bodySize))})
 }

@@ -185,6 +185,9 @@ type AuthToken struct {
 	// MaxSubscriptions (max_subscriptions) bounds the subscriptions the token holds open at
 	// once (RESOURCE_EXHAUSTED beyond); 0 = only subscribe.max_subscribers.
 	MaxSubscriptions int `koanf:"max_subscriptions"`
+	// Console (console) lets the token open the web console on the admin listener, which then
+	// shows only what the token may read; default false.
+	Console bool `koanf:"console"`
 }
 
 // LogConfig is the log: section.

@@ -147,6 +147,7 @@ func TestEveryOverride(t *testing.T) {
 		{"RELAY_AUTH_TOKENS_OPS_PUBLISH", "auth.tokens.ops.publish", "false", func(c *Config) any { return c.Auth.Tokens[1].Publish }, false},
 		{"RELAY_AUTH_TOKENS_OPS_GROUPS", "auth.tokens.ops.groups", "ops-*", func(c *Config) any { return c.Auth.Tokens[1].Groups }, []string{"ops-*"}},
 		{"RELAY_AUTH_TOKENS_BILLING_CONSUMER_MAX_SUBSCRIPTIONS", "auth.tokens.billing-consumer.max_subscriptions", "3", func(c *Config) any { return c.Auth.Tokens[0].MaxSubscriptions }, 3},
+		{"RELAY_AUTH_TOKENS_BILLING_CONSUMER_CONSOLE", "auth.tokens.billing-consumer.console", "yes", func(c *Config) any { return c.Auth.Tokens[0].Console }, true},
 
 		// A push destination's keys.
 		{"RELAY_DESTINATIONS_BILLING_URL", "destinations.billing.url", "https://b2.example.com/in", func(c *Config) any { return c.Destinations[0].URL }, "https://b2.example.com/in"},

@@ -56,6 +56,8 @@ type Main struct {
 	metrics   *server.Metrics
 	pusher    *push.Pusher
 	refused   *server.RefusedLog
+	activity  *server.Activity
+	console   http.Handler
 	health    *health.Server
 	ready     atomic.Bool
 	grpc      *grpc.Server
@@ -105,6 +107,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.metrics = server.NewMetrics()
 	m.refused = server.NewRefusedLog(server.DefaultRefusedPerSource)
+	m.activity = server.NewActivity()
 	m.store.ObserveErrors(m.metrics.RedisError)
 	m.store.ObserveBatches(func(p relay.Partition, n int) { m.metrics.ObserveBatch(p.Source, n) })
 	// Sources.
@@ -155,7 +158,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var tokens []server.Token
 	for _, t := range cfg.Auth.Tokens {
 		tokens = append(tokens, server.Token{Name: t.Name, Value: t.Token.Value, Sources: t.Sources, Publish: t.Publish, Groups: t.Groups,
-			MaxSubscriptions: t.MaxSubscriptions})
+			MaxSubscriptions: t.MaxSubscriptions, Console: t.Console})
 	}
 	auth := server.NewAuth(server.AuthOptions{Tokens: tokens})
 	events := server.NewEventServer(m.svc, server.EventServerOptions{Auth: auth, Logger: log, Metrics: m.metrics, TracerProvider: tp,
@@ -191,6 +194,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			RequireClientCert: cfg.HTTP.TLS.ClientCAFile != ""},
 		Ingress: server.IngressOptions{
 			Refused:        m.refused,
+			Activity:       m.activity,
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
 			MinBodyRate:    cfg.HTTP.MinBodyRate,
@@ -200,6 +204,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			},
 		},
 	})
+	if err != nil {
+		return err
+	}
+	// The web console, on the admin listener: EventService's routes for it are guarded by the
+	// same tokens (with console: true); client certificates are the public listener's matter.
+	m.console, err = server.NewConsoleHandler(bg, server.ConsoleOptions{Service: m.svc, Auth: auth, Conn: m.conn,
+		Events:  server.EventRoutesOptions{Auth: auth, MaxRequestBytes: cfg.HTTP.MaxRequestBytes},
+		Refused: m.refused, Activity: m.activity, Ingress: handler, StreamWriteTimeout: cfg.HTTP.WriteTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -394,6 +406,7 @@ func (m *Main) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/admin/sources/{name}/refused", m.adminRefused)
 	mux.HandleFunc("GET /v1/admin/destinations", m.adminDestinations)
 	mux.HandleFunc("POST /v1/admin/destinations/{name}/resume", m.adminResume)
+	mux.Handle("/", m.console) // the web console: "/", "/console/", "/v1/console/", EventService's routes
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	// No /debug/pprof/cmdline: the command line may carry a secret (-redis-url).
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -348,6 +348,9 @@ func TestConsumerGroups(t *testing.T) {
 			if err != nil || len(resp.Deliveries) != 1 || resp.Deliveries[0].Event.Id != "evt_dl" {
 				t.Fatalf("ListEvents(dead_letters): %v %v", resp, err)
 			}
+			if got := resp.Deliveries[0].DeliveryAttempt; got != 2 {
+				t.Errorf("dead letter's delivery_attempt = %d, want the 2 deliveries made", got)
+			}
 		}
 		deadLetter()
 		s.Quiet(t, 500*time.Millisecond, "after dead-lettering")

@@ -99,6 +99,9 @@ func (s *Store) Stats(ctx context.Context, ps []relay.Partition) ([]relay.Partit
 	for i, p := range ps {
 		pt := &parts[i]
 		out[i] = relay.PartitionStats{Partition: p, Length: pt.xlen.Val()}
+		if id, err := relay.ParseID(pt.last); err == nil {
+			out[i].Last = id
+		}
 		if pt.groups == nil {
 			continue
 		}

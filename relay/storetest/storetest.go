@@ -1183,8 +1183,8 @@ func testStats(t *testing.T, s relay.Store) {
 	if len(got) != 2 {
 		t.Fatalf("Stats of 2 partitions = %d results", len(got))
 	}
-	if got[0].Partition != p || got[0].Length != 5 {
-		t.Errorf("stats[0] = %+v, want %v with length 5", got[0], p)
+	if got[0].Partition != p || got[0].Length != 5 || got[0].Last != appended[4] {
+		t.Errorf("stats[0] = %+v, want %v with length 5 and last %v", got[0], p, appended[4])
 	}
 	want := []relay.GroupStats{
 		// a's oldest unfinished entry is its pending third; b's the first, never read.
@@ -1200,7 +1200,7 @@ func testStats(t *testing.T, s relay.Store) {
 			t.Errorf("group %d = %+v, want %+v", i, got[0].Groups[i], want[i])
 		}
 	}
-	if got[1].Partition != empty || got[1].Length != 0 || len(got[1].Groups) != 0 {
+	if got[1].Partition != empty || got[1].Length != 0 || !got[1].Last.IsZero() || len(got[1].Groups) != 0 {
 		t.Errorf("stats of an absent stream = %+v, want empty", got[1])
 	}
 	_, err = s.Stats(ctx, []relay.Partition{{Source: "bad name!", Index: 0}})

@@ -405,6 +405,8 @@ type Delivery struct {
 	// Group mode: opaque id to pass to Acknowledge or Nack. Works through any relay replica.
 	AckId string `protobuf:"bytes,3,opt,name=ack_id,json=ackId,proto3" json:"ack_id,omitempty"`
 	// Group mode: how many times this event has been delivered to the group, starting at 1.
+	// A dead letter (ListEvents with dead_letters): the deliveries made before it was
+	// dead-lettered.
 	DeliveryAttempt int32 `protobuf:"varint,4,opt,name=delivery_attempt,json=deliveryAttempt,proto3" json:"delivery_attempt,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -1050,7 +1052,12 @@ func (x *GetEventRequest) GetId() string {
 type GetEventResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event.
-	Event         *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// The cursor just after the event, as Delivery.cursor: subscribe with after_cursor to
+	// read what followed it.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The partition (0 to the source's partitions - 1) the event is stored in.
+	Partition     int32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1092,6 +1099,20 @@ func (x *GetEventResponse) GetEvent() *Event {
 	return nil
 }
 
+func (x *GetEventResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *GetEventResponse) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 // ListEventsRequest pages through a source's history.
 type ListEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1112,7 +1133,11 @@ type ListEventsRequest struct {
 	// With dead_letters, the consumer group whose dead letters are listed (required: dead
 	// letters belong to a group). Must be empty otherwise. A page token is valid only for the
 	// listing (source, dead_letters, group) that issued it.
-	Group         string `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,8,opt,name=group,proto3" json:"group,omitempty"`
+	// Glob filters on Event.type, as SubscribeRequest.types (at most 100): only matching events
+	// are listed. Empty: all types. One call reads at most 10,000 entries, so with filters a
+	// page may hold fewer than page_size events and still have a next_page_token.
+	Types         []string `protobuf:"bytes,9,rep,name=types,proto3" json:"types,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1201,6 +1226,13 @@ func (x *ListEventsRequest) GetGroup() string {
 		return x.Group
 	}
 	return ""
+}
+
+func (x *ListEventsRequest) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
 }
 
 // ListEventsResponse is one page of history.
@@ -1434,9 +1466,11 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"9\n" +
 	"\x0fGetEventRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\">\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"t\n" +
 	"\x10GetEventResponse\x12*\n" +
-	"\x05event\x18\x01 \x01(\v2\x14.eventrelay.v1.EventR\x05event\"\xc2\x02\n" +
+	"\x05event\x18\x01 \x01(\v2\x14.eventrelay.v1.EventR\x05event\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\x05R\tpartition\"\xd8\x02\n" +
 	"\x11ListEventsRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -1447,7 +1481,8 @@ const file_eventrelay_v1_event_service_proto_rawDesc = "" +
 	"start_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12!\n" +
 	"\fdead_letters\x18\a \x01(\bR\vdeadLetters\x12\x14\n" +
-	"\x05group\x18\b \x01(\tR\x05group\"u\n" +
+	"\x05group\x18\b \x01(\tR\x05group\x12\x14\n" +
+	"\x05types\x18\t \x03(\tR\x05types\"u\n" +
 	"\x12ListEventsResponse\x127\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x17.eventrelay.v1.DeliveryR\n" +
