@@ -3,7 +3,7 @@ GO ?= go
 PKGS := ./...
 FUZZTIME ?= 1m
 
-.PHONY: all build generate check-generated lint test test-short fuzz fuzz-smoke bench bench-go clean
+.PHONY: all build generate check-generated lint test test-short fuzz fuzz-smoke bench bench-go screenshots clean
 
 all: lint build test
 
@@ -34,6 +34,11 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
+
+# The web console's browser test, saving its screenshots to docs/console (shown by
+# docs/console.md); needs chromium.
+screenshots:
+	RELAY_SCREENSHOTS=$(CURDIR)/docs/console RELAY_REQUIRE_BROWSER=1 $(GO) test -count=1 -run '^TestConsoleInBrowser$$' ./internal/daemon
 
 # Every fuzz target for $(FUZZTIME) each.
 fuzz:

@@ -60,13 +60,17 @@ func (a *Activity) record(source string, status int, reason string, now time.Tim
 	switch {
 	case status < 400:
 		s.accepted++
-		s.last = now
+		if now.After(s.last) {
+			s.last = now
+		}
 		m := now.Unix() / 60
 		i := m % ActivityMinutes
-		if s.minute[i] != m {
-			s.minute[i], s.perMinute[i] = m, 0
-		}
-		s.perMinute[i]++
+		switch {
+		case s.minute[i] < m: // the slot held a minute an hour or more ago
+			s.minute[i], s.perMinute[i] = m, 1
+		case s.minute[i] == m:
+			s.perMinute[i]++
+		} // else a request of an hour or more before the slot's minute: no longer shown
 	case status >= 500:
 		s.failed++
 	default:

@@ -146,6 +146,9 @@ func (c *console) guard(next http.Handler) http.Handler {
 			return
 		}
 		next.ServeHTTP(w, r)
+		if r.Method == http.MethodPost {
+			c.invalidate() // a redrive or a publish changed the numbers: the next overview shows it
+		}
 	})
 }
 
@@ -249,6 +252,13 @@ func (c *console) overview(r *http.Request, p *Principal) (any, error) {
 		out.Sources = append(out.Sources, cs)
 	}
 	return out, nil
+}
+
+// invalidate makes the next overview read the store's numbers again.
+func (c *console) invalidate() {
+	c.mu.Lock()
+	c.statsAt = time.Time{}
+	c.mu.Unlock()
 }
 
 // cachedStats returns the store's numbers, refreshed at most once per StatsTTL however many
@@ -375,6 +385,7 @@ func (c *console) send(r *http.Request, p *Principal) (any, error) {
 	}
 	rec := &sendAnswer{header: http.Header{}}
 	c.opts.Ingress.ServeHTTP(rec, req)
+	c.invalidate()
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

@@ -310,9 +310,11 @@ func (e *FieldError) Error() string {
 
 // cfgIgnoredEnv are RELAY_* variables read elsewhere, never configuration paths.
 var cfgIgnoredEnv = map[string]bool{
-	"RELAY_DEMO_SECRET":   true, // main: secret of the demo source
-	"RELAY_TOKEN":         true, // relayctl: bearer token
-	"RELAY_REQUIRE_REDIS": true, // tests: fail instead of skipping without redis-server
+	"RELAY_DEMO_SECRET":     true, // main: secret of the demo source
+	"RELAY_TOKEN":           true, // relayctl: bearer token
+	"RELAY_REQUIRE_REDIS":   true, // tests: fail instead of skipping without redis-server
+	"RELAY_REQUIRE_BROWSER": true, // tests: fail instead of skipping without chromium
+	"RELAY_SCREENSHOTS":     true, // tests: where the console's browser test saves screenshots
 }
 
 // cfgKnownProviders are the provider names relay/verify accepts (aliases included).

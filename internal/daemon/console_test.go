@@ -297,6 +297,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		p.t = t
 		p.open("")
 		p.wait("the orders card with its group", has(`article[data-source="orders"]`, "Oldest"), e2e.Wait)
+		if got := p.eval(`document.querySelector('article[data-source="orders"] tbody tr td:nth-child(5)').textContent`); got != "0" {
+			t.Errorf("group g's dead letters in the overview after the redrive: %q, want 0", got)
+		}
 		p.shot("overview")
 		// A phone, dark.
 		p.do("phone, dark", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
