@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 	"github.com/eventrelay/eventrelay/internal/redistest"
 	"github.com/eventrelay/eventrelay/internal/syncbuf"
 	"github.com/eventrelay/eventrelay/relay"
@@ -181,25 +181,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, url string)) {
 // signedRequest is a webhook request to source signed by the source's provider at now.
 func (e *env) signedRequest(source string, body []byte, now time.Time) *http.Request {
 	e.t.Helper()
-	return signedRequest(e.t, e.cfgs[source], e.http.URL, source, body, now)
-}
-
-func signedRequest(t testing.TB, cfg *relay.SourceConfig, base, source string, body []byte, now time.Time) *http.Request {
-	t.Helper()
-	wr := &relay.WebhookRequest{Header: http.Header{}, Body: body}
-	if err := verify.Sign(cfg, wr, now); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/webhooks/"+source, bytes.NewReader(wr.Body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = wr.Header
-	if wr.ContentType == "" {
-		wr.ContentType = "application/json"
-	}
-	req.Header.Set("Content-Type", wr.ContentType)
-	return req
+	return e2e.SignedRequest(e.t, e.cfgs[source], e.http.URL, source, body, now)
 }
 
 type answer struct {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"github.com/eventrelay/eventrelay/relay/verify"
 	"io"
 	"maps"
 	"net/http"
@@ -13,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/relay/verify"
 
 	"github.com/eventrelay/eventrelay/relay"
 )
@@ -129,7 +131,7 @@ func TestIngressLimits(t *testing.T) {
 		b := body()
 		var r *http.Request
 		if signed {
-			r = signedRequest(t, e.cfgs[source], "", source, b, time.Now())
+			r = e2e.SignedRequest(t, e.cfgs[source], "", source, b, time.Now())
 		} else {
 			r = httptest.NewRequest(http.MethodPost, "/v1/webhooks/"+source, strings.NewReader(string(b)))
 			r.Header.Set("Content-Type", "application/json")

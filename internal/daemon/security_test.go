@@ -169,22 +169,7 @@ func secSigned(t testing.TB, cfg *config.Config, base, source string, body []byt
 			sc = &cfg.Sources[i]
 		}
 	}
-	wr := &relay.WebhookRequest{Header: http.Header{}, Body: body}
-	if sc != nil {
-		if err := verify.Sign(sc, wr, at); err != nil {
-			t.Fatal(err)
-		}
-	}
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/webhooks/"+source, bytes.NewReader(wr.Body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header = wr.Header
-	if wr.ContentType == "" {
-		wr.ContentType = "application/json"
-	}
-	req.Header.Set("Content-Type", wr.ContentType)
-	return req
+	return e2e.SignedRequest(t, sc, base, source, body, at)
 }
 
 // secRaw writes raw to a new connection to addr, optionally in pieces with pauses, and

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/eventrelay/eventrelay/internal/syncbuf"
+	"github.com/eventrelay/eventrelay/relay"
+	"github.com/eventrelay/eventrelay/relay/verify"
 )
 
 // Secret is the hmac secret of the sources HMACSource configures.
@@ -403,4 +405,27 @@ func Slow(t testing.TB) {
 	if testing.Short() {
 		t.Skip("slow end-to-end suite: skipped with -short")
 	}
+}
+
+// SignedRequest is a webhook POST of body to source under base ("http://host:port"), signed by
+// cfg's provider as of now (unsigned when cfg is nil), with the provider's content type (JSON
+// when it sets none).
+func SignedRequest(t testing.TB, cfg *relay.SourceConfig, base, source string, body []byte, now time.Time) *http.Request {
+	t.Helper()
+	wr := &relay.WebhookRequest{Header: http.Header{}, Body: body}
+	if cfg != nil {
+		if err := verify.Sign(cfg, wr, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/webhooks/"+source, bytes.NewReader(wr.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = wr.Header
+	if wr.ContentType == "" {
+		wr.ContentType = "application/json"
+	}
+	req.Header.Set("Content-Type", wr.ContentType)
+	return req
 }
