@@ -20,6 +20,10 @@
 //	        -fanout-duration; events are XADDed straight to the stream, the producer staying
 //	        at most -fanout-window events ahead of the slowest subscriber (baseline: one
 //	        blocking XREAD loop per subscriber)
+//	trickle webhooks POSTed over HTTP at -trickle-rate per second for -trickle-duration to
+//	        -trickle-subs tail subscribers on -trickle-conns grpc-go connections: CPU per
+//	        delivery at a realistic rate (baseline: the hand-written receiver and one blocking
+//	        XREAD loop per subscriber)
 //	replay  -replay-events events replayed from history to one subscriber (baseline: go-redis
 //	        XRANGE COUNT 1000)
 //	wrk     wrk against relayd and the baseline, one after the other (-wrk-duration each)
@@ -78,6 +82,10 @@ type config struct {
 	fanoutSubs     int
 	fanoutDuration time.Duration
 	fanoutWindow   int64
+	trickleRate    float64
+	trickleSubs    int
+	trickleConns   int
+	trickleDur     time.Duration
 	replayEvents   int
 	idleSubs       int
 	idleConns      int
@@ -109,7 +117,7 @@ func main() {
 	flag.StringVar(&c.secret, "secret", "", "the source's HMAC secret (generated for a started relayd)")
 	flag.IntVar(&c.partitions, "partitions", 1, "partitions of the source")
 	flag.StringVar(&subClient, "client", "h2", "subscriber of the e2e, fanout and replay phases: h2 (a minimal HTTP/2 client: relayd's own cost) or grpc-go (a stock grpc-go client, raw codec: what users see)")
-	flag.StringVar(&c.phases, "phases", "idle,ingest,e2e,fanout,replay", "phases to run, comma-separated: idle,ingest,e2e,fanout,replay,wrk")
+	flag.StringVar(&c.phases, "phases", "idle,ingest,e2e,fanout,trickle,replay", "phases to run, comma-separated: idle,ingest,e2e,fanout,trickle,replay,wrk")
 	flag.IntVar(&c.conns, "conns", 50, "ingest: concurrent connections")
 	flag.DurationVar(&c.warmup, "warmup", time.Second, "ingest: warm-up before the measured window")
 	flag.DurationVar(&c.ingestDuration, "ingest-duration", 10*time.Second, "ingest: measured window per target")
@@ -119,6 +127,10 @@ func main() {
 	flag.IntVar(&c.fanoutSubs, "fanout-subs", 100, "fanout: tail subscribers")
 	flag.DurationVar(&c.fanoutDuration, "fanout-duration", 10*time.Second, "fanout: measured window per target")
 	flag.Int64Var(&c.fanoutWindow, "fanout-window", 2000, "fanout: events the producer may be ahead of the slowest subscriber")
+	flag.Float64Var(&c.trickleRate, "trickle-rate", 1000, "trickle: webhooks per second POSTed over HTTP")
+	flag.IntVar(&c.trickleSubs, "trickle-subs", 100, "trickle: tail subscribers (grpc-go)")
+	flag.IntVar(&c.trickleConns, "trickle-conns", 4, "trickle: grpc-go connections the subscribers share")
+	flag.DurationVar(&c.trickleDur, "trickle-duration", 10*time.Second, "trickle: duration per target")
 	flag.IntVar(&c.replayEvents, "replay-events", 300000, "replay: events in history to replay")
 	flag.IntVar(&c.idleSubs, "idle-subs", 1000, "idle: subscribers")
 	flag.IntVar(&c.idleConns, "idle-conns", 10, "idle: gRPC connections the subscribers share")
@@ -376,6 +388,26 @@ func run(c *config) error {
 		rep.fanout[1] = br
 		logf("fanout: hand-written %s deliveries/s (%d events); CPU µs/delivery: readers+producer %s, Redis %s",
 			fmtRate(br.perSec), br.events, perOp(br.cpu.harness, br.deliveries), perOp(br.cpu.redis, br.deliveries))
+	}
+
+	if phases["trickle"] && ctx.Err() == nil {
+		logf("trickle: %.0f webhooks/s over HTTP to %d tail subscribers on %d connections for %s", c.trickleRate, c.trickleSubs, c.trickleConns, c.trickleDur)
+		done := profile("trickle", 2*time.Second, c.trickleDur-time.Second)
+		r, err := trickleRelay(t, rdb, c.source, []byte(c.secret), runID, c.trickleSubs, c.trickleConns, c.trickleRate, c.trickleDur, c.e2eConns)
+		<-done
+		if err != nil {
+			return fmt.Errorf("trickle: %w", err)
+		}
+		rep.trickle[0] = r
+		logf("trickle: relayd %d/%d deliveries (%d webhooks), %d subscribers ended %s; CPU µs/delivery: relayd %s, Redis %s, harness %s",
+			r.deliveries, r.acked*int64(r.subs), r.acked, r.ended, r.firstErr, perOp(r.cpu.relayd, r.deliveries), perOp(r.cpu.redis, r.deliveries), perOp(r.cpu.harness, r.deliveries))
+		br, err := trickleBaseline(ctx, b, c.redisURL, runID, c.trickleSubs, c.trickleRate, c.trickleDur, c.e2eConns)
+		if err != nil {
+			return fmt.Errorf("trickle baseline: %w", err)
+		}
+		rep.trickle[1] = br
+		logf("trickle: hand-written %d/%d deliveries; CPU µs/delivery: receiver %s, Redis %s, readers and load %s",
+			br.deliveries, br.acked*int64(br.subs), perOp(br.cpu.relayd, br.deliveries), perOp(br.cpu.redis, br.deliveries), perOp(br.cpu.harness, br.deliveries))
 	}
 
 	if phases["replay"] && ctx.Err() == nil {

@@ -19,6 +19,7 @@ type report struct {
 	nostore *ingestResult    // hand-written without storing
 	e2e     [2]*e2eResult
 	fanout  [2]*fanoutResult
+	trickle [2]*trickleResult
 	replay  [2]*replayResult
 	wrk     []*wrkResult
 }
@@ -99,6 +100,17 @@ func (r *report) rows() []row {
 				fmt.Sprintf("%s + %s (%s)", perOp(a.cpu.relayd, a.deliveries), perOp(a.cpu.redis, a.deliveries), perOp(a.cpu.harness, a.deliveries)),
 				fmt.Sprintf("%s (readers and producer) + %s", perOp(b.cpu.harness, b.deliveries), perOp(b.cpu.redis, b.deliveries)), "", "", ""})
 		}
+	}
+	if a, b := r.trickle[0], r.trickle[1]; a != nil && b != nil && a.deliveries > 0 && b.deliveries > 0 {
+		per := float64(a.cpu.relayd.Nanoseconds()) / float64(a.deliveries) / 1e3
+		rows = append(rows,
+			row{fmt.Sprintf("(f) trickle: %.0f webhooks/s over HTTP to %d tail subscribers (%d connections): deliveries received", a.rate, a.subs, a.conns),
+				fmt.Sprintf("%s of %s (%d ended)", fmtInt(a.deliveries), fmtInt(a.acked*int64(a.subs)), a.ended),
+				fmt.Sprintf("%s of %s", fmtInt(b.deliveries), fmtInt(b.acked*int64(b.subs))), "", "all", verdict(a.deliveries == a.acked*int64(a.subs) && a.ended == 0, "lost")},
+			row{"(f) CPU per delivery, µs (ingest included): server + Redis (subscribers and load)",
+				fmt.Sprintf("%s + %s (%s)", perOp(a.cpu.relayd, a.deliveries), perOp(a.cpu.redis, a.deliveries), perOp(a.cpu.harness, a.deliveries)),
+				fmt.Sprintf("%s (receiver) + %s (%s readers and load)", perOp(b.cpu.relayd, b.deliveries), perOp(b.cpu.redis, b.deliveries), perOp(b.cpu.harness, b.deliveries)),
+				"", "relayd ≤ 3", verdict(per <= 3, fmt.Sprintf("%.1f µs", per))})
 	}
 	if a, b := r.replay[0], r.replay[1]; a != nil && b != nil {
 		rows = append(rows, row{fmt.Sprintf("(d) replay %s events from history to one subscriber: events/s", fmtInt(int64(c.replayEvents))),
