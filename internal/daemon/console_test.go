@@ -147,6 +147,8 @@ func postWrong(t *testing.T, addr, source string, body []byte) {
 	}
 }
 
+func jsonQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
 type tokenCreds string
 
 func (c tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
@@ -253,6 +255,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		p.shot("event-detail")
 		p.do("raw bytes", chromedp.Click(chromedp.CSS(`.tabs button:last-child`)))
 		p.wait("the hex dump", has("#payload", "00000000  7b 22 69 64"), e2e.Wait) // {"id
+	})
+
+	t.Run("webhook content is shown as text, never run", func(t *testing.T) {
+		p.t = t
+		evil := `<img src=x onerror="window.pwned=1">`
+		body := []byte(`{"id":"evt_xss","type":` + jsonQuote(evil) + `,"subject":"<script>window.pwned=2</script>","html":"<b>bold</b>"}`)
+		if code, err := e2e.Post(context.Background(), r.HTTP, "orders", body); err != nil || code != http.StatusOK {
+			t.Fatalf("POST: %d %v", code, err)
+		}
+		p.open("#/events?source=orders")
+		p.wait("the event listed", has("#events", "evt_xss"), e2e.Wait)
+		p.open("#/event?source=orders&id=evt_xss")
+		p.wait("the payload", has("#payload", "<b>bold</b>"), e2e.Wait)
+		if got := p.eval(`[window.pwned, document.querySelectorAll('main img, main script, #payload b').length].join()`); got != ",0" {
+			t.Errorf("markup from the webhook was interpreted: pwned,elements = %q", got)
+		}
+		if !strings.Contains(p.eval(`document.querySelector('main').textContent`), evil) {
+			t.Error("the type is not shown as text")
+		}
 	})
 
 	t.Run("refused request", func(t *testing.T) {
