@@ -86,6 +86,7 @@ type config struct {
 	trickleSubs    int
 	trickleConns   int
 	trickleDur     time.Duration
+	destination    bool
 	replayEvents   int
 	idleSubs       int
 	idleConns      int
@@ -131,6 +132,8 @@ func main() {
 	flag.IntVar(&c.trickleSubs, "trickle-subs", 100, "trickle: tail subscribers (grpc-go)")
 	flag.IntVar(&c.trickleConns, "trickle-conns", 4, "trickle: grpc-go connections the subscribers share")
 	flag.DurationVar(&c.trickleDur, "trickle-duration", 10*time.Second, "trickle: duration per target")
+	flag.StringVar(&subFilter, "filter", "", "CEL filter every e2e, fanout, trickle and replay subscriber asks for (one that every event matches, e.g. 'event.source != \"\"')")
+	flag.BoolVar(&c.destination, "destination", false, "with -relayd: also push every event to a receiver in this process (a push destination)")
 	flag.IntVar(&c.replayEvents, "replay-events", 300000, "replay: events in history to replay")
 	flag.IntVar(&c.idleSubs, "idle-subs", 1000, "idle: subscribers")
 	flag.IntVar(&c.idleConns, "idle-conns", 10, "idle: gRPC connections the subscribers share")
@@ -231,7 +234,16 @@ func run(c *config) error {
 		if c.secret == "" {
 			c.secret = newRunID() + newRunID()
 		}
-		t, err = startRelayd(c.relaydBin, dir, c.redisURL, c.source, c.secret, c.partitions)
+		extra := ""
+		if c.destination {
+			recv, err := startPushReceiver()
+			if err != nil {
+				return err
+			}
+			defer func() { logf("destination: the receiver got %d POSTs", recv.hits.Load()); recv.stop() }()
+			extra = destinationYAML(recv.url)
+		}
+		t, err = startRelayd(c.relaydBin, dir, c.redisURL, c.source, c.secret, c.partitions, extra)
 		if err != nil {
 			return err
 		}
