@@ -53,6 +53,7 @@ func (m *entryMemo) filterInput(raw []byte) *FilterInput {
 		return in
 	}
 	in := NewFilterInput(raw)
+	in.shared = true
 	if m.input.CompareAndSwap(nil, in) {
 		return in
 	}

@@ -3,10 +3,13 @@ package relay
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,10 +39,13 @@ const MaxFilterLen = 4096
 // relayd decodes and parses it once. It is safe for concurrent use.
 type FilterInput struct {
 	raw []byte
+	// shared: the input is kept by the shared tail reader for all its subscribers.
+	shared bool
 
 	evOnce sync.Once
 	ev     *eventrelayv1.Event
 	evErr  error
+	evDone atomic.Bool
 
 	dataOnce sync.Once
 	data     any
@@ -58,7 +64,39 @@ func (in *FilterInput) Event() (*eventrelayv1.Event, error) {
 		}
 		in.ev = ev
 	})
+	in.evDone.Store(true)
 	return in.ev, in.evErr
+}
+
+// EventFields returns the event with at least the fields numbered fields decoded. Only those
+// are decoded, for this call alone, so that a filter reading event.type does not pay for the
+// payload and the headers; but the whole event is decoded (once, as Event does) when fields is
+// nil, when it is decoded already, or when the input is shared by the subscribers of the tail
+// reader, for which decoding it once for all is cheaper.
+func (in *FilterInput) EventFields(fields []protowire.Number) (*eventrelayv1.Event, error) {
+	if fields == nil || in.shared || in.evDone.Load() {
+		return in.Event()
+	}
+	var keep []byte
+	for b := in.raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		m := -1
+		if n >= 0 {
+			m = protowire.ConsumeFieldValue(num, typ, b[n:])
+		}
+		if m < 0 {
+			return nil, Errorf(CodeInternal, "stored event does not decode")
+		}
+		if slices.Contains(fields, num) {
+			keep = append(keep, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	ev := &eventrelayv1.Event{}
+	if err := proto.Unmarshal(keep, ev); err != nil {
+		return nil, WrapError(CodeInternal, err, "stored event does not decode")
+	}
+	return ev, nil
 }
 
 // Data returns the payload parsed as JSON (objects as map[string]any, arrays as []any,

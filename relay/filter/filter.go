@@ -24,6 +24,7 @@ package filter
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -31,6 +32,9 @@ import (
 	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/interpreter"
+	exprpb "google.golang.org/genproto/googleapis/api/expr/v1alpha1"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
@@ -96,7 +100,76 @@ func Compile(expr string) (relay.Filter, error) {
 	if err != nil {
 		return nil, relay.Errorf(relay.CodeInvalid, "filter: %v", err)
 	}
-	return &program{prg: prg, usesData: references(ast, "data")}, nil
+	p := &program{prg: prg, usesData: references(ast, "data")}
+	if !p.usesData { // data needs the whole event (its content type and bytes)
+		p.fields = eventFields(ast)
+	}
+	return p, nil
+}
+
+// eventFields lists the numbers of the fields of event the checked expression reads, each as
+// event.<field> (a nested field through its top-level one), so that only those are decoded;
+// nil (the whole event) when it uses event otherwise, e.g. as a whole value.
+func eventFields(ast *cel.Ast) []protowire.Number {
+	checked, err := cel.AstToCheckedExpr(ast)
+	if err != nil {
+		return nil
+	}
+	refs := checked.GetReferenceMap()
+	// An identifier is the variable event when the checker resolved it to it (a
+	// comprehension's variable of the same name is not).
+	isEvent := func(e *exprpb.Expr) bool {
+		return e.GetIdentExpr().GetName() == "event" && refs[e.GetId()].GetName() == "event"
+	}
+	desc := (&eventrelayv1.Event{}).ProtoReflect().Descriptor().Fields()
+	nums, whole := []protowire.Number{}, false
+	var walk func(e *exprpb.Expr)
+	walk = func(e *exprpb.Expr) {
+		if e == nil || whole {
+			return
+		}
+		switch k := e.GetExprKind().(type) {
+		case *exprpb.Expr_IdentExpr:
+			whole = whole || isEvent(e)
+		case *exprpb.Expr_SelectExpr:
+			if !isEvent(k.SelectExpr.GetOperand()) {
+				walk(k.SelectExpr.GetOperand())
+				return
+			}
+			f := desc.ByName(protoreflect.Name(k.SelectExpr.GetField()))
+			if f == nil {
+				whole = true
+				return
+			}
+			if !slices.Contains(nums, f.Number()) {
+				nums = append(nums, f.Number())
+			}
+		case *exprpb.Expr_CallExpr:
+			walk(k.CallExpr.GetTarget())
+			for _, a := range k.CallExpr.GetArgs() {
+				walk(a)
+			}
+		case *exprpb.Expr_ListExpr:
+			for _, x := range k.ListExpr.GetElements() {
+				walk(x)
+			}
+		case *exprpb.Expr_StructExpr:
+			for _, en := range k.StructExpr.GetEntries() {
+				walk(en.GetMapKey())
+				walk(en.GetValue())
+			}
+		case *exprpb.Expr_ComprehensionExpr:
+			c := k.ComprehensionExpr
+			for _, x := range []*exprpb.Expr{c.GetIterRange(), c.GetAccuInit(), c.GetLoopCondition(), c.GetLoopStep(), c.GetResult()} {
+				walk(x)
+			}
+		}
+	}
+	walk(checked.GetExpr())
+	if whole {
+		return nil
+	}
+	return nums
 }
 
 // unknownSizes is the cost estimator that knows nothing of the sizes of the data: any
@@ -126,13 +199,15 @@ func references(ast *cel.Ast, name string) bool {
 type program struct {
 	prg      cel.Program
 	usesData bool
+	// fields are the fields of event the expression reads (nil: the whole event).
+	fields []protowire.Number
 }
 
 func (p *program) UsesData() bool { return p.usesData }
 
 // Match evaluates the expression on in. An error result, or a non-bool one, is an error.
 func (p *program) Match(in *relay.FilterInput) (bool, error) {
-	ev, err := in.Event()
+	ev, err := in.EventFields(p.fields)
 	if err != nil {
 		return false, err
 	}
