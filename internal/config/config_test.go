@@ -959,3 +959,58 @@ func TestEveryFieldHasAKey(t *testing.T) {
 		t.Errorf("walked %d types, want the document's 12 or more", len(seen))
 	}
 }
+
+// Every decoding problem of a file is reported at once, each with its key and line.
+func TestConfigReportsEveryDecodeError(t *testing.T) {
+	const file = `htpp: {addr: ":1"}
+http:
+  read_timeout: 30
+  trusted_proxies: nope
+  unverified_limit: {rps: [1], burst: x}
+grpc: [1]
+sources:
+  - name: a
+    secrets: [{id: k, value: x, extra: 1}, [x]]
+    rate_limit: {rps: 1, brust: 2}
+    partitions: 1.5
+    allow_ips: [1.2.3.4/40]
+  - just-a-string
+destinations:
+  - name: d
+    url: https://x.example
+    headers: {X-List: [1]}
+    secrets: whsec_abc
+`
+	_, err := Load(cfgWriteConfig(t, file), []string{"RELAY_SOURCES_A_MAX_LEN=abc"}, map[string]string{"destinations.d.rate_limit.rps": "x"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, want := range []struct{ msg, origin string }{
+		{`htpp: unknown key (did you mean "http"?)`, "relay.yaml:1)"},
+		{`http.read_timeout: invalid duration "30"`, ""},
+		{`http.trusted_proxies: must be a list`, "relay.yaml:4)"},
+		{`http.unverified_limit.rps: must be a single value, not a list`, ""},
+		{`http.unverified_limit.burst: must be an integer, got "x"`, ""},
+		{`grpc: must be a mapping of keys`, "relay.yaml:6)"},
+		{`sources[0].secrets[0].extra: unknown key`, ""},
+		{`sources[0].secrets[1]: must be a single value, not a list`, ""},
+		{`sources[0].rate_limit.brust: unknown key (did you mean "burst"?)`, "relay.yaml:10)"},
+		{`sources[0].partitions: must be an integer, got "1.5"`, "relay.yaml:11)"},
+		{`sources[0].allow_ips[0]: invalid CIDR "1.2.3.4/40"`, ""},
+		{`sources[0].max_len: must be an integer, got "abc"`, "(RELAY_SOURCES_A_MAX_LEN)"},
+		{`sources[1]: must be a mapping of keys`, "relay.yaml:13)"},
+		{`destinations[0].headers[X-List]: must be a single value, not a list`, ""},
+		{`destinations[0].secrets: must be a list`, "relay.yaml:18)"},
+		{`destinations[0].rate_limit.rps: must be a number, got "x"`, "(flag destinations.d.rate_limit.rps)"},
+	} {
+		if !slices.ContainsFunc(lines, func(l string) bool {
+			return strings.HasPrefix(l, want.msg) && strings.HasSuffix(l, want.origin)
+		}) {
+			t.Errorf("no line %q ... %q", want.msg, want.origin)
+		}
+	}
+	if t.Failed() {
+		t.Logf("error:\n%v", err)
+	}
+}
