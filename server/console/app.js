@@ -570,13 +570,14 @@ async function deadLetters(q) {
   const body = h('tbody');
   const all = h('input', { type: 'checkbox', 'aria-label': 'Select all' });
   const total = h('strong', { id: 'dl-count' });
+  const totalWord = h('span', { text: ' dead letters' });
   const redriveSel = h('button', { type: 'button', id: 'dl-redrive-selected', text: 'Redrive selected', disabled: true });
   const redriveAll = h('button', { type: 'button', id: 'dl-redrive-all', class: 'danger', text: 'Redrive all' });
   const confirmBox = h('div');
   const result = h('p', { 'aria-live': 'polite', id: 'dl-result' });
   main.append(h('h1', { text: 'Dead letters' }),
     h('div', { class: 'toolbar' }, h('label', { for: 'dl-source' }, 'Source', srcSel), h('label', { for: 'dl-group' }, 'Group', grpSel),
-      h('span', {}, total, ' dead letters'), redriveSel, redriveAll),
+      h('span', {}, total, totalWord), redriveSel, redriveAll),
     confirmBox, result,
     h('p', { class: 'muted', text: 'Redriving hands a dead letter back to its group only, as a first delivery of the same entry; other groups and tails see nothing new.' }),
     h('div', { class: 'table-wrap' }, h('table', { id: 'dead-letters' },
@@ -599,6 +600,7 @@ async function deadLetters(q) {
       token = r.next_page_token;
     } while (token && items.length < 1000);
     total.textContent = fmtNum(items.length) + (token ? '+' : '');
+    totalWord.textContent = items.length === 1 && !token ? ' dead letter' : ' dead letters';
     redriveAll.disabled = items.length === 0;
     all.checked = false;
     body.replaceChildren(...items.map((d) => {
