@@ -117,7 +117,7 @@ func BenchmarkPush(b *testing.B) {
 	measure := func(b *testing.B, deliver func(svc *relay.Service, source string) func()) {
 		run++
 		source := fmt.Sprintf("bench%d", run)
-		svc := newBenchService(b, url, source)
+		svc := newServiceAt(b, url, relay.SourceConfig{Name: source, Partitions: 4})
 		parts := []relay.Partition{{Source: source, Index: 0}, {Source: source, Index: 1}, {Source: source, Index: 2}, {Source: source, Index: 3}}
 		for _, p := range parts {
 			if err := svc.Store().EnsureGroup(context.Background(), p, push.GroupName("bench"), relay.MaxID); err != nil {
@@ -160,24 +160,6 @@ func BenchmarkPush(b *testing.B) {
 			return handwrittenWorker(b, rdb, source, "http://"+rcv.addr+"/", 64)
 		})
 	})
-}
-
-func newBenchService(b *testing.B, url, source string) *relay.Service {
-	st, err := redisstore.Open(url, false, "", redisstore.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := relay.SourceConfig{Name: source, Partitions: 4}
-	c.SetDefaults()
-	svc, err := relay.NewService(st, []*relay.Source{{Config: c, Verifier: acceptAll{}}}, relay.Options{Logger: quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = svc.Close()
-		_ = st.Close()
-	})
-	return svc
 }
 
 // publishN stores n events of about 300 bytes, from 16 goroutines.

@@ -55,14 +55,19 @@ func newService(t *testing.T) *relay.Service {
 	return newServiceAt(t, redistest.Start(t))
 }
 
-func newServiceAt(t *testing.T, url string) *relay.Service {
+// newServiceAt returns a Service on the Redis at url with cfgs (default: "s" with 4
+// partitions and "t").
+func newServiceAt(t testing.TB, url string, cfgs ...relay.SourceConfig) *relay.Service {
 	t.Helper()
 	st, err := redisstore.Open(url, false, "", redisstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(cfgs) == 0 {
+		cfgs = []relay.SourceConfig{{Name: "s", Partitions: 4}, {Name: "t"}}
+	}
 	var srcs []*relay.Source
-	for _, c := range []relay.SourceConfig{{Name: "s", Partitions: 4}, {Name: "t"}} {
+	for _, c := range cfgs {
 		c.SetDefaults()
 		srcs = append(srcs, &relay.Source{Config: c, Verifier: acceptAll{}})
 	}
