@@ -39,15 +39,14 @@ func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 func (bytesCodec) Name() string { return "proto" }
 
-// dialSubscribeGRPC opens a Subscribe stream with grpc-go on a connection of its own and
-// counts its messages as h2sub does; onMsg gets each delivery's serialized SubscribeResponse.
-func dialSubscribeGRPC(addr string, req []byte, onMsg func([]byte)) (*h2sub, error) {
-	cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+// dialRaw is a grpc-go connection to addr whose messages are sent and received as bytes.
+func dialRaw(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{})))
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+}
+
+// openSubscribe opens a Subscribe stream on cc with the serialized request req.
+func openSubscribe(ctx context.Context, cc *grpc.ClientConn, req []byte) (grpc.ClientStream, error) {
 	st, err := cc.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/eventrelay.v1.EventService/Subscribe")
 	if err == nil {
 		err = st.SendMsg(&req)
@@ -55,6 +54,18 @@ func dialSubscribeGRPC(addr string, req []byte, onMsg func([]byte)) (*h2sub, err
 	if err == nil {
 		err = st.CloseSend()
 	}
+	return st, err
+}
+
+// dialSubscribeGRPC opens a Subscribe stream with grpc-go on a connection of its own and
+// counts its messages as h2sub does; onMsg gets each delivery's serialized SubscribeResponse.
+func dialSubscribeGRPC(addr string, req []byte, onMsg func([]byte)) (*h2sub, error) {
+	cc, err := dialRaw(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := openSubscribe(ctx, cc, req)
 	if err != nil {
 		cancel()
 		cc.Close()

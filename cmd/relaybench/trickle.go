@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,23 +53,15 @@ func openTrickleSubs(addr string, req []byte, n, conns int, prefix, primePrefix 
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &trickleSubs{cancel: cancel, counts: make([]atomic.Int64, n), primed: make([]atomic.Bool, n)}
 	for range conns {
-		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{})))
+		cc, err := dialRaw(addr)
 		if err != nil {
 			s.close()
 			return nil, err
 		}
 		s.ccs = append(s.ccs, cc)
 	}
-	desc := &grpc.StreamDesc{ServerStreams: true}
 	for i := range n {
-		st, err := s.ccs[i%conns].NewStream(ctx, desc, "/eventrelay.v1.EventService/Subscribe")
-		if err == nil {
-			err = st.SendMsg(&req)
-		}
-		if err == nil {
-			err = st.CloseSend()
-		}
+		st, err := openSubscribe(ctx, s.ccs[i%conns], req)
 		if err != nil {
 			s.close()
 			return nil, err

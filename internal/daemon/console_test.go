@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -352,6 +353,17 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("sources offered to the scoped token: %q, want orders", got)
 		}
 		// The API behind the page says the same.
+		get := func(path string) (int, []byte) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+r.Admin+path, nil)
+			req.Header.Set("Authorization", "Bearer viewer-token")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, body
+		}
 		for _, c := range []struct {
 			path string
 			want int
@@ -360,26 +372,13 @@ func TestConsoleInBrowser(t *testing.T) {
 			{"/v1/sources/orders/events", http.StatusOK},
 			{"/v1/console/sources/billing/refused", http.StatusNotFound},
 		} {
-			req, _ := http.NewRequest(http.MethodGet, "http://"+r.Admin+c.path, nil)
-			req.Header.Set("Authorization", "Bearer viewer-token")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != c.want {
-				t.Errorf("GET %s with the orders token: %d, want %d", c.path, resp.StatusCode, c.want)
+			if got, _ := get(c.path); got != c.want {
+				t.Errorf("GET %s with the orders token: %d, want %d", c.path, got, c.want)
 			}
 		}
 		var ov struct{ Sources []struct{ Name string } }
-		req, _ := http.NewRequest(http.MethodGet, "http://"+r.Admin+"/v1/console/overview", nil)
-		req.Header.Set("Authorization", "Bearer viewer-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = json.NewDecoder(resp.Body).Decode(&ov)
-		resp.Body.Close()
+		_, body := get("/v1/console/overview")
+		err := json.Unmarshal(body, &ov)
 		if err != nil || len(ov.Sources) != 1 || ov.Sources[0].Name != "orders" {
 			t.Errorf("overview for the orders token: %+v %v", ov, err)
 		}
