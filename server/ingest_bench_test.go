@@ -27,7 +27,8 @@ func (ackStore) Append(_ context.Context, req relay.AppendRequest) (relay.Append
 
 // BenchmarkWebhookHandler is one signed webhook through the public HTTP handler (request
 // id, ingress checks, verify, Event, append, answer) on a store that acknowledges at once.
-// The request and recorder built per iteration are part of the figures.
+// The request and recorder built per iteration are part of the figures; the refused-requests
+// log and the activity counts are on, as relayd has them.
 func BenchmarkWebhookHandler(b *testing.B) {
 	cfg := relay.SourceConfig{Name: "orders", Provider: "hmac", Verify: &verify.Options{Secrets: []relay.Secret{{Value: []byte("bench-secret")}}}}
 	cfg.SetDefaults()
@@ -43,7 +44,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	m := NewMetrics()
 	h, err := NewHTTPHandler(b.Context(), svc, HTTPOptions{Webhooks: NewWebhookServer(svc, WebhookServerOptions{Logger: log, Metrics: m}), Logger: log, Metrics: m,
-		Ingress: IngressOptions{MaxConcurrent: 1024, Refused: NewRefusedLog(0), ContentTypes: func(src *relay.SourceConfig, ct string) bool {
+		Ingress: IngressOptions{MaxConcurrent: 1024, Refused: NewRefusedLog(0), Activity: NewActivity(), ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 			return verify.SourceAccepts(src, ct)
 		}}})
 	if err != nil {
