@@ -5,11 +5,19 @@ import (
 	"testing"
 )
 
-// infoStore answers Info with a fixed description and counts the calls.
+// infoStore answers Info with a fixed description and counts the calls; Range of one id
+// finds the entry when the description retains it (one entry per millisecond, as below).
 type infoStore struct {
 	Store
 	info  StreamInfo
 	calls int
+}
+
+func (s *infoStore) Range(_ context.Context, _ Partition, start, end ID, _ int, _ bool) ([]Entry, error) {
+	if start != end || start.Seq != 0 || s.info.Length == 0 || start.Less(s.info.First) || s.info.Last.Less(start) {
+		return nil, nil
+	}
+	return []Entry{{ID: start}}, nil
 }
 
 func (s *infoStore) Info(context.Context, Partition) (StreamInfo, error) {
@@ -44,7 +52,9 @@ func TestAdvance(t *testing.T) {
 		wantN   int64 // after a success
 	}{
 		{"successor: nothing in between, no question asked", trail{pos: ID{Ms: 3, Seq: 0}, n: 3}, []Entry{{ID: ID{Ms: 3, Seq: 1}}}, StreamInfo{}, false, 0, ID{Ms: 3, Seq: 1}, 4},
-		{"known count, read to the end, nothing trimmed after it", trail{pos: id(4), n: 4}, entries(5, 10), trimmed(3), false, 1, id(10), 10},
+		{"position retained: nothing after it trimmed, no description needed", trail{pos: id(4), n: 4}, entries(5, 10), trimmed(3), false, 0, id(10), 10},
+		{"position retained, unknown count: no gap, count still unknown", trail{pos: id(4), n: -1}, entries(5, 10), trimmed(3), false, 0, id(10), -1},
+		{"position retained, read short of the end", trail{pos: id(2), n: 2}, entries(3, 5), trimmed(1), false, 0, id(5), 5},
 		{"known count, position is the last trimmed entry", trail{pos: id(4), n: 4}, entries(5, 10), trimmed(4), false, 1, id(10), 10},
 		{"known count, one past the last trimmed entry", trail{pos: id(4), n: 4}, entries(6, 10), trimmed(5), true, 1, ID{}, 0},
 		{"known count, everything before the new entry trimmed", trail{pos: id(9), n: 9}, entries(10, 10), trimmed(9), false, 1, id(10), 10},
