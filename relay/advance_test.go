@@ -9,11 +9,13 @@ import (
 // finds the entry when the description retains it (one entry per millisecond, as below).
 type infoStore struct {
 	Store
-	info  StreamInfo
-	calls int
+	info   StreamInfo
+	calls  int
+	ranges int
 }
 
 func (s *infoStore) Range(_ context.Context, _ Partition, start, end ID, _ int, _ bool) ([]Entry, error) {
+	s.ranges++
 	if start != end || start.Seq != 0 || s.info.Length == 0 || start.Less(s.info.First) || s.info.Last.Less(start) {
 		return nil, nil
 	}
@@ -69,7 +71,7 @@ func TestAdvance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &infoStore{info: tc.info}
 			tr := tc.from
-			err := advance(context.Background(), s, Partition{Source: "s"}, &tr, tc.es)
+			err := advance(context.Background(), s, Partition{Source: "s"}, &tr, tc.es, false)
 			if s.calls != tc.infos {
 				t.Errorf("%d Info calls, want %d", s.calls, tc.infos)
 			}
@@ -86,5 +88,22 @@ func TestAdvance(t *testing.T) {
 				t.Errorf("trail %+v, want pos %s n %d", tr, tc.wantPos, tc.wantN)
 			}
 		})
+	}
+}
+
+// A read that reports its position retained (ReadResult.AfterRetained) is taken at its word:
+// the store is asked nothing, and the count moves by the entries read.
+func TestAdvanceRetainedByTheRead(t *testing.T) {
+	s := &infoStore{}
+	tr := trail{pos: ID{Ms: 4}, n: 4}
+	es := []Entry{{ID: ID{Ms: 7}}, {ID: ID{Ms: 9}}}
+	if err := advance(context.Background(), s, Partition{Source: "s"}, &tr, es, true); err != nil {
+		t.Fatal(err)
+	}
+	if s.calls != 0 || s.ranges != 0 {
+		t.Errorf("%d Info and %d Range calls, want none", s.calls, s.ranges)
+	}
+	if want := (trail{pos: ID{Ms: 9}, n: 6}); tr != want {
+		t.Errorf("trail %+v, want %+v", tr, want)
 	}
 }

@@ -16,8 +16,10 @@ import (
 //
 // Detection. When the first entry of a read is the immediate successor of the position,
 // nothing lies in between. Nor does anything when the entry at the position is still
-// retained after the read (one Store.Range of that entry): trimming removes the oldest
-// entries first, so it cannot have removed entries after one it kept. Relay never deletes
+// retained after the read: trimming removes the oldest entries first, so it cannot have
+// removed entries after one it kept. The store's blocking read tells
+// (ReadResult.AfterRetained: redisstore pipelines the check after the read, so the shared
+// tail reader pays no extra round trip); else one Store.Range of that entry does. Relay never deletes
 // single entries of a partition (XDEL); an operator who does is not warned of the hole. At
 // a trickle, where every event is in a new millisecond and so never the id after the
 // previous one, this is what each read costs. Otherwise the stream is described
@@ -60,21 +62,22 @@ func (e *gapError) Error() string {
 }
 
 // advance checks that es, the entries a read of p returned after t.pos (oldest first), follow
-// t.pos with nothing trimmed in between, and moves t to the last of them. A gap is a
-// *gapError; a failing store its error.
-func advance(ctx context.Context, store Store, p Partition, t *trail, es []Entry) error {
+// t.pos with nothing trimmed in between, and moves t to the last of them. retained is the
+// read's ReadResult.AfterRetained (false for a Range). A gap is a *gapError; a failing store
+// its error.
+func advance(ctx context.Context, store Store, p Partition, t *trail, es []Entry, retained bool) error {
 	if len(es) == 0 {
 		return nil
 	}
 	last := es[len(es)-1].ID
-	if es[0].ID == t.pos.Next() {
+	read := int64(len(es))
+	if retained || es[0].ID == t.pos.Next() {
 		if t.n >= 0 {
-			t.n += int64(len(es))
+			t.n += read
 		}
 		t.pos, t.fresh = last, false
 		return nil
 	}
-	read := int64(len(es))
 	if !t.pos.IsZero() {
 		// The common case, checked with one small read: the entry at t.pos is still there.
 		// Retention trims the oldest entries first, so then nothing after it was trimmed

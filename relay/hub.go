@@ -195,7 +195,7 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 				continue
 			}
 			prev := pos.pos
-			if err := advance(ctx, h.store, r.p, &pos, rr.Entries); err != nil {
+			if err := advance(ctx, h.store, r.p, &pos, rr.Entries, rr.AfterRetained); err != nil {
 				if ctx.Err() != nil {
 					return
 				}

@@ -136,6 +136,11 @@ type StreamInfo struct {
 type ReadResult struct {
 	Partition Partition
 	Entries   []Entry
+	// AfterRetained reports that the entry at the read's after id of Partition was still in
+	// the stream once the read was served, so retention (which trims the oldest entries
+	// first) had removed nothing after it: Entries follow that id with no gap. A store that
+	// cannot tell leaves it false, and the reader then checks (see gap.go).
+	AfterRetained bool
 }
 
 // Store is durable, partitioned, append-only event storage with consumer groups and dead

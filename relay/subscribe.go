@@ -492,7 +492,7 @@ func (f *feeder) catchUp(t *trail, end ID, rng func(context.Context, Partition, 
 
 // advance moves t over es, the entries read after its position, handing a gap on.
 func (f *feeder) advance(t *trail, es []Entry) error {
-	err := advance(f.ctx, f.s.store, f.p, t, es)
+	err := advance(f.ctx, f.s.store, f.p, t, es, false)
 	if gap := (*gapError)(nil); errors.As(err, &gap) {
 		return f.handOn(err)
 	}

@@ -164,6 +164,12 @@ func (s *Store) xread(ctx context.Context, parts []relay.Partition, after map[re
 	var res []relay.ReadResult
 	done := s.background(ctx, block+s.opts.OpTimeout, func(bctx context.Context) error {
 		var err error
+		if len(parts) == 1 {
+			if b := s.pipelinedBlock(block); b > 0 {
+				res, err = s.xreadRetained(bctx, parts[0], after[parts[0]], count, b)
+				return err
+			}
+		}
 		res, err = s.xreadOnce(bctx, parts, after, count, block)
 		return err
 	})
@@ -205,6 +211,60 @@ func (s *Store) xreadOnce(ctx context.Context, parts []relay.Partition, after ma
 		return nil, err
 	}
 	return toReadResults(parts, streams)
+}
+
+// xreadRetained is a blocking read of one partition pipelined with a read of the entry at
+// its after id. Redis runs the second command of a connection only once the blocking read
+// was served, so the entry's presence is ReadResult.AfterRetained: one round trip where a
+// separate check would take two, on the path of every tail delivery. (XRANGE of one id
+// rather than a script that answers only whether it exists: the embedded server runs each
+// script in a fresh interpreter, which costs more than sending one entry back.)
+func (s *Store) xreadRetained(ctx context.Context, p relay.Partition, after relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	pipe := s.client.Pipeline()
+	rd := pipe.XRead(ctx, xreadArgs([]relay.Partition{p}, map[relay.Partition]relay.ID{p: after}, count, block))
+	var held *redis.XMessageSliceCmd
+	if !after.IsZero() && after != relay.MaxID {
+		held = pipe.XRange(ctx, StreamKey(p), after.String(), after.String())
+	}
+	_, _ = pipe.Exec(ctx)
+	streams, err := rd.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := toReadResults([]relay.Partition{p}, streams)
+	if err != nil || len(res) == 0 || held == nil {
+		return res, err
+	}
+	if msgs, err := held.Result(); err == nil && len(msgs) == 1 && msgs[0].ID == after.String() {
+		res[0].AfterRetained = true
+	}
+	return res, nil
+}
+
+// pipelinedBlock is the block time of a pipelined blocking read asked to block for block,
+// or 0 when it cannot be pipelined. A pipeline's replies are read under the client's
+// ReadTimeout, not the longer deadline go-redis gives a blocking command alone, so the
+// read blocks for at most half of it (returning empty sooner is within Read's contract).
+func (s *Store) pipelinedBlock(block time.Duration) time.Duration {
+	var rt time.Duration
+	switch c := s.client.(type) {
+	case *redis.Client:
+		rt = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		rt = c.Options().ReadTimeout
+	default:
+		return 0
+	}
+	if rt > 0 {
+		block = min(block, rt/2)
+	}
+	if block < 10*time.Millisecond {
+		return 0
+	}
+	return block
 }
 
 // xreadPipelined reads several slot groups without blocking in one pipeline (split by node

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.Store) {
 		{"ReadBlocking", testReadBlocking},
 		{"ReadTail", testReadTail},
 		{"ReadCancel", testReadCancel},
+		{"ReadAfterRetained", testReadAfterRetained},
 		{"Info", testInfo},
 		{"Stats", testStats},
 		{"Lease", testLease},
@@ -188,18 +189,6 @@ func ids(es []relay.Entry) []relay.ID {
 	return out
 }
 
-func equalIDs(a, b []relay.ID) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func wantCode(t *testing.T, what string, err error, code relay.Code) {
 	t.Helper()
 	if got := relay.ErrorCode(err); got != code {
@@ -262,7 +251,7 @@ func testOrder(t *testing.T, s relay.Store) {
 		}
 	}
 	es := mustRange(t, s, p, relay.ID{}, relay.MaxID, 0, false)
-	if !equalIDs(ids(es), want) {
+	if !slices.Equal(ids(es), want) {
 		t.Fatalf("Range ids differ from append order")
 	}
 	for i, e := range es {
@@ -466,7 +455,7 @@ func testRangeReverseBounds(t *testing.T, s relay.Store) {
 	all := appendN(t, s, p, "r", 10)
 	check := func(name string, got []relay.Entry, want ...relay.ID) {
 		t.Helper()
-		if !equalIDs(ids(got), want) {
+		if !slices.Equal(ids(got), want) {
 			t.Errorf("%s: got %v, want %v", name, ids(got), want)
 		}
 	}
@@ -491,6 +480,36 @@ func testRangeReverseBounds(t *testing.T, s relay.Store) {
 func sources3(t *testing.T) []relay.Partition {
 	src := newSource(t)
 	return []relay.Partition{{Source: src, Index: 0}, {Source: src, Index: 1}, {Source: newSource(t), Index: 0}}
+}
+
+// A blocking read of one partition tells whether the entry at its after id was still
+// retained once it was served: true while it is, never true once retention trimmed it (the
+// shared tail reader then skips its gap check, gap.go).
+func testReadAfterRetained(t *testing.T, s relay.Store) {
+	p := part(t)
+	all := appendN(t, s, p, "kept", 300)
+	read := func() relay.ReadResult {
+		t.Helper()
+		res, err := s.Read(t.Context(), map[relay.Partition]relay.ID{p: all[10]}, 5, time.Second)
+		if err != nil || len(res) != 1 || len(res[0].Entries) == 0 {
+			t.Fatalf("Read after %s = %+v, %v", all[10], res, err)
+		}
+		return res[0]
+	}
+	if rr := read(); !rr.AfterRetained || rr.Entries[0].ID != all[11] {
+		t.Errorf("Read after a retained entry: AfterRetained %v, first %s; want true, %s", rr.AfterRetained, rr.Entries[0].ID, all[11])
+	}
+	for i := range 300 { // trims the first 300 (MAXLEN ~ keeps at most about 110)
+		r := req(p, fmt.Sprint("trim-", i), []byte("x"))
+		r.MaxLen = 10
+		mustAppend(t, s, r)
+	}
+	if first := mustInfo(t, s, p).First; !all[10].Less(first) {
+		t.Fatalf("entry %s not trimmed (first retained %s)", all[10], first)
+	}
+	if rr := read(); rr.AfterRetained {
+		t.Errorf("Read after a trimmed entry: AfterRetained true (first entry read %s)", rr.Entries[0].ID)
+	}
 }
 
 func testReadBlocking(t *testing.T, s relay.Store) {
@@ -715,7 +734,7 @@ func testEnsureGroup(t *testing.T, s relay.Store) {
 		t.Fatal(err)
 	}
 	es, _ = s.ReadGroup(ctx, p, "after-first", "c", false, 10, 0)
-	if !equalIDs(ids(es), ids(all[1:])) {
+	if !slices.Equal(ids(es), ids(all[1:])) {
 		t.Errorf("group after %s read %v, want %v", all[0].ID, ids(es), ids(all[1:]))
 	}
 	// A group on a stream that does not exist yet.
@@ -740,7 +759,7 @@ func testReadGroup(t *testing.T, s relay.Store) {
 	}
 	all := appendN(t, s, p, "g", 3)
 	es, err := s.ReadGroup(ctx, p, "g", "c1", false, 10, 0)
-	if err != nil || !equalIDs(ids(es), all) {
+	if err != nil || !slices.Equal(ids(es), all) {
 		t.Fatalf("ReadGroup new = %v, %v; want %v", ids(es), err, all)
 	}
 	for _, e := range es {
@@ -755,7 +774,7 @@ func testReadGroup(t *testing.T, s relay.Store) {
 		t.Errorf("second ReadGroup new read %d entries, want 0", len(es))
 	}
 	pend, err := s.ReadGroup(ctx, p, "g", "c1", true, 10, 0)
-	if err != nil || !equalIDs(ids(pend), all) {
+	if err != nil || !slices.Equal(ids(pend), all) {
 		t.Fatalf("ReadGroup pending = %v, %v; want %v", ids(pend), err, all)
 	}
 	for _, e := range pend {
@@ -772,7 +791,7 @@ func testReadGroup(t *testing.T, s relay.Store) {
 	}
 	// Paging through the pending entries after an id.
 	page, err := s.ReadPending(ctx, p, "g", "c1", all[0], 10)
-	if err != nil || !equalIDs(ids(page), all[1:]) {
+	if err != nil || !slices.Equal(ids(page), all[1:]) {
 		t.Errorf("ReadPending after %s = %v, %v; want %v", all[0], ids(page), err, all[1:])
 	}
 	if page, _ := s.ReadPending(ctx, p, "g", "c1", all[len(all)-1], 10); len(page) != 0 {
@@ -823,7 +842,7 @@ func testClaim(t *testing.T, s relay.Store) {
 	}
 	time.Sleep(150 * time.Millisecond)
 	es, err = s.Claim(ctx, p, "g", "c2", 100*time.Millisecond, 2)
-	if err != nil || !equalIDs(ids(es), all[:2]) {
+	if err != nil || !slices.Equal(ids(es), all[:2]) {
 		t.Fatalf("Claim = %v, %v; want %v", ids(es), err, all[:2])
 	}
 	for _, e := range es {
@@ -833,11 +852,11 @@ func testClaim(t *testing.T, s relay.Store) {
 	}
 	// The claimed entries now belong to c2.
 	pend, _ := s.ReadGroup(ctx, p, "g", "c2", true, 10, 0)
-	if !equalIDs(ids(pend), all[:2]) {
+	if !slices.Equal(ids(pend), all[:2]) {
 		t.Errorf("c2 pending = %v, want %v", ids(pend), all[:2])
 	}
 	pend, _ = s.ReadGroup(ctx, p, "g", "c1", true, 10, 0)
-	if !equalIDs(ids(pend), all[2:]) {
+	if !slices.Equal(ids(pend), all[2:]) {
 		t.Errorf("c1 pending = %v, want %v", ids(pend), all[2:])
 	}
 	// Claimed again: the count keeps growing.
@@ -911,7 +930,7 @@ func testDeadLetter(t *testing.T, s relay.Store) {
 	}
 	// Moved: acked in the group, present in the DLQ with its payload and count, still in the stream.
 	pend, _ := s.ReadGroup(ctx, p, "g", "c", true, 10, 0)
-	if !equalIDs(ids(pend), []relay.ID{es[0].ID, es[2].ID}) {
+	if !slices.Equal(ids(pend), []relay.ID{es[0].ID, es[2].ID}) {
 		t.Errorf("pending after DeadLetter = %v, want %v", ids(pend), []relay.ID{es[0].ID, es[2].ID})
 	}
 	dl, err := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
