@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -283,7 +284,7 @@ func TestLiveGapReplay(t *testing.T) {
 		first, _ := f.oldest(t)
 		f.gated.ranges.release()
 		err := s.end(t)
-		if got, want := s.deliveredIDs(), ids("a", 10); !equal(got, want) {
+		if got, want := s.deliveredIDs(), ids("a", 10); !slices.Equal(got, want) {
 			t.Fatalf("delivered %v, want exactly the first history batch %v", got, want)
 		}
 		cursor := wantOutOfRange(t, err, f.p, first)
@@ -377,7 +378,7 @@ func TestLiveGapBoundary(t *testing.T) {
 			f.publishAll(t, ids("b", 10))
 			f.trimBefore(t, f.entryID(t, "b000")) // a000, the reader's position, is the last trimmed
 			f.gated.reads.release()
-			if got, want := a.wait(t, 11), append([]string{"a000"}, ids("b", 10)...); !equal(got, want) {
+			if got, want := a.wait(t, 11), append([]string{"a000"}, ids("b", 10)...); !slices.Equal(got, want) {
 				t.Fatalf("delivered %v, want %v", got, want)
 			}
 		})
@@ -389,7 +390,7 @@ func TestLiveGapBoundary(t *testing.T) {
 			f.trimBefore(t, first) // b000 is gone too
 			f.gated.reads.release()
 			err := a.end(t)
-			if got := a.deliveredIDs(); !equal(got, []string{"a000"}) {
+			if got := a.deliveredIDs(); !slices.Equal(got, []string{"a000"}) {
 				t.Fatalf("delivered %v, want only a000", got)
 			}
 			cursor := wantOutOfRange(t, err, f.p, first)

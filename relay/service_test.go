@@ -200,18 +200,6 @@ func ids(prefix string, n int) []string {
 	return out
 }
 
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
@@ -228,7 +216,7 @@ func TestTailFanOut(t *testing.T) {
 			f.publish(t, "s", id, "t", "")
 		}
 		for i, s := range subs {
-			if got := s.wait(t, 200); !equal(got, want) {
+			if got := s.wait(t, 200); !slices.Equal(got, want) {
 				t.Fatalf("subscriber %d got %v", i, got[:10])
 			}
 		}
@@ -242,7 +230,7 @@ func TestTypeFilter(t *testing.T) {
 			f.publish(t, "s", fmt.Sprint("e", i), typ, "")
 		}
 		s := subscribe(t, f.svc, relay.SubscribeRequest{Start: relay.StartEarliest, Types: relay.TypeFilter{"invoice.*"}}, nil)
-		if got := s.wait(t, 2); !equal(got, []string{"e0", "e2"}) {
+		if got := s.wait(t, 2); !slices.Equal(got, []string{"e0", "e2"}) {
 			t.Fatalf("got %v", got)
 		}
 	})
@@ -262,7 +250,7 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 		for _, id := range want {
 			f.publish(t, "s", id, "t", "")
 		}
-		if got := fast.wait(t, 500); !equal(got, want) {
+		if got := fast.wait(t, 500); !slices.Equal(got, want) {
 			t.Fatal("fast subscriber missed events")
 		}
 		select {
@@ -443,7 +431,7 @@ func TestGroupMemberGetsItsPendingBackOnEveryPartition(t *testing.T) {
 		})
 		got := again.wait(t, len(want))
 		slices.Sort(got)
-		if !equal(got, want) {
+		if !slices.Equal(got, want) {
 			t.Errorf("redelivered %v, want %v", got, want)
 		}
 		partitions := map[int]bool{}
@@ -688,7 +676,7 @@ func TestCursorAtLastTrimmedEntry(t *testing.T) {
 		}
 		// At the last trimmed entry (e1): resumes with e2.
 		s := subscribe(t, svc, relay.SubscribeRequest{After: cursor(ms[1])}, nil)
-		if got := s.wait(t, 1); !equal(got, []string{"e2"}) {
+		if got := s.wait(t, 1); !slices.Equal(got, []string{"e2"}) {
 			t.Fatalf("after the last trimmed entry: got %v, want [e2]", got)
 		}
 		// Before it (e0): e1 is gone, OUT_OF_RANGE.
