@@ -170,7 +170,7 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	enc := newCursorEncoder(pos, req.DeadLetters, dlGroup)
 	out := make(chan batch, 2)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
-		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out}
+		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out, handOver: len(parts) == 1}
 		if req.DeadLetters {
 			return f.deadLetters(pos[p], dlGroup, req.Heartbeat)
 		}
@@ -190,6 +190,10 @@ type batch struct {
 	tail    *tailSub    // told when the batch is handled (nil: history)
 	count   int         // entries of the shared reader's batch this one stands for
 	err     error
+	// follow, with no entries, hands the send loop the shared reader's subscription to
+	// receive from itself from now on (see feeder.handOver), at position trail.
+	follow *tailSub
+	trail  trail
 }
 
 // runFeeders runs feed for every partition in a goroutine of its own, under a context that
@@ -236,15 +240,40 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 		defer stop()
 	}
 	done := ctx.Done()
+	var (
+		follow *followed         // the shared reader's subscription, once handed over
+		tailCh <-chan *tailBatch // its batches (nil until then)
+		cut    <-chan struct{}   // closed when it is cut (nil until then)
+	)
 	for {
 		select {
 		case <-done:
 			return st.fail(nil)
+		case <-cut:
+			return st.fail(follow.sub.err)
 		default:
 		}
 		select {
 		case <-done:
 			return st.fail(nil)
+		case <-cut:
+			return st.fail(follow.sub.err)
+		case tb, ok := <-tailCh:
+			if !ok { // the reader ended it: a gap, after what it had queued, or a failure
+				return st.fail(follow.sub.err)
+			}
+			b, err := follow.next(ctx, s.store, tb)
+			if err != nil {
+				return st.fail(err)
+			}
+			sent, err := st.sendBatch(b)
+			follow.sub.consumed(len(tb.entries))
+			if err != nil {
+				return st.fail(err)
+			}
+			if sent {
+				hb.Reset(req.Heartbeat)
+			}
 		case <-hb.C:
 			if err := st.emit(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
 				return st.fail(err)
@@ -266,6 +295,11 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 			if b.err != nil {
 				return st.fail(b.err)
 			}
+			if b.follow != nil {
+				follow = &followed{sub: b.follow, p: b.p, slot: b.slot, t: b.trail}
+				tailCh, cut = b.follow.ch, b.follow.cut
+				continue
+			}
 			sent, err := st.sendBatch(b)
 			if b.tail != nil {
 				b.tail.consumed(b.count)
@@ -278,6 +312,52 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 			}
 		}
 	}
+}
+
+// followed is the shared reader's subscription of a partition that the send loop receives
+// from itself (feeder.handOver), and the position it reached.
+type followed struct {
+	sub  *tailSub
+	p    Partition
+	slot int
+	t    trail
+}
+
+// next returns the batch to send for tb: its entries after the position, after checking for
+// a gap when they do not follow it (as feeder.follow does).
+func (f *followed) next(ctx context.Context, store Store, tb *tailBatch) (batch, error) {
+	k, check := f.t.take(tb)
+	if check {
+		if err := advance(ctx, store, f.p, &f.t, tb.entries, false); err != nil {
+			return batch{}, err
+		}
+	}
+	return batch{p: f.p, slot: f.slot, entries: tb.entries[k:], memos: tb.memos[k:]}, nil
+}
+
+// take moves t over the entries of tb, a batch of the shared reader, and returns how many of
+// them are at or before t's position (sent already: history read past the reader's start).
+// check reports that the batch does not follow t's position (catching up stopped short of
+// the reader's, nothing more being left in the store): the caller then checks with advance
+// whether entries in between were trimmed, which moves t.
+func (t *trail) take(tb *tailBatch) (k int, check bool) {
+	for k < len(tb.entries) && !t.pos.Less(tb.entries[k].ID) {
+		k++
+	}
+	switch {
+	case k == len(tb.entries):
+		return k, false
+	case k == 0 && t.pos.Less(tb.prev):
+		return 0, true
+	}
+	t.pos = tb.entries[len(tb.entries)-1].ID
+	switch {
+	case tb.n >= 0:
+		t.n = tb.n
+	case t.n >= 0:
+		t.n += int64(len(tb.entries) - k)
+	}
+	return k, false
 }
 
 // sendState is the send loop's state: the cursor, and the cursor of the last message sent.
@@ -441,6 +521,12 @@ type feeder struct {
 	slot       int
 	out        chan<- batch
 	deadLetter bool // reads the dead letters
+	// handOver: the subscription reads this partition alone, so once caught up with the
+	// shared reader the feeder hands its subscription to the send loop, which then receives
+	// the reader's batches itself: one goroutine hand-off per delivery instead of two (at a
+	// trickle, waking goroutines is most of what a delivery costs). The feeder stays only
+	// to end the stream at once when the subscriber is cut (see follow).
+	handOver bool
 }
 
 func (f *feeder) emit(b batch) bool {
@@ -569,30 +655,15 @@ func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
 				return sub.err
 			}
 			caughtUp = true
-			// Entries up to t's position were sent already (history read past the reader's
-			// start).
-			k := 0
-			for k < len(tb.entries) && !t.pos.Less(tb.entries[k].ID) {
-				k++
-			}
+			k, check := t.take(tb)
 			if k == len(tb.entries) {
 				sub.consumed(len(tb.entries))
 				continue
 			}
-			if k == 0 && t.pos.Less(tb.prev) {
-				// Catching up stopped short of the reader's position (nothing more was left
-				// in the store): were entries in between trimmed?
+			if check {
 				if err := f.advance(t, tb.entries); err != nil {
 					sub.consumed(len(tb.entries))
 					return err
-				}
-			} else {
-				t.pos = tb.entries[len(tb.entries)-1].ID
-				switch {
-				case tb.n >= 0:
-					t.n = tb.n
-				case t.n >= 0:
-					t.n += int64(len(tb.entries) - k)
 				}
 			}
 			select {
@@ -601,6 +672,23 @@ func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
 				return cut()
 			case <-f.ctx.Done():
 				return nil
+			}
+			if f.handOver {
+				select {
+				case f.out <- batch{p: f.p, slot: f.slot, follow: sub, trail: *t}:
+				case <-sub.cut:
+					return cut()
+				case <-f.ctx.Done():
+					return nil
+				}
+				// The send loop receives from now on. A cut still ends the stream from here,
+				// at once, even while a send is blocked (runFeeders cancels with the cause).
+				select {
+				case <-sub.cut:
+					return cut()
+				case <-f.ctx.Done():
+					return nil
+				}
 			}
 		}
 	}
