@@ -112,11 +112,6 @@ type GRPCConfig struct {
 	// MaxStreamsPerConnection (max_streams_per_connection) bounds the concurrent streams of
 	// one client connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), default 100.
 	MaxStreamsPerConnection int `koanf:"max_streams_per_connection"`
-	// WriteCoalesce (write_coalesce) holds what a connection writes within this long of its
-	// previous write and sends it in one system call when the window ends, so an event
-	// fanned out to many streams of one connection leaves together; a write after a quiet
-	// window leaves at once. 0 disables it. Default 200µs, at most 10ms.
-	WriteCoalesce time.Duration `koanf:"write_coalesce"`
 }
 
 // AdminConfig is the admin: section.
@@ -267,8 +262,6 @@ const (
 	DefaultMaxSubscribers    = 10000
 	DefaultSendTimeout       = 30 * time.Second
 	DefaultMaxStreamsPerConn = 100
-	DefaultWriteCoalesce     = 200 * time.Microsecond
-	MaxWriteCoalesce         = 10 * time.Millisecond
 )
 
 // Default returns the configuration used when nothing is configured: HTTP on :8080,
@@ -288,7 +281,7 @@ func Default() *Config {
 			MinBodyRate:       DefaultMinBodyRate,
 			Unverified:        relay.RateLimit{RPS: DefaultUnverifiedRPS, Burst: DefaultUnverifiedBurst},
 		},
-		GRPC:    GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true, MaxStreamsPerConnection: DefaultMaxStreamsPerConn, WriteCoalesce: DefaultWriteCoalesce},
+		GRPC:    GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true, MaxStreamsPerConnection: DefaultMaxStreamsPerConn},
 		Admin:   AdminConfig{Addr: DefaultAdminAddr},
 		Redis:   RedisConfig{Timeout: DefaultRedisTimeout},
 		Log:     LogConfig{Level: "info", Format: "json"},
@@ -488,9 +481,6 @@ func (c *Config) validate() []*FieldError {
 	v.nonNegative("subscribe.send_timeout", int64(c.Subscribe.SendTimeout))
 	if n := c.GRPC.MaxStreamsPerConnection; n < 1 {
 		v.errf("grpc.max_streams_per_connection", "must be at least 1, got %d", n)
-	}
-	if d := c.GRPC.WriteCoalesce; d < 0 || d > MaxWriteCoalesce {
-		v.errf("grpc.write_coalesce", "must be between 0 (off) and %s, got %s", MaxWriteCoalesce, d)
 	}
 	for i, t := range c.Auth.Tokens {
 		if t.MaxSubscriptions < 0 {

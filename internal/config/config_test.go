@@ -57,7 +57,7 @@ func TestConfigDefaults(t *testing.T) {
 			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
 			MaxRequestBytes: 1 << 20, MinBodyRate: 1024, Unverified: relay.RateLimit{RPS: 1, Burst: 20},
 		},
-		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true, MaxStreamsPerConnection: 100, WriteCoalesce: 200 * time.Microsecond},
+		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true, MaxStreamsPerConnection: 100},
 		Admin:     AdminConfig{Addr: ":9091"},
 		Redis:     RedisConfig{Timeout: 2 * time.Second},
 		Log:       LogConfig{Level: "info", Format: "json"},
@@ -104,7 +104,6 @@ grpc:
   tls: { cert_file: /g.crt, key_file: /g.key, client_ca_file: /ca.pem }
   reflection: false
   max_streams_per_connection: 7
-  write_coalesce: 1ms
 admin:
   addr: "localhost:9999"
 redis:
@@ -196,7 +195,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 			Unverified:        relay.RateLimit{RPS: 0.5, Burst: 5},
 		},
 		GRPC: GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"},
-			MaxStreamsPerConnection: 7, WriteCoalesce: time.Millisecond},
+			MaxStreamsPerConnection: 7},
 		Admin: AdminConfig{Addr: "localhost:9999"},
 		Redis: RedisConfig{URL: "redis://:pw@redis-1:6379/2?addr=redis-2:6379", Cluster: true, MinReplicas: 1, Timeout: 500 * time.Millisecond},
 		Auth: AuthConfig{Tokens: []AuthToken{
@@ -340,10 +339,6 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"http.tls.client_ca_file: needs cert_file and key_file"}},
 		{"http limits", "http:\n  max_request_bytes: 10\n  min_body_rate: -1\n  unverified_limit: {rps: -1}\n", nil, nil,
 			[]string{"http.max_request_bytes: must be at least 1024, got 10", "http.min_body_rate", "http.unverified_limit: rps and burst must not be negative"}},
-		{"grpc write_coalesce too long", "grpc:\n  write_coalesce: 20ms\n", nil, nil,
-			[]string{"grpc.write_coalesce: must be between 0 (off) and 10ms, got 20ms"}},
-		{"grpc write_coalesce negative", "grpc:\n  write_coalesce: -1ms\n", nil, nil,
-			[]string{"grpc.write_coalesce: must not be negative, got -1ms"}},
 		{"source max_concurrent", "sources:\n  - {name: a, secrets: [x], max_concurrent: -2}\n", nil, nil,
 			[]string{"max_concurrent: must not be negative, got -2"}},
 		{"unknown key in a source",

@@ -85,7 +85,6 @@ func TestEveryOverride(t *testing.T) {
 		{"RELAY_GRPC_TLS_CLIENT_CA_FILE", "grpc.tls.client_ca_file", "/g/ca.pem", func(c *Config) any { return c.GRPC.TLS.ClientCAFile }, "/g/ca.pem"},
 		{"RELAY_GRPC_REFLECTION", "grpc.reflection", "false", func(c *Config) any { return c.GRPC.Reflection }, false},
 		{"RELAY_GRPC_MAX_STREAMS_PER_CONNECTION", "grpc.max_streams_per_connection", "250", func(c *Config) any { return c.GRPC.MaxStreamsPerConnection }, 250},
-		{"RELAY_GRPC_WRITE_COALESCE", "grpc.write_coalesce", "1ms", func(c *Config) any { return c.GRPC.WriteCoalesce }, time.Millisecond},
 		{"RELAY_ADMIN_ADDR", "admin.addr", "127.0.0.1:19091", func(c *Config) any { return c.Admin.Addr }, "127.0.0.1:19091"},
 		{"RELAY_REDIS_URL", "redis.url", "redis://10.1.2.3:6379/2", func(c *Config) any { return c.Redis.URL }, "redis://10.1.2.3:6379/2"},
 		{"RELAY_REDIS_CLUSTER", "redis.cluster", "true", func(c *Config) any { return c.Redis.Cluster }, true},

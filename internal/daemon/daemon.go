@@ -276,7 +276,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.admin = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	m.serve("grpc", func() error { return m.grpc.Serve(server.CoalesceWrites(grpcLis, cfg.GRPC.WriteCoalesce)) })
+	m.serve("grpc", func() error { return m.grpc.Serve(grpcLis) })
 	m.serve("grpc-inproc", func() error { return m.inproc.Serve(m.inprocLis) })
 	m.serve("http", func() error {
 		if httpTLS != nil {
