@@ -555,15 +555,27 @@ func (f *feeder) handOn(err error) error {
 func (f *feeder) catchUp(t *trail, end ID, rng func(context.Context, Partition, ID, ID, int, bool) ([]Entry, error)) error {
 	n := f.s.opts.ReplayBatch
 	for f.ctx.Err() == nil && t.pos.Less(end) {
-		es, err := rng(f.ctx, f.p, t.pos.Next(), end, n, false)
+		// The main stream is read from the position itself: when its entry comes back first,
+		// it was still retained, so nothing after it was trimmed (gap.go) and no separate
+		// check is needed.
+		from, ask := t.pos.Next(), n
+		withPos := !f.deadLetter && !t.pos.IsZero()
+		if withPos {
+			from, ask = t.pos, n+1
+		}
+		es, err := rng(f.ctx, f.p, from, end, ask, false)
 		if err != nil {
 			return err
+		}
+		retained := withPos && len(es) > 0 && es[0].ID == t.pos
+		if retained {
+			es = es[1:]
 		}
 		if f.deadLetter {
 			if len(es) > 0 {
 				t.pos = es[len(es)-1].ID
 			}
-		} else if err := f.advance(t, es); err != nil {
+		} else if err := f.advance(t, es, retained); err != nil {
 			return err
 		}
 		if len(es) > 0 && !f.emit(batch{p: f.p, slot: f.slot, entries: es}) {
@@ -576,9 +588,10 @@ func (f *feeder) catchUp(t *trail, end ID, rng func(context.Context, Partition, 
 	return nil
 }
 
-// advance moves t over es, the entries read after its position, handing a gap on.
-func (f *feeder) advance(t *trail, es []Entry) error {
-	err := advance(f.ctx, f.s.store, f.p, t, es, false)
+// advance moves t over es, the entries read after its position, handing a gap on. retained:
+// the read found the entry at t's position (see advance).
+func (f *feeder) advance(t *trail, es []Entry, retained bool) error {
+	err := advance(f.ctx, f.s.store, f.p, t, es, retained)
 	if gap := (*gapError)(nil); errors.As(err, &gap) {
 		return f.handOn(err)
 	}
@@ -661,7 +674,7 @@ func (f *feeder) follow(t *trail, sub *tailSub, reader trail) error {
 				continue
 			}
 			if check {
-				if err := f.advance(t, tb.entries); err != nil {
+				if err := f.advance(t, tb.entries, false); err != nil {
 					sub.consumed(len(tb.entries))
 					return err
 				}
