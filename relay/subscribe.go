@@ -246,9 +246,14 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 		cut    <-chan struct{}   // closed when it is cut (nil until then)
 	)
 	for {
+		// An ended stream or a cut subscriber ends at once, before anything queued is sent
+		// (one-case selects: no channel locks when nothing is ready).
 		select {
 		case <-done:
 			return st.fail(nil)
+		default:
+		}
+		select {
 		case <-cut:
 			return st.fail(follow.sub.err)
 		default:
