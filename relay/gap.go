@@ -17,15 +17,14 @@ import (
 // Detection. When the first entry of a read is the immediate successor of the position,
 // nothing lies in between. Nor does anything when the entry at the position is still
 // retained after the read: trimming removes the oldest entries first, so it cannot have
-// removed entries after one it kept. The read itself tells, at no extra round trip: the
-// shared tail reader's blocking read reports it (ReadResult.AfterRetained: redisstore
-// pipelines the check after the read), and a replay's history read starts at the position,
-// inclusive, so its entry comes back first when retained. Otherwise one Store.Range of that
-// entry tells. Relay never deletes
-// single entries of a partition (XDEL); an operator who does is not warned of the hole. At
-// a trickle, where every event is in a new millisecond and so never the id after the
-// previous one, this is what each read costs. Otherwise the stream is described
-// (Store.Info) after the read, and:
+// removed entries after one it kept. (Relay never deletes single entries of a partition with
+// XDEL; an operator who does is not warned of the hole.) Usually the read itself tells, at no
+// extra round trip: the shared tail reader's blocking read reports it
+// (ReadResult.AfterRetained; redisstore pipelines the check behind the read), and a replay's
+// history read starts at the position, inclusive, so that its entry comes back first when
+// retained. Otherwise one Store.Range of that entry tells. This matters at a trickle, where
+// every event is in a new millisecond and so never the id after the previous one. When the
+// entry is gone, the stream is described (Store.Info) after the read, and:
 //
 //   - when the count of entries appended up to the position is known (trail.n), entries
 //     after the position are gone exactly when more entries than that were removed

@@ -138,8 +138,10 @@ type ReadResult struct {
 	Entries   []Entry
 	// AfterRetained reports that the entry at the read's after id of Partition was still in
 	// the stream once the read was served, so retention (which trims the oldest entries
-	// first) had removed nothing after it: Entries follow that id with no gap. A store that
-	// cannot tell leaves it false, and the reader then checks (see gap.go).
+	// first) had removed nothing after it: Entries follow that id with no gap. It is set by
+	// blocking reads of one partition (the conformance suite checks both answers); false
+	// otherwise, and the reader then checks by itself (see gap.go). It must never be true
+	// for an entry that was gone.
 	AfterRetained bool
 }
 
