@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -355,14 +354,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		// The API behind the page says the same.
 		get := func(path string) (int, []byte) {
 			req, _ := http.NewRequest(http.MethodGet, "http://"+r.Admin+path, nil)
-			req.Header.Set("Authorization", "Bearer viewer-token")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
-			return resp.StatusCode, body
+			return doToken(t, req, "viewer-token")
 		}
 		for _, c := range []struct {
 			path string

@@ -255,6 +255,12 @@ func postJSONToken(t testing.TB, m *Main, path, token string, v any) (int, []byt
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	return doToken(t, req, token)
+}
+
+// doToken sends req with a bearer token and returns the answer's status and body.
+func doToken(t testing.TB, req *http.Request, token string) (int, []byte) {
+	t.Helper()
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

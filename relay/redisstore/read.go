@@ -166,7 +166,7 @@ func (s *Store) xread(ctx context.Context, parts []relay.Partition, after map[re
 		var err error
 		if len(parts) == 1 {
 			if b := s.pipelinedBlock(block); b > 0 {
-				res, err = s.xreadRetained(bctx, parts[0], after[parts[0]], count, b)
+				res, err = s.xreadRetained(bctx, parts[0], after, count, b)
 				return err
 			}
 		}
@@ -219,12 +219,16 @@ func (s *Store) xreadOnce(ctx context.Context, parts []relay.Partition, after ma
 // separate check would take two, on the path of every tail delivery. (XRANGE of one id
 // rather than a script that answers only whether it exists: the embedded server runs each
 // script in a fresh interpreter, which costs more than sending one entry back.)
-func (s *Store) xreadRetained(ctx context.Context, p relay.Partition, after relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+func (s *Store) xreadRetained(ctx context.Context, p relay.Partition, afterIDs map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	parts := []relay.Partition{p}
 	pipe := s.client.Pipeline()
-	rd := pipe.XRead(ctx, xreadArgs([]relay.Partition{p}, map[relay.Partition]relay.ID{p: after}, count, block))
+	rd := pipe.XRead(ctx, xreadArgs(parts, afterIDs, count, block))
+	after := afterIDs[p]
 	var held *redis.XMessageSliceCmd
+	var id string
 	if !after.IsZero() && after != relay.MaxID {
-		held = pipe.XRange(ctx, StreamKey(p), after.String(), after.String())
+		id = after.String()
+		held = pipe.XRange(ctx, StreamKey(p), id, id)
 	}
 	_, _ = pipe.Exec(ctx)
 	streams, err := rd.Result()
@@ -234,11 +238,11 @@ func (s *Store) xreadRetained(ctx context.Context, p relay.Partition, after rela
 	if err != nil {
 		return nil, err
 	}
-	res, err := toReadResults([]relay.Partition{p}, streams)
+	res, err := toReadResults(parts, streams)
 	if err != nil || len(res) == 0 || held == nil {
 		return res, err
 	}
-	if msgs, err := held.Result(); err == nil && len(msgs) == 1 && msgs[0].ID == after.String() {
+	if msgs, err := held.Result(); err == nil && len(msgs) == 1 && msgs[0].ID == id {
 		res[0].AfterRetained = true
 	}
 	return res, nil
