@@ -330,7 +330,11 @@ func TestConsoleInBrowser(t *testing.T) {
 				return err
 			}))
 		p.open("")
-		p.wait("the overview on a phone", `document.querySelectorAll('article[data-source]').length === 2`, e2e.Wait)
+		p.wait("the overview on a phone", `document.querySelectorAll('article[data-source]').length === 2 && document.querySelector('article[data-source] .table-scroll') !== null`, e2e.Wait)
+		// The group table fits the card: nothing hidden behind a horizontal scroll.
+		if got := p.eval(`[...document.querySelectorAll('article[data-source] .table-scroll')].map((e) => e.scrollWidth - e.clientWidth).join()`); got != "0" {
+			t.Errorf("a group table overflows its card on a phone by %s px", got)
+		}
 		p.shot("overview-phone-dark")
 		p.do("laptop, light", chromedp.EmulateViewport(1280, 900),
 			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
