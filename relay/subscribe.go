@@ -82,6 +82,11 @@ type Message struct {
 	// and send those bytes to all of them (encode once). Nil for replayed history, group
 	// deliveries and heartbeats.
 	Shared *SharedEncoding
+	// More reports that another delivery was ready with this one and is sent right after it
+	// (unless the stream ends first): a transport that batches deliveries may hold this one
+	// back and send them together. The last of a run has More false, so a transport that
+	// sends whatever it holds then never delays a delivery. Always false for heartbeats.
+	More bool
 }
 
 type item struct {
@@ -284,18 +289,13 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 				return st.fail(err)
 			}
 		case it := <-items: // group deliveries: the cursor stays empty
-			if !req.Types.Match(EventType(it.e.Event)) || !s.filterMatch(req.filter, nil, &it.e) {
-				if it.ackID != "" { // filtered group deliveries are acknowledged as handled
-					s.ackFiltered(ctx, it)
-				}
-				continue
-			}
-			e := it.e
-			st.m = Message{Partition: it.p, Entry: &e, Cursor: string(enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
-			if err := st.emit(&st.m); err != nil {
+			sent, err := st.sendItems(it, items)
+			if err != nil {
 				return st.fail(err)
 			}
-			hb.Reset(req.Heartbeat)
+			if sent {
+				hb.Reset(req.Heartbeat)
+			}
 		case b := <-batches:
 			if b.err != nil {
 				return st.fail(b.err)
@@ -400,16 +400,70 @@ func (st *sendState) final(err error) error {
 	return err
 }
 
-// sendBatch sends the entries of b that pass the type filter, each with the cursor as of it,
+// hold makes st.m, a delivery ready to send, the held one, after sending the one held before
+// (with More: this one follows it at once). Holding one back is how a delivery learns whether
+// another follows it (Message.More).
+func (st *sendState) hold(held bool) error {
+	if !held {
+		return nil
+	}
+	st.m.More = true
+	return st.emit(&st.m)
+}
+
+// sendHeld sends the held delivery, the last of its run (More false).
+func (st *sendState) sendHeld(held bool) (bool, error) {
+	if !held {
+		return false, nil
+	}
+	st.m.More = false
+	return true, st.emit(&st.m)
+}
+
+// sendItems sends the group delivery it and every one queued behind it that passes the
+// filters, and reports whether it sent any. Filtered group deliveries are acknowledged as
+// handled.
+func (st *sendState) sendItems(it item, items <-chan item) (bool, error) {
+	var (
+		req  = st.req
+		s    = st.s
+		held = false // st.m is a delivery not sent yet (see hold)
+	)
+	for {
+		if req.Types.Match(EventType(it.e.Event)) && s.filterMatch(req.filter, nil, &it.e) {
+			if err := st.hold(held); err != nil {
+				return true, err
+			}
+			e := it.e
+			st.m = Message{Partition: it.p, Entry: &e, Cursor: string(st.enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
+			held = true
+		} else if it.ackID != "" {
+			s.ackFiltered(st.ctx, it)
+		}
+		select {
+		case <-st.ctx.Done():
+			return held, nil // run's next check reports why
+		default:
+		}
+		select {
+		case it = <-items:
+			continue
+		default:
+		}
+		return st.sendHeld(held)
+	}
+}
+
+// sendBatch sends the entries of b that pass the filters, each with the cursor as of it,
 // and reports whether it sent any.
 func (st *sendState) sendBatch(b batch) (bool, error) {
 	done := st.ctx.Done()
-	sent := false
+	held := false // st.m is a delivery not sent yet (see hold)
 	m := &st.m
 	for i := range b.entries {
 		select {
 		case <-done:
-			return sent, nil // run's next check reports why
+			return held, nil // run's next check reports why
 		default:
 		}
 		e := &b.entries[i]
@@ -426,6 +480,9 @@ func (st *sendState) sendBatch(b batch) (bool, error) {
 				continue
 			}
 		}
+		if err := st.hold(held); err != nil {
+			return true, err
+		}
 		*m = Message{Partition: b.p, Entry: e}
 		if b.memos != nil {
 			m.Shared = b.memos[i].get(st.enc.proto(), st.enc.String)
@@ -435,12 +492,9 @@ func (st *sendState) sendBatch(b batch) (bool, error) {
 		} else {
 			m.Cursor = st.enc.String()
 		}
-		if err := st.emit(m); err != nil {
-			return sent, err
-		}
-		sent = true
+		held = true
 	}
-	return sent, nil
+	return st.sendHeld(held)
 }
 
 // fail returns the error that ends the stream: the failure that ended it (a feeder's error,

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"slices"
+	"sync"
+
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the default codec wireCodec wraps
 	"google.golang.org/grpc/mem"
@@ -18,8 +21,9 @@ import (
 //
 // grpc-go marshals whatever SendMsg is given with the codec of the stream's content-subtype,
 // "proto" for every gRPC client. wireCodec is registered under that name: it passes a
-// *wireMsg through as it is (a mem.SliceBuffer, whose Free is a no-op, so the bytes can be
-// handed to any number of streams) and hands every other message to grpc-go's proto codec,
+// *wireMsg through as it is (a delivery's is a mem.SliceBuffer, whose Free is a no-op, so the
+// bytes can be handed to any number of streams; a batch's is pooled, sent once, and freed by
+// grpc-go once written) and hands every other message to grpc-go's proto codec,
 // which it wraps. The bytes are valid protobuf, so any client, and the gateway's
 // in-process client for GET /v1/events:subscribe, decodes them as a SubscribeResponse.
 
@@ -49,6 +53,11 @@ func (c wireCodec) Name() string { return c.base.Name() }
 // delivery_attempt}} with event the stored Event bytes as they are. A stored event that is
 // not a well-formed protobuf message is CodeInternal, as decoding it would be.
 func encodeDelivery(event []byte, cursor, ackID string, attempt int) ([]byte, error) {
+	return appendDelivery(nil, event, cursor, ackID, attempt)
+}
+
+// appendDelivery appends encodeDelivery's bytes to b.
+func appendDelivery(b []byte, event []byte, cursor, ackID string, attempt int) ([]byte, error) {
 	if !wellFormed(event) {
 		return nil, relay.Errorf(relay.CodeInternal, "stored event is corrupt")
 	}
@@ -63,7 +72,7 @@ func encodeDelivery(event []byte, cursor, ackID string, attempt int) ([]byte, er
 	if attempt != 0 {
 		n += 1 + protowire.SizeVarint(uint64(int64(attempt)))
 	}
-	b := make([]byte, 0, 1+protowire.SizeBytes(n))
+	b = slices.Grow(b, 1+protowire.SizeBytes(n))
 	b = protowire.AppendTag(b, 1, protowire.BytesType) // SubscribeResponse.delivery
 	b = protowire.AppendVarint(b, uint64(n))
 	b = protowire.AppendTag(b, 1, protowire.BytesType)
@@ -117,4 +126,152 @@ func deliveryMsg(m *relay.Message) (*wireMsg, error) {
 		m.Shared.Store(w)
 	}
 	return w, nil
+}
+
+// Batched deliveries (SubscribeRequest.max_batch).
+//
+// A DeliveryBatch's field 1 (repeated Delivery) has the same tag as SubscribeResponse's
+// field 1 (delivery), so a batch is the deliveries' own SubscribeResponse encodings one after
+// another, behind the tag and length of SubscribeResponse.batch (field 3): no delivery is
+// encoded twice, and a shared encoding is copied as it is.
+//
+// A batch is built in a buffer of batchBuffers and handed to grpc-go as a reference-counted
+// mem.Buffer: grpc-go frees it once the connection's writer wrote it, and the buffer goes
+// back to the pool, so a stream that sends batches allocates nothing per batch once warm.
+const (
+	// MaxBatch is the largest SubscribeRequest.max_batch.
+	MaxBatch = 1000
+	// maxBatchBytes bounds a batch: a delivery that would take it past this goes into the
+	// next one (a delivery larger than this is sent alone, as a plain delivery).
+	maxBatchBytes = 1 << 20
+	// batchHeadroom is room for the batch field's tag and length in front of the deliveries.
+	batchHeadroom = 8
+	// deliverySlack bounds what encodeDelivery adds to its fields' bytes (tags and lengths).
+	deliverySlack = 40
+)
+
+// batchClasses are the capacities of the pooled batch buffers, smallest first.
+var batchClasses = [...]int{16 << 10, 64 << 10, 256 << 10, batchHeadroom + maxBatchBytes + 64<<10}
+
+// batchPool is a mem.BufferPool of batch buffers by size class. It does not clear them: a
+// batch sends only bytes it wrote.
+type batchPool struct{ classes [len(batchClasses)]sync.Pool }
+
+var batchBuffers batchPool
+
+// Get returns a buffer of length n, pooled when a class holds n.
+func (p *batchPool) Get(n int) *[]byte {
+	for i, c := range batchClasses {
+		if n <= c {
+			if b, ok := p.classes[i].Get().(*[]byte); ok {
+				*b = (*b)[:n]
+				return b
+			}
+			b := make([]byte, n, c)
+			return &b
+		}
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// Put keeps b for reuse when it is of a class.
+func (p *batchPool) Put(b *[]byte) {
+	for i, c := range batchClasses {
+		if cap(*b) == c {
+			*b = (*b)[:0]
+			p.classes[i].Put(b)
+			return
+		}
+	}
+}
+
+// batcher gathers a stream's deliveries into batches.
+type batcher struct {
+	max  int
+	ptr  *[]byte       // the buffer from batchBuffers (nil: none yet)
+	buf  []byte        // *ptr's array: batchHeadroom bytes, then the held deliveries' encodings
+	n    int           // deliveries held
+	ends []func(error) // their tracing spans, ended when they are sent
+}
+
+// add holds the delivery m, after sending what is held when m would take the batch past
+// maxBatchBytes, and sends the batch when m is the last of its run (Message.More) or fills it.
+// end, when set, ends m's tracing span once m is sent.
+func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) error {
+	var shared []byte
+	if m.Shared != nil {
+		if w, ok := m.Shared.Load().(*wireMsg); ok {
+			shared = w.data[0].ReadOnlyData()
+		}
+	}
+	need := len(shared)
+	if shared == nil {
+		need = len(m.Entry.Event) + len(m.Cursor) + len(m.AckID) + deliverySlack
+	}
+	if b.n > 0 && len(b.buf)-batchHeadroom+need > maxBatchBytes {
+		if err := b.flush(send); err != nil {
+			return err
+		}
+	}
+	b.reserve(need, min(min(b.max, 8)*need, maxBatchBytes))
+	if shared != nil {
+		b.buf = append(b.buf, shared...)
+	} else {
+		out, err := appendDelivery(b.buf, m.Entry.Event, m.Cursor, m.AckID, m.Attempt)
+		if err != nil {
+			return err
+		}
+		b.buf = out
+	}
+	b.n++
+	if end != nil {
+		b.ends = append(b.ends, end)
+	}
+	if !m.More || b.n >= b.max {
+		return b.flush(send)
+	}
+	return nil
+}
+
+// reserve makes room for need more bytes, starting a buffer for about expect bytes of
+// deliveries when there is none, or moving to a larger one.
+func (b *batcher) reserve(need, expect int) {
+	if b.ptr == nil {
+		b.ptr = batchBuffers.Get(batchHeadroom + max(need, expect))
+		b.buf = (*b.ptr)[:batchHeadroom]
+		return
+	}
+	if len(b.buf)+need <= cap(b.buf) {
+		return
+	}
+	ptr := batchBuffers.Get(max(len(b.buf)+need, 2*cap(b.buf)))
+	b.buf = append((*ptr)[:0], b.buf...)
+	batchBuffers.Put(b.ptr)
+	b.ptr = ptr
+}
+
+// flush sends what b holds: one delivery as it is, more as a SubscribeResponse.batch. b may
+// be nil (a stream without batches).
+func (b *batcher) flush(send func(any) error) error {
+	if b == nil || b.n == 0 {
+		return nil
+	}
+	start := batchHeadroom
+	if b.n > 1 {
+		// The batch field's tag and length go into the headroom, just in front of the body.
+		n := len(b.buf) - batchHeadroom
+		start -= 1 + protowire.SizeVarint(uint64(n))
+		protowire.AppendVarint(protowire.AppendTag(b.buf[start:start], 3, protowire.BytesType), uint64(n))
+	}
+	*b.ptr = b.buf
+	root := mem.NewBuffer(b.ptr, &batchBuffers)
+	view := root.Slice(start, len(b.buf)) // holds root, which goes back to the pool when both are freed
+	root.Free()
+	err := send(&wireMsg{data: mem.BufferSlice{view}})
+	for _, end := range b.ends {
+		end(err)
+	}
+	b.ptr, b.buf, b.n, b.ends = nil, nil, 0, b.ends[:0]
+	return err
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/encoding"
@@ -152,4 +154,107 @@ func BenchmarkDeliveryPerSubscriber(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestBatcher: deliveries are held while Message.More says another follows, then sent as one
+// SubscribeResponse.batch (a lone one as a plain delivery): at the end of a run, when
+// max_batch is reached, and before a delivery that would take the batch past 1 MiB.
+func TestBatcher(t *testing.T) {
+	eventOf := func(id string, dataLen int) (*eventrelayv1.Event, []byte) {
+		ev := &eventrelayv1.Event{Id: id, Source: "orders", Type: "t", Data: bytes.Repeat([]byte("x"), dataLen)}
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev, b
+	}
+	const k = 1 << 10
+	for _, tc := range []struct {
+		name string
+		max  int
+		data []int  // each delivery's event data length
+		more []bool // each delivery's Message.More
+		want []int  // deliveries per message sent (1: a plain delivery)
+	}{
+		{"a run", 10, []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{5}},
+		{"two runs", 10, []int{10, 10, 10, 10, 10}, []bool{true, false, true, true, false}, []int{2, 3}},
+		{"alone", 10, []int{10, 10}, []bool{false, false}, []int{1, 1}},
+		{"max_batch", 2, []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{2, 2, 1}},
+		{"1 MiB", 10, []int{400 * k, 400 * k, 400 * k, 400 * k}, []bool{true, true, true, false}, []int{2, 2}},
+		{"larger than a batch", 10, []int{10, 2048 * k, 10}, []bool{true, true, false}, []int{1, 1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var sent []any
+			send := func(v any) error { sent = append(sent, v); return nil }
+			b := &batcher{max: tc.max}
+			var want []*eventrelayv1.Delivery
+			ended := 0
+			for i, n := range tc.data {
+				ev, stored := eventOf(fmt.Sprintf("e%d", i), n)
+				cursor := fmt.Sprintf("c%d", i)
+				want = append(want, &eventrelayv1.Delivery{Event: ev, Cursor: cursor, AckId: "a", DeliveryAttempt: 2})
+				m := &relay.Message{Entry: &relay.Entry{Event: stored}, Cursor: cursor, AckID: "a", Attempt: 2, More: tc.more[i]}
+				if err := b.add(m, func(error) { ended++ }, send); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ended != len(tc.data) {
+				t.Fatalf("%d tracing spans ended, want %d", ended, len(tc.data))
+			}
+			// Read only now: bytes sent are never written again (grpc-go may still hold them).
+			var sizes []int
+			var got []*eventrelayv1.Delivery
+			for _, v := range sent {
+				var resp eventrelayv1.SubscribeResponse
+				if err := proto.Unmarshal(v.(*wireMsg).data.Materialize(), &resp); err != nil {
+					t.Fatalf("message %d is not a SubscribeResponse: %v", len(sizes), err)
+				}
+				switch k := resp.GetKind().(type) {
+				case *eventrelayv1.SubscribeResponse_Delivery:
+					sizes, got = append(sizes, 1), append(got, k.Delivery)
+				case *eventrelayv1.SubscribeResponse_Batch:
+					if len(k.Batch.GetDeliveries()) < 2 {
+						t.Fatalf("a batch of %d", len(k.Batch.GetDeliveries()))
+					}
+					sizes, got = append(sizes, len(k.Batch.GetDeliveries())), append(got, k.Batch.GetDeliveries()...)
+				default:
+					t.Fatalf("message %d: %T", len(sizes), k)
+				}
+			}
+			if !slices.Equal(sizes, tc.want) {
+				t.Fatalf("messages of %v deliveries, want %v", sizes, tc.want)
+			}
+			for i := range want {
+				if !proto.Equal(got[i], want[i]) {
+					t.Fatalf("delivery %d: got %v", i, got[i])
+				}
+			}
+		})
+	}
+}
+
+// TestBatcherCopiesSharedEncodings: a tail delivery whose encoding another subscriber made
+// goes into the batch as those bytes.
+func TestBatcherCopiesSharedEncodings(t *testing.T) {
+	_, stored := testEvent(t)
+	shared := &relay.SharedEncoding{}
+	if _, err := deliveryMsg(&relay.Message{Entry: &relay.Entry{Event: stored}, Cursor: "c1", Shared: shared}); err != nil {
+		t.Fatal(err)
+	}
+	var sent []byte
+	b := &batcher{max: 10}
+	send := func(v any) error { sent = v.(*wireMsg).data.Materialize(); return nil }
+	// The shared encoding is what a subscriber with cursor c1 sends: the entry must not be read.
+	_ = b.add(&relay.Message{Entry: &relay.Entry{Event: []byte{0xff}}, Cursor: "c1", Shared: shared, More: true}, nil, send)
+	if err := b.add(&relay.Message{Entry: &relay.Entry{Event: stored}, Cursor: "c2"}, nil, send); err != nil {
+		t.Fatal(err)
+	}
+	var resp eventrelayv1.SubscribeResponse
+	if err := proto.Unmarshal(sent, &resp); err != nil {
+		t.Fatal(err)
+	}
+	ds := resp.GetBatch().GetDeliveries()
+	if len(ds) != 2 || ds[0].GetCursor() != "c1" || ds[0].GetEvent().GetId() != "evt_1" || ds[1].GetCursor() != "c2" {
+		t.Fatalf("got %v", &resp)
+	}
 }

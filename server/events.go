@@ -74,7 +74,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	// The subscription runs beside the handler, so that a stream cut while a SendMsg is
 	// blocked ends at once (cut.go), and so does one whose send is blocked too long.
 	err = runInterruptible(&sr, func() error {
-		send := s.sendFunc(ctx, stream, &sr, &counted)
+		send := s.sendFunc(ctx, stream, &sr, &counted, int(req.GetMaxBatch()))
 		if s.opts.Limits.SendTimeout > 0 {
 			var stop func()
 			send, stop = watchSends(send, s.opts.Limits.SendTimeout, sr.Interrupt)
@@ -88,13 +88,33 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	return s.err(ctx, err)
 }
 
-// sendFunc returns the send function of a Subscribe stream: heartbeats and deliveries.
-func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter) func(m *relay.Message) error {
+// sendFunc returns the send function of a Subscribe stream: heartbeats and deliveries, up
+// to maxBatch deliveries per message (batcher) when it is above 1.
+func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter, maxBatch int) func(m *relay.Message) error {
+	var b *batcher
+	if maxBatch > 1 {
+		b = &batcher{max: maxBatch}
+	}
 	return func(m *relay.Message) error {
 		if m.Entry == nil {
+			if err := b.flush(stream.SendMsg); err != nil {
+				return err
+			}
 			return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{
 				Heartbeat: &eventrelayv1.Heartbeat{Cursor: m.Cursor, ServerTime: timestamppb.New(m.ServerTime)},
 			}})
+		}
+		var end func(error)
+		if s.opts.TracerProvider != nil {
+			ev, err := relay.DecodeEvent(m.Entry.Event) // the span's attributes
+			if err != nil {
+				return err
+			}
+			end = startDeliverySpan(ctx, s.opts.TracerProvider, ev, m, sr.Group.Name)
+		}
+		if b != nil && (b.n > 0 || m.More) { // batched (delivery.go)
+			counted.add(m.Partition.Source, m.Attempt)
+			return b.add(m, end, stream.SendMsg)
 		}
 		// The stored Event bytes go out as they are, encoded once for every tail subscriber
 		// with the same cursor (delivery.go).
@@ -103,16 +123,10 @@ func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventSer
 			return err
 		}
 		counted.add(m.Partition.Source, m.Attempt)
-		if s.opts.TracerProvider == nil {
-			return stream.SendMsg(msg)
-		}
-		ev, err := relay.DecodeEvent(m.Entry.Event) // the span's attributes
-		if err != nil {
-			return err
-		}
-		end := startDeliverySpan(ctx, s.opts.TracerProvider, ev, m, sr.Group.Name)
 		err = stream.SendMsg(msg)
-		end(err)
+		if end != nil {
+			end(err)
+		}
 		return err
 	}
 }
@@ -219,6 +233,9 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 		if !d.ok {
 			return sr, relay.Errorf(relay.CodeInvalid, "%s: not a valid duration", d.name)
 		}
+	}
+	if n := req.GetMaxBatch(); n < 0 || n > MaxBatch {
+		return sr, relay.Errorf(relay.CodeInvalid, "max_batch: %d is not between 0 and %d", n, MaxBatch)
 	}
 	return sr, nil
 }

@@ -20,6 +20,9 @@ import (
 // subFilter is -filter.
 var subFilter string
 
+// subBatch is -batch: SubscribeRequest.max_batch of the stream phases' subscribers.
+var subBatch int
+
 // pushReceiver answers every POST 204 and counts them: the push destination's receiver.
 type pushReceiver struct {
 	srv  *http.Server

@@ -86,11 +86,8 @@ func dialSubscribeGRPC(addr string, req []byte, onMsg func([]byte)) (*h2sub, err
 				}
 				return
 			}
-			if len(msg) > 0 && msg[0] == 0x0a { // SubscribeResponse field 1: a delivery
-				s.deliveries.Add(1)
-				if s.onMsg != nil {
-					s.onMsg(msg)
-				}
+			if n := eachDelivery(msg, s.onMsg); n > 0 { // a delivery or a batch
+				s.deliveries.Add(int64(n))
 			} else {
 				s.heartbeats.Add(1)
 			}

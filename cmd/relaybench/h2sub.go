@@ -41,6 +41,7 @@ type h2sub struct {
 	nhdr   int
 	remain int
 	first  bool // next payload byte is the message's first
+	batch  bool // the message is a batch of deliveries: kept whole, then counted
 	msg    []byte
 	closed atomic.Bool
 }
@@ -204,26 +205,68 @@ func (s *h2sub) consume(b []byte) {
 		}
 		n := min(s.remain, len(b))
 		if s.first {
-			// SubscribeResponse: field 1 (tag 0x0a) delivery, field 2 (0x12) heartbeat.
-			if b[0] == 0x0a {
+			// SubscribeResponse: field 1 (tag 0x0a) delivery, field 2 (0x12) heartbeat, field 3
+			// (0x1a) a batch of deliveries (-batch), counted once it is whole.
+			switch b[0] {
+			case 0x0a:
 				s.deliveries.Add(1)
-			} else {
+			case 0x1a:
+				s.batch = true
+			default:
 				s.heartbeats.Add(1)
 			}
 			s.first = false
 		}
-		if s.onMsg != nil {
+		if s.onMsg != nil || s.batch {
 			s.msg = append(s.msg, b[:n]...)
 		}
 		s.remain -= n
 		b = b[n:]
 		if s.remain == 0 {
-			if s.onMsg != nil && len(s.msg) > 0 && s.msg[0] == 0x0a {
+			if s.batch {
+				s.deliveries.Add(int64(eachDelivery(s.msg, s.onMsg)))
+				s.batch = false
+			} else if s.onMsg != nil && len(s.msg) > 0 && s.msg[0] == 0x0a {
 				s.onMsg(s.msg)
 			}
 			s.nhdr = 0
 		}
 	}
+}
+
+// eachDelivery calls fn (when not nil) with each delivery of a serialized SubscribeResponse,
+// as the SubscribeResponse carrying it alone (a batch's elements are exactly that: see
+// server/delivery.go), and returns how many it carries.
+func eachDelivery(msg []byte, fn func([]byte)) int {
+	switch {
+	case len(msg) == 0:
+		return 0
+	case msg[0] == 0x0a:
+		if fn != nil {
+			fn(msg)
+		}
+		return 1
+	case msg[0] != 0x1a:
+		return 0
+	}
+	body, ok := field(msg, 3)
+	n := 0
+	for ok && len(body) > 0 {
+		_, _, l := protowire.ConsumeTag(body)
+		if l < 0 {
+			break
+		}
+		_, v := protowire.ConsumeBytes(body[l:])
+		if v < 0 {
+			break
+		}
+		if fn != nil {
+			fn(body[:l+v])
+		}
+		body = body[l+v:]
+		n++
+	}
+	return n
 }
 
 // deliveryEventID returns Event.id of a serialized SubscribeResponse carrying a delivery.

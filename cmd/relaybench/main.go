@@ -133,6 +133,7 @@ func main() {
 	flag.IntVar(&c.trickleConns, "trickle-conns", 4, "trickle: grpc-go connections the subscribers share")
 	flag.DurationVar(&c.trickleDur, "trickle-duration", 10*time.Second, "trickle: duration per target")
 	flag.StringVar(&subFilter, "filter", "", "CEL filter every e2e, fanout, trickle and replay subscriber asks for (one that every event matches, e.g. 'event.source != \"\"')")
+	flag.IntVar(&subBatch, "batch", 0, "max_batch every e2e, fanout, trickle and replay subscriber asks for (0: one delivery per message)")
 	flag.BoolVar(&c.destination, "destination", false, "with -relayd: also push every event to a receiver in this process (a push destination)")
 	flag.IntVar(&c.replayEvents, "replay-events", 300000, "replay: events in history to replay")
 	flag.IntVar(&c.idleSubs, "idle-subs", 1000, "idle: subscribers")

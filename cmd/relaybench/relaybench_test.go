@@ -12,8 +12,9 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 )
 
-// TestConsumeSplitsMessages feeds gRPC-framed SubscribeResponses to the minimal client in
-// every possible split and checks the counts and the event ids it hands out.
+// TestConsumeSplitsMessages feeds gRPC-framed SubscribeResponses (deliveries, a heartbeat, a
+// batch) to the minimal client in every possible split and checks the counts and the event
+// ids it hands out.
 func TestConsumeSplitsMessages(t *testing.T) {
 	var stream []byte
 	for _, id := range []string{"a", "bb", "ccc"} {
@@ -23,6 +24,9 @@ func TestConsumeSplitsMessages(t *testing.T) {
 	}
 	hb, _ := proto.Marshal(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{Heartbeat: &eventrelayv1.Heartbeat{Cursor: "c"}}})
 	stream = append(stream, grpcFrame(hb)...)
+	batch, _ := proto.Marshal(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Batch{Batch: &eventrelayv1.DeliveryBatch{
+		Deliveries: []*eventrelayv1.Delivery{{Event: &eventrelayv1.Event{Id: "d"}, Cursor: "c"}, {Event: &eventrelayv1.Event{Id: "ee"}, AckId: "a"}}}}})
+	stream = append(stream, grpcFrame(batch)...)
 	for split := 1; split <= len(stream); split++ {
 		var ids []string
 		s := &h2sub{onMsg: func(m []byte) {
@@ -37,7 +41,7 @@ func TestConsumeSplitsMessages(t *testing.T) {
 			s.consume(b[:n])
 			b = b[n:]
 		}
-		if got := strings.Join(ids, ","); got != "a,bb,ccc" || s.deliveries.Load() != 3 || s.heartbeats.Load() != 1 {
+		if got := strings.Join(ids, ","); got != "a,bb,ccc,d,ee" || s.deliveries.Load() != 5 || s.heartbeats.Load() != 1 {
 			t.Fatalf("split %d: ids %q, %d deliveries, %d heartbeats", split, got, s.deliveries.Load(), s.heartbeats.Load())
 		}
 	}

@@ -71,7 +71,7 @@ func (p *producer) add(ctx context.Context, n int) error {
 
 func subscribeRequest(source string, after string) []byte {
 	b, _ := proto.Marshal(&eventrelayv1.SubscribeRequest{Sources: []string{source}, AfterCursor: after,
-		HeartbeatInterval: durationpb.New(15 * time.Second), Filter: subFilter})
+		HeartbeatInterval: durationpb.New(15 * time.Second), Filter: subFilter, MaxBatch: int32(subBatch)})
 	return b
 }
 

@@ -84,14 +84,16 @@ func openTrickleSubs(addr string, req []byte, n, conns int, prefix, primePrefix 
 					}
 					return
 				}
-				id, ok := deliveryEventID(msg)
-				switch {
-				case !ok:
-				case strings.HasPrefix(id, prefix):
-					s.counts[i].Add(1)
-				case strings.HasPrefix(id, primePrefix):
-					s.primed[i].Store(true)
-				}
+				eachDelivery(msg, func(d []byte) {
+					id, ok := deliveryEventID(d)
+					switch {
+					case !ok:
+					case strings.HasPrefix(id, prefix):
+						s.counts[i].Add(1)
+					case strings.HasPrefix(id, primePrefix):
+						s.primed[i].Store(true)
+					}
+				})
 			}
 		}()
 	}

@@ -231,9 +231,13 @@ func (r *Relayd) launch() error {
 			_, _ = r.logs.Write(append(line, '\n'))
 			var rec struct{ Msg, HTTP, GRPC, Admin string }
 			if json.Unmarshal(line, &rec) == nil && rec.Msg == "relayd listening" {
-				r.mu.Lock()
-				r.HTTP, r.GRPC, r.Admin = rec.HTTP, rec.GRPC, rec.Admin
-				r.mu.Unlock()
+				// Written only when they changed (a first launch that asked for port 0): a
+				// restart listens where it did, and tests read the fields while it restarts.
+				if r.HTTP != rec.HTTP || r.GRPC != rec.GRPC || r.Admin != rec.Admin {
+					r.mu.Lock()
+					r.HTTP, r.GRPC, r.Admin = rec.HTTP, rec.GRPC, rec.Admin
+					r.mu.Unlock()
+				}
 				select {
 				case ready <- struct{}{}:
 				default:

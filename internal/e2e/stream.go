@@ -38,12 +38,17 @@ func Subscribe(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv
 				s.err = err
 				return
 			}
+			ds := msg.GetBatch().GetDeliveries() // SubscribeRequest.max_batch
 			if d := msg.GetDelivery(); d != nil {
+				ds = []*eventrelayv1.Delivery{d}
+			}
+			for _, d := range ds {
 				select {
 				case s.Deliveries <- d:
 				case <-ctx.Done():
 				}
-			} else if !beat {
+			}
+			if msg.GetHeartbeat() != nil && !beat {
 				beat = true
 				close(s.beat)
 			}
