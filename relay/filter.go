@@ -26,6 +26,13 @@ type Filter interface {
 	UsesData() bool
 }
 
+// RawMatcher is a Filter that also matches a stored event given as its bytes alone, for an
+// event no other subscription shares (a replay's, a group member's): relay/filter's filters,
+// which need no FilterInput at all when they read only string fields of the event.
+type RawMatcher interface {
+	MatchRaw(raw []byte) (bool, error)
+}
+
 // FilterCompiler compiles a filter expression. A bad expression is a CodeInvalid *Error
 // whose message names the problem and its position.
 type FilterCompiler func(expr string) (Filter, error)
@@ -53,6 +60,9 @@ type FilterInput struct {
 
 // NewFilterInput returns the input of the stored event raw (an encoded eventrelay.v1.Event).
 func NewFilterInput(raw []byte) *FilterInput { return &FilterInput{raw: raw} }
+
+// Raw returns the stored event, an encoded eventrelay.v1.Event (not to be modified).
+func (in *FilterInput) Raw() []byte { return in.raw }
 
 // Event returns the decoded event.
 func (in *FilterInput) Event() (*eventrelayv1.Event, error) {
@@ -184,10 +194,16 @@ func (s *Service) filterMatch(f Filter, in *FilterInput, e *Entry) bool {
 	if f == nil {
 		return true
 	}
-	if in == nil {
-		in = NewFilterInput(e.Event)
+	var ok bool
+	var err error
+	switch rm, raw := f.(RawMatcher); {
+	case in != nil:
+		ok, err = f.Match(in)
+	case raw:
+		ok, err = rm.MatchRaw(e.Event)
+	default:
+		ok, err = f.Match(NewFilterInput(e.Event))
 	}
-	ok, err := f.Match(in)
 	if err != nil {
 		if s.opts.OnFilterError != nil {
 			s.opts.OnFilterError(err)

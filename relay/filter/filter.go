@@ -100,7 +100,7 @@ func Compile(expr string) (relay.Filter, error) {
 	if err != nil {
 		return nil, relay.Errorf(relay.CodeInvalid, "filter: %v", err)
 	}
-	p := &program{prg: prg, usesData: references(ast, "data")}
+	p := &program{prg: prg, usesData: references(ast, "data"), fast: compileFast(ast)}
 	if !p.usesData { // data needs the whole event (its content type and bytes)
 		p.fields = eventFields(ast)
 	}
@@ -201,12 +201,17 @@ type program struct {
 	usesData bool
 	// fields are the fields of event the expression reads (nil: the whole event).
 	fields []protowire.Number
+	// fast, when set, evaluates the expression without CEL (fast.go).
+	fast *fastProgram
 }
 
 func (p *program) UsesData() bool { return p.usesData }
 
 // Match evaluates the expression on in. An error result, or a non-bool one, is an error.
 func (p *program) Match(in *relay.FilterInput) (bool, error) {
+	if p.fast != nil {
+		return p.fast.match(in.Raw())
+	}
 	ev, err := in.EventFields(p.fields)
 	if err != nil {
 		return false, err
@@ -220,6 +225,15 @@ func (p *program) Match(in *relay.FilterInput) (bool, error) {
 		return false, fmt.Errorf("filter: the expression gave %s, not a bool", out.Type().TypeName())
 	}
 	return bool(b), nil
+}
+
+// MatchRaw evaluates the expression on the stored event raw (relay.RawMatcher): on the
+// bytes when the expression has a fast form, else as Match on an input of its own.
+func (p *program) MatchRaw(raw []byte) (bool, error) {
+	if p.fast != nil {
+		return p.fast.match(raw)
+	}
+	return p.Match(relay.NewFilterInput(raw))
 }
 
 // activation resolves event and data, the payload parsed only when the expression reads it.
