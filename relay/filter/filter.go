@@ -20,6 +20,9 @@
 // a cost limit (CostLimit), so no expression can burn a core; an expression that cannot be
 // evaluated on an event (a missing field, a wrong type, the cost limit) does not match it.
 // Numbers compare across types (data.n > 1 holds for the JSON number 1.5).
+//
+// Expressions that only compare string fields of event with constants run without CEL's
+// interpreter, on the stored bytes (fast.go), with the same meaning.
 package filter
 
 import (
