@@ -1,8 +1,11 @@
 package daemon
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -89,6 +92,41 @@ func TestBatchedDeliveries(t *testing.T) {
 			if batched[i].GetCursor() == "" || batched[i].GetCursor() != plain[i].GetCursor() {
 				t.Fatalf("delivery %d: cursor %q batched, %q plain", i, batched[i].GetCursor(), plain[i].GetCursor())
 			}
+		}
+
+		// The HTTP form: the first NDJSON line is a batch of the first 100.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		hreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+"/v1/events:subscribe?sources=orders&start=START_POSITION_EARLIEST&max_batch=100", nil)
+		resp, err := http.DefaultClient.Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(nil, 1<<20)
+		var line struct {
+			Result struct {
+				Batch struct {
+					Deliveries []struct {
+						Event  struct{ ID string }
+						Cursor string
+					}
+				}
+			}
+		}
+		if !sc.Scan() || json.Unmarshal(sc.Bytes(), &line) != nil {
+			t.Fatalf("HTTP: %d, first line %q", resp.StatusCode, sc.Bytes())
+		}
+		resp.Body.Close()
+		var httpIDs []string
+		for i, d := range line.Result.Batch.Deliveries {
+			if d.Cursor != batched[i].GetCursor() {
+				t.Fatalf("HTTP: delivery %d has cursor %q, gRPC %q", i, d.Cursor, batched[i].GetCursor())
+			}
+			httpIDs = append(httpIDs, d.Event.ID)
+		}
+		if !slices.Equal(httpIDs, want[:100]) {
+			t.Fatalf("HTTP: the first line's batch holds %v", httpIDs)
 		}
 
 		// Resuming after a delivery in the middle of a batch gives exactly the rest.
