@@ -9,6 +9,10 @@ import (
 
 // Subscription defaults and bounds.
 const (
+	// MaxBatchBytes bounds a batch of deliveries (SubscribeRequest.MaxBatch), counting each
+	// delivery as its event's, cursor's and ack id's lengths plus 64 bytes (batchSize): more
+	// than any transport adds to frame them.
+	MaxBatchBytes = 1 << 20
 	DefaultHeartbeat      = 15 * time.Second
 	MinHeartbeat          = 100 * time.Millisecond
 	DefaultAckDeadline    = 30 * time.Second
@@ -47,6 +51,10 @@ type SubscribeRequest struct {
 	DeadLetters bool
 	// Group, when Name is set, consumes as a durable consumer group.
 	Group GroupOptions
+	// MaxBatch, above 1, lets the transport send up to this many deliveries that are ready
+	// together as one message (Message.More), whose deliveries' sizes (batchSize) add up to
+	// at most MaxBatchBytes, unless one delivery alone is larger.
+	MaxBatch int
 	// Interrupt, when set, is called at most once, from another goroutine, when the
 	// subscription fails while a send may be blocked (a client that stopped reading, a tail
 	// subscriber cut for falling behind), with the error that ends it. A transport whose send
@@ -82,10 +90,14 @@ type Message struct {
 	// and send those bytes to all of them (encode once). Nil for replayed history, group
 	// deliveries and heartbeats.
 	Shared *SharedEncoding
-	// More reports that another delivery was ready with this one and is sent right after it
-	// (unless the stream ends first): a transport that batches deliveries may hold this one
-	// back and send them together. The last of a run has More false, so a transport that
-	// sends whatever it holds then never delays a delivery. Always false for heartbeats.
+	// More reports that this delivery and the next go in one batch (SubscribeRequest.MaxBatch):
+	// the next was ready with it and is sent right after it, unless the stream ends first. A
+	// transport holds a delivery with More and sends what it holds with the first one
+	// without: the last of a run of deliveries ready together, or of a full batch. So a
+	// transport that batches this way never delays a delivery, and the service counts a
+	// delivery as sent (the cursor a cut subscriber is told to resume from) only once the
+	// send of a message without More returned. Always false without MaxBatch, and for
+	// heartbeats.
 	More bool
 }
 
@@ -374,18 +386,25 @@ type sendState struct {
 	send func(*Message) error
 	m    Message
 
+	// batchN and batchBytes are the deliveries of the batch the held one belongs to, and
+	// their batchSize (see hold).
+	batchN, batchBytes int
+
 	mu   sync.Mutex // last is also read by Interrupt's goroutine
 	last string     // cursor of the last message sent (or the starting cursor)
 }
 
-// emit sends m and remembers its cursor.
+// emit sends m and, when m ends its batch (no More: the transport sent it and what it held),
+// remembers its cursor.
 func (st *sendState) emit(m *Message) error {
 	if err := st.send(m); err != nil {
 		return err
 	}
-	st.mu.Lock()
-	st.last = m.Cursor
-	st.mu.Unlock()
+	if !m.More {
+		st.mu.Lock()
+		st.last = m.Cursor
+		st.mu.Unlock()
+	}
 	return nil
 }
 
@@ -400,15 +419,29 @@ func (st *sendState) final(err error) error {
 	return err
 }
 
-// hold makes st.m, a delivery ready to send, the held one, after sending the one held before
-// (with More: this one follows it at once). Holding one back is how a delivery learns whether
-// another follows it (Message.More).
-func (st *sendState) hold(held bool) error {
-	if !held {
-		return nil
+// batchSize is what a delivery counts for against MaxBatchBytes.
+func batchSize(m *Message) int { return len(m.Entry.Event) + len(m.Cursor) + len(m.AckID) + 64 }
+
+// hold makes next, a delivery ready to send, the held one (st.m), after sending the one held
+// before: with More when next joins its batch. Holding one back is how a delivery learns
+// whether another follows it (Message.More).
+func (st *sendState) hold(held bool, next *Message) error {
+	size := batchSize(next)
+	if held {
+		more := st.batchN < st.req.MaxBatch && st.batchBytes+size <= MaxBatchBytes
+		st.m.More = more
+		if err := st.emit(&st.m); err != nil {
+			return err
+		}
+		if more {
+			st.batchN, st.batchBytes = st.batchN+1, st.batchBytes+size
+			st.m = *next
+			return nil
+		}
 	}
-	st.m.More = true
-	return st.emit(&st.m)
+	st.batchN, st.batchBytes = 1, size // next starts a batch
+	st.m = *next
+	return nil
 }
 
 // sendHeld sends the held delivery, the last of its run (More false).
@@ -431,11 +464,11 @@ func (st *sendState) sendItems(it item, items <-chan item) (bool, error) {
 	)
 	for {
 		if req.Types.Match(EventType(it.e.Event)) && s.filterMatch(req.filter, nil, &it.e) {
-			if err := st.hold(held); err != nil {
+			e := it.e
+			next := Message{Partition: it.p, Entry: &e, Cursor: string(st.enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
+			if err := st.hold(held, &next); err != nil {
 				return true, err
 			}
-			e := it.e
-			st.m = Message{Partition: it.p, Entry: &e, Cursor: string(st.enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
 			held = true
 		} else if it.ackID != "" {
 			s.ackFiltered(st.ctx, it)
@@ -459,7 +492,6 @@ func (st *sendState) sendItems(it item, items <-chan item) (bool, error) {
 func (st *sendState) sendBatch(b batch) (bool, error) {
 	done := st.ctx.Done()
 	held := false // st.m is a delivery not sent yet (see hold)
-	m := &st.m
 	for i := range b.entries {
 		select {
 		case <-done:
@@ -480,17 +512,17 @@ func (st *sendState) sendBatch(b batch) (bool, error) {
 				continue
 			}
 		}
-		if err := st.hold(held); err != nil {
-			return true, err
-		}
-		*m = Message{Partition: b.p, Entry: e}
+		next := Message{Partition: b.p, Entry: e}
 		if b.memos != nil {
-			m.Shared = b.memos[i].get(st.enc.proto(), st.enc.String)
+			next.Shared = b.memos[i].get(st.enc.proto(), st.enc.String)
 		}
-		if m.Shared != nil {
-			m.Cursor = m.Shared.cursor
+		if next.Shared != nil {
+			next.Cursor = next.Shared.cursor
 		} else {
-			m.Cursor = st.enc.String()
+			next.Cursor = st.enc.String()
+		}
+		if err := st.hold(held, &next); err != nil {
+			return true, err
 		}
 		held = true
 	}

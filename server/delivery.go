@@ -138,20 +138,22 @@ func deliveryMsg(m *relay.Message) (*wireMsg, error) {
 // A batch is built in a buffer of batchBuffers and handed to grpc-go as a reference-counted
 // mem.Buffer: grpc-go frees it once the connection's writer wrote it, and the buffer goes
 // back to the pool, so a stream that sends batches allocates nothing per batch once warm.
+//
+// Where a batch ends is the relay's decision (relay.Message.More: at most max_batch
+// deliveries, at most relay.MaxBatchBytes), so that a stream cut for falling behind is told
+// to resume after the last delivery actually sent.
 const (
 	// MaxBatch is the largest SubscribeRequest.max_batch.
 	MaxBatch = 1000
-	// maxBatchBytes bounds a batch: a delivery that would take it past this goes into the
-	// next one (a delivery larger than this is sent alone, as a plain delivery).
-	maxBatchBytes = 1 << 20
 	// batchHeadroom is room for the batch field's tag and length in front of the deliveries.
 	batchHeadroom = 8
-	// deliverySlack bounds what encodeDelivery adds to its fields' bytes (tags and lengths).
+	// deliverySlack bounds what encodeDelivery adds to its fields' bytes (tags and lengths),
+	// less than relay.MaxBatchBytes counts per delivery.
 	deliverySlack = 40
 )
 
 // batchClasses are the capacities of the pooled batch buffers, smallest first.
-var batchClasses = [...]int{16 << 10, 64 << 10, 256 << 10, batchHeadroom + maxBatchBytes + 64<<10}
+var batchClasses = [...]int{16 << 10, 64 << 10, 256 << 10, batchHeadroom + relay.MaxBatchBytes}
 
 // batchPool is a mem.BufferPool of batch buffers by size class. It does not clear them: a
 // batch sends only bytes it wrote.
@@ -195,9 +197,9 @@ type batcher struct {
 	ends []func(error) // their tracing spans, ended when they are sent
 }
 
-// add holds the delivery m, after sending what is held when m would take the batch past
-// maxBatchBytes, and sends the batch when m is the last of its run (Message.More) or fills it.
-// end, when set, ends m's tracing span once m is sent.
+// add holds the delivery m, and sends what it holds when m ends its batch (no Message.More;
+// max deliveries is a safeguard the relay's batches stay within). end, when set, ends m's
+// tracing span once m is sent.
 func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) error {
 	var shared []byte
 	if m.Shared != nil {
@@ -209,12 +211,7 @@ func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) e
 	if shared == nil {
 		need = len(m.Entry.Event) + len(m.Cursor) + len(m.AckID) + deliverySlack
 	}
-	if b.n > 0 && len(b.buf)-batchHeadroom+need > maxBatchBytes {
-		if err := b.flush(send); err != nil {
-			return err
-		}
-	}
-	b.reserve(need, min(min(b.max, 8)*need, maxBatchBytes))
+	b.reserve(need, min(min(b.max, 8)*need, relay.MaxBatchBytes))
 	if shared != nil {
 		b.buf = append(b.buf, shared...)
 	} else {

@@ -156,9 +156,9 @@ func BenchmarkDeliveryPerSubscriber(b *testing.B) {
 	})
 }
 
-// TestBatcher: deliveries are held while Message.More says another follows, then sent as one
-// SubscribeResponse.batch (a lone one as a plain delivery): at the end of a run, when
-// max_batch is reached, and before a delivery that would take the batch past 1 MiB.
+// TestBatcher: deliveries are held while Message.More says the next joins their batch, then
+// sent as one SubscribeResponse.batch (a lone one as a plain delivery), also when they are
+// large; max_batch is a safeguard.
 func TestBatcher(t *testing.T) {
 	eventOf := func(id string, dataLen int) (*eventrelayv1.Event, []byte) {
 		ev := &eventrelayv1.Event{Id: id, Source: "orders", Type: "t", Data: bytes.Repeat([]byte("x"), dataLen)}
@@ -180,8 +180,8 @@ func TestBatcher(t *testing.T) {
 		{"two runs", 10, []int{10, 10, 10, 10, 10}, []bool{true, false, true, true, false}, []int{2, 3}},
 		{"alone", 10, []int{10, 10}, []bool{false, false}, []int{1, 1}},
 		{"max_batch", 2, []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{2, 2, 1}},
-		{"1 MiB", 10, []int{400 * k, 400 * k, 400 * k, 400 * k}, []bool{true, true, true, false}, []int{2, 2}},
-		{"larger than a batch", 10, []int{10, 2048 * k, 10}, []bool{true, true, false}, []int{1, 1, 1}},
+		{"large", 10, []int{10, 400 * k, 400 * k, 400 * k, 10}, []bool{true, true, false, true, false}, []int{3, 2}},
+		{"larger than a buffer class", 10, []int{2048 * k, 10}, []bool{false, false}, []int{1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sent []any

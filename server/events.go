@@ -74,7 +74,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	// The subscription runs beside the handler, so that a stream cut while a SendMsg is
 	// blocked ends at once (cut.go), and so does one whose send is blocked too long.
 	err = runInterruptible(&sr, func() error {
-		send := s.sendFunc(ctx, stream, &sr, &counted, int(req.GetMaxBatch()))
+		send := s.sendFunc(ctx, stream, &sr, &counted)
 		if s.opts.Limits.SendTimeout > 0 {
 			var stop func()
 			send, stop = watchSends(send, s.opts.Limits.SendTimeout, sr.Interrupt)
@@ -88,12 +88,12 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	return s.err(ctx, err)
 }
 
-// sendFunc returns the send function of a Subscribe stream: heartbeats and deliveries, up
-// to maxBatch deliveries per message (batcher) when it is above 1.
-func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter, maxBatch int) func(m *relay.Message) error {
+// sendFunc returns the send function of a Subscribe stream: heartbeats and deliveries, in
+// batches (batcher) when the subscription asked for them.
+func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter) func(m *relay.Message) error {
 	var b *batcher
-	if maxBatch > 1 {
-		b = &batcher{max: maxBatch}
+	if sr.MaxBatch > 1 {
+		b = &batcher{max: sr.MaxBatch}
 	}
 	return func(m *relay.Message) error {
 		if m.Entry == nil {
@@ -120,6 +120,9 @@ func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventSer
 		// with the same cursor (delivery.go).
 		msg, err := deliveryMsg(m)
 		if err != nil {
+			if end != nil {
+				end(err)
+			}
 			return err
 		}
 		counted.add(m.Partition.Source, m.Attempt)
@@ -237,6 +240,7 @@ func (s *EventServer) subscribeRequest(p *Principal, req *eventrelayv1.Subscribe
 	if n := req.GetMaxBatch(); n < 0 || n > MaxBatch {
 		return sr, relay.Errorf(relay.CodeInvalid, "max_batch: %d is not between 0 and %d", n, MaxBatch)
 	}
+	sr.MaxBatch = int(req.GetMaxBatch())
 	return sr, nil
 }
 

@@ -361,6 +361,8 @@ func readPaced(stream eventrelayv1.EventService_SubscribeClient) *pacedStream {
 				p.err = err
 			case msg.GetDelivery() != nil:
 				p.got = append(p.got, msg.GetDelivery())
+			case msg.GetBatch() != nil:
+				p.got = append(p.got, msg.GetBatch().GetDeliveries()...)
 			default:
 				p.beats++
 			}
@@ -387,15 +389,21 @@ func (p *pacedStream) state() (got []*eventrelayv1.Delivery, beats int) {
 // grpc-go's 64 KiB write quota: about 16 of these events; before the fix, the 64 queued
 // ones too), then RESOURCE_EXHAUSTED naming the cursor of the last delivery it got, from
 // which it resumes with no gap and no repeat. A subscriber that stopped reading altogether
-// (its send blocked for good) is ended the same way.
+// (its send blocked for good) is ended the same way, and so is one that asked for batches
+// (the cursor is then the last one of the last batch it got, not of one relayd held or
+// could not send).
 func TestSlowSubscriberCutPromptly(t *testing.T) {
 	for _, tc := range []struct {
 		backend string
-		perSec  bool // reads one message a second; else not at all until the gauge dropped
-	}{{"embedded", true}, {"redis", true}, {"redis", false}} {
+		perSec  bool  // reads one message a second; else not at all until the gauge dropped
+		batch   int32 // max_batch
+	}{{"embedded", true, 0}, {"redis", true, 0}, {"redis", false, 0}, {"redis", true, 8}, {"redis", false, 8}} {
 		name := tc.backend + "/one_a_second"
 		if !tc.perSec {
 			name = tc.backend + "/not_reading"
+		}
+		if tc.batch > 0 {
+			name += "/batches"
 		}
 		t.Run(name, func(t *testing.T) {
 			url := ""
@@ -415,7 +423,7 @@ func TestSlowSubscriberCutPromptly(t *testing.T) {
 			c := eventrelayv1.NewEventServiceClient(conn)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
 			defer cancel()
-			stream, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(time.Second)})
+			stream, err := c.Subscribe(ctx, &eventrelayv1.SubscribeRequest{Sources: []string{"orders"}, HeartbeatInterval: durationpb.New(time.Second), MaxBatch: tc.batch})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -458,9 +466,10 @@ func TestSlowSubscriberCutPromptly(t *testing.T) {
 			}
 			got, _ = p.state()
 			t.Logf("the client got %d deliveries, then %v", len(got), status.Code(p.err))
-			// 128 KiB in flight is 16 of these events; 24 leaves room for grpc-go's rounding.
-			if len(got) == 0 || len(got) > 24 {
-				t.Fatalf("%d deliveries after the cut, want 1 to 24: what was in flight, not the queued ones", len(got))
+			// 128 KiB in flight is 16 of these events; 24 leaves room for grpc-go's rounding
+			// (and a batch more for batches).
+			if most := 24 + int(tc.batch); len(got) == 0 || len(got) > most {
+				t.Fatalf("%d deliveries after the cut, want 1 to %d: what was in flight, not the queued ones", len(got), most)
 			}
 			for i, d := range got {
 				if d.Event.Id != posted[i] {
