@@ -185,12 +185,12 @@ type SubscribeRequest struct {
 	Filter string `protobuf:"bytes,13,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Opt in to several deliveries per message: deliveries that are ready together (a replay
 	// from history, a burst, several group deliveries) go out up to max_batch at a time in
-	// one SubscribeResponse.batch, in order, each with its own cursor and ack id. Batching
-	// never waits for more events: a delivery that is alone is sent at once, as a plain
-	// SubscribeResponse.delivery, and so is a batch that would exceed 1 MiB. It saves the
-	// per-message cost on both sides (replays to a grpc-go client run several times faster);
-	// a client that sets it must read both kinds. 0 or 1: one delivery per message (the
-	// default, for clients that predate batches); at most 1000 (INVALID_ARGUMENT above).
+	// one SubscribeResponse.batch, in order, each with its own cursor, ack id and attempt. A
+	// batch ends at about 1 MiB. Batching never waits for more events: a delivery that is
+	// alone is sent at once, as a plain SubscribeResponse.delivery. It saves the per-message
+	// cost on both sides (a replay to a grpc-go client runs about 1.5 times as fast); a client
+	// that sets it must read both kinds. 0 or 1: one delivery per message (the default, for
+	// clients that predate batches); at most 1000 (INVALID_ARGUMENT above).
 	MaxBatch      int32 `protobuf:"varint,14,opt,name=max_batch,json=maxBatch,proto3" json:"max_batch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
