@@ -193,7 +193,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 		defer s.removeConsumer(gs, parts, req.Group)
 	}
 
-	out := make(chan item, 64)
+	out := make(chan []item, 16)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
 		return s.feedGroup(ctx, gs, g, p, out)
 	})
@@ -201,27 +201,40 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	return s.sendLoop(ctx, req, out, send)
 }
 
-func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partition, out chan<- item) error {
+func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partition, out chan<- []item) error {
 	o := g.opts
-	deliver := func(e Entry) bool {
+	// toItem tracks e as in flight to this stream and makes it a delivery.
+	toItem := func(e Entry) item {
 		g.track(p, e.ID)
 		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name}, g.ackKey)
-		return s.emit(ctx, out, item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)})
+		return item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)}
 	}
-	// handle delivers an entry or dead-letters it past the attempt limit.
-	handle := func(e Entry) (bool, error) {
+	// A read's deliveries go to the send loop together, so that a transport that batches
+	// (SubscribeRequest.MaxBatch) sends them together.
+	var its []item
+	deliverAll := func() bool {
+		if len(its) == 0 {
+			return true
+		}
+		ok := s.emit(ctx, out, its)
+		its = nil // the send loop owns the slice now
+		return ok
+	}
+	// handle queues an entry for delivery or dead-letters it past the attempt limit.
+	handle := func(e Entry) error {
 		if e.DeliveryCount > int64(o.MaxAttempts) {
 			// The claim that found it counted one more delivery than was made: the dead letter
 			// records the attempts made, as Reject does.
 			dead := e
 			dead.DeliveryCount = max(e.DeliveryCount-1, 1)
 			if err := gs.DeadLetter(ctx, p, o.Name, dead); err != nil {
-				return false, err
+				return err
 			}
 			s.log.Info("event dead-lettered", "partition", p.String(), "group", o.Name, "entry", e.ID.String(), "attempts", e.DeliveryCount-1)
-			return true, nil
+			return nil
 		}
-		return deliver(e), nil
+		its = append(its, toItem(e))
+		return nil
 	}
 	budget := func() int {
 		return o.MaxOutstanding - int(g.outstanding.Load()) - int(g.reserved.Load())
@@ -230,11 +243,12 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	handleAll := func(es []Entry, k int) (bool, error) {
 		defer g.unreserve(k)
 		for _, e := range es {
-			if ok, err := handle(e); err != nil || !ok {
+			if err := handle(e); err != nil {
+				deliverAll() // those before it
 				return false, err
 			}
 		}
-		return true, nil
+		return deliverAll(), nil
 	}
 
 	// 1. The consumer's own pending entries (delivered before a disconnect), all of them, before
@@ -360,15 +374,16 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			g.unreserve(n)
 			return err
 		}
-		for i, e := range es {
+		for _, e := range es {
 			if e.DeliveryCount == 0 {
 				e.DeliveryCount = 1
 			}
-			if !deliver(e) {
-				g.unreserve(n)
-				s.releaseUndelivered(gs, p, o, es[i:])
-				return nil
-			}
+			its = append(its, toItem(e))
+		}
+		if !deliverAll() {
+			g.unreserve(n)
+			s.releaseUndelivered(gs, p, o, es)
+			return nil
 		}
 		g.unreserve(n)
 		if len(es) == 0 {

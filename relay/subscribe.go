@@ -236,7 +236,7 @@ func runFeeders(ctx context.Context, parts []Partition, feed func(ctx context.Co
 
 // sendLoop sends the items of a group subscription (positions are the group's, so the
 // cursor stays empty).
-func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan item, send func(*Message) error) error {
+func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan []item, send func(*Message) error) error {
 	return s.run(ctx, req, newCursorEncoder(nil, false, ""), out, nil, send)
 }
 
@@ -244,7 +244,7 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan
 // (either may be nil) in the order received, advancing the cursor of batches. A heartbeat
 // goes out whenever nothing was sent for req.Heartbeat, however many entries the type filter
 // held back meanwhile; its cursor is past every entry examined.
-func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan item, batches <-chan batch, send func(*Message) error) error {
+func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan []item, batches <-chan batch, send func(*Message) error) error {
 	hb := time.NewTicker(req.Heartbeat)
 	defer hb.Stop()
 	st := &sendState{s: s, ctx: ctx, req: &req, enc: enc, send: send, last: enc.String()}
@@ -300,8 +300,8 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 			if err := st.emit(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
 				return st.fail(err)
 			}
-		case it := <-items: // group deliveries: the cursor stays empty
-			sent, err := st.sendItems(it, items)
+		case its := <-items: // group deliveries: the cursor stays empty
+			sent, err := st.sendItems(its, items)
 			if err != nil {
 				return st.fail(err)
 			}
@@ -453,33 +453,35 @@ func (st *sendState) sendHeld(held bool) (bool, error) {
 	return true, st.emit(&st.m)
 }
 
-// sendItems sends the group delivery it and every one queued behind it that passes the
+// sendItems sends the group deliveries its, and those queued behind them, that pass the
 // filters, and reports whether it sent any. Filtered group deliveries are acknowledged as
 // handled.
-func (st *sendState) sendItems(it item, items <-chan item) (bool, error) {
+func (st *sendState) sendItems(its []item, items <-chan []item) (bool, error) {
 	var (
 		req  = st.req
 		s    = st.s
 		held = false // st.m is a delivery not sent yet (see hold)
 	)
 	for {
-		if req.Types.Match(EventType(it.e.Event)) && s.filterMatch(req.filter, nil, &it.e) {
-			e := it.e
-			next := Message{Partition: it.p, Entry: &e, Cursor: string(st.enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
-			if err := st.hold(held, &next); err != nil {
-				return true, err
+		for i := range its {
+			it := &its[i]
+			if req.Types.Match(EventType(it.e.Event)) && s.filterMatch(req.filter, nil, &it.e) {
+				next := Message{Partition: it.p, Entry: &it.e, Cursor: string(st.enc.bytes()), AckID: it.ackID, Attempt: it.attempt}
+				if err := st.hold(held, &next); err != nil {
+					return true, err
+				}
+				held = true
+			} else if it.ackID != "" {
+				s.ackFiltered(st.ctx, *it)
 			}
-			held = true
-		} else if it.ackID != "" {
-			s.ackFiltered(st.ctx, it)
+			select {
+			case <-st.ctx.Done():
+				return held, nil // run's next check reports why
+			default:
+			}
 		}
 		select {
-		case <-st.ctx.Done():
-			return held, nil // run's next check reports why
-		default:
-		}
-		select {
-		case it = <-items:
+		case its = <-items:
 			continue
 		default:
 		}
@@ -593,7 +595,7 @@ func (s *Service) startPosition(ctx context.Context, p Partition, req SubscribeR
 	return t, nil
 }
 
-func (s *Service) emit(ctx context.Context, out chan<- item, it item) bool {
+func (s *Service) emit(ctx context.Context, out chan<- []item, it []item) bool {
 	select {
 	case out <- it:
 		return true
