@@ -12,7 +12,7 @@ const (
 	// MaxBatchBytes bounds a batch of deliveries (SubscribeRequest.MaxBatch), counting each
 	// delivery as its event's, cursor's and ack id's lengths plus 64 bytes (batchSize): more
 	// than any transport adds to frame them.
-	MaxBatchBytes = 1 << 20
+	MaxBatchBytes         = 1 << 20
 	DefaultHeartbeat      = 15 * time.Second
 	MinHeartbeat          = 100 * time.Millisecond
 	DefaultAckDeadline    = 30 * time.Second
