@@ -42,8 +42,8 @@ func (r *report) rows() []row {
 		q := a.reqPerSec / b.reqPerSec
 		rows = append(rows,
 			row{fmt.Sprintf("(a) ingest, %d connections, signed unique webhooks: req/s", c.conns),
-				fmtRate(a.reqPerSec), fmtRate(b.reqPerSec), ratio(a.reqPerSec, b.reqPerSec), "≥ 1.5x baseline",
-				verdict(q >= 1.5, fmt.Sprintf("%.0f%% short", (1.5-q)/1.5*100))},
+				fmtRate(a.reqPerSec), fmtRate(b.reqPerSec), ratio(a.reqPerSec, b.reqPerSec), "≥ 1.3x baseline",
+				verdict(q >= 1.3, fmt.Sprintf("%.0f%% short", (1.3-q)/1.3*100))},
 			row{"(a) ingest latency p50 / p99", fmtDur(a.lat.pct(50)) + " / " + fmtDur(a.lat.pct(99)),
 				fmtDur(b.lat.pct(50)) + " / " + fmtDur(b.lat.pct(99)), "", "", ""},
 			row{"(a) acknowledged events missing from the stream", fmt.Sprintf("%d of %s", a.missing, fmtInt(int64(len(a.acked)))),
