@@ -221,16 +221,21 @@ func TestConsoleInBrowser(t *testing.T) {
 
 		p.do("pause", chromedp.Click(chromedp.ID("live-toggle")))
 		p.wait("paused", has("#live-status", "Paused"), e2e.Wait)
-		e2e.MustPost(t, r.HTTP, "billing", "evt_while_paused", "invoice.paid", 2)
+		// Three while paused: on resuming they come from history, in one batch (max_batch).
+		for i := 1; i <= 3; i++ {
+			e2e.MustPost(t, r.HTTP, "billing", fmt.Sprintf("evt_while_paused_%d", i), "invoice.paid", 1+i)
+		}
 		if p.eval(has("#live", "evt_while_paused")) == "true" {
 			t.Fatal("an event appeared while paused")
 		}
 		p.do("resume", chromedp.Click(chromedp.ID("live-toggle")))
-		p.wait("the event posted while paused, after resuming", has("#live", "evt_while_paused"), e2e.Wait)
-		e2e.MustPost(t, r.HTTP, "orders", "evt_live_2", "order.paid", 3)
+		p.wait("the events posted while paused, after resuming", has("#live", "evt_while_paused_3"), e2e.Wait)
+		e2e.MustPost(t, r.HTTP, "orders", "evt_live_2", "order.paid", 5)
 		p.wait("evt_live_2 after resuming", has("#live", "evt_live_2"), e2e.Wait)
-		if n := p.eval(`String(document.querySelectorAll('#live tbody tr').length)`); n != "3" {
-			t.Errorf("live tail rows = %s, want 3 (each event once)", n)
+		// Newest first, each event once.
+		got := p.eval(`Array.from(document.querySelectorAll('#live tbody tr code')).map((c) => c.textContent).join(',')`)
+		if want := "evt_live_2,evt_while_paused_3,evt_while_paused_2,evt_while_paused_1,evt_live_1"; got != want {
+			t.Errorf("live tail rows %s, want %s", got, want)
 		}
 		p.shot("live-tail")
 	})

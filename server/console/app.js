@@ -457,7 +457,8 @@ async function live(q) {
     while (body.rows.length > 500) body.deleteRow(-1);
   };
   const selection = () => {
-    const p = new URLSearchParams({ heartbeat_interval: '1s' });
+    // max_batch: a backlog (after a pause, a burst) comes as a few batches, not a line an event.
+    const p = new URLSearchParams({ heartbeat_interval: '1s', max_batch: '100' });
     for (const b of boxes) if (b.checked) p.append('sources', b.value);
     for (const t of types.value.split(',').map((s) => s.trim()).filter(Boolean)) p.append('types', t);
     if (cursor) p.set('after_cursor', cursor); else p.set('start', 'START_POSITION_LATEST');
@@ -491,6 +492,7 @@ async function live(q) {
           if (msg.error) throw new APIError(msg.error.code, msg.error.message);
           const res = msg.result || {};
           if (res.delivery) { cursor = res.delivery.cursor || cursor; addRow(res.delivery); }
+          for (const d of (res.batch && res.batch.deliveries) || []) { cursor = d.cursor || cursor; addRow(d); }
           if (res.heartbeat) cursor = res.heartbeat.cursor || cursor;
           setStatus('live', 'Live' + (chosenNames() ? ': ' + chosenNames() : ''));
         }
