@@ -151,9 +151,8 @@ func TestBatchedDeliveries(t *testing.T) {
 		}
 		want = append(want, "alone")
 
-		// A group member: batched deliveries with ack ids; acknowledging them all leaves
-		// nothing to redeliver.
-		// Group deliveries come through another path than replays (the group's reads).
+		// A group member (deliveries come through the group's reads, not history reads):
+		// batched deliveries with ack ids; acknowledging them all leaves nothing to redeliver.
 		req := groupReq("orders", "batched", "m1", 30*time.Second)
 		req.Start, req.MaxBatch = eventrelayv1.StartPosition_START_POSITION_EARLIEST, 64
 		ds, sizes := recvBatched(t, c, req, len(want))
