@@ -18,35 +18,13 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 )
 
-// recvBatched reads n deliveries from a subscription and returns them with the number of
-// deliveries each message carried (1 for a plain delivery). The subscription's heartbeats
-// are an hour apart: a delivery held back until one (a batch that waited for more) fails
-// the test.
-func recvBatched(t *testing.T, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest, n int) (ds []*eventrelayv1.Delivery, sizes []int) {
+// recvBatched reads n deliveries from a subscription, as recvMessages does, with the
+// subscription's heartbeats an hour apart: a delivery held back until one (a batch that
+// waited for more) fails the test.
+func recvBatched(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest, n int) (ds []*eventrelayv1.Delivery, sizes []int) {
 	t.Helper()
 	req.HeartbeatInterval = durationpb.New(time.Hour)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	stream, err := c.Subscribe(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for len(ds) < n {
-		msg, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("after %d deliveries: %v", len(ds), err)
-		}
-		switch k := msg.GetKind().(type) {
-		case *eventrelayv1.SubscribeResponse_Delivery:
-			ds, sizes = append(ds, k.Delivery), append(sizes, 1)
-		case *eventrelayv1.SubscribeResponse_Batch:
-			if len(k.Batch.GetDeliveries()) < 2 {
-				t.Fatalf("a batch of %d deliveries", len(k.Batch.GetDeliveries()))
-			}
-			ds, sizes = append(ds, k.Batch.GetDeliveries()...), append(sizes, len(k.Batch.GetDeliveries()))
-		}
-	}
-	return ds, sizes
+	return recvMessages(t, c, req, n)
 }
 
 func eventIDs(ds []*eventrelayv1.Delivery) []string {

@@ -128,23 +128,37 @@ func client(t testing.TB, m *Main) eventrelayv1.EventServiceClient {
 // collect reads n deliveries from a subscription.
 func collect(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest, n int) []*eventrelayv1.Delivery {
 	t.Helper()
+	ds, _ := recvMessages(t, c, req, n)
+	return ds
+}
+
+// recvMessages reads n deliveries from a subscription (within 20 s) and returns them with the
+// number of deliveries each message carried: 1 for a plain delivery, more for a batch
+// (SubscribeRequest.max_batch), which never holds fewer than two.
+func recvMessages(t testing.TB, c eventrelayv1.EventServiceClient, req *eventrelayv1.SubscribeRequest, n int) (ds []*eventrelayv1.Delivery, sizes []int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	stream, err := c.Subscribe(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*eventrelayv1.Delivery
-	for len(out) < n {
+	for len(ds) < n {
 		msg, err := stream.Recv()
 		if err != nil {
-			t.Fatalf("after %d deliveries: %v", len(out), err)
+			t.Fatalf("after %d deliveries: %v", len(ds), err)
 		}
-		if d := msg.GetDelivery(); d != nil {
-			out = append(out, d)
+		switch k := msg.GetKind().(type) {
+		case *eventrelayv1.SubscribeResponse_Delivery:
+			ds, sizes = append(ds, k.Delivery), append(sizes, 1)
+		case *eventrelayv1.SubscribeResponse_Batch:
+			if len(k.Batch.GetDeliveries()) < 2 {
+				t.Fatalf("a batch of %d deliveries", len(k.Batch.GetDeliveries()))
+			}
+			ds, sizes = append(ds, k.Batch.GetDeliveries()...), append(sizes, len(k.Batch.GetDeliveries()))
 		}
 	}
-	return out
+	return ds, sizes
 }
 
 // countEvents lists every stored event of source.
