@@ -196,12 +196,11 @@ func (s *Service) filterMatch(f Filter, in *FilterInput, e *Entry) bool {
 	}
 	var ok bool
 	var err error
-	switch rm, raw := f.(RawMatcher); {
-	case in != nil:
+	if in != nil {
 		ok, err = f.Match(in)
-	case raw:
+	} else if rm, raw := f.(RawMatcher); raw {
 		ok, err = rm.MatchRaw(e.Event)
-	default:
+	} else {
 		ok, err = f.Match(NewFilterInput(e.Event))
 	}
 	if err != nil {

@@ -188,18 +188,16 @@ func (p *batchPool) Put(b *[]byte) {
 	}
 }
 
-// batcher gathers a stream's deliveries into batches.
+// batcher gathers a stream's deliveries into the batches the relay marks out.
 type batcher struct {
-	max  int
 	ptr  *[]byte       // the buffer from batchBuffers (nil: none yet)
 	buf  []byte        // *ptr's array: batchHeadroom bytes, then the held deliveries' encodings
 	n    int           // deliveries held
 	ends []func(error) // their tracing spans, ended when they are sent
 }
 
-// add holds the delivery m, and sends what it holds when m ends its batch (no Message.More;
-// max deliveries is a safeguard the relay's batches stay within). end, when set, ends m's
-// tracing span once m is sent.
+// add holds the delivery m, and sends what it holds when m ends its batch (no Message.More).
+// end, when set, ends m's tracing span once m is sent.
 func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) error {
 	var shared []byte
 	if m.Shared != nil {
@@ -211,7 +209,7 @@ func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) e
 	if shared == nil {
 		need = len(m.Entry.Event) + len(m.Cursor) + len(m.AckID) + deliverySlack
 	}
-	b.reserve(need, min(min(b.max, 8)*need, relay.MaxBatchBytes))
+	b.reserve(need, min(8*need, relay.MaxBatchBytes))
 	if shared != nil {
 		b.buf = append(b.buf, shared...)
 	} else {
@@ -225,7 +223,7 @@ func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) e
 	if end != nil {
 		b.ends = append(b.ends, end)
 	}
-	if !m.More || b.n >= b.max {
+	if !m.More {
 		return b.flush(send)
 	}
 	return nil

@@ -158,7 +158,7 @@ func BenchmarkDeliveryPerSubscriber(b *testing.B) {
 
 // TestBatcher: deliveries are held while Message.More says the next joins their batch, then
 // sent as one SubscribeResponse.batch (a lone one as a plain delivery), also when they are
-// large; max_batch is a safeguard.
+// large.
 func TestBatcher(t *testing.T) {
 	eventOf := func(id string, dataLen int) (*eventrelayv1.Event, []byte) {
 		ev := &eventrelayv1.Event{Id: id, Source: "orders", Type: "t", Data: bytes.Repeat([]byte("x"), dataLen)}
@@ -171,22 +171,20 @@ func TestBatcher(t *testing.T) {
 	const k = 1 << 10
 	for _, tc := range []struct {
 		name string
-		max  int
 		data []int  // each delivery's event data length
 		more []bool // each delivery's Message.More
 		want []int  // deliveries per message sent (1: a plain delivery)
 	}{
-		{"a run", 10, []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{5}},
-		{"two runs", 10, []int{10, 10, 10, 10, 10}, []bool{true, false, true, true, false}, []int{2, 3}},
-		{"alone", 10, []int{10, 10}, []bool{false, false}, []int{1, 1}},
-		{"max_batch", 2, []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{2, 2, 1}},
-		{"large", 10, []int{10, 400 * k, 400 * k, 400 * k, 10}, []bool{true, true, false, true, false}, []int{3, 2}},
-		{"larger than a buffer class", 10, []int{2048 * k, 10}, []bool{false, false}, []int{1, 1}},
+		{"a run", []int{10, 10, 10, 10, 10}, []bool{true, true, true, true, false}, []int{5}},
+		{"two runs", []int{10, 10, 10, 10, 10}, []bool{true, false, true, true, false}, []int{2, 3}},
+		{"alone", []int{10, 10}, []bool{false, false}, []int{1, 1}},
+		{"large", []int{10, 400 * k, 400 * k, 400 * k, 10}, []bool{true, true, false, true, false}, []int{3, 2}},
+		{"larger than a buffer class", []int{2048 * k, 10}, []bool{false, false}, []int{1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var sent []any
 			send := func(v any) error { sent = append(sent, v); return nil }
-			b := &batcher{max: tc.max}
+			b := &batcher{}
 			var want []*eventrelayv1.Delivery
 			ended := 0
 			for i, n := range tc.data {
@@ -242,10 +240,13 @@ func TestBatcherCopiesSharedEncodings(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sent []byte
-	b := &batcher{max: 10}
+	b := &batcher{}
 	send := func(v any) error { sent = v.(*wireMsg).data.Materialize(); return nil }
-	// The shared encoding is what a subscriber with cursor c1 sends: the entry must not be read.
-	_ = b.add(&relay.Message{Entry: &relay.Entry{Event: []byte{0xff}}, Cursor: "c1", Shared: shared, More: true}, nil, send)
+	// The shared encoding is what a subscriber with cursor c1 sends: the entry, not a
+	// well-formed event here, must not be read (encoding it is an error).
+	if err := b.add(&relay.Message{Entry: &relay.Entry{Event: []byte{0xff}}, Cursor: "c1", Shared: shared, More: true}, nil, send); err != nil {
+		t.Fatalf("the shared encoding was not used: %v", err)
+	}
 	if err := b.add(&relay.Message{Entry: &relay.Entry{Event: stored}, Cursor: "c2"}, nil, send); err != nil {
 		t.Fatal(err)
 	}

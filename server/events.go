@@ -93,7 +93,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventService_SubscribeServer, sr *relay.SubscribeRequest, counted *deliveryCounter) func(m *relay.Message) error {
 	var b *batcher
 	if sr.MaxBatch > 1 {
-		b = &batcher{max: sr.MaxBatch}
+		b = &batcher{}
 	}
 	return func(m *relay.Message) error {
 		if m.Entry == nil {
