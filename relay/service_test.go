@@ -437,6 +437,11 @@ func TestGroupMemberGetsItsPendingBackOnEveryPartition(t *testing.T) {
 		partitions := map[int]bool{}
 		for _, m := range again.messages() {
 			partitions[m.Partition.Index] = true
+			// Delivered once before the disconnect and once now, however many pages the
+			// member read (paging must not count the later pages' entries again).
+			if m.Attempt != 2 {
+				t.Errorf("redelivery of %s is attempt %d, want 2", m.Entry.ID, m.Attempt)
+			}
 		}
 		if len(partitions) != 4 {
 			t.Errorf("redeliveries came from partitions %v, want all 4", partitions)

@@ -20,10 +20,11 @@
 //   - Approximate trimming (MAXLEN ~ / MINID ~) trims exactly.
 //   - XINFO STREAM reports only length and last-generated-id; redisstore reads first and
 //     last entries with XRANGE/XREVRANGE anyway.
-//   - XREADGROUP re-reading pending entries (id 0) ignores COUNT: redisstore trims the reply
-//     to COUNT, but the delivery counts of the entries beyond it still go up. Pending entries
-//     whose data was trimmed by retention stay pending (Redis drops them from the pending
-//     list when they are re-read or claimed).
+//   - XREADGROUP re-reading pending entries (from an id) ignores COUNT and counts a
+//     delivery of every pending entry after the id: redisstore re-reads pending entries
+//     with XPENDING and XCLAIM instead. Pending entries whose data was trimmed by
+//     retention stay pending (Redis drops them from the pending list when they are
+//     claimed); redisstore acknowledges them when it finds them.
 //   - XINFO STREAM has neither max-deleted-entry-id nor entries-added, so redisstore reports
 //     MaxDeleted and Added as zero ("cannot tell"): a resume cursor older than the retained
 //     history is not detected, nor are entries trimmed under a live stream (no OUT_OF_RANGE).

@@ -41,9 +41,11 @@
 //
 // # Consumer groups and dead letters
 //
-// EnsureGroup is XGROUP CREATE MKSTREAM (BUSYGROUP ignored). ReadGroup is XREADGROUP (">"
-// for new entries, "0" for the consumer's own pending ones, whose delivery counts come from
-// XPENDING). Claim is XAUTOCLAIM then XPENDING for the counts. Ack is one XACK per id.
+// EnsureGroup is XGROUP CREATE MKSTREAM (BUSYGROUP ignored). ReadGroup of new entries is
+// XREADGROUP ">". ReadPending (and ReadGroup of pending entries) is one script: XPENDING for
+// the consumer's own pending entries after an id and their delivery counts, then XCLAIM of
+// those to the same consumer, which counts the re-read as a delivery and returns their data
+// (see readPendingScript for why not XREADGROUP from an id). Claim is XAUTOCLAIM then XPENDING for the counts. Ack is one XACK per id.
 // DeadLetter is one script: XACK, and when the entry was pending, XADD to the group's dead
 // letters. Redrive is one script per batch: each dead letter's original entry goes back into
 // the group's pending entries (XCLAIM ... FORCE RETRYCOUNT 0, idle) for its next claim, and

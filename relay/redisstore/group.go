@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -38,33 +39,111 @@ func (s *Store) EnsureGroup(ctx context.Context, p relay.Partition, group string
 	return nil
 }
 
-// ReadGroup reads entries of p for consumer in group (XREADGROUP).
+// ReadGroup reads entries of p for consumer in group.
 //
 // pending=true re-reads the consumer's own pending entries from the start of its pending
-// list (id 0, never blocks); their DeliveryCount comes from XPENDING after the read (a
-// re-read counts as a delivery). Pending entries whose data was trimmed by retention can
-// never be delivered: they are acknowledged and left out.
+// list, as ReadPending does from the zero id (never blocks).
 //
-// pending=false reads new entries (>), blocking up to block (0: do not block); their
-// DeliveryCount is 1. count <= 0 means no limit. A missing group is CodeNotFound.
+// pending=false reads new entries (XREADGROUP >), blocking up to block (0: do not block);
+// their DeliveryCount is 1. count <= 0 means no limit. A missing group is CodeNotFound.
 func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
-	start := ">"
 	if pending {
-		start = "0"
+		return s.ReadPending(ctx, p, group, consumer, relay.ID{}, count)
 	}
-	return s.readGroup(ctx, p, group, consumer, start, count, block)
+	return s.readNew(ctx, p, group, consumer, count, block)
 }
+
+// readPendingScript re-reads a consumer's pending entries, oldest first, as one atomic
+// step: XPENDING lists them with their delivery counts, and XCLAIM to the same consumer
+// (min idle 0) counts the re-read as a delivery and returns their data. Entries whose data
+// retention trimmed can never be delivered: they are acknowledged and left out.
+//
+// XREADGROUP from an id would do the same in Redis, but not in every server that speaks
+// its protocol: miniredis (the embedded server) ignores its COUNT and counts a delivery
+// for every pending entry after the id, so paging through many pending entries pushed the
+// later ones past the group's max delivery attempts, and they were dead-lettered.
+//
+//	KEYS[1] stream
+//	ARGV[1] group, ARGV[2] consumer, ARGV[3] first id ("-" or an id), ARGV[4] count
+//
+// Returns {id, delivery count, event, id, delivery count, event, ...}.
+var readPendingScript = redis.NewScript(`
+local pend = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], '+', ARGV[4], ARGV[2])
+local out, gone = {}, {}
+for i = 1, #pend, 500 do
+  local ids, counts = {}, {}
+  for j = i, math.min(i + 499, #pend) do
+    ids[#ids + 1] = pend[j][1]
+    counts[pend[j][1]] = pend[j][4]
+  end
+  local got = {}
+  for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+    if type(e) == 'table' and type(e[2]) == 'table' then
+      local f = e[2]
+      for k = 1, #f, 2 do
+        if f[k] == 'e' then
+          got[e[1]] = true
+          out[#out + 1] = e[1]
+          out[#out + 1] = counts[e[1]] + 1
+          out[#out + 1] = f[k + 1]
+        end
+      end
+    end
+  end
+  for _, id in ipairs(ids) do
+    if not got[id] then gone[#gone + 1] = id end
+  end
+end
+for i = 1, #gone, 500 do
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(gone, i, math.min(i + 499, #gone)))
+end
+return out
+`)
 
 // ReadPending re-reads consumer's own pending entries of group on p with ids after after,
-// oldest first, up to count, with their delivery counts (the read counts as a delivery).
+// oldest first, up to count (<= 0: all), with their delivery counts: the read counts as a
+// delivery, as a claim does (see readPendingScript). Pending entries whose data was
+// trimmed by retention can never be delivered: they are acknowledged and left out.
 func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consumer string, after relay.ID, count int) ([]relay.Entry, error) {
-	return s.readGroup(ctx, p, group, consumer, after.String(), count, 0)
+	if err := checkMember(p, group, consumer); err != nil {
+		return nil, err
+	}
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	first := "-"
+	if !after.IsZero() {
+		first = after.Next().String()
+	}
+	if count <= 0 {
+		count = math.MaxInt32
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	res, err := readPendingScript.Run(opCtx, s.client, []string{StreamKey(p)}, group, consumer, first, count).Slice()
+	if isNoGroup(err) {
+		return nil, errNoGroup(p, group)
+	}
+	if err != nil {
+		return nil, s.fail(ctx, "read pending", err)
+	}
+	if len(res)%3 != 0 {
+		return nil, s.fail(ctx, "read pending", fmt.Errorf("script returned %d values, not triples", len(res)))
+	}
+	entries := make([]relay.Entry, 0, len(res)/3)
+	for i := 0; i < len(res); i += 3 {
+		sid, _ := res[i].(string)
+		id, err := parseID(sid)
+		if err != nil {
+			return nil, s.fail(ctx, "read pending", err)
+		}
+		entries = append(entries, relay.Entry{ID: id, Event: toBytes(res[i+2]), DeliveryCount: max(toInt(res[i+1]), 1)})
+	}
+	return entries, nil
 }
 
-// readGroup is XREADGROUP from start: ">" for new entries, an id for the consumer's pending
-// entries after it.
-func (s *Store) readGroup(ctx context.Context, p relay.Partition, group, consumer, start string, count int, block time.Duration) ([]relay.Entry, error) {
-	pending := start != ">"
+// readNew reads new entries (XREADGROUP >), blocking up to block (0: not at all).
+func (s *Store) readNew(ctx context.Context, p relay.Partition, group, consumer string, count int, block time.Duration) ([]relay.Entry, error) {
 	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
 	}
@@ -74,14 +153,11 @@ func (s *Store) readGroup(ctx context.Context, p relay.Partition, group, consume
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
-	key := StreamKey(p)
-	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, start}, Block: -1}
+	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{StreamKey(p), ">"}, Block: -1}
 	if count > 0 {
 		args.Count = int64(count)
 	}
-	if pending {
-		block = 0
-	} else if block > 0 {
+	if block > 0 {
 		args.Block = max(block, time.Millisecond) // BLOCK 0 would block forever
 	}
 
@@ -113,32 +189,12 @@ func (s *Store) readGroup(ctx context.Context, p relay.Partition, group, consume
 	if err != nil {
 		return nil, s.fail(ctx, "read group", err)
 	}
-	if count > 0 && len(msgs) > count {
-		// Some servers (miniredis) ignore COUNT when re-reading pending entries.
-		msgs = msgs[:count]
-	}
-	entries, gone, err := toEntries(msgs)
+	entries, _, err := toEntries(msgs)
 	if err != nil {
 		return nil, s.fail(ctx, "read group", err)
 	}
-	if !pending {
-		for i := range entries {
-			entries[i].DeliveryCount = 1
-		}
-		return entries, nil
-	}
-	opCtx, cancel := s.opContext(ctx, 0)
-	defer cancel()
-	if len(gone) > 0 {
-		if err := s.client.XAck(opCtx, key, group, gone...).Err(); err != nil {
-			return nil, s.fail(ctx, "read group", err)
-		}
-	}
-	if err := s.fillDeliveryCounts(opCtx, key, group, entries); err != nil {
-		if isNoGroup(err) {
-			return nil, errNoGroup(p, group)
-		}
-		return nil, s.fail(ctx, "read group", err)
+	for i := range entries {
+		entries[i].DeliveryCount = 1
 	}
 	return entries, nil
 }

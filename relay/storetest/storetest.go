@@ -189,6 +189,14 @@ func ids(es []relay.Entry) []relay.ID {
 	return out
 }
 
+func counts(es []relay.Entry) []int64 {
+	out := make([]int64, len(es))
+	for i, e := range es {
+		out[i] = e.DeliveryCount
+	}
+	return out
+}
+
 func wantCode(t *testing.T, what string, err error, code relay.Code) {
 	t.Helper()
 	if got := relay.ErrorCode(err); got != code {
@@ -785,20 +793,39 @@ func testReadGroup(t *testing.T, s relay.Store) {
 	if pend, _ := s.ReadGroup(ctx, p, "g", "c2", true, 10, 0); len(pend) != 0 {
 		t.Errorf("another consumer's pending read returned %d entries, want 0", len(pend))
 	}
+	// A read with a count counts a delivery of the entries it returns, and of no other.
 	pend, _ = s.ReadGroup(ctx, p, "g", "c1", true, 2, 0)
-	if len(pend) != 2 || pend[0].DeliveryCount != 3 {
-		t.Errorf("pending read with count 2 = %+v, want 2 entries with count 3", pend)
+	if got := counts(pend); !slices.Equal(ids(pend), all[:2]) || !slices.Equal(got, []int64{3, 3}) {
+		t.Errorf("pending read with count 2 = %v with counts %v, want %v with counts [3 3]", ids(pend), got, all[:2])
 	}
 	// Paging through the pending entries after an id.
 	page, err := s.ReadPending(ctx, p, "g", "c1", all[0], 10)
-	if err != nil || !slices.Equal(ids(page), all[1:]) {
-		t.Errorf("ReadPending after %s = %v, %v; want %v", all[0], ids(page), err, all[1:])
+	if got := counts(page); err != nil || !slices.Equal(ids(page), all[1:]) || !slices.Equal(got, []int64{4, 3}) {
+		t.Errorf("ReadPending after %s = %v with counts %v, %v; want %v with counts [4 3]", all[0], ids(page), got, err, all[1:])
 	}
 	if page, _ := s.ReadPending(ctx, p, "g", "c1", all[len(all)-1], 10); len(page) != 0 {
 		t.Errorf("ReadPending after the last pending entry = %v, want none", ids(page))
 	}
-	if page, _ := s.ReadPending(ctx, p, "g", "c1", relay.ID{}, 1); len(page) != 1 || page[0].ID != all[0] {
-		t.Errorf("ReadPending from the start, count 1 = %v, want [%s]", ids(page), all[0])
+	if page, _ := s.ReadPending(ctx, p, "g", "c1", relay.ID{}, 1); len(page) != 1 || page[0].ID != all[0] || page[0].DeliveryCount != 4 {
+		t.Errorf("ReadPending from the start, count 1 = %+v, want [%s] with count 4", page, all[0])
+	}
+	// Page by page, one entry at a time, each entry counts one delivery: the pages after
+	// it do not count it again (a member coming back pages through many pending entries;
+	// counting them on every page would dead-letter the later ones).
+	var paged []relay.Entry
+	for after := (relay.ID{}); ; {
+		page, err := s.ReadPending(ctx, p, "g", "c1", after, 1)
+		if err != nil {
+			t.Fatalf("ReadPending after %s: %v", after, err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, page...)
+		after = page[0].ID
+	}
+	if got := counts(paged); !slices.Equal(ids(paged), all) || !slices.Equal(got, []int64{5, 5, 4}) {
+		t.Errorf("paging one by one = %v with counts %v, want %v with counts [5 5 4]", ids(paged), got, all)
 	}
 
 	// Blocking read of new entries.
