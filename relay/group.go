@@ -386,8 +386,10 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			return nil
 		}
 		g.unreserve(n)
-		if len(es) == 0 {
-			// Nothing new here (which also lets partitions waiting for budget take it).
+		if len(es) < n {
+			// Nothing more here: the read took everything new (an entry appended since wakes
+			// arrived, taken before it), so at a trickle one read per entry is enough. Waiting
+			// also lets partitions waiting for budget take it.
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():

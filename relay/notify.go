@@ -66,8 +66,8 @@ func (n *notifier) watch(p Partition) (*partWatch, func()) {
 }
 
 // run reads p from its newest entry on and wakes the watchers whenever entries arrive. Only
-// the newest id matters, so a wake-up costs one read of at most one entry and one lookup of
-// the newest. A failing store is retried after a pause; the watchers poll meanwhile (they
+// the newest id matters, so a wake-up costs one read of at most two entries, and when it
+// found two, one lookup of the newest. A failing store is retried after a pause; the watchers poll meanwhile (they
 // never wait longer than their claim interval).
 func (n *notifier) run(ctx context.Context, p Partition, w *partWatch) {
 	defer n.wg.Done()
@@ -112,15 +112,20 @@ func (n *notifier) run(ctx context.Context, p Partition, w *partWatch) {
 			continue
 		}
 		var res []ReadResult
-		res, err = n.store.Read(ctx, map[Partition]ID{p: last}, 1, n.block)
+		res, err = n.store.Read(ctx, map[Partition]ID{p: last}, 2, n.block)
 		if err != nil || len(res) == 0 || len(res[0].Entries) == 0 {
 			continue
 		}
 		// The newest id is taken before the wake-up: a subscription woken reads after it, so
 		// it sees everything up to that id, and whatever arrives later is the next read's.
-		last, err = newest()
-		if err == nil && last.IsZero() { // trimmed meanwhile: go on after what was read
-			last = res[0].Entries[0].ID
+		// A read that found one entry found the newest (at a trickle, one read per entry);
+		// one that found two looks the newest up rather than reading the burst entry by entry.
+		es := res[0].Entries
+		if last = es[0].ID; len(es) > 1 {
+			last, err = newest()
+			if err == nil && last.IsZero() { // trimmed meanwhile: go on after what was read
+				last = es[len(es)-1].ID
+			}
 		}
 		w.wake.signal()
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -739,6 +740,77 @@ func TestListEventsTypes(t *testing.T) {
 		_, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", Types: make(relay.TypeFilter, 101)})
 		if relay.ErrorCode(err) != relay.CodeInvalid {
 			t.Errorf("101 type filters: %v, want invalid", err)
+		}
+	})
+}
+
+// countingStore counts the store calls a group subscription makes at a trickle.
+type countingStore struct {
+	relay.Store
+	readNew, reads, ranges, claims atomic.Int64
+}
+
+func (s *countingStore) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
+	if !pending {
+		s.readNew.Add(1)
+	}
+	return s.Store.ReadGroup(ctx, p, group, consumer, pending, count, block)
+}
+
+func (s *countingStore) Read(ctx context.Context, after map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
+	s.reads.Add(1)
+	return s.Store.Read(ctx, after, count, block)
+}
+
+func (s *countingStore) Range(ctx context.Context, p relay.Partition, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
+	s.ranges.Add(1)
+	return s.Store.Range(ctx, p, start, end, count, reverse)
+}
+
+func (s *countingStore) ClaimDue(ctx context.Context, p relay.Partition, group, consumer string, minIdle time.Duration, count int, now time.Time) ([]relay.Entry, time.Time, error) {
+	s.claims.Add(1)
+	return s.Store.ClaimDue(ctx, p, group, consumer, minIdle, count, now)
+}
+
+// At a trickle (each event published once the previous one was delivered), a group member
+// reads the group once per event, and the partition's watcher reads the stream once per
+// event: a read that found fewer entries than it asked for found everything there was, so
+// reading again before the next wake-up, or looking up the newest entry after finding one,
+// would find nothing new. Claims on their timer may add one read each.
+func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		st := &countingStore{Store: f.store}
+		src, err := f.svc.Source("s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = svc.Close() })
+		g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: time.Hour}}, nil)
+		f.publish(t, "s", "warm-up", "t", "")
+		g.wait(t, 1)
+		st.readNew.Store(0)
+		st.reads.Store(0)
+		st.ranges.Store(0)
+		st.claims.Store(0)
+		const events = 40
+		for i, id := range ids("e", events) {
+			f.publish(t, "s", id, "t", "")
+			g.wait(t, i+2)
+		}
+		claims := st.claims.Load()
+		if n := st.readNew.Load(); n > events+claims+2 {
+			t.Errorf("%d group reads for %d events (%d claims), want at most %d", n, events, claims, events+claims+2)
+		}
+		if n := st.reads.Load(); n > events+2 {
+			t.Errorf("%d watcher reads for %d events, want at most %d", n, events, events+2)
+		}
+		if n := st.ranges.Load(); n > 2 {
+			t.Errorf("%d lookups of the newest entry for %d events one at a time, want at most 2", n, events)
 		}
 	})
 }
