@@ -76,6 +76,21 @@ func newService(t *testing.T, url string, opts relay.Options, cfgs ...relay.Sour
 	return &fixture{svc: svc, store: st}
 }
 
+// over returns a second service over st (a wrapper of f.store) with f's source named source.
+func (f *fixture) over(t *testing.T, st relay.Store, source string) *relay.Service {
+	t.Helper()
+	src, err := f.svc.Source(source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	return svc
+}
+
 func (f *fixture) publish(t *testing.T, source, id, typ, key string) {
 	t.Helper()
 	_, err := f.svc.Publish(context.Background(), relay.PublishInput{Source: source, ID: id, Type: typ, PartitionKey: key, Data: []byte(`{"id":"` + id + `"}`)})
@@ -663,16 +678,7 @@ func TestCursorAtLastTrimmedEntry(t *testing.T) {
 			}
 		}
 		// The service sees a store that reports the last trimmed entry exactly.
-		st := reportsMaxDeleted{f.store, ms[1].Entry.ID}
-		src, err := f.svc.Source("c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Close() })
+		svc := f.over(t, reportsMaxDeleted{f.store, ms[1].Entry.ID}, "c")
 		cursor := func(m relay.Message) *relay.Cursor {
 			c, err := relay.DecodeCursor(m.Cursor)
 			if err != nil {
@@ -686,7 +692,7 @@ func TestCursorAtLastTrimmedEntry(t *testing.T) {
 			t.Fatalf("after the last trimmed entry: got %v, want [e2]", got)
 		}
 		// Before it (e0): e1 is gone, OUT_OF_RANGE.
-		err = svc.Subscribe(context.Background(), relay.SubscribeRequest{After: cursor(ms[0])}, func(*relay.Message) error { return nil })
+		err := svc.Subscribe(context.Background(), relay.SubscribeRequest{After: cursor(ms[0])}, func(*relay.Message) error { return nil })
 		if relay.ErrorCode(err) != relay.CodeOutOfRange {
 			t.Fatalf("cursor before the last trimmed entry: got %v, want out_of_range", err)
 		}
@@ -781,15 +787,7 @@ func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
 		st := &countingStore{Store: f.store}
-		src, err := f.svc.Source("s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = svc.Close() })
+		svc := f.over(t, st, "s")
 		g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: time.Hour}}, nil)
 		f.publish(t, "s", "warm-up", "t", "")
 		g.wait(t, 1)
