@@ -232,29 +232,32 @@ func TestStaleStreamResumed(t *testing.T) {
 	p := newFreezingProxy(t, shared.GRPC)
 	c := newClient(t, p.addr())
 	var got atomic.Value
+	// The relayd is shared by the package's tests: names of this run's own, so that -count=N
+	// does not find the events of an earlier run (nor have its posts deduplicated).
+	run := fmt.Sprintf("stale%d", time.Now().UnixNano())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
 	heard := make(chan struct{}, 16)
 	go func() {
-		done <- c.Receive(ctx, client.Subscription{Sources: []string{"orders"}, Types: []string{"stale.*"}, Start: client.StartEarliest, Heartbeat: 100 * time.Millisecond},
+		done <- c.Receive(ctx, client.Subscription{Sources: []string{"orders"}, Types: []string{run + ".*"}, Start: client.StartEarliest, Heartbeat: 100 * time.Millisecond},
 			func(ctx context.Context, m *client.Message) error {
 				got.Store(m.Event.GetId())
 				heard <- struct{}{}
 				return nil
 			})
 	}()
-	e2e.MustPost(t, shared.HTTP, "orders", "stale-warmup", "stale.first", 0)
+	e2e.MustPost(t, shared.HTTP, "orders", run+"-warmup", run+".first", 0)
 	<-heard
 	p.freeze() // the open connection goes silent; new connections work
-	e2e.MustPost(t, shared.HTTP, "orders", "stale-after", "stale.second", 1)
+	e2e.MustPost(t, shared.HTTP, "orders", run+"-after", run+".second", 1)
 	select {
 	case <-heard:
 	case <-ctx.Done():
 		t.Fatal("the event posted while the stream was frozen never came")
 	}
-	if id := got.Load(); id != "stale-after" {
-		t.Errorf("after the resume: %v, want stale-after", id)
+	if id := got.Load(); id != run+"-after" {
+		t.Errorf("after the resume: %v, want %s-after", id, run)
 	}
 	if p.connections() < 2 {
 		t.Errorf("%d connections, want a reconnection", p.connections())
