@@ -35,11 +35,11 @@ import (
 //     ends at the newest);
 //   - otherwise (a resume cursor, before its first such read) the resume check's rule
 //     applies: a position before StreamInfo.MaxDeleted may have lost its successors. On
-//     Redis 7.0 this is conservative (trimming is recorded only as "everything before the
-//     first retained entry").
+//     Redis 7.0 and the embedded server this is conservative (trimming is recorded only as
+//     "everything before the first retained entry").
 //
-// The embedded store reports neither entries-added nor max-deleted-entry-id: it never
-// detects a gap (nor refuses a resume cursor).
+// A store that reports neither Added nor MaxDeleted never detects a gap (nor refuses a
+// resume cursor); redisstore counts its own appends where the server does not report them.
 
 // trail is a subscription's read position in one partition.
 type trail struct {

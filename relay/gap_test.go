@@ -271,9 +271,6 @@ func resumeAnswer(t *testing.T, svc *relay.Service, cursor string) (string, erro
 // cursor gets. Before the fix the replay jumped to the oldest retained entry silently.
 func TestLiveGapReplay(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
-		if embeddedBackend(t) {
-			t.Skip("the embedded store cannot tell trimmed ranges (no entries-added nor max-deleted-entry-id): it never detects a gap")
-		}
 		const maxLen = 40
 		f := newGapService(t, url, relay.Options{ReplayBatch: 10}, maxLen)
 		f.publishAll(t, ids("a", maxLen))
@@ -341,9 +338,6 @@ func tailAt(t *testing.T, f *gapFixture) (*sub, *sub) {
 // and nothing after the gap is delivered.
 func TestLiveGapSharedReader(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
-		if embeddedBackend(t) {
-			t.Skip("the embedded store cannot tell trimmed ranges (no entries-added nor max-deleted-entry-id): it never detects a gap")
-		}
 		f := newGapService(t, url, relay.Options{}, 40)
 		a, b := tailAt(t, f)
 		f.publishAll(t, ids("b", 100)) // MAXLEN ~40 trims a000 and the first b's
@@ -369,9 +363,6 @@ func TestLiveGapSharedReader(t *testing.T) {
 // (see gap.go), and the boundary it accepts exactly is the cursor that OUT_OF_RANGE names.
 func TestLiveGapBoundary(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
-		if embeddedBackend(t) {
-			t.Skip("the embedded store cannot tell trimmed ranges (no entries-added nor max-deleted-entry-id): it never detects a gap")
-		}
 		t.Run("at the last trimmed entry", func(t *testing.T) {
 			f := newGapService(t, url, relay.Options{}, 0)
 			a, _ := tailAt(t, f)

@@ -145,23 +145,23 @@ func TestHTTPStreamIsNDJSON(t *testing.T) {
 // (subscribe.replay_batch), so the relay holds only a few dozen of the 8 KiB events when the
 // subscriber stops: the rest it must read from Redis after retention trimmed them.
 func TestLiveGapOutOfRange(t *testing.T) {
-	t.Run("embedded", skipEmbeddedGap)
-	t.Run("redis", testLiveGapOutOfRange)
+	t.Run("embedded", func(t *testing.T) { testLiveGapOutOfRange(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { testLiveGapOutOfRange(t, gapRedisURL(t)) })
 }
 
-// skipEmbeddedGap is the embedded half of the gap tests.
-func skipEmbeddedGap(t *testing.T) {
-	t.Skip("the embedded store cannot tell trimmed ranges (no entries-added nor max-deleted-entry-id): it never detects a gap (README: Delivery promises)")
+// gapRedisURL starts a redis-server whose MAXLEN ~ trims nearly exactly (the embedded server
+// trims exactly).
+func gapRedisURL(t *testing.T) string {
+	return redistest.StartWith(t, "--stream-node-max-entries", "10").URL()
 }
 
-func testLiveGapOutOfRange(t *testing.T) {
-	srv := redistest.StartWith(t, "--stream-node-max-entries", "10") // MAXLEN ~ trims nearly exactly
-	cfg := testConfig(srv.URL())
+func testLiveGapOutOfRange(t *testing.T, url string) {
+	cfg := testConfig(url)
 	cfg.Sources[0].MaxLen = 80
 	cfg.Sources[0].MaxBodyBytes = 16 << 10
 	cfg.Subscribe.ReplayBatch = 10
 	m := startMain(t, cfg)
-	rdb := redisClient(t, srv.URL())
+	rdb := redisClient(t, url)
 	posted := postPadded(t, m, "orders", "a", 80, 8<<10)
 
 	conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -245,19 +245,18 @@ func resumeCursorOf(t testing.TB, err error) string {
 // cursor of the oldest retained entry (in the message and as resume_cursor). The events are
 // larger (the HTTP path buffers more: the client's socket, the gateway).
 func TestLiveGapOutOfRangeHTTP(t *testing.T) {
-	t.Run("embedded", skipEmbeddedGap)
-	t.Run("redis", testLiveGapOutOfRangeHTTP)
+	t.Run("embedded", func(t *testing.T) { testLiveGapOutOfRangeHTTP(t, embeddedURL(t)) })
+	t.Run("redis", func(t *testing.T) { testLiveGapOutOfRangeHTTP(t, gapRedisURL(t)) })
 }
 
-func testLiveGapOutOfRangeHTTP(t *testing.T) {
-	srv := redistest.StartWith(t, "--stream-node-max-entries", "10")
-	cfg := testConfig(srv.URL())
+func testLiveGapOutOfRangeHTTP(t *testing.T, redisURL string) {
+	cfg := testConfig(redisURL)
 	const maxLen, size = 200, 60 << 10
 	cfg.Sources[0].MaxLen = maxLen
 	cfg.Sources[0].MaxBodyBytes = 64 << 10
 	cfg.Subscribe.ReplayBatch = 5
 	m := startMain(t, cfg)
-	rdb := redisClient(t, srv.URL())
+	rdb := redisClient(t, redisURL)
 	posted := postPadded(t, m, "orders", "a", maxLen, size)
 
 	s := openNDJSON(t, m, url.Values{"sources": {"orders"}, "start": {"START_POSITION_EARLIEST"}})

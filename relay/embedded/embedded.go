@@ -25,9 +25,9 @@
 //     with XPENDING and XCLAIM instead. Pending entries whose data was trimmed by
 //     retention stay pending (Redis drops them from the pending list when they are
 //     claimed); redisstore acknowledges them when it finds them.
-//   - XINFO STREAM has neither max-deleted-entry-id nor entries-added, so redisstore reports
-//     MaxDeleted and Added as zero ("cannot tell"): a resume cursor older than the retained
-//     history is not detected, nor are entries trimmed under a live stream (no OUT_OF_RANGE).
+//   - XINFO STREAM has neither max-deleted-entry-id nor entries-added: redisstore counts its
+//     appends itself (AddedKey) and infers trimming from the count, as on Redis 7.0, so
+//     trimmed history is detected (OUT_OF_RANGE) here too.
 //   - Lua scripts (every append is one) run in a fresh interpreter per call: appends cost
 //     about 0.2 ms of CPU each, a few thousand per second.
 //   - WAIT answers 0 replicas: redisstore's min_replicas must stay 0 with it.

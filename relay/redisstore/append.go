@@ -15,14 +15,16 @@ import (
 
 // appendScript is the whole of a batch of appends to one partition, atomic in Redis:
 //
-//	KEYS[1] stream, KEYS[1+i] dedupe marker of entry i
+//	KEYS[1] stream, KEYS[2] count of entries ever appended (AddedKey),
+//	KEYS[2+i] dedupe marker of entry i
 //	ARGV[4i-3] serialized event, ARGV[4i-2] dedupe window in ms,
 //	ARGV[4i-1] MINID threshold or "", ARGV[4i] MAXLEN or ""
 //
 // For each entry in order it returns two values: 1 and the original id when the marker
 // exists (a duplicate: nothing is written), else 0 and the new id once it appended and set
 // the marker (NX PX window) to the new id, or 2 and the error of a command that failed for
-// that entry (the others are unaffected). One script call per batch rather than one per
+// that entry (the others are unaffected). The count goes up by the entries appended: Info
+// reads it on servers whose XINFO STREAM lacks entries-added (see Info). One script call per batch rather than one per
 // entry: the dedupe check and the append stay atomic per entry (the whole batch is), and
 // Redis spends about 30% less CPU per entry (measured with INFO cpu) without the per-call
 // script overhead.
@@ -31,9 +33,9 @@ import (
 // TIME inside the script, so the script stays deterministic for script replication. When
 // both limits are set, XADD trims by MAXLEN and an XTRIM by MINID follows.
 var appendScript = redis.NewScript(`
-local out = {}
-for i = 1, #KEYS - 1 do
-  local marker, a = KEYS[i + 1], 4 * (i - 1)
+local out, added = {}, 0
+for i = 1, #KEYS - 2 do
+  local marker, a = KEYS[i + 2], 4 * (i - 1)
   local prev = redis.pcall('GET', marker)
   if type(prev) == 'table' and prev.err then
     out[2*i-1], out[2*i] = 2, prev.err
@@ -64,8 +66,12 @@ for i = 1, #KEYS - 1 do
       else
         out[2*i-1], out[2*i] = 0, id
       end
+      added = added + 1
     end
   end
+end
+if added > 0 then
+  redis.pcall('INCRBY', KEYS[2], added)
 end
 return out
 `)
@@ -153,8 +159,8 @@ func checkAppend(req *relay.AppendRequest) error {
 // queued. While round trips are in flight, appends queue; the queue is sent as a further
 // concurrent round trip (up to MaxInFlight) as soon as it holds MaxBatch entries or its oldest
 // entry has waited MaxDelay, and otherwise when a round trip completes. Each round trip is
-// one pipeline: one EVALSHA of appendScript per entry (dedupe stays atomic per entry), then
-// WAIT when MinReplicas > 0. A writer with nothing queued or in flight is removed, so idle
+// one pipeline: one EVALSHA of appendScript per maxScriptEntries entries (dedupe stays atomic
+// per entry), then WAIT when MinReplicas > 0. A writer with nothing queued or in flight is removed, so idle
 // partitions cost nothing; no goroutine outlives its round trip.
 
 type writer struct {
@@ -300,12 +306,12 @@ func (s *Store) send(p relay.Partition, ops []*appendOp) {
 		cmd  *redis.Cmd
 	}
 	nowMs := time.Now().UnixMilli()
-	stream := StreamKey(p)
+	stream, added := StreamKey(p), AddedKey(p)
 	calls := make([]call, 0, (len(ops)+maxScriptEntries-1)/maxScriptEntries)
 	for len(ops) > 0 {
 		n := min(len(ops), maxScriptEntries)
-		c := call{ops: ops[:n], keys: make([]string, 1, n+1), args: make([]any, 0, 4*n)}
-		c.keys[0] = stream
+		c := call{ops: ops[:n], keys: make([]string, 2, n+2), args: make([]any, 0, 4*n)}
+		c.keys[0], c.keys[1] = stream, added
 		for _, op := range c.ops {
 			c.keys = append(c.keys, DedupeKey(p, op.req.DedupeKey))
 			c.args = appendArgs(c.args, op.req, nowMs)

@@ -325,13 +325,18 @@ func toReadResults(parts []relay.Partition, streams []redis.XStream) ([]relay.Re
 }
 
 // Info describes p's stream in one round trip, atomically (MULTI): XLEN, the first and last
-// entry (XRANGE and XREVRANGE COUNT 1) and XINFO STREAM's last-generated-id,
-// max-deleted-entry-id and entries-added. A
-// missing stream is empty, not an error. When the server's XINFO STREAM lacks a field (Redis
-// before 7.0 has no max-deleted-entry-id; the embedded server reports neither first/last
-// entries nor max-deleted-entry-id), MaxDeleted stays zero ("cannot tell") and LastGenerated
-// falls back to the last retained id (which differs only after the newest entries were
-// deleted).
+// entry (XRANGE and XREVRANGE COUNT 1), XINFO STREAM's last-generated-id,
+// max-deleted-entry-id and entries-added, and the appends' own count (AddedKey). A missing
+// stream is empty, not an error.
+//
+// When the server's XINFO STREAM lacks entries-added (Redis before 7.0, the embedded
+// server), Added is the appends' own count, when it covers the stream (at least its length;
+// a stream appended to before the count existed may have less). Where the server records
+// no trimming in max-deleted-entry-id (Redis 7.0, the embedded server), entries were
+// trimmed when Added exceeds the length, and then MaxDeleted is just before the first
+// retained entry: everything before it may be gone. When neither tells, MaxDeleted stays
+// zero ("cannot tell"). LastGenerated falls back to the last retained id where XINFO lacks
+// it (it differs only after the newest entries were deleted).
 func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
 	if err := checkPartition(p); err != nil {
 		return relay.StreamInfo{}, err
@@ -347,6 +352,7 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 	first := pipe.XRangeN(opCtx, key, "-", "+", 1)
 	last := pipe.XRevRangeN(opCtx, key, "+", "-", 1)
 	xinfo := pipe.Do(opCtx, "xinfo", "stream", key)
+	counted := pipe.Get(opCtx, AddedKey(p))
 	_, _ = pipe.Exec(opCtx)
 
 	var info relay.StreamInfo
@@ -369,6 +375,7 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 		}
 	}
 	info.LastGenerated = info.Last
+	added, addedOK := int64(0), false
 	if v, err := xinfo.Result(); err == nil {
 		if id, ok := xinfoID(v, "last-generated-id"); ok {
 			info.LastGenerated = id
@@ -376,23 +383,31 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 		if id, ok := xinfoID(v, "max-deleted-entry-id"); ok {
 			info.MaxDeleted = id
 		}
-		if added, ok := xinfoValue(v, "entries-added").(int64); ok && added >= info.Length {
-			info.Added = added
-		}
-		// Redis 7.0 does not record trimming in max-deleted-entry-id (only XDEL). Trimming only
-		// removes the head, so when entries were removed (entries-added > length) every id
-		// before the first retained entry may be gone.
-		if added, ok := xinfoValue(v, "entries-added").(int64); ok && added > info.Length {
-			gone := info.LastGenerated
-			if !info.First.IsZero() {
-				gone = info.First.Prev()
-			}
-			if info.MaxDeleted.Less(gone) {
-				info.MaxDeleted = gone
-			}
-		}
+		added, addedOK = xinfoValue(v, "entries-added").(int64)
 	} else if isNetErr(err) || errors.Is(err, context.DeadlineExceeded) {
 		return relay.StreamInfo{}, s.fail(ctx, "info", err)
+	}
+	if !addedOK { // the appends' own count
+		n, err := counted.Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return relay.StreamInfo{}, s.fail(ctx, "info", err)
+		}
+		added, addedOK = n, err == nil
+	}
+	if addedOK && added >= info.Length {
+		info.Added = added
+	}
+	// Redis 7.0 and the embedded server do not record trimming in max-deleted-entry-id (7.0
+	// records only XDEL). Trimming only removes the head, so when entries were removed (added
+	// > length) every id before the first retained entry may be gone.
+	if addedOK && added > info.Length {
+		gone := info.LastGenerated
+		if !info.First.IsZero() {
+			gone = info.First.Prev()
+		}
+		if info.MaxDeleted.Less(gone) {
+			info.MaxDeleted = gone
+		}
 	}
 	return info, nil
 }

@@ -218,6 +218,10 @@ func hashTag(p relay.Partition) string { return "{" + p.Source + ":" + strconv.I
 // StreamKey returns the key of p's stream: relay:{<source>:<p>}:s.
 func StreamKey(p relay.Partition) string { return "relay:" + hashTag(p) + ":s" }
 
+// AddedKey returns the key counting the entries ever appended to p's stream:
+// relay:{<source>:<p>}:n. Info reads it where the server does not report entries-added.
+func AddedKey(p relay.Partition) string { return "relay:" + hashTag(p) + ":n" }
+
 // DedupeKey returns the key of the dedupe marker of event id in p:
 // relay:{<source>:<p>}:d:<id>.
 func DedupeKey(p relay.Partition, id string) string { return "relay:" + hashTag(p) + ":d:" + id }

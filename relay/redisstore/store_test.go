@@ -43,7 +43,7 @@ func startEmbedded(tb testing.TB) *embedded.Server {
 }
 
 // pipelineCounter is a go-redis hook recording the appends of every pipeline (an append
-// script call carries one per dedupe marker key: all keys but the stream).
+// script call carries one per dedupe marker key: all keys but the stream and the count).
 type pipelineCounter struct {
 	mu    sync.Mutex
 	sizes []int
@@ -59,7 +59,7 @@ func (h *pipelineCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 		for _, c := range cmds {
 			if c.Name() == "evalsha" || c.Name() == "eval" {
 				if k, ok := c.Args()[2].(int); ok {
-					n += k - 1
+					n += k - 2
 					for _, a := range c.Args()[3 : 3+k] {
 						if s, ok := a.(string); ok {
 							keys = append(keys, s)
@@ -363,4 +363,49 @@ func ExampleOpen() {
 	again, _ := s.Append(ctx, req)
 	fmt.Println(first.Duplicate, again.Duplicate, again.ID == first.ID)
 	// Output: false true true
+}
+
+// TestInfoCountsAppends: the embedded server's XINFO STREAM has neither entries-added nor a
+// record of trimming; Info then tells both from the appends' own count (AddedKey), so that
+// a cursor into trimmed history is detected there as on Redis 7.
+func TestInfoCountsAppends(t *testing.T) {
+	srv := startEmbedded(t)
+	s := newStore(t, srv.URL(), redisstore.Options{})
+	p := relay.Partition{Source: "counted", Index: 0}
+	var all []relay.ID
+	for i := range 30 {
+		r := appendReq(p, strconv.Itoa(i))
+		r.MaxLen = 10 // the embedded server trims exactly
+		res, err := s.Append(t.Context(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, res.ID)
+	}
+	// A duplicate appends nothing and counts nothing.
+	if res, err := s.Append(t.Context(), appendReq(p, "29")); err != nil || !res.Duplicate {
+		t.Fatalf("duplicate append: %+v, %v", res, err)
+	}
+	info, err := s.Info(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Added != 30 || info.Length != 10 || info.First != all[20] {
+		t.Fatalf("Info = %+v, want 30 added, length 10, first %s", info, all[20])
+	}
+	// Everything before the first retained entry may be gone: MaxDeleted is at or after the
+	// last trimmed entry and before the first retained one.
+	if info.MaxDeleted.Less(all[19]) || !info.MaxDeleted.Less(all[20]) {
+		t.Errorf("MaxDeleted %s, want from %s to before %s", info.MaxDeleted, all[19], all[20])
+	}
+	// Nothing trimmed: MaxDeleted stays zero.
+	q := relay.Partition{Source: "counted", Index: 1}
+	for i := range 3 {
+		if _, err := s.Append(t.Context(), appendReq(q, strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if info, err := s.Info(t.Context(), q); err != nil || info.Added != 3 || !info.MaxDeleted.IsZero() {
+		t.Errorf("Info of an untrimmed stream = %+v, %v; want 3 added, MaxDeleted zero", info, err)
+	}
 }
