@@ -71,21 +71,30 @@ var readPendingScript = redis.NewScript(`
 local pend = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], '+', ARGV[4], ARGV[2])
 local out, gone = {}, {}
 for i = 1, #pend, 500 do
+  -- Only entries still in the stream are claimed (miniredis would count a claim of a trimmed
+  -- entry against its consumer and then the acknowledgement again).
   local ids, counts = {}, {}
   for j = i, math.min(i + 499, #pend) do
-    ids[#ids + 1] = pend[j][1]
-    counts[pend[j][1]] = pend[j][4]
+    local id = pend[j][1]
+    if #redis.call('XRANGE', KEYS[1], id, id) > 0 then
+      ids[#ids + 1] = id
+      counts[id] = pend[j][4]
+    else
+      gone[#gone + 1] = id
+    end
   end
   local got = {}
-  for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
-    if type(e) == 'table' and type(e[2]) == 'table' then
-      local f = e[2]
-      for k = 1, #f, 2 do
-        if f[k] == 'e' then
-          got[e[1]] = true
-          out[#out + 1] = e[1]
-          out[#out + 1] = counts[e[1]] + 1
-          out[#out + 1] = f[k + 1]
+  if #ids > 0 then
+    for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
+      if type(e) == 'table' and type(e[2]) == 'table' then
+        local f = e[2]
+        for k = 1, #f, 2 do
+          if f[k] == 'e' then
+            got[e[1]] = true
+            out[#out + 1] = e[1]
+            out[#out + 1] = counts[e[1]] + 1
+            out[#out + 1] = f[k + 1]
+          end
         end
       end
     end
