@@ -67,8 +67,8 @@ func (n *notifier) watch(p Partition) (*partWatch, func()) {
 
 // run reads p from its newest entry on and wakes the watchers whenever entries arrive. Only
 // the newest id matters, so a wake-up costs one read of at most two entries, and when it
-// found two, one lookup of the newest. A failing store is retried after a pause; the watchers poll meanwhile (they
-// never wait longer than their claim interval).
+// found two, one lookup of the newest. A failing store is retried after a pause; the
+// watchers poll meanwhile (they never wait longer than their claim interval).
 func (n *notifier) run(ctx context.Context, p Partition, w *partWatch) {
 	defer n.wg.Done()
 	newest := func() (ID, error) {

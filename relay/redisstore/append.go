@@ -24,10 +24,10 @@ import (
 // exists (a duplicate: nothing is written), else 0 and the new id once it appended and set
 // the marker (NX PX window) to the new id, or 2 and the error of a command that failed for
 // that entry (the others are unaffected). The count goes up by the entries appended: Info
-// reads it on servers whose XINFO STREAM lacks entries-added (see Info). One script call per batch rather than one per
-// entry: the dedupe check and the append stay atomic per entry (the whole batch is), and
-// Redis spends about 30% less CPU per entry (measured with INFO cpu) without the per-call
-// script overhead.
+// reads it on servers whose XINFO STREAM lacks entries-added (see Info). One script call
+// per batch rather than one per entry: the dedupe check and the append stay atomic per
+// entry (the whole batch is), and Redis spends about 30% less CPU per entry (measured with
+// INFO cpu) without the per-call script overhead.
 //
 // The MINID threshold is computed from the client's clock and passed in, rather than from
 // TIME inside the script, so the script stays deterministic for script replication. When
@@ -160,8 +160,8 @@ func checkAppend(req *relay.AppendRequest) error {
 // concurrent round trip (up to MaxInFlight) as soon as it holds MaxBatch entries or its oldest
 // entry has waited MaxDelay, and otherwise when a round trip completes. Each round trip is
 // one pipeline: one EVALSHA of appendScript per maxScriptEntries entries (dedupe stays atomic
-// per entry), then WAIT when MinReplicas > 0. A writer with nothing queued or in flight is removed, so idle
-// partitions cost nothing; no goroutine outlives its round trip.
+// per entry), then WAIT when MinReplicas > 0. A writer with nothing queued or in flight is
+// removed, so idle partitions cost nothing; no goroutine outlives its round trip.
 
 type writer struct {
 	p        relay.Partition

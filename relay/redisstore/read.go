@@ -387,11 +387,8 @@ func (s *Store) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, 
 	} else if isNetErr(err) || errors.Is(err, context.DeadlineExceeded) {
 		return relay.StreamInfo{}, s.fail(ctx, "info", err)
 	}
-	if !addedOK { // the appends' own count
+	if !addedOK { // the appends' own count; missing or not a number: cannot tell
 		n, err := counted.Int64()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return relay.StreamInfo{}, s.fail(ctx, "info", err)
-		}
 		added, addedOK = n, err == nil
 	}
 	if addedOK && added >= info.Length {
