@@ -8,6 +8,7 @@
 //
 //	relay:{s:p}:s        the stream; each entry has one field "e", the serialized eventrelay.v1.Event
 //	relay:{s:p}:d:<id>   dedupe marker of event id <id>: value = the entry id, expires after the dedupe window
+//	relay:{s:p}:n        count of the entries ever appended (for servers whose XINFO STREAM lacks entries-added)
 //	relay:{s:p}:dlq:<g>  group g's dead letters: fields "e", "group", "delivery_count", "original_id"
 //	relay:{s:p}:hold:<g> group g's held deliveries: sorted set of entry ids scored by the Unix ms before which they are not redelivered
 //
@@ -21,12 +22,13 @@
 //
 // # Appends (group commit)
 //
-// An append is one Lua script, atomic in Redis: if the marker exists, return its entry id (a
-// duplicate, nothing written); else XADD (trimming with MINID ~ now-retention, computed on
-// the client's clock, or MAXLEN ~ n), SET the marker NX PX window to the new id, and return
-// it. Concurrent appends are batched per partition: an append that finds its partition idle
+// A batch of appends is one Lua script, atomic in Redis; per entry: if the marker exists,
+// return its entry id (a duplicate, nothing written); else XADD (trimming with MINID ~
+// now-retention, computed on the client's clock, or MAXLEN ~ n), SET the marker NX PX window
+// to the new id, and return it; then INCRBY of the count by the entries appended.
+// Concurrent appends are batched per partition: an append that finds its partition idle
 // is sent at once; while a round trip is in flight, further appends queue and are sent as
-// one pipeline (one EVALSHA each, then WAIT when MinReplicas > 0) when MaxBatch are queued,
+// one pipeline (one EVALSHA per 256 entries, then WAIT when MinReplicas > 0) when MaxBatch are queued,
 // after MaxDelay, or when the round trip completes, with at most MaxInFlight round trips
 // per partition. Each caller is answered only with its own entry's result, after Redis
 // acknowledged it. Scripts run by EVALSHA and fall back to EVAL when the server does not
@@ -36,8 +38,9 @@
 //
 // Range is XRANGE/XREVRANGE with COUNT; Read is XREAD [BLOCK] [COUNT] over several streams
 // (grouped by hash slot with a cluster client: never a cross-slot command); Info is XLEN,
-// the first and last entry and XINFO STREAM's last-generated-id and max-deleted-entry-id in
-// one pipeline; Lookup is GET marker then XRANGE id id.
+// the first and last entry, XINFO STREAM's last-generated-id, max-deleted-entry-id and
+// entries-added, and GET of the count (used where entries-added is missing) in one MULTI;
+// Lookup is GET marker then XRANGE id id.
 //
 // # Consumer groups and dead letters
 //
