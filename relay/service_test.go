@@ -796,16 +796,20 @@ func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
 		st.ranges.Store(0)
 		st.claims.Store(0)
 		const events = 40
+		began := time.Now()
 		for i, id := range ids("e", events) {
 			f.publish(t, "s", id, "t", "")
 			g.wait(t, i+2)
 		}
+		// Slack for a slow machine: a claim on its timer may read once more, and once more
+		// again when an event arrives just then; the watcher's read times out every 2s
+		// (Options.ReadBlock) and reads again.
 		claims := st.claims.Load()
-		if n := st.readNew.Load(); n > events+claims+2 {
-			t.Errorf("%d group reads for %d events (%d claims), want at most %d", n, events, claims, events+claims+2)
+		if n, most := st.readNew.Load(), events+2*claims+2; n > most {
+			t.Errorf("%d group reads for %d events (%d claims), want at most %d", n, events, claims, most)
 		}
-		if n := st.reads.Load(); n > events+2 {
-			t.Errorf("%d watcher reads for %d events, want at most %d", n, events, events+2)
+		if n, most := st.reads.Load(), int64(events+2)+int64(time.Since(began)/(2*time.Second)); n > most {
+			t.Errorf("%d watcher reads for %d events, want at most %d", n, events, most)
 		}
 		if n := st.ranges.Load(); n > 2 {
 			t.Errorf("%d lookups of the newest entry for %d events one at a time, want at most 2", n, events)
