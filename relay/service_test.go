@@ -811,8 +811,10 @@ func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
 		if n, most := st.reads.Load(), int64(events+2)+int64(time.Since(began)/(2*time.Second)); n > most {
 			t.Errorf("%d watcher reads for %d events, want at most %d", n, events, most)
 		}
-		if n := st.ranges.Load(); n > 2 {
-			t.Errorf("%d lookups of the newest entry for %d events one at a time, want at most 2", n, events)
+		// The watcher looks the newest up only after a read that found two entries, which
+		// one at a time happens only when it lags (a slow machine): a few, not one per event.
+		if n := st.ranges.Load(); n > events/4 {
+			t.Errorf("%d lookups of the newest entry for %d events one at a time, want at most %d", n, events, events/4)
 		}
 	})
 }
