@@ -215,6 +215,9 @@ func (b *batcher) add(m *relay.Message, end func(error), send func(any) error) e
 	} else {
 		out, err := appendDelivery(b.buf, m.Entry.Event, m.Cursor, m.AckID, m.Attempt)
 		if err != nil {
+			if end != nil {
+				end(err)
+			}
 			return err
 		}
 		b.buf = out
@@ -246,12 +249,9 @@ func (b *batcher) reserve(need, expect int) {
 	b.ptr = ptr
 }
 
-// flush sends what b holds: one delivery as it is, more as a SubscribeResponse.batch. b may
-// be nil (a stream without batches).
+// flush sends what b holds (at least one delivery): one delivery as it is, more as a
+// SubscribeResponse.batch.
 func (b *batcher) flush(send func(any) error) error {
-	if b == nil || b.n == 0 {
-		return nil
-	}
 	start := batchHeadroom
 	if b.n > 1 {
 		// The batch field's tag and length go into the headroom, just in front of the body.

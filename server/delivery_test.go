@@ -259,3 +259,19 @@ func TestBatcherCopiesSharedEncodings(t *testing.T) {
 		t.Fatalf("got %v", &resp)
 	}
 }
+
+// A corrupt stored event in a batch is CodeInternal, and its tracing span ends with that
+// error rather than never.
+func TestBatcherCorruptEventEndsItsSpan(t *testing.T) {
+	b := &batcher{}
+	var ended []error
+	end := func(err error) { ended = append(ended, err) }
+	send := func(any) error { t.Fatal("nothing may be sent"); return nil }
+	err := b.add(&relay.Message{Entry: &relay.Entry{Event: []byte{0xff}}, Cursor: "c1", More: true}, end, send)
+	if relay.ErrorCode(err) != relay.CodeInternal {
+		t.Fatalf("add of a corrupt event: %v, want internal", err)
+	}
+	if len(ended) != 1 || ended[0] != err {
+		t.Fatalf("span ended with %v, want once with %v", ended, err)
+	}
+}

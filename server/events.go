@@ -96,10 +96,7 @@ func (s *EventServer) sendFunc(ctx context.Context, stream eventrelayv1.EventSer
 		b = &batcher{}
 	}
 	return func(m *relay.Message) error {
-		if m.Entry == nil {
-			if err := b.flush(stream.SendMsg); err != nil {
-				return err
-			}
+		if m.Entry == nil { // never while a batch is held: the relay ends it first (Message.More)
 			return stream.Send(&eventrelayv1.SubscribeResponse{Kind: &eventrelayv1.SubscribeResponse_Heartbeat{
 				Heartbeat: &eventrelayv1.Heartbeat{Cursor: m.Cursor, ServerTime: timestamppb.New(m.ServerTime)},
 			}})
