@@ -23,6 +23,11 @@ var subFilter string
 // subBatch is -batch: SubscribeRequest.max_batch of the stream phases' subscribers.
 var subBatch int
 
+// grpcWindow is -grpc-window: the grpc-go subscribers' fixed flow-control window per stream
+// and per connection, in bytes (0: grpc-go's default, which estimates the bandwidth with a
+// ping whenever data arrives and none is outstanding).
+var grpcWindow int
+
 // pushReceiver answers every POST 204 and counts them: the push destination's receiver.
 type pushReceiver struct {
 	srv  *http.Server

@@ -40,9 +40,14 @@ func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
 func (bytesCodec) Name() string { return "proto" }
 
 // dialRaw is a grpc-go connection to addr whose messages are sent and received as bytes.
+// With -grpc-window its flow-control windows are fixed (no bandwidth-estimation pings).
 func dialRaw(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{})))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{}))}
+	if grpcWindow > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(int32(grpcWindow)), grpc.WithInitialConnWindowSize(int32(grpcWindow)))
+	}
+	return grpc.NewClient("passthrough:///"+addr, opts...)
 }
 
 // openSubscribe opens a Subscribe stream on cc with the serialized request req.

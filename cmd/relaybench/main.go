@@ -133,6 +133,7 @@ func main() {
 	flag.IntVar(&c.trickleConns, "trickle-conns", 4, "trickle: grpc-go connections the subscribers share")
 	flag.DurationVar(&c.trickleDur, "trickle-duration", 10*time.Second, "trickle: duration per target")
 	flag.StringVar(&subFilter, "filter", "", "CEL filter every e2e, fanout, trickle and replay subscriber asks for (one that every event matches, e.g. 'event.source != \"\"')")
+	flag.IntVar(&grpcWindow, "grpc-window", 0, "grpc-go subscribers: fixed flow-control window per stream and connection in bytes (0: grpc-go's default, bandwidth estimated with pings)")
 	flag.IntVar(&subBatch, "batch", 0, "max_batch every e2e, fanout, trickle and replay subscriber asks for (0: one delivery per message)")
 	flag.BoolVar(&c.destination, "destination", false, "with -relayd: also push every event to a receiver in this process (a push destination)")
 	flag.IntVar(&c.replayEvents, "replay-events", 300000, "replay: events in history to replay")
@@ -159,6 +160,10 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if grpcWindow != 0 && (grpcWindow < 64<<10 || grpcWindow > 1<<30) {
+		fmt.Fprintln(os.Stderr, "relaybench: -grpc-window must be 0 or 65536 to 1073741824 bytes (grpc-go ignores smaller windows)")
+		os.Exit(2)
 	}
 	if c.command == "" {
 		c.command = "relaybench " + strings.Join(os.Args[1:], " ")
