@@ -34,6 +34,7 @@ type partReader struct {
 	n      int64         // entries ever appended up to last; -1 unknown (see trail)
 	err    error         // start-up failure
 	subs   map[*tailSub]struct{}
+	to     []*tailSub // the subscribers a batch goes to (reused by run)
 }
 
 // tailSub is one subscriber's view of a partition reader: batches as the shared reader read
@@ -44,10 +45,37 @@ type tailSub struct {
 	pending atomic.Int64
 	err     error         // set before ch or cut is closed
 	cut     chan struct{} // closed when the subscriber fell behind: stop without draining ch
+	// hold is the transport's (SubscribeRequest.Hold), held once per batch queued on ch and
+	// not handled yet; held counts those holds.
+	hold WriteHold
+	held atomic.Int64
 }
 
-// consumed tells the hub that n queued entries were handled (sent, or skipped).
-func (t *tailSub) consumed(n int) { t.pending.Add(-int64(n)) }
+// consumed tells the hub that a queued batch of n entries was handled (sent, or skipped).
+func (t *tailSub) consumed(n int) {
+	t.pending.Add(-int64(n))
+	if t.hold == nil {
+		return
+	}
+	for h := t.held.Load(); h > 0; h = t.held.Load() {
+		if t.held.CompareAndSwap(h, h-1) {
+			t.hold.Release()
+			return
+		}
+	}
+}
+
+// releaseAll gives back every hold of the subscription: it ended, and what it had queued is
+// dropped (or, when its end is the reader's, still sent, with its writes no longer held).
+// Early releases only cost the transport a write; a hold never given back would delay it.
+func (t *tailSub) releaseAll() {
+	if t.hold == nil {
+		return
+	}
+	for n := t.held.Swap(0); n > 0; n-- {
+		t.hold.Release()
+	}
+}
 
 // tailBatch is one read of a shared reader, handed as it is to every subscriber of the
 // partition, with a memo per entry in which the subscribers share their encodings of it.
@@ -66,8 +94,9 @@ func newHub(store Store, bufSize int, block time.Duration, log *slog.Logger) *hu
 }
 
 // register subscribes to p's shared reader, starting it if needed, and returns the position
-// after which the subscription receives every entry (with its count, see trail).
-func (h *hub) register(ctx context.Context, p Partition) (*tailSub, trail, error) {
+// after which the subscription receives every entry (with its count, see trail). hold, when
+// not nil, is held for every batch queued for the subscription (SubscribeRequest.Hold).
+func (h *hub) register(ctx context.Context, p Partition, hold WriteHold) (*tailSub, trail, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -81,7 +110,7 @@ func (h *hub) register(ctx context.Context, p Partition) (*tailSub, trail, error
 		h.wg.Add(1)
 		go h.run(rctx, r)
 	}
-	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches)), cut: make(chan struct{})}
+	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches)), cut: make(chan struct{}), hold: hold}
 	r.subs[sub] = struct{}{}
 	h.mu.Unlock()
 
@@ -115,6 +144,7 @@ func (h *hub) unregister(sub *tailSub) {
 }
 
 func (h *hub) removeLocked(sub *tailSub) {
+	defer sub.releaseAll() // after the delete: nothing is queued for it any more
 	r := sub.r
 	if _, ok := r.subs[sub]; !ok {
 		return
@@ -140,6 +170,7 @@ func (h *hub) endLocked(r *partReader, err error) {
 		sub.err = err
 		close(sub.ch)
 		delete(r.subs, sub)
+		sub.releaseAll()
 	}
 	r.cancel()
 	if h.readers[r.p] == r {
@@ -214,6 +245,7 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries)), prev: prev, n: pos.n}
 			n := int64(len(batch.entries))
 			h.mu.Lock()
+			to := r.to[:0]
 			for sub := range r.subs {
 				// A subscriber with nothing queued always takes the batch; one that has queued
 				// entries may not exceed the buffer.
@@ -222,12 +254,23 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 					continue
 				}
 				sub.pending.Add(n)
+				// Every hold is taken before any subscriber can see the batch, so that the
+				// first to finish does not find its transport's holds all given back.
+				if sub.hold != nil {
+					sub.held.Add(1)
+					sub.hold.Hold()
+				}
+				to = append(to, sub)
+			}
+			for i, sub := range to {
 				select {
 				case sub.ch <- batch:
 				default:
 					h.cutLocked(r, sub)
 				}
+				to[i] = nil
 			}
+			r.to = to[:0]
 			r.last, r.n = pos.pos, pos.n
 			h.mu.Unlock()
 		}
@@ -245,6 +288,7 @@ func (h *hub) cutLocked(r *partReader, sub *tailSub) {
 	close(sub.cut)
 	close(sub.ch)
 	delete(r.subs, sub)
+	sub.releaseAll()
 }
 
 // close ends every reader and subscriber and waits for the readers to exit.

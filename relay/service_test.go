@@ -255,7 +255,8 @@ func TestTypeFilter(t *testing.T) {
 func TestSlowSubscriberIsCutOff(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{TailBuffer: 64}, relay.SourceConfig{Name: "s"})
-		slow := started(t, f.svc, relay.SubscribeRequest{}, func(m *relay.Message) error {
+		hold := &countingHold{} // the cut gives back the holds of what it had queued
+		slow := started(t, f.svc, relay.SubscribeRequest{Hold: hold}, func(m *relay.Message) error {
 			if m.Entry != nil {
 				time.Sleep(20 * time.Millisecond) // a consumer far slower than the stream
 			}
@@ -277,6 +278,7 @@ func TestSlowSubscriberIsCutOff(t *testing.T) {
 		if relay.ErrorCode(slow.err) != relay.CodeResourceExhausted {
 			t.Fatalf("slow subscriber ended with %v", slow.err)
 		}
+		hold.settled(t, "cut")
 	})
 }
 

@@ -55,12 +55,29 @@ type SubscribeRequest struct {
 	// together as one message (Message.More), whose deliveries' sizes (batchSize) add up to
 	// at most MaxBatchBytes, unless one delivery alone is larger.
 	MaxBatch int
+	// Hold, when set, is the writer the transport shares with other subscriptions (a
+	// connection several streams send through). For every read of the shared tail reader it
+	// hands this subscription, Hold is called before the subscription can see the read, and
+	// Release once the read is handled (its deliveries passed to send, or skipped) or
+	// dropped: while holds are out, the deliveries of one read are on their way to several
+	// subscriptions, and the transport may hold its writes to send them together. Release
+	// may come early (when the subscription ends), never more often than Hold; replayed
+	// history, group deliveries and heartbeats take no holds.
+	Hold WriteHold
 	// Interrupt, when set, is called at most once, from another goroutine, when the
 	// subscription fails while a send may be blocked (a client that stopped reading, a tail
 	// subscriber cut for falling behind), with the error that ends it. A transport whose send
 	// does not return may end the stream with that error at once; Subscribe itself returns
 	// once the send does, with the same failure.
 	Interrupt func(err error)
+}
+
+// WriteHold is a transport's writer shared by several subscriptions (SubscribeRequest.Hold).
+// Its methods are called from many goroutines at once, Hold under a lock of the shared
+// reader's, so it must not block.
+type WriteHold interface {
+	Hold()
+	Release()
 }
 
 // GroupOptions configure group consumption.
@@ -187,7 +204,7 @@ func (s *Service) subscribe(ctx context.Context, req SubscribeRequest, send func
 	enc := newCursorEncoder(pos, req.DeadLetters, dlGroup)
 	out := make(chan batch, 2)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
-		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out, handOver: len(parts) == 1}
+		f := feeder{s: s, ctx: ctx, p: p, slot: enc.slot(p), out: out, handOver: len(parts) == 1, hold: req.Hold}
 		if req.DeadLetters {
 			return f.deadLetters(pos[p], dlGroup, req.Heartbeat)
 		}
@@ -620,6 +637,7 @@ type feeder struct {
 	// trickle, waking goroutines is most of what a delivery costs). The feeder stays only
 	// to end the stream at once when the subscriber is cut (see follow).
 	handOver bool
+	hold     WriteHold // SubscribeRequest.Hold
 }
 
 func (f *feeder) emit(b batch) bool {
@@ -701,7 +719,7 @@ func (f *feeder) partition(from trail) error {
 		if err := f.catchUp(&pos, MaxID, s.store.Range); err != nil {
 			return err
 		}
-		sub, reader, err := s.hub.register(f.ctx, f.p)
+		sub, reader, err := s.hub.register(f.ctx, f.p, f.hold)
 		if err != nil {
 			if f.ctx.Err() != nil {
 				return nil

@@ -74,6 +74,7 @@ type env struct {
 	handler http.Handler
 	http    *httptest.Server
 	grpc    *grpc.Server
+	writes  *HeldWrites // the gRPC listener's connections (as relayd's)
 	conn    *grpc.ClientConn
 	events  eventrelayv1.EventServiceClient
 }
@@ -132,6 +133,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if tp != nil {
 		eopts.TracerProvider = tp
 	}
+	e.writes = &HeldWrites{}
+	eopts.Writes = e.writes
 	events := NewEventServer(e.svc, eopts)
 	webhooks := NewWebhookServer(e.svc, WebhookServerOptions{Logger: log, Metrics: e.metrics})
 
@@ -140,7 +143,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = e.grpc.Serve(lis) }()
+	go func() { _ = e.grpc.Serve(e.writes.Listen(lis)) }()
 	t.Cleanup(func() { GracefulStop(e.grpc, time.Second) })
 	e.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -35,6 +35,9 @@ type EventServerOptions struct {
 	TracerProvider trace.TracerProvider
 	// Limits bound the subscriptions.
 	Limits SubscribeLimits
+	// Writes, when set, lets the Subscribe streams on connections of its listener send one
+	// read of the shared tail reader in one write per connection (see HeldWrites).
+	Writes *HeldWrites
 }
 
 // NewEventServer returns the EventService implementation over svc.
@@ -61,6 +64,7 @@ func (s *EventServer) Subscribe(req *eventrelayv1.SubscribeRequest, stream event
 	if err != nil {
 		return s.err(ctx, err)
 	}
+	sr.Hold = s.opts.Writes.hold(ctx)
 	release, err := s.subs.open(p, s.opts.Limits.MaxSubscribers)
 	if err != nil {
 		return s.err(ctx, err)

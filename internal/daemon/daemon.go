@@ -161,7 +161,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			MaxSubscriptions: t.MaxSubscriptions, Console: t.Console})
 	}
 	auth := server.NewAuth(server.AuthOptions{Tokens: tokens})
-	events := server.NewEventServer(m.svc, server.EventServerOptions{Auth: auth, Logger: log, Metrics: m.metrics, TracerProvider: tp,
+	writes := &server.HeldWrites{}
+	events := server.NewEventServer(m.svc, server.EventServerOptions{Auth: auth, Logger: log, Metrics: m.metrics, TracerProvider: tp, Writes: writes,
 		Limits: server.SubscribeLimits{MaxSubscribers: cfg.Subscribe.MaxSubscribers, SendTimeout: cfg.Subscribe.SendTimeout}})
 	webhooks := server.NewWebhookServer(m.svc, server.WebhookServerOptions{Logger: log, Metrics: m.metrics})
 
@@ -276,7 +277,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.admin = &http.Server{Handler: m.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
-	m.serve("grpc", func() error { return m.grpc.Serve(grpcLis) })
+	m.serve("grpc", func() error { return m.grpc.Serve(writes.Listen(grpcLis)) })
 	m.serve("grpc-inproc", func() error { return m.inproc.Serve(m.inprocLis) })
 	m.serve("http", func() error {
 		if httpTLS != nil {
