@@ -262,8 +262,12 @@ func (s *Service) sendLoop(ctx context.Context, req SubscribeRequest, out <-chan
 // goes out whenever nothing was sent for req.Heartbeat, however many entries the type filter
 // held back meanwhile; its cursor is past every entry examined.
 func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEncoder, items <-chan []item, batches <-chan batch, send func(*Message) error) error {
-	hb := time.NewTicker(req.Heartbeat)
+	// The heartbeat timer is not reset on every send (a timer reset per delivery was 2% of
+	// relayd's CPU at a trickle): it fires req.Heartbeat after it was armed, and re-arms
+	// itself for what is left of the interval when something was sent meanwhile.
+	hb := time.NewTimer(req.Heartbeat)
 	defer hb.Stop()
+	var lastSent time.Time
 	st := &sendState{s: s, ctx: ctx, req: &req, enc: enc, send: send, last: enc.String()}
 	if req.Interrupt != nil {
 		stop := context.AfterFunc(ctx, func() {
@@ -311,19 +315,25 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 				return st.fail(err)
 			}
 			if sent {
-				hb.Reset(req.Heartbeat)
+				lastSent = time.Now()
 			}
 		case <-hb.C:
+			if quiet := time.Since(lastSent); quiet < req.Heartbeat {
+				hb.Reset(req.Heartbeat - quiet)
+				continue
+			}
 			if err := st.emit(&Message{Cursor: string(enc.bytes()), ServerTime: s.opts.Now()}); err != nil {
 				return st.fail(err)
 			}
+			lastSent = time.Now()
+			hb.Reset(req.Heartbeat)
 		case its := <-items: // group deliveries: the cursor stays empty
 			sent, err := st.sendItems(its, items)
 			if err != nil {
 				return st.fail(err)
 			}
 			if sent {
-				hb.Reset(req.Heartbeat)
+				lastSent = time.Now()
 			}
 		case b := <-batches:
 			if b.err != nil {
@@ -342,7 +352,7 @@ func (s *Service) run(ctx context.Context, req SubscribeRequest, enc *cursorEnco
 				return st.fail(err)
 			}
 			if sent {
-				hb.Reset(req.Heartbeat)
+				lastSent = time.Now()
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,5 +129,57 @@ func TestWriteHolds(t *testing.T) {
 			<-s.done
 			h.settled(t, "stopped")
 		})
+	})
+}
+
+// TestHeartbeatOnlyAfterQuiet: a heartbeat goes out once nothing was sent for the heartbeat
+// interval, never sooner after a delivery, also while deliveries keep coming more often than
+// the interval; and once they stop, one comes.
+func TestHeartbeatOnlyAfterQuiet(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		const interval = 300 * time.Millisecond
+		type msg struct {
+			at   time.Time
+			beat bool
+		}
+		var mu sync.Mutex
+		var msgs []msg
+		s := subscribe(t, f.svc, relay.SubscribeRequest{Heartbeat: interval}, func(m *relay.Message) error {
+			mu.Lock()
+			msgs = append(msgs, msg{time.Now(), m.Entry == nil})
+			mu.Unlock()
+			return nil
+		})
+		select {
+		case <-s.ready: // the first heartbeat: the subscription is in place
+		case <-time.After(15 * time.Second):
+			t.Fatal("no first heartbeat")
+		}
+		for i := range 20 {
+			f.publish(t, "s", fmt.Sprintf("q%03d", i), "t", "")
+			time.Sleep(interval / 6)
+		}
+		s.wait(t, 20)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			mu.Lock()
+			last := msgs[len(msgs)-1]
+			mu.Unlock()
+			if last.beat {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no heartbeat after the deliveries stopped")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for i := 1; i < len(msgs); i++ {
+			if gap := msgs[i].at.Sub(msgs[i-1].at); msgs[i].beat && gap < interval-time.Millisecond {
+				t.Errorf("heartbeat %s after the message before it, interval %s", gap, interval)
+			}
+		}
 	})
 }
