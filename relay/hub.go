@@ -65,9 +65,8 @@ func (t *tailSub) consumed(n int) {
 	}
 }
 
-// releaseAll gives back every hold of the subscription: it ended, and what it had queued is
-// dropped (or, when its end is the reader's, still sent, with its writes no longer held).
-// Early releases only cost the transport a write; a hold never given back would delay it.
+// releaseAll gives back every hold of the subscription, which has ended (unregister): what
+// it had queued is dropped. Never under h.mu: a release may write (WriteHold).
 func (t *tailSub) releaseAll() {
 	if t.hold == nil {
 		return
@@ -121,14 +120,17 @@ func (h *hub) register(ctx context.Context, p Partition, hold WriteHold) (*tailS
 		return nil, trail{}, ctx.Err()
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if r.err != nil {
 		h.removeLocked(sub)
+		h.mu.Unlock()
 		return nil, trail{}, r.err
 	}
 	if _, ok := r.subs[sub]; !ok { // ended between ready and now
+		h.mu.Unlock()
+		sub.releaseAll()
 		return nil, trail{}, sub.err
 	}
+	defer h.mu.Unlock()
 	return sub, trail{pos: r.last, n: r.n}, nil
 }
 
@@ -139,12 +141,14 @@ func (h *hub) register(ctx context.Context, p Partition, hold WriteHold) (*tailS
 // until the connection pool runs out).
 func (h *hub) unregister(sub *tailSub) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.removeLocked(sub)
+	h.mu.Unlock()
+	// Nothing is queued for it any more; the holds are given back outside the lock, since
+	// giving one back may write (WriteHold).
+	sub.releaseAll()
 }
 
 func (h *hub) removeLocked(sub *tailSub) {
-	defer sub.releaseAll() // after the delete: nothing is queued for it any more
 	r := sub.r
 	if _, ok := r.subs[sub]; !ok {
 		return
@@ -170,7 +174,6 @@ func (h *hub) endLocked(r *partReader, err error) {
 		sub.err = err
 		close(sub.ch)
 		delete(r.subs, sub)
-		sub.releaseAll()
 	}
 	r.cancel()
 	if h.readers[r.p] == r {
@@ -288,7 +291,6 @@ func (h *hub) cutLocked(r *partReader, sub *tailSub) {
 	close(sub.cut)
 	close(sub.ch)
 	delete(r.subs, sub)
-	sub.releaseAll()
 }
 
 // close ends every reader and subscriber and waits for the readers to exit.

@@ -73,8 +73,8 @@ type SubscribeRequest struct {
 }
 
 // WriteHold is a transport's writer shared by several subscriptions (SubscribeRequest.Hold).
-// Its methods are called from many goroutines at once, Hold under a lock of the shared
-// reader's, so it must not block.
+// Its methods are called from many goroutines at once, and must not block: Hold is called
+// under a lock of the shared reader's.
 type WriteHold interface {
 	Hold()
 	Release()

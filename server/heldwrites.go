@@ -39,6 +39,8 @@ type HeldWrites struct {
 const (
 	heldBytes = 256 << 10
 	maxHold   = time.Millisecond
+	// keepBuffer: a buffer that grew larger is not kept for the next burst.
+	keepBuffer = 32 << 10
 	// closeFlush bounds the write of kept bytes when the connection closes.
 	closeFlush = 100 * time.Millisecond
 )
@@ -86,8 +88,9 @@ func (l *holdListener) Accept() (net.Conn, error) {
 }
 
 // holdConn is one accepted connection (see HeldWrites). grpc-go writes to it from its one
-// writer goroutine (TLS, when configured, sits above it); kept bytes are written from
-// whichever goroutine gives the last hold back, or from the timer.
+// writer goroutine (TLS, when configured, sits above it); kept bytes are written by that
+// writer's next write, or by a goroutine that the last hold given back starts, or by the
+// timer.
 type holdConn struct {
 	net.Conn
 	owner *HeldWrites
@@ -114,7 +117,7 @@ type holdConn struct {
 // Hold implements relay.WriteHold.
 func (c *holdConn) Hold() { c.holds.Add(1) }
 
-// Release implements relay.WriteHold: the last hold given back writes what was kept.
+// Release implements relay.WriteHold: the last hold given back has what was kept written.
 func (c *holdConn) Release() {
 	for h := c.holds.Load(); h > 0; h = c.holds.Load() {
 		if c.holds.CompareAndSwap(h, h-1) {
@@ -123,8 +126,11 @@ func (c *holdConn) Release() {
 				c.overdue = false
 				kept := len(c.buf) > 0
 				c.mu.Unlock()
-				if kept { // (a write from now on finds no hold and goes through itself)
-					_ = c.flush(false)
+				// A write from now on finds no hold and goes through itself. The kept bytes
+				// are written from a goroutine of their own: Release must not block, and a
+				// write may (a peer that stopped reading).
+				if kept {
+					go func() { _ = c.flush(false) }()
 				}
 			}
 			return
@@ -201,7 +207,7 @@ func (c *holdConn) flushLocked(expired bool) error {
 // giveBack makes b, written, the spare buffer again.
 func (c *holdConn) giveBack(b []byte) {
 	c.mu.Lock()
-	if c.spare == nil && cap(b) <= heldBytes {
+	if c.spare == nil && cap(b) <= keepBuffer {
 		c.spare = b[:0]
 	}
 	c.mu.Unlock()
