@@ -135,6 +135,10 @@ type RedisConfig struct {
 	// whatever the number of subscriptions, plus short commands. 0 (default): 2 × the
 	// partitions of all sources + 64. A pool_size in the URL wins.
 	PoolSize int `koanf:"pool_size"`
+	// AppendInFlight (append_in_flight) is how many append round trips one partition may
+	// have in flight at once (1 to redisstore.MaxInFlightLimit, default 1); appends that
+	// come meanwhile form the next batch.
+	AppendInFlight int `koanf:"append_in_flight"`
 }
 
 // RedisPoolSize returns the pool size relayd opens Redis with (RedisConfig.PoolSize, or the
@@ -161,8 +165,8 @@ func (r RedisConfig) RedactedURL() string { return redisstore.RedactURL(r.URL) }
 
 // String hides the password of the URL so a RedisConfig can be logged.
 func (r RedisConfig) String() string {
-	return fmt.Sprintf("{URL:%s Cluster:%t MasterName:%s MinReplicas:%d Timeout:%s PoolSize:%d}",
-		r.RedactedURL(), r.Cluster, r.MasterName, r.MinReplicas, r.Timeout, r.PoolSize)
+	return fmt.Sprintf("{URL:%s Cluster:%t MasterName:%s MinReplicas:%d Timeout:%s PoolSize:%d AppendInFlight:%d}",
+		r.RedactedURL(), r.Cluster, r.MasterName, r.MinReplicas, r.Timeout, r.PoolSize, r.AppendInFlight)
 }
 
 // AuthConfig is the auth: section.
@@ -283,7 +287,7 @@ func Default() *Config {
 		},
 		GRPC:    GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true, MaxStreamsPerConnection: DefaultMaxStreamsPerConn},
 		Admin:   AdminConfig{Addr: DefaultAdminAddr},
-		Redis:   RedisConfig{Timeout: DefaultRedisTimeout},
+		Redis:   RedisConfig{Timeout: DefaultRedisTimeout, AppendInFlight: redisstore.DefaultMaxInFlight},
 		Log:     LogConfig{Level: "info", Format: "json"},
 		Tracing: TracingConfig{SampleRatio: 1},
 		Subscribe: SubscribeConfig{TailBuffer: DefaultTailBuffer, ReplayBatch: DefaultReplayBatch,
@@ -467,6 +471,9 @@ func (c *Config) validate() []*FieldError {
 	v.nonNegative("redis.min_replicas", int64(c.Redis.MinReplicas))
 	if n, least := c.Redis.PoolSize, 2*c.partitions()+1; n != 0 && (n < least || n > 100000) {
 		v.errf("redis.pool_size", "must be 0 (automatic) or %d (two blocking reads per partition + 1) to 100000, got %d", least, n)
+	}
+	if n := c.Redis.AppendInFlight; n < 1 || n > redisstore.MaxInFlightLimit {
+		v.errf("redis.append_in_flight", "must be 1 to %d, got %d", redisstore.MaxInFlightLimit, n)
 	}
 
 	if n := c.Subscribe.TailBuffer; n < 1 || n > MaxTailBuffer {

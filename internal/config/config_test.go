@@ -59,7 +59,7 @@ func TestConfigDefaults(t *testing.T) {
 		},
 		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true, MaxStreamsPerConnection: 100},
 		Admin:     AdminConfig{Addr: ":9091"},
-		Redis:     RedisConfig{Timeout: 2 * time.Second},
+		Redis:     RedisConfig{Timeout: 2 * time.Second, AppendInFlight: 1},
 		Log:       LogConfig{Level: "info", Format: "json"},
 		Tracing:   TracingConfig{SampleRatio: 1},
 		Subscribe: SubscribeConfig{TailBuffer: 4096, ReplayBatch: 1000, MinHeartbeat: time.Second, MaxSubscribers: 10000, SendTimeout: 30 * time.Second},
@@ -112,6 +112,7 @@ redis:
   master_name: ""
   min_replicas: 1
   timeout: 500ms
+  append_in_flight: 3
 auth:
   tokens:
     - name: reader
@@ -197,7 +198,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 		GRPC: GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"},
 			MaxStreamsPerConnection: 7},
 		Admin: AdminConfig{Addr: "localhost:9999"},
-		Redis: RedisConfig{URL: "redis://:pw@redis-1:6379/2?addr=redis-2:6379", Cluster: true, MinReplicas: 1, Timeout: 500 * time.Millisecond},
+		Redis: RedisConfig{URL: "redis://:pw@redis-1:6379/2?addr=redis-2:6379", Cluster: true, MinReplicas: 1, Timeout: 500 * time.Millisecond, AppendInFlight: 3},
 		Auth: AuthConfig{Tokens: []AuthToken{
 			{Name: "reader", Token: relay.Secret{ID: "reader", Value: []byte("reader-token")}, Sources: []string{"orders"}},
 			{Name: "writer", Token: relay.Secret{ID: "writer", Value: []byte("writer-literal-token")}, Sources: []string{"*"}, Publish: true},
@@ -414,6 +415,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"redis.pool_size: must be 0 (automatic) or 3 (two blocking reads per partition + 1) to 100000, got 2"}},
 		{"pool size from env", src, []string{"RELAY_REDIS_POOL_SIZE=-1"}, nil,
 			[]string{"redis.pool_size: must be 0 (automatic) or 3 (two blocking reads per partition + 1) to 100000, got -1 (RELAY_REDIS_POOL_SIZE)"}},
+		{"append in flight", "redis:\n  append_in_flight: 0\n", nil, nil,
+			[]string{"redis.append_in_flight: must be 1 to 64, got 0"}},
+		{"append in flight from env", "", []string{"RELAY_REDIS_APPEND_IN_FLIGHT=65"}, nil,
+			[]string{"redis.append_in_flight: must be 1 to 64, got 65 (RELAY_REDIS_APPEND_IN_FLIGHT)"}},
 		{"redis url scheme", "redis:\n  url: http://x\n", nil, nil,
 			[]string{"redis.url: must start with redis://, rediss:// or unix://"}},
 		{"section not a mapping", "http: [1, 2]\n", nil, nil,

@@ -92,6 +92,7 @@ func TestEveryOverride(t *testing.T) {
 		{"RELAY_REDIS_MIN_REPLICAS", "redis.min_replicas", "1", func(c *Config) any { return c.Redis.MinReplicas }, 1},
 		{"RELAY_REDIS_TIMEOUT", "redis.timeout", "750ms", func(c *Config) any { return c.Redis.Timeout }, 750 * time.Millisecond},
 		{"RELAY_REDIS_POOL_SIZE", "redis.pool_size", "300", func(c *Config) any { return c.Redis.PoolSize }, 300},
+		{"RELAY_REDIS_APPEND_IN_FLIGHT", "redis.append_in_flight", "4", func(c *Config) any { return c.Redis.AppendInFlight }, 4},
 		{"RELAY_LOG_LEVEL", "log.level", "DEBUG", func(c *Config) any { return c.Log.Level }, "debug"},
 		{"RELAY_LOG_FORMAT", "log.format", "text", func(c *Config) any { return c.Log.Format }, "text"},
 		{"RELAY_TRACING_OTLP_ENDPOINT", "tracing.otlp_endpoint", "otel:4317", func(c *Config) any { return c.Tracing.OTLPEndpoint }, "otel:4317"},

@@ -101,6 +101,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.store, err = redisstore.Open(url, cfg.Redis.Cluster, cfg.Redis.MasterName, redisstore.Options{
 		OpTimeout: cfg.Redis.Timeout, MinReplicas: cfg.Redis.MinReplicas, PoolSize: cfg.RedisPoolSize(),
+		MaxInFlight: cfg.Redis.AppendInFlight,
 	})
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)

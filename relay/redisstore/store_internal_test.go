@@ -52,7 +52,7 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	want := Options{OpTimeout: 2 * time.Second, ReplicaTimeout: time.Second, MaxBatch: 128,
-		MaxDelay: 200 * time.Microsecond, MaxInFlight: 4, ClaimScan: 10, PoolSize: 1024}
+		MaxDelay: 200 * time.Microsecond, MaxInFlight: 1, ClaimScan: 10, PoolSize: 1024}
 	if o != want {
 		t.Errorf("defaults = %+v, want %+v", o, want)
 	}
