@@ -82,7 +82,7 @@ func (l *holdListener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = setUserTimeout(tc, KeepaliveServer.Timeout)
 	}
-	hc := &holdConn{Conn: c, owner: l.h, key: connKey{c.LocalAddr().String(), c.RemoteAddr().String()}}
+	hc := &holdConn{Conn: c, owner: l.h, maxHold: maxHold, key: connKey{c.LocalAddr().String(), c.RemoteAddr().String()}}
 	l.h.conns.Store(hc.key, hc)
 	return hc, nil
 }
@@ -97,6 +97,9 @@ type holdConn struct {
 	key   connKey
 	holds atomic.Int64
 	kept  atomic.Int64 // writes of kept bytes so far (tests)
+	// maxHold is how long kept bytes wait at most (the constant; tests lengthen it to tell
+	// a write at the last release from the timer's).
+	maxHold time.Duration
 
 	wmu sync.Mutex // serializes writes to Conn, so that kept bytes go out before later ones
 
@@ -148,9 +151,9 @@ func (c *holdConn) Write(p []byte) (int, error) {
 	if !c.closed && !c.overdue && c.holds.Load() > 0 && len(c.buf)+len(p) <= heldBytes {
 		if !c.armed {
 			if c.timer == nil {
-				c.timer = time.AfterFunc(maxHold, func() { _ = c.flush(true) })
+				c.timer = time.AfterFunc(c.maxHold, func() { _ = c.flush(true) })
 			} else {
-				c.timer.Reset(maxHold)
+				c.timer.Reset(c.maxHold)
 			}
 			c.armed = true
 		}

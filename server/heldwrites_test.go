@@ -12,6 +12,7 @@ import (
 	"time"
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
+	"github.com/eventrelay/eventrelay/internal/e2e"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -50,7 +51,11 @@ func (c *recConn) got() []string {
 	return slices.Clone(c.writes)
 }
 
-func newHoldConn(c net.Conn) *holdConn { return &holdConn{Conn: c, owner: &HeldWrites{}} }
+// newHoldConn wraps c with a hold timer too long to fire in a test: what a test sees written
+// was written by a release, a write or a close, unless the test shortens maxHold.
+func newHoldConn(c net.Conn) *holdConn {
+	return &holdConn{Conn: c, owner: &HeldWrites{}, maxHold: time.Hour}
+}
 
 func TestHoldConn(t *testing.T) {
 	write := func(t *testing.T, c *holdConn, s string) {
@@ -68,11 +73,7 @@ func TestHoldConn(t *testing.T) {
 	// eventually: the last hold given back has the kept bytes written by a goroutine.
 	eventually := func(t *testing.T, r *recConn, w ...string) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !slices.Equal(r.got(), w) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		want(t, r, w...)
+		e2e.Eventually(t, fmt.Sprintf("writes %q", w), func() bool { return slices.Equal(r.got(), w) })
 	}
 
 	t.Run("writes through without holds", func(t *testing.T) {
@@ -120,12 +121,16 @@ func TestHoldConn(t *testing.T) {
 	t.Run("a hold not given back delays writes once", func(t *testing.T) {
 		r := &recConn{}
 		c := newHoldConn(r)
+		c.maxHold = maxHold
 		c.Hold()
 		write(t, c, "a")
 		eventually(t, r, "a") // written by the timer
 		write(t, c, "b")
 		want(t, r, "a", "b") // overdue: through at once while the hold is still out
 		c.Release()
+		c.mu.Lock()
+		c.maxHold = time.Hour // from here on only the release writes
+		c.mu.Unlock()
 		c.Hold()
 		write(t, c, "c") // every hold came back: held again
 		want(t, r, "a", "b")
@@ -140,19 +145,11 @@ func TestHoldConn(t *testing.T) {
 		c.Hold()
 		write(t, c, "a")
 		c.Release()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		e2e.Eventually(t, "the connection closed after its kept bytes failed", func() bool {
 			r.mu.Lock()
-			closed := r.closed
-			r.mu.Unlock()
-			if closed {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("connection not closed after its kept bytes failed")
-			}
-			time.Sleep(time.Millisecond)
-		}
+			defer r.mu.Unlock()
+			return r.closed
+		})
 		if _, err := c.Write([]byte("b")); !errors.Is(err, broken) {
 			t.Fatalf("Write after the failure: %v", err)
 		}
