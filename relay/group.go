@@ -285,7 +285,7 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		after = page[len(page)-1].ID
 	}
 
-	watch, unwatch := s.notify.watch(p)
+	watch, unwatch := s.hub.watch(ctx, p)
 	defer unwatch()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -348,8 +348,8 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			}
 		}
 		// 3. New entries: a share of the free budget, so that the partitions share it. The read
-		// does not block: when it finds nothing, the feeder waits for the partition's watcher
-		// (one blocking read per partition for the whole process, see notifier) or its next
+		// does not block: when it finds nothing, the feeder waits for the partition's shared
+		// reader (one blocking read per partition for the whole process, see hub) or its next
 		// claim, so Redis connections grow with partitions, not with subscriptions.
 		n := g.reserve(max(1, min(500, budget()/g.parts)))
 		if n <= 0 {

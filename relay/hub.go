@@ -14,6 +14,16 @@ import (
 // that falls behind is cut at once (its subscription ends with CodeResourceExhausted without
 // sending what it had queued) without slowing the others. A reader that finds entries trimmed
 // between two reads (see gap.go) ends its subscribers after what they had queued.
+//
+// The same reader wakes the process's group subscriptions that wait for the partition to
+// grow (watch): they read the group without blocking, so one blocking read per partition
+// serves every subscription of the process, tail or group, and Redis connections grow with
+// partitions, not subscriptions. A watcher takes the partition's wake channel before it reads
+// and, when the read finds nothing, waits on that channel: an entry appended after the read
+// began is seen by the reader's next read, which then closes the channel, so no wake-up is
+// lost. While only watchers follow a partition, the reader reads at most two entries at a
+// time and, when it finds two (a burst), moves to the stream's end (Store.Info) rather than
+// reading the burst entry by entry: watchers only need to know that something arrived.
 type hub struct {
 	store   Store
 	bufSize int
@@ -22,8 +32,16 @@ type hub struct {
 
 	mu      sync.Mutex
 	readers map[Partition]*partReader
+	watches map[Partition]*partWatch
 	closed  bool
+	done    chan struct{} // closed by close
 	wg      sync.WaitGroup
+}
+
+// partWatch wakes the group subscriptions of the process that wait for a partition to grow.
+type partWatch struct {
+	n    int       // watchers (hub.mu)
+	wake broadcast // signalled after every read of the partition that found entries
 }
 
 type partReader struct {
@@ -89,7 +107,70 @@ type tailBatch struct {
 const maxQueuedBatches = 256
 
 func newHub(store Store, bufSize int, block time.Duration, log *slog.Logger) *hub {
-	return &hub{store: store, bufSize: bufSize, block: block, log: log, readers: map[Partition]*partReader{}}
+	return &hub{store: store, bufSize: bufSize, block: block, log: log,
+		readers: map[Partition]*partReader{}, watches: map[Partition]*partWatch{}, done: make(chan struct{})}
+}
+
+// readerLocked returns p's shared reader, starting it when there is none.
+func (h *hub) readerLocked(p Partition) *partReader {
+	if r, ok := h.readers[p]; ok {
+		return r
+	}
+	r, ctx := h.newReaderLocked(p)
+	h.wg.Add(1)
+	go h.run(ctx, r)
+	return r
+}
+
+// newReaderLocked records a new reader of p, for run to run with the returned context.
+func (h *hub) newReaderLocked(p Partition) (*partReader, context.Context) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &partReader{p: p, cancel: cancel, ready: make(chan struct{}), subs: map[*tailSub]struct{}{}}
+	h.readers[p] = r
+	return r, ctx
+}
+
+// watch has the process's group subscriptions woken whenever p's stream grows (see hub) and
+// returns the watch and the function that stops it. It returns once the reader knows where
+// the stream ends (or ctx is done, or the reader failed to start: the watcher then polls
+// until a new reader takes over, a second later), so that an entry appended after it returns
+// is seen by the reader.
+func (h *hub) watch(ctx context.Context, p Partition) (*partWatch, func()) {
+	h.mu.Lock()
+	w := h.watches[p]
+	if w == nil {
+		w = &partWatch{}
+		h.watches[p] = w
+	}
+	w.n++
+	var r *partReader
+	if !h.closed {
+		r = h.readerLocked(p)
+	}
+	h.mu.Unlock()
+	if r != nil {
+		select {
+		case <-r.ready:
+		case <-ctx.Done():
+		}
+	}
+	var once sync.Once
+	return w, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if w.n--; w.n == 0 && h.watches[p] == w {
+				delete(h.watches, p)
+			}
+		})
+	}
+}
+
+// wakeLocked wakes the watchers of p.
+func (h *hub) wakeLocked(p Partition) {
+	if w := h.watches[p]; w != nil {
+		w.wake.signal()
+	}
 }
 
 // register subscribes to p's shared reader, starting it if needed, and returns the position
@@ -101,14 +182,7 @@ func (h *hub) register(ctx context.Context, p Partition, hold WriteHold) (*tailS
 		h.mu.Unlock()
 		return nil, trail{}, Errorf(CodeUnavailable, "relay is shutting down")
 	}
-	r, ok := h.readers[p]
-	if !ok {
-		rctx, cancel := context.WithCancel(context.Background())
-		r = &partReader{p: p, cancel: cancel, ready: make(chan struct{}), subs: map[*tailSub]struct{}{}}
-		h.readers[p] = r
-		h.wg.Add(1)
-		go h.run(rctx, r)
-	}
+	r := h.readerLocked(p)
 	sub := &tailSub{r: r, ch: make(chan *tailBatch, min(h.bufSize, maxQueuedBatches)), cut: make(chan struct{}), hold: hold}
 	r.subs[sub] = struct{}{}
 	h.mu.Unlock()
@@ -156,9 +230,10 @@ func (h *hub) removeLocked(sub *tailSub) {
 	delete(r.subs, sub)
 }
 
-// idleLocked forgets r and reports true when it has no subscriber left (its run then ends).
+// idleLocked forgets r and reports true when it has no subscriber and no watcher left (its
+// run then ends).
 func (h *hub) idleLocked(r *partReader) bool {
-	if len(r.subs) > 0 {
+	if len(r.subs) > 0 || h.watches[r.p] != nil {
 		return false
 	}
 	r.cancel()
@@ -181,8 +256,60 @@ func (h *hub) endLocked(r *partReader, err error) {
 	}
 }
 
+// How a reader's follow ended.
+const (
+	readerIdle   = iota // no subscriber or watcher left, or the hub closed
+	readerGap           // entries were trimmed before it read them
+	readerFailed        // the store failed
+)
+
+// run runs r, and the readers that take over from it, until p has no subscriber and no
+// watcher left. A reader that fails or finds a gap ends its subscribers (they resume by
+// cursor) and is forgotten; a partition still watched then gets a new reader from here (a
+// tail subscription that comes first starts one itself), a second later when the store failed
+// (the watchers poll meanwhile).
 func (h *hub) run(ctx context.Context, r *partReader) {
 	defer h.wg.Done()
+	for {
+		end := h.follow(ctx, r)
+		if end == readerIdle {
+			return
+		}
+		h.mu.Lock()
+		h.wakeLocked(r.p) // whatever arrived meanwhile is read by the woken
+		h.mu.Unlock()
+		if end == readerFailed {
+			select {
+			case <-h.done:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+		h.mu.Lock()
+		if h.closed || h.watches[r.p] == nil || h.readers[r.p] != nil {
+			h.mu.Unlock()
+			return
+		}
+		r, ctx = h.newReaderLocked(r.p)
+		h.mu.Unlock()
+	}
+}
+
+// streamEnd is the position after which a reader that starts now delivers: the stream's last
+// generated id, with its count when the store knows it.
+func streamEnd(info StreamInfo) trail {
+	t := trail{pos: info.LastGenerated, n: -1}
+	if info.Added > 0 {
+		t.n = info.Added // LastGenerated is the Added-th entry
+	}
+	if t.pos.Less(info.Last) {
+		t = trail{pos: info.Last, n: -1}
+	}
+	return t
+}
+
+// follow reads p for r's subscribers and p's watchers until it ends (see run).
+func (h *hub) follow(ctx context.Context, r *partReader) int {
 	info, err := h.store.Info(ctx, r.p)
 	h.mu.Lock()
 	if err != nil {
@@ -190,52 +317,75 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 		close(r.ready)
 		h.endLocked(r, err)
 		h.mu.Unlock()
-		return
+		if ctx.Err() != nil {
+			return readerIdle
+		}
+		h.log.Warn("shared stream reader failed to start; ending its subscriptions", "partition", r.p.String(), "err", err)
+		return readerFailed
 	}
-	r.last, r.n = info.LastGenerated, -1
-	if info.Added > 0 {
-		r.n = info.Added // LastGenerated is the Added-th entry
-	}
-	if r.last.Less(info.Last) {
-		r.last, r.n = info.Last, -1
-	}
+	pos := streamEnd(info)
+	r.last, r.n = pos.pos, pos.n
 	close(r.ready)
 	h.mu.Unlock()
 
-	pos := trail{pos: r.last, n: r.n}
-	fail := func(err error) {
+	fail := func(err error) int {
 		h.log.Warn("shared stream reader failed; ending its subscriptions", "partition", r.p.String(), "err", err)
 		h.mu.Lock()
 		h.endLocked(r, WrapError(CodeUnavailable, err, "store unavailable; resume from the last cursor"))
 		h.mu.Unlock()
+		return readerFailed
 	}
 	for ctx.Err() == nil {
 		h.mu.Lock()
 		idle := h.idleLocked(r)
+		watchOnly := len(r.subs) == 0
 		h.mu.Unlock()
 		if idle {
-			return
+			return readerIdle
 		}
-		res, err := h.store.Read(ctx, map[Partition]ID{r.p: pos.pos}, 1000, h.block)
+		count := 1000
+		if watchOnly {
+			count = 2
+		}
+		res, err := h.store.Read(ctx, map[Partition]ID{r.p: pos.pos}, count, h.block)
 		if ctx.Err() != nil {
-			return
+			return readerIdle
 		}
 		if err != nil {
-			fail(err)
-			return
+			return fail(err)
 		}
 		for _, rr := range res {
 			if len(rr.Entries) == 0 {
 				continue
 			}
+			if watchOnly && len(rr.Entries) == count {
+				// A burst, and only watchers to tell: move to the stream's end. Its end is
+				// taken before the wake-up, so a watcher woken reads everything up to it, and
+				// whatever arrives later is the next read's.
+				info, err := h.store.Info(ctx, r.p)
+				if ctx.Err() != nil {
+					return readerIdle
+				}
+				if err != nil {
+					return fail(err)
+				}
+				h.mu.Lock()
+				if len(r.subs) == 0 { // else a subscriber came during the read: it gets them
+					pos = streamEnd(info)
+					r.last, r.n = pos.pos, pos.n
+					h.wakeLocked(r.p)
+					h.mu.Unlock()
+					continue
+				}
+				h.mu.Unlock()
+			}
 			prev := pos.pos
 			if err := advance(ctx, h.store, r.p, &pos, rr.Entries, rr.AfterRetained); err != nil {
 				if ctx.Err() != nil {
-					return
+					return readerIdle
 				}
 				if gap := (*gapError)(nil); !errors.As(err, &gap) {
-					fail(err)
-					return
+					return fail(err)
 				}
 				// Entries were trimmed before this reader read them: every subscriber is at
 				// or before its position, so each one has lost them.
@@ -243,7 +393,7 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 				h.mu.Lock()
 				h.endLocked(r, err)
 				h.mu.Unlock()
-				return
+				return readerGap
 			}
 			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries)), prev: prev, n: pos.n}
 			n := int64(len(batch.entries))
@@ -275,9 +425,11 @@ func (h *hub) run(ctx context.Context, r *partReader) {
 			}
 			r.to = to[:0]
 			r.last, r.n = pos.pos, pos.n
+			h.wakeLocked(r.p)
 			h.mu.Unlock()
 		}
 	}
+	return readerIdle
 }
 
 // errFellBehind ends a tail subscriber whose buffer overflowed; the send loop turns it into
@@ -296,9 +448,15 @@ func (h *hub) cutLocked(r *partReader, sub *tailSub) {
 // close ends every reader and subscriber and waits for the readers to exit.
 func (h *hub) close() {
 	h.mu.Lock()
-	h.closed = true
+	if !h.closed {
+		h.closed = true
+		close(h.done)
+	}
 	for _, r := range h.readers {
 		h.endLocked(r, Errorf(CodeUnavailable, "relay is shutting down; resume from the last cursor"))
+	}
+	for p := range h.watches {
+		h.wakeLocked(p)
 	}
 	h.mu.Unlock()
 	h.wg.Wait()

@@ -70,7 +70,6 @@ type Service struct {
 	opts    Options
 	log     *slog.Logger
 	hub     *hub
-	notify  *notifier // wakes group subscriptions when partitions grow
 	groups  groupRegistry
 	ackKeys ackKeyCache
 
@@ -111,7 +110,6 @@ func NewService(store Store, sources []*Source, opts Options) (*Service, error) 
 	}
 	sort.Strings(s.names)
 	s.hub = newHub(store, opts.TailBuffer, opts.ReadBlock, opts.Logger)
-	s.notify = newNotifier(store, opts.ReadBlock, opts.Logger)
 	s.closing, s.close = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -122,7 +120,6 @@ func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		s.close()
 		s.hub.close()
-		s.notify.close()
 	})
 	return nil
 }

@@ -752,10 +752,13 @@ func TestListEventsTypes(t *testing.T) {
 	})
 }
 
-// countingStore counts the store calls a group subscription makes at a trickle.
+// countingStore counts the store calls a group subscription makes at a trickle. While
+// failReads is set, its blocking reads fail.
 type countingStore struct {
 	relay.Store
-	readNew, reads, ranges, claims atomic.Int64
+	readNew, reads, infos, claims atomic.Int64
+	failReads                     atomic.Bool
+	failed                        atomic.Int64 // reads failed while failReads was set
 }
 
 func (s *countingStore) ReadGroup(ctx context.Context, p relay.Partition, group, consumer string, pending bool, count int, block time.Duration) ([]relay.Entry, error) {
@@ -767,12 +770,16 @@ func (s *countingStore) ReadGroup(ctx context.Context, p relay.Partition, group,
 
 func (s *countingStore) Read(ctx context.Context, after map[relay.Partition]relay.ID, count int, block time.Duration) ([]relay.ReadResult, error) {
 	s.reads.Add(1)
+	if s.failReads.Load() {
+		s.failed.Add(1)
+		return nil, errors.New("connection refused")
+	}
 	return s.Store.Read(ctx, after, count, block)
 }
 
-func (s *countingStore) Range(ctx context.Context, p relay.Partition, start, end relay.ID, count int, reverse bool) ([]relay.Entry, error) {
-	s.ranges.Add(1)
-	return s.Store.Range(ctx, p, start, end, count, reverse)
+func (s *countingStore) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
+	s.infos.Add(1)
+	return s.Store.Info(ctx, p)
 }
 
 func (s *countingStore) ClaimDue(ctx context.Context, p relay.Partition, group, consumer string, minIdle time.Duration, count int, now time.Time) ([]relay.Entry, time.Time, error) {
@@ -780,22 +787,29 @@ func (s *countingStore) ClaimDue(ctx context.Context, p relay.Partition, group, 
 	return s.Store.ClaimDue(ctx, p, group, consumer, minIdle, count, now)
 }
 
+// countedMember starts a group member of source "s" on a second service over a countingStore.
+func countedMember(t *testing.T, url string) (*fixture, *countingStore, *relay.Service, *sub) {
+	t.Helper()
+	f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+	st := &countingStore{Store: f.store}
+	svc := f.over(t, st, "s")
+	g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: time.Hour}}, nil)
+	return f, st, svc, g
+}
+
 // At a trickle (each event published once the previous one was delivered), a group member
-// reads the group once per event, and the partition's watcher reads the stream once per
+// reads the group once per event, and the partition's shared reader reads the stream once per
 // event: a read that found fewer entries than it asked for found everything there was, so
-// reading again before the next wake-up, or looking up the newest entry after finding one,
+// reading again before the next wake-up, or looking up the stream's end after finding one,
 // would find nothing new. Claims on their timer may add one read each.
 func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
-		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
-		st := &countingStore{Store: f.store}
-		svc := f.over(t, st, "s")
-		g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: time.Hour}}, nil)
+		f, st, _, g := countedMember(t, url)
 		f.publish(t, "s", "warm-up", "t", "")
 		g.wait(t, 1)
 		st.readNew.Store(0)
 		st.reads.Store(0)
-		st.ranges.Store(0)
+		st.infos.Store(0)
 		st.claims.Store(0)
 		const events = 40
 		began := time.Now()
@@ -804,19 +818,77 @@ func TestGroupTrickleReadsOncePerEvent(t *testing.T) {
 			g.wait(t, i+2)
 		}
 		// Slack for a slow machine: a claim on its timer may read once more, and once more
-		// again when an event arrives just then; the watcher's read times out every 2s
+		// again when an event arrives just then; the shared read times out every 2s
 		// (Options.ReadBlock) and reads again.
 		claims := st.claims.Load()
 		if n, most := st.readNew.Load(), events+2*claims+2; n > most {
 			t.Errorf("%d group reads for %d events (%d claims), want at most %d", n, events, claims, most)
 		}
 		if n, most := st.reads.Load(), int64(events+2)+int64(time.Since(began)/(2*time.Second)); n > most {
-			t.Errorf("%d watcher reads for %d events, want at most %d", n, events, most)
+			t.Errorf("%d shared reads for %d events, want at most %d", n, events, most)
 		}
-		// The watcher looks the newest up only after a read that found two entries, which
-		// one at a time happens only when it lags (a slow machine): a few, not one per event.
-		if n := st.ranges.Load(); n > events/4 {
-			t.Errorf("%d lookups of the newest entry for %d events one at a time, want at most %d", n, events, events/4)
+		// With only group members following the partition, its reader looks the stream's end
+		// up only after a read that found two entries, which one at a time happens only when it
+		// lags (a slow machine): a few, not one per event.
+		if n := st.infos.Load(); n > events/4 {
+			t.Errorf("%d lookups of the stream's end for %d events one at a time, want at most %d", n, events, events/4)
+		}
+	})
+}
+
+// One blocking read per partition serves the tail subscribers and the group members of a
+// process alike: at a trickle, one read per event wakes both.
+func TestTailAndGroupShareOneRead(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f, st, svc, g := countedMember(t, url)
+		tail := started(t, svc, relay.SubscribeRequest{}, nil)
+		f.publish(t, "s", "warm-up", "t", "")
+		g.wait(t, 1)
+		tail.wait(t, 1)
+		st.reads.Store(0)
+		const events = 40
+		began := time.Now()
+		want := ids("e", events)
+		for i, id := range want {
+			f.publish(t, "s", id, "t", "")
+			g.wait(t, i+2)
+			tail.wait(t, i+2)
+		}
+		if n, most := st.reads.Load(), int64(events+2)+int64(time.Since(began)/(2*time.Second)); n > most {
+			t.Errorf("%d blocking reads for %d events to a tail subscriber and a group member, want at most %d (one shared read per event)", n, events, most)
+		}
+		for name, s := range map[string]*sub{"group": g, "tail": tail} {
+			if got := s.wait(t, events+1)[1:]; !slices.Equal(got, want) {
+				t.Errorf("%s received %v, want %v", name, got, want)
+			}
+		}
+	})
+}
+
+// A group member waiting for new entries keeps being woken after the shared reader failed:
+// a new reader takes over (a second later), with no tail subscriber to start one.
+func TestGroupWakeUpsSurviveAFailedRead(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f, st, _, g := countedMember(t, url)
+		st.failReads.Store(true)
+		f.publish(t, "s", "during", "t", "") // the failing reader misses it; the member's claim timer finds it
+		g.wait(t, 1)
+		for deadline := time.Now().Add(15 * time.Second); st.failed.Load() == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("no failed read within 15s")
+			}
+		}
+		failed := st.reads.Load()
+		st.failReads.Store(false)
+		// The new reader reads again: without it, reads stay where the failure left them.
+		for deadline := time.Now().Add(15 * time.Second); st.reads.Load() <= failed; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d blocking reads, none since the failed one within 15s", st.reads.Load())
+			}
+		}
+		f.publish(t, "s", "after", "t", "")
+		if got := g.wait(t, 2); !slices.Equal(got, []string{"during", "after"}) {
+			t.Errorf("received %v, want [during after]", got)
 		}
 	})
 }

@@ -131,9 +131,9 @@ type RedisConfig struct {
 	MinReplicas int           `koanf:"min_replicas"` // min_replicas: appends also wait (WAIT) for this many replicas
 	Timeout     time.Duration `koanf:"timeout"`      // timeout: dial/read/write timeout, default 2s
 	// PoolSize (pool_size) bounds the connections to each Redis server: relayd holds at
-	// most two blocking reads per partition (the shared tail reader and the group watcher)
-	// whatever the number of subscriptions, plus short commands. 0 (default): 2 × the
-	// partitions of all sources + 64. A pool_size in the URL wins.
+	// most one blocking read per partition (the shared reader of its tail and group
+	// subscriptions) whatever the number of subscriptions, plus short commands. 0
+	// (default): the partitions of all sources + 64. A pool_size in the URL wins.
 	PoolSize int `koanf:"pool_size"`
 	// AppendInFlight (append_in_flight) is how many append round trips one partition may
 	// have in flight at once (1 to redisstore.MaxInFlightLimit, default 1); appends that
@@ -469,8 +469,8 @@ func (c *Config) validate() []*FieldError {
 		v.errf("redis.master_name", "cannot be combined with redis.cluster")
 	}
 	v.nonNegative("redis.min_replicas", int64(c.Redis.MinReplicas))
-	if n, least := c.Redis.PoolSize, 2*c.partitions()+1; n != 0 && (n < least || n > 100000) {
-		v.errf("redis.pool_size", "must be 0 (automatic) or %d (two blocking reads per partition + 1) to 100000, got %d", least, n)
+	if n, least := c.Redis.PoolSize, c.partitions()+1; n != 0 && (n < least || n > 100000) {
+		v.errf("redis.pool_size", "must be 0 (automatic) or %d (one blocking read per partition + 1) to 100000, got %d", least, n)
 	}
 	if n := c.Redis.AppendInFlight; n < 1 || n > redisstore.MaxInFlightLimit {
 		v.errf("redis.append_in_flight", "must be 1 to %d, got %d", redisstore.MaxInFlightLimit, n)

@@ -12,13 +12,14 @@ import (
 // Connection pool. A Store's Redis connections are of two kinds:
 //
 //   - blocking reads, each holding a connection while it waits: relay.Service runs at most
-//     two per partition it reads, whatever the number of subscriptions (the shared tail
-//     reader and the watcher that wakes group subscriptions, which read without blocking);
+//     one per partition it reads, whatever the number of subscriptions (the shared reader,
+//     which feeds the tail subscriptions and wakes the group subscriptions, which read
+//     without blocking);
 //   - short commands (appends, ranges, group reads, claims, acks), each holding a connection
 //     for one round trip.
 //
 // Open bounds the pool of each Redis server to Options.PoolSize connections (unless the URL
-// sets pool_size): with relay.Service that is 2 × the partitions read + room for short
+// sets pool_size): with relay.Service that is the partitions read + room for short
 // commands (see DefaultPoolSize). Calls beyond it wait for a connection (go-redis
 // PoolTimeout). Connections are opened on demand and closed after DefaultConnIdleTime
 // unused (unless the URL sets conn_max_idle_time): go-redis closes an idle connection only
@@ -29,7 +30,7 @@ import (
 // that ended.
 
 // DefaultPoolSize is the pool size Open uses when neither Options.PoolSize nor the URL's
-// pool_size is set: room for the blocking reads of 480 partitions. relayd sizes its pool
+// pool_size is set: room for the blocking reads of 960 partitions. relayd sizes its pool
 // with PoolSizeFor instead (redis.pool_size).
 const DefaultPoolSize = 1024
 
@@ -46,9 +47,9 @@ const (
 	reapWindow = 2 * time.Second
 )
 
-// PoolSizeFor returns the pool size for a relay.Service reading partitions partitions: two
-// blocking reads per partition plus ShortCommandConns.
-func PoolSizeFor(partitions int) int { return 2*partitions + ShortCommandConns }
+// PoolSizeFor returns the pool size for a relay.Service reading partitions partitions: one
+// blocking read per partition plus ShortCommandConns.
+func PoolSizeFor(partitions int) int { return partitions + ShortCommandConns }
 
 // ShortCommandConns is the part of the default pool for short commands.
 const ShortCommandConns = 64
