@@ -365,6 +365,24 @@ func (d *destination) subscribe(ctx context.Context) error {
 		req.Group.MaxOutstanding = 4 * d.cfg.MaxInFlight
 	}
 	d.watchPause(ctx, cancel)
+	// Unordered deliveries run on workers that outlive a delivery, at most max_in_flight of
+	// them (started as needed, ended with the subscription): a goroutine per delivery grew
+	// its stack through the HTTP client on every event. jobs hands a delivery to an idle
+	// worker; the send callback below is the only sender and counts the workers.
+	jobs := make(chan *delivery)
+	workers := 0
+	worker := func(dl *delivery) {
+		defer wg.Done()
+		for {
+			d.deliverOnce(ctx, dl)
+			<-d.sem
+			select {
+			case dl = <-jobs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 	err := d.p.svc.Subscribe(ctx, req, func(m *relay.Message) error {
 		if m.Entry == nil {
 			return nil // heartbeat
@@ -394,12 +412,22 @@ func (d *destination) subscribe(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-d.sem }()
-			d.deliverOnce(ctx, dl)
-		}()
+		select {
+		case jobs <- dl: // an idle worker
+		default:
+			if workers < d.cfg.MaxInFlight {
+				workers++
+				wg.Add(1)
+				go worker(dl)
+				return nil
+			}
+			// Every worker exists and one has given its slot back: it takes dl next.
+			select {
+			case jobs <- dl:
+			case <-ctx.Done():
+				<-d.sem
+			}
+		}
 		return nil
 	})
 	if ctx.Err() != nil {

@@ -733,3 +733,36 @@ func TestCloseFinishesAttemptsInFlight(t *testing.T) {
 		t.Errorf("after the restart the receiver got %v: events it had accepted were sent again", got)
 	}
 }
+
+// An unordered destination has at most max_in_flight POSTs outstanding, and uses them: with
+// slow answers, several are in flight at once, and every event arrives once.
+func TestMaxInFlightBoundsConcurrentPOSTs(t *testing.T) {
+	svc := newService(t)
+	var now, most atomic.Int32
+	rcv := newReceiver(t, func(delivery, http.ResponseWriter) int {
+		n := now.Add(1)
+		defer now.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		time.Sleep(20 * time.Millisecond)
+		return http.StatusOK
+	})
+	d := destination("hooks", rcv.URL)
+	d.MaxInFlight = 3
+	start(t, svc, push.Options{}, d)
+	var want []string
+	for i := range 30 {
+		id := fmt.Sprintf("e%02d", i)
+		want = append(want, id)
+		publish(t, svc, "s", id, "t", id)
+	}
+	waitFor(t, rcv, "30 events", func() bool { return len(rcv.successes()) >= 30 })
+	got := rcv.successes()
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("received %v, want each of %v once", got, want)
+	}
+	if m := most.Load(); m > 3 || m < 2 {
+		t.Errorf("%d POSTs in flight at once at most, want 2 or 3 (max_in_flight 3, 30 events waiting)", m)
+	}
+}
