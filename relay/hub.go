@@ -310,17 +310,28 @@ func streamEnd(info StreamInfo) trail {
 
 // follow reads p for r's subscribers and p's watchers until it ends (see run).
 func (h *hub) follow(ctx context.Context, r *partReader) int {
+	// A failure is logged as a warning when it ends subscriptions. A reader that only wakes
+	// group subscriptions (which poll meanwhile) retries every second during an outage: at
+	// debug level, since relayd reports the outage itself ("redis unreachable").
+	logFailure := func(subs int, msg string, err error, attrs ...any) {
+		level := slog.LevelDebug
+		if subs > 0 {
+			level = slog.LevelWarn
+		}
+		h.log.Log(context.Background(), level, msg, append([]any{"partition", r.p.String(), "subscriptions", subs, "err", err}, attrs...)...)
+	}
 	info, err := h.store.Info(ctx, r.p)
 	h.mu.Lock()
 	if err != nil {
 		r.err = err
 		close(r.ready)
+		subs := len(r.subs)
 		h.endLocked(r, err)
 		h.mu.Unlock()
 		if ctx.Err() != nil {
 			return readerIdle
 		}
-		h.log.Warn("shared stream reader failed to start; ending its subscriptions", "partition", r.p.String(), "err", err)
+		logFailure(subs, "shared stream reader failed to start; ending its subscriptions", err)
 		return readerFailed
 	}
 	pos := streamEnd(info)
@@ -329,10 +340,11 @@ func (h *hub) follow(ctx context.Context, r *partReader) int {
 	h.mu.Unlock()
 
 	fail := func(err error) int {
-		h.log.Warn("shared stream reader failed; ending its subscriptions", "partition", r.p.String(), "err", err)
 		h.mu.Lock()
+		subs := len(r.subs)
 		h.endLocked(r, WrapError(CodeUnavailable, err, "store unavailable; resume from the last cursor"))
 		h.mu.Unlock()
+		logFailure(subs, "shared stream reader failed; ending its subscriptions", err)
 		return readerFailed
 	}
 	for ctx.Err() == nil {
@@ -389,10 +401,11 @@ func (h *hub) follow(ctx context.Context, r *partReader) int {
 				}
 				// Entries were trimmed before this reader read them: every subscriber is at
 				// or before its position, so each one has lost them.
-				h.log.Warn("shared stream reader fell behind retention; ending its subscriptions with OUT_OF_RANGE", "partition", r.p.String(), "position", prev.String())
 				h.mu.Lock()
+				subs := len(r.subs)
 				h.endLocked(r, err)
 				h.mu.Unlock()
+				logFailure(subs, "shared stream reader fell behind retention; ending its subscriptions with OUT_OF_RANGE", err, "position", prev.String())
 				return readerGap
 			}
 			batch := &tailBatch{entries: rr.Entries, memos: make([]entryMemo, len(rr.Entries)), prev: prev, n: pos.n}
