@@ -66,6 +66,52 @@ type groupSub struct {
 
 	mu       sync.Mutex
 	inflight map[Partition]map[ID]struct{}
+	// late holds, per partition, acknowledgements of this stream's deliveries made with
+	// AcknowledgeLater, for the partition's feeder to write with its next read; lateWake
+	// tells the feeder (one per partition, fixed at the start). Once ended is set (the feeders
+	// have stopped), AcknowledgeLater acknowledges at once instead.
+	late     map[Partition][]ID
+	lateWake map[Partition]chan struct{}
+	ended    bool
+}
+
+// deferAck queues the acknowledgement of p's entry id for the partition's next read and
+// reports whether it did: the entry must be in flight on this stream, which must not have
+// ended.
+func (g *groupSub) deferAck(p Partition, id ID) bool {
+	g.mu.Lock()
+	_, ok := g.inflight[p][id]
+	wake := g.lateWake[p]
+	if !ok || wake == nil || g.ended {
+		g.mu.Unlock()
+		return false
+	}
+	g.late[p] = append(g.late[p], id)
+	g.mu.Unlock()
+	select {
+	case wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// takeLate returns and forgets the queued acknowledgements of p.
+func (g *groupSub) takeLate(p Partition) []ID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ids := g.late[p]
+	delete(g.late, p)
+	return ids
+}
+
+// endLate ends the queueing and returns what was queued, per partition.
+func (g *groupSub) endLate() map[Partition][]ID {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.ended = true
+	late := g.late
+	g.late = map[Partition][]ID{}
+	return late
 }
 
 // track records a delivery of p's entry id and reports whether it was not in flight on this
@@ -182,7 +228,11 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	if err != nil {
 		return err
 	}
-	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), inflight: map[Partition]map[ID]struct{}{}}
+	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), inflight: map[Partition]map[ID]struct{}{},
+		late: map[Partition][]ID{}, lateWake: map[Partition]chan struct{}{}}
+	for _, p := range parts {
+		g.lateWake[p] = make(chan struct{}, 1)
+	}
 	s.groups.add(g)
 	defer s.groups.remove(g)
 	if anonymous {
@@ -192,6 +242,13 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 		// ack deadline, and the empty consumer is then left behind.
 		defer s.removeConsumer(gs, parts, req.Group)
 	}
+	// Once the feeders have stopped: acknowledgements still queued for them are written now,
+	// and later ones at once (AcknowledgeLater).
+	defer func() {
+		for p, ids := range g.endLate() {
+			s.writeLate(gs, p, req.Group.Name, ids)
+		}
+	}()
 
 	out := make(chan []item, 16)
 	ctx, stop := runFeeders(ctx, parts, func(ctx context.Context, p Partition) error {
@@ -239,6 +296,11 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	budget := func() int {
 		return o.MaxOutstanding - int(g.outstanding.Load()) - int(g.reserved.Load())
 	}
+	// flushLate writes the acknowledgements queued for the next read on their own: before
+	// waiting for budget (they free it), when they waited Options.AckDelay, and at the end.
+	flushLate := func() { s.writeLate(gs, p, o.Name, g.takeLate(p)) }
+	defer flushLate()
+	lateWake := g.lateWake[p] // acknowledgements were queued
 	// handleAll handles es read under a reservation of k, then gives the reservation back.
 	handleAll := func(es []Entry, k int) (bool, error) {
 		defer g.unreserve(k)
@@ -259,10 +321,12 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	for after := (ID{}); ; {
 		k := g.reserve(share)
 		for k == 0 {
+			flushLate()
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-g.wake.wait():
+			case <-lateWake: // flushed by the next turn
 			case <-time.After(250 * time.Millisecond):
 			}
 			k = g.reserve(share)
@@ -290,6 +354,9 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	ackTimer := time.NewTimer(time.Hour)
+	ackTimer.Stop()
+	defer ackTimer.Stop()
 
 	claimEvery := min(max(o.AckDeadline/4, 50*time.Millisecond), maxClaimInterval)
 	lastClaim := time.Time{}
@@ -299,6 +366,7 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		// Flow control: wait for acks when the budget is spent. Acks through this replica wake us;
 		// acks through another replica are seen by re-counting the pending entries.
 		for woken := g.wake.wait(); budget() <= 0; woken = g.wake.wait() {
+			flushLate()
 			g.waiting.Add(1)
 			if time.Since(lastSync) > 200*time.Millisecond {
 				n, err := gs.PendingCount(ctx, p, o.Name, o.Consumer)
@@ -316,6 +384,7 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 				g.waiting.Add(-1)
 				return nil
 			case <-woken:
+			case <-lateWake: // flushed by the next turn
 			case <-time.After(250 * time.Millisecond):
 			}
 			g.waiting.Add(-1)
@@ -362,8 +431,17 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		arrived := watch.wake.wait() // before the read: nothing appended after it is missed
 		// The read is not abandoned when the subscription ends: entries it hands this
 		// consumer after the end are released for immediate redelivery instead.
+		// The acknowledgements queued since the last read go with it (AcknowledgeLater).
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		es, err := gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, 0)
+		var es []Entry
+		var err error
+		if late := g.takeLate(p); len(late) > 0 {
+			var acked []bool
+			acked, es, err = gs.AckReadGroup(rctx, p, o.Name, o.Consumer, late, n)
+			s.lateWritten(p, o.Name, late, acked, err)
+		} else {
+			es, err = gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, 0)
+		}
 		rcancel()
 		if ctx.Err() != nil {
 			g.unreserve(n)
@@ -390,18 +468,77 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			// Nothing more here: the read took everything new (an entry appended since wakes
 			// arrived, taken before it), so at a trickle one read per entry is enough. Waiting
 			// also lets partitions waiting for budget take it.
+			// Acknowledgements queued meanwhile wait for the read that arrived entries bring,
+			// or Options.AckDelay at most.
 			timer.Reset(wait)
+			var ackDue <-chan time.Time
+			armAck := func() {
+				if ackDue == nil {
+					ackTimer.Reset(s.opts.AckDelay)
+					ackDue = ackTimer.C
+				}
+			}
 			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil
-			case <-arrived:
-				timer.Stop()
-			case <-timer.C:
+			case <-lateWake:
+				armAck()
+			default:
+			}
+		waiting:
+			for {
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					ackTimer.Stop()
+					return nil
+				case <-arrived:
+					timer.Stop()
+					break waiting
+				case <-timer.C:
+					break waiting
+				case <-lateWake:
+					armAck()
+				case <-ackDue:
+					ackDue = nil
+					flushLate()
+				}
+			}
+			if ackDue != nil {
+				ackTimer.Stop()
 			}
 		}
 	}
 	return nil
+}
+
+// writeLate writes queued acknowledgements of p on their own (AcknowledgeLater).
+func (s *Service) writeLate(gs Store, p Partition, group string, ids []ID) {
+	if len(ids) == 0 {
+		return
+	}
+	// Written even as the subscription ends: the deliveries were settled.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	acked, err := gs.Ack(ctx, p, group, ids)
+	s.lateWritten(p, group, ids, acked, err)
+}
+
+// lateWritten frees the budget of queued acknowledgements once written, or logs that they
+// were not (the deliveries are then redelivered after their ack deadline).
+func (s *Service) lateWritten(p Partition, group string, ids []ID, acked []bool, err error) {
+	if err != nil {
+		s.log.Warn("acknowledging deliveries failed; they are delivered again after the ack deadline",
+			"partition", p.String(), "group", group, "deliveries", len(ids), "err", err)
+		return
+	}
+	settled := ids[:0:0]
+	for i, id := range ids {
+		if i < len(acked) && acked[i] {
+			settled = append(settled, id)
+		}
+	}
+	if len(settled) > 0 {
+		s.groups.released(group, p, settled)
+	}
 }
 
 // releaseUndelivered makes entries read for a subscription that ended before sending them
@@ -444,6 +581,19 @@ func (r *groupRegistry) remove(g *groupSub) {
 	delete(r.subs, g)
 }
 
+// deferAck queues the acknowledgement of a for the next read of the local stream that
+// delivered it, and reports whether there was one (see groupSub.deferAck).
+func (r *groupRegistry) deferAck(a AckID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for g := range r.subs {
+		if g.opts.Name == a.Group && g.deferAck(a.Partition, a.ID) {
+			return true
+		}
+	}
+	return false
+}
+
 // released frees the budget of the local streams of group that delivered the settled ids.
 func (r *groupRegistry) released(group string, p Partition, ids []ID) {
 	r.mu.Lock()
@@ -475,6 +625,33 @@ func (s *Service) Acknowledge(ctx context.Context, ackIDs []string, authz AckAut
 	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
 		return gs.Ack(ctx, k.p, k.group, ids)
 	})
+}
+
+// AcknowledgeLater acknowledges group deliveries for a consumer in this process that does
+// not wait for the outcome (a push destination). The acknowledgement of a delivery still in
+// flight on a group subscription of this Service is written together with that
+// subscription's next read of the partition (one Redis round trip for both: at a steady
+// trickle, one per event instead of two), or on its own after Options.AckDelay when no read
+// comes first, before the subscription waits for flow-control budget, and when it ends. The
+// others are acknowledged at once, as by Acknowledge. An ack id that is not authentic is a
+// CodeInvalid error and nothing is settled; a deferred acknowledgement that cannot be
+// written is logged, and its delivery is redelivered after the ack deadline.
+func (s *Service) AcknowledgeLater(ctx context.Context, ackIDs []string) error {
+	decoded, err := s.DecodeAckIDs(ctx, ackIDs)
+	if err != nil {
+		return err
+	}
+	var now []string
+	for i, a := range decoded {
+		if !s.groups.deferAck(a) {
+			now = append(now, ackIDs[i])
+		}
+	}
+	if len(now) == 0 {
+		return nil
+	}
+	_, err = s.Acknowledge(ctx, now, nil)
+	return err
 }
 
 // Nack hands group deliveries back for redelivery after delay (0 to MaxAckDeadline, whatever

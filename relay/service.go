@@ -45,6 +45,10 @@ type Options struct {
 	ReplayBatch int
 	// ReadBlock is how long a shared reader blocks per read (default 2s).
 	ReadBlock time.Duration
+	// AckDelay is how long an acknowledgement made with AcknowledgeLater may wait for its
+	// subscription's next read of the partition, with which it is written, before it is
+	// written on its own (default 2ms).
+	AckDelay time.Duration
 	// MinHeartbeat is the shortest heartbeat_interval a subscription may ask for (default and
 	// floor MinHeartbeat); a shorter one is INVALID_ARGUMENT. Every heartbeat is a send on
 	// every stream: a thousand streams at 100 ms cost relayd a core.
@@ -96,6 +100,9 @@ func NewService(store Store, sources []*Source, opts Options) (*Service, error) 
 	}
 	if opts.ReadBlock <= 0 {
 		opts.ReadBlock = 2 * time.Second
+	}
+	if opts.AckDelay <= 0 {
+		opts.AckDelay = 2 * time.Millisecond
 	}
 	s := &Service{store: store, sources: map[string]*Source{}, opts: opts, log: opts.Logger}
 	for _, src := range sources {

@@ -76,14 +76,20 @@ func newService(t *testing.T, url string, opts relay.Options, cfgs ...relay.Sour
 	return &fixture{svc: svc, store: st}
 }
 
-// over returns a second service over st (a wrapper of f.store) with f's source named source.
-func (f *fixture) over(t *testing.T, st relay.Store, source string) *relay.Service {
+// over returns a second service over st (a wrapper of f.store) with f's source named source
+// and opts[0], when given.
+func (f *fixture) over(t *testing.T, st relay.Store, source string, opts ...relay.Options) *relay.Service {
 	t.Helper()
 	src, err := f.svc.Source(source)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, relay.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var o relay.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := relay.NewService(st, []*relay.Source{{Config: src.Config, Verifier: acceptAll{}}}, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -757,6 +763,7 @@ func TestListEventsTypes(t *testing.T) {
 type countingStore struct {
 	relay.Store
 	readNew, reads, infos, claims atomic.Int64
+	acks, ackReads                atomic.Int64
 	failReads                     atomic.Bool
 	failed                        atomic.Int64 // reads failed while failReads was set
 }
@@ -775,6 +782,16 @@ func (s *countingStore) Read(ctx context.Context, after map[relay.Partition]rela
 		return nil, errors.New("connection refused")
 	}
 	return s.Store.Read(ctx, after, count, block)
+}
+
+func (s *countingStore) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
+	s.acks.Add(1)
+	return s.Store.Ack(ctx, p, group, ids)
+}
+
+func (s *countingStore) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, count int) ([]bool, []relay.Entry, error) {
+	s.ackReads.Add(1)
+	return s.Store.AckReadGroup(ctx, p, group, consumer, ack, count)
 }
 
 func (s *countingStore) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
@@ -890,5 +907,126 @@ func TestGroupWakeUpsSurviveAFailedRead(t *testing.T) {
 		if got := g.wait(t, 2); !slices.Equal(got, []string{"during", "after"}) {
 			t.Errorf("received %v, want [during after]", got)
 		}
+	})
+}
+
+// pendingOf returns how many deliveries of group g on s:0 consumer c holds.
+func pendingOf(t *testing.T, st relay.Store, c string) int64 {
+	t.Helper()
+	n, err := st.PendingCount(context.Background(), relay.Partition{Source: "s"}, "g", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// eventually fails t unless cond holds within 15s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// AcknowledgeLater writes an acknowledgement with the subscription's next read of the
+// partition: at a trickle, no acknowledgement round trip of its own. What is still queued
+// when the subscription ends is written then.
+func TestAcknowledgeLaterRidesOnTheNextRead(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		st := &countingStore{Store: f.store}
+		svc := f.over(t, st, "s", relay.Options{AckDelay: time.Hour})
+		later := func(m *relay.Message) error {
+			if m.AckID != "" {
+				return svc.AcknowledgeLater(context.Background(), []string{m.AckID})
+			}
+			return nil
+		}
+		g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: time.Hour}}, later)
+		const events = 20
+		for i, id := range ids("e", events) {
+			f.publish(t, "s", id, "t", "")
+			g.wait(t, i+1)
+		}
+		if n := st.acks.Load(); n != 0 {
+			t.Errorf("%d acknowledgement round trips of their own for %d events at a trickle, want 0", n, events)
+		}
+		// Each event's read carried the previous one's acknowledgement.
+		if n := st.ackReads.Load(); n < events-1 {
+			t.Errorf("%d reads carried acknowledgements for %d events, want at least %d", n, events, events-1)
+		}
+		if n := pendingOf(t, f.store, "c"); n > 1 {
+			t.Errorf("%d deliveries pending after %d acknowledged, want at most the last one", n, events)
+		}
+		g.stop()
+		if n := pendingOf(t, f.store, "c"); n != 0 {
+			t.Errorf("%d deliveries pending once the subscription ended, want 0 (the queued acknowledgement is written at its end)", n)
+		}
+		if err := svc.AcknowledgeLater(context.Background(), []string{"garbage"}); relay.ErrorCode(err) != relay.CodeInvalid {
+			t.Errorf("AcknowledgeLater of a malformed ack id: %v, want invalid", err)
+		}
+	})
+}
+
+// An acknowledgement that no read comes for is written after Options.AckDelay; one whose
+// subscription waits for flow-control budget is written before the wait; one of a delivery
+// not in flight on this process is written at once.
+func TestAcknowledgeLaterWithoutARead(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		t.Run("delay", func(t *testing.T) {
+			// AckDelay is far below the subscription's polling read (every 200ms with this
+			// ack deadline), which would otherwise carry it.
+			st := &countingStore{Store: f.store}
+			svc := f.over(t, st, "s", relay.Options{AckDelay: 5 * time.Millisecond})
+			g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "d", AckDeadline: time.Hour}}, func(m *relay.Message) error {
+				if m.AckID != "" {
+					return svc.AcknowledgeLater(context.Background(), []string{m.AckID})
+				}
+				return nil
+			})
+			f.publish(t, "s", "only", "t", "")
+			g.wait(t, 1)
+			eventually(t, "the acknowledgement written with no further event", func() bool { return pendingOf(t, f.store, "d") == 0 })
+			if n := st.acks.Load(); n != 1 {
+				t.Errorf("%d acknowledgement round trips of their own, want 1 (written on its own after AckDelay)", n)
+			}
+			g.stop()
+		})
+		t.Run("budget", func(t *testing.T) {
+			svc := f.over(t, f.store, "s", relay.Options{AckDelay: time.Hour})
+			g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "b", AckDeadline: time.Hour, MaxOutstanding: 1}}, func(m *relay.Message) error {
+				if m.AckID != "" {
+					return svc.AcknowledgeLater(context.Background(), []string{m.AckID})
+				}
+				return nil
+			})
+			want := ids("b", 5)
+			for _, id := range want {
+				f.publish(t, "s", id, "t", "")
+			}
+			if got := g.wait(t, 5); !slices.Equal(got, want) {
+				t.Errorf("received %v, want %v", got, want)
+			}
+			g.stop()
+		})
+		t.Run("not in flight here", func(t *testing.T) {
+			svc := f.over(t, f.store, "s", relay.Options{AckDelay: time.Hour})
+			g := started(t, svc, relay.SubscribeRequest{Group: relay.GroupOptions{Name: "g", Consumer: "n", AckDeadline: time.Hour}}, nil)
+			f.publish(t, "s", "elsewhere", "t", "")
+			g.wait(t, 1)
+			g.stop() // the delivery stays pending for consumer n
+			if n := pendingOf(t, f.store, "n"); n != 1 {
+				t.Fatalf("%d pending after the subscription ended unacknowledged, want 1", n)
+			}
+			if err := svc.AcknowledgeLater(context.Background(), []string{g.messages()[0].AckID}); err != nil {
+				t.Fatal(err)
+			}
+			if n := pendingOf(t, f.store, "n"); n != 0 {
+				t.Errorf("%d pending right after AcknowledgeLater with no subscription to carry it, want 0", n)
+			}
+		})
 	})
 }

@@ -200,6 +200,11 @@ type Store interface {
 	// ReadGroup reads entries for consumer: pending=true returns the consumer's own pending
 	// entries (from id 0), else new entries (>), blocking up to block (0: not at all).
 	ReadGroup(ctx context.Context, p Partition, group, consumer string, pending bool, count int, block time.Duration) ([]Entry, error)
+	// AckReadGroup acknowledges ack, reporting which were pending (as Ack), and then reads up
+	// to count new entries for consumer without blocking (as ReadGroup), in one round trip
+	// where the backend allows: a group subscription writes the acknowledgements made since
+	// its last read with its next one.
+	AckReadGroup(ctx context.Context, p Partition, group, consumer string, ack []ID, count int) ([]bool, []Entry, error)
 	// ReadPending re-reads consumer's own pending entries with ids after after (zero: from the
 	// first), oldest first, up to count, with their delivery counts; the read counts as a
 	// delivery. A consumer that comes back pages through what it held with it.

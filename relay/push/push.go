@@ -613,7 +613,8 @@ func (d *destination) ackLoop(ctx context.Context) {
 		// Acks are written even as the subscription ends: the events were delivered.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, err := d.p.svc.Acknowledge(actx, ids, nil); err != nil {
+		// Written with the group's next read of the partition where one comes soon.
+		if err := d.p.svc.AcknowledgeLater(actx, ids); err != nil {
 			d.log.Warn("push: could not acknowledge deliveries; they will be sent again", "events", len(ids), "error", relay.ErrorMessage(err))
 		}
 	}

@@ -162,10 +162,7 @@ func (s *Store) readNew(ctx context.Context, p relay.Partition, group, consumer 
 	if s.closed.Load() {
 		return nil, errClosed()
 	}
-	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{StreamKey(p), ">"}, Block: -1}
-	if count > 0 {
-		args.Count = int64(count)
-	}
+	args := newReadArgs(group, consumer, StreamKey(p), count)
 	if block > 0 {
 		args.Block = max(block, time.Millisecond) // BLOCK 0 would block forever
 	}
@@ -192,6 +189,21 @@ func (s *Store) readNew(ctx context.Context, p relay.Partition, group, consumer 
 		err = read(opCtx)
 		cancel()
 	}
+	return s.newEntries(ctx, p, group, msgs, err)
+}
+
+// newReadArgs is XREADGROUP of new entries (>) of key, up to count (<= 0: no limit), without
+// blocking.
+func newReadArgs(group, consumer, key string, count int) *redis.XReadGroupArgs {
+	args := &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{key, ">"}, Block: -1}
+	if count > 0 {
+		args.Count = int64(count)
+	}
+	return args
+}
+
+// newEntries turns the answer of an XREADGROUP of new entries into first deliveries.
+func (s *Store) newEntries(ctx context.Context, p relay.Partition, group string, msgs []redis.XMessage, err error) ([]relay.Entry, error) {
 	if isNoGroup(err) {
 		return nil, errNoGroup(p, group)
 	}
@@ -206,6 +218,41 @@ func (s *Store) readNew(ctx context.Context, p relay.Partition, group, consumer 
 		entries[i].DeliveryCount = 1
 	}
 	return entries, nil
+}
+
+// AckReadGroup acknowledges ack (one XACK per id) and reads new entries for consumer
+// (XREADGROUP >, not blocking) in one pipeline. A missing group is CodeNotFound.
+func (s *Store) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, count int) ([]bool, []relay.Entry, error) {
+	if err := checkMember(p, group, consumer); err != nil {
+		return nil, nil, err
+	}
+	if s.closed.Load() {
+		return nil, nil, errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	key := StreamKey(p)
+	pipe := s.client.Pipeline()
+	acks := pipeAcks(opCtx, pipe, key, group, ack)
+	read := pipe.XReadGroup(opCtx, newReadArgs(group, consumer, key, count))
+	_, _ = pipe.Exec(opCtx)
+	acked, err := s.ackResults(ctx, acks)
+	if err != nil {
+		return nil, nil, err
+	}
+	var msgs []redis.XMessage
+	streams, err := read.Result()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	for _, st := range streams {
+		msgs = append(msgs, st.Messages...)
+	}
+	entries, err := s.newEntries(ctx, p, group, msgs, err)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acked, entries, nil
 }
 
 // fillDeliveryCounts sets each entry's DeliveryCount from XPENDING (one pipelined XPENDING
@@ -302,14 +349,24 @@ func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
-	key := StreamKey(p)
 	pipe := s.client.Pipeline()
+	cmds := pipeAcks(opCtx, pipe, StreamKey(p), group, ids)
+	_, _ = pipe.Exec(opCtx)
+	return s.ackResults(ctx, cmds)
+}
+
+// pipeAcks queues one XACK per id on pipe.
+func pipeAcks(ctx context.Context, pipe redis.Pipeliner, key, group string, ids []relay.ID) []*redis.IntCmd {
 	cmds := make([]*redis.IntCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.XAck(opCtx, key, group, id.String())
+		cmds[i] = pipe.XAck(ctx, key, group, id.String())
 	}
-	_, _ = pipe.Exec(opCtx)
-	acked := make([]bool, len(ids))
+	return cmds
+}
+
+// ackResults reports, for each executed XACK of pipeAcks, whether its id was pending.
+func (s *Store) ackResults(ctx context.Context, cmds []*redis.IntCmd) ([]bool, error) {
+	acked := make([]bool, len(cmds))
 	for i, c := range cmds {
 		n, err := c.Result()
 		if err != nil {
