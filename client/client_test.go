@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/eventrelay/eventrelay/client"
 	"github.com/eventrelay/eventrelay/internal/e2e"
 	"github.com/eventrelay/eventrelay/internal/redistest"
+	"github.com/eventrelay/eventrelay/relay"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
@@ -118,29 +121,41 @@ func TestTailExactlyOnceAcrossKills(t *testing.T) {
 	e2e.Slow(t)
 	r := redisRelayd(t)
 	c := newClient(t, r.GRPC)
-	store := client.FileCursorStore{Path: filepath.Join(t.TempDir(), "cursor")}
+	store := &tracedCursors{CursorStore: client.FileCursorStore{Path: filepath.Join(t.TempDir(), "cursor")}}
 	const n = 300
 	var handled counter
+	var trace handlings // for the failure message: who handled what, at which cursor
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sub := client.Subscription{Sources: []string{"orders"}, Start: client.StartEarliest, CursorStore: store,
 		Heartbeat: 100 * time.Millisecond, MaxConcurrency: 4}
+	receives := 0
 	receive := func(ctx context.Context) chan error {
+		receives++
+		store.mark(fmt.Sprintf("receive %d starts", receives))
+		r := receives
 		done := make(chan error, 1)
 		go func() {
 			done <- c.Receive(ctx, sub, func(ctx context.Context, m *client.Message) error {
 				handled.add(m.Event.GetId())
+				trace.add(m.Event.GetId(), fmt.Sprintf("receive %d at %s", r, cursorPositions(m.Cursor)))
 				return nil
 			})
 		}()
 		return done
 	}
+	defer func() {
+		if t.Failed() {
+			trace.explain(t, &handled, store)
+		}
+	}()
 	posted := make(chan error, 1)
 	go func() { posted <- postAll(ctx, r, "t", n, 2*time.Millisecond) }()
 
 	rctx, stop := context.WithCancel(ctx)
 	done := receive(rctx)
 	e2e.Eventually(t, "a third of the events handled", func() bool { return handled.distinct() >= n/3 })
+	store.mark("relayd killed")
 	r.Kill()
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
@@ -152,6 +167,7 @@ func TestTailExactlyOnceAcrossKills(t *testing.T) {
 	}
 	done = receive(ctx)
 	e2e.Eventually(t, "two thirds of the events handled", func() bool { return handled.distinct() >= 2*n/3 })
+	store.mark("relayd killed")
 	r.Kill()
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
@@ -166,6 +182,93 @@ func TestTailExactlyOnceAcrossKills(t *testing.T) {
 		t.Fatalf("Receive: %v", err)
 	}
 	handled.check(t, "t", n, true)
+}
+
+// tracedCursors records every cursor saved and loaded, with marks, for a failure message.
+type tracedCursors struct {
+	client.CursorStore
+	mu  sync.Mutex
+	log []string
+}
+
+func (s *tracedCursors) mark(what string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, "-- "+what)
+}
+
+func (s *tracedCursors) Load(ctx context.Context) (string, error) {
+	c, err := s.CursorStore.Load(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, "load "+cursorPositions(c))
+	return c, err
+}
+
+func (s *tracedCursors) Save(ctx context.Context, c string) error {
+	err := s.CursorStore.Save(ctx, c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = append(s.log, "save "+cursorPositions(c))
+	return err
+}
+
+// cursorPositions shows a cursor's positions (relay's encoding: the test may look inside).
+func cursorPositions(c string) string {
+	if c == "" {
+		return "(none)"
+	}
+	cur, err := relay.DecodeCursor(c)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	var ps []string
+	for p, id := range cur.Positions {
+		ps = append(ps, p.String()+"="+id.String())
+	}
+	slices.Sort(ps)
+	return strings.Join(ps, " ")
+}
+
+// handlings records, per event id, each handling's description.
+type handlings struct {
+	mu sync.Mutex
+	by map[string][]string
+}
+
+func (h *handlings) add(id, what string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.by == nil {
+		h.by = map[string][]string{}
+	}
+	h.by[id] = append(h.by[id], what)
+}
+
+// explain logs the handlings of the first events handled more than once and the cursors
+// saved and loaded, in order (the saves are many: the first and last of each run of saves
+// between two marks).
+func (h *handlings) explain(t *testing.T, c *counter, s *tracedCursors) {
+	h.mu.Lock()
+	c.mu.Lock()
+	shown := 0
+	for id, n := range c.n {
+		if n > 1 && shown < 3 {
+			t.Logf("%s handled by: %s", id, strings.Join(h.by[id], "; "))
+			shown++
+		}
+	}
+	c.mu.Unlock()
+	h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, l := range s.log {
+		first := i == 0 || !strings.HasPrefix(s.log[i-1], "save ")
+		last := i == len(s.log)-1 || !strings.HasPrefix(s.log[i+1], "save ")
+		if !strings.HasPrefix(l, "save ") || first || last {
+			t.Logf("cursor store: %s", l)
+		}
+	}
 }
 
 // TestGroupAtLeastOnceAcrossKills: a group Receive whose handler fails the first attempt of
