@@ -478,11 +478,6 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 					ackDue = ackTimer.C
 				}
 			}
-			select {
-			case <-lateWake:
-				armAck()
-			default:
-			}
 		waiting:
 			for {
 				select {
@@ -622,9 +617,14 @@ type AckAuthorizer func(AckID) error
 // already acknowledged. An ack id that is not authentic (malformed, altered, forged) is a
 // CodeInvalid error and nothing is settled.
 func (s *Service) Acknowledge(ctx context.Context, ackIDs []string, authz AckAuthorizer) ([]string, error) {
-	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
+	return s.settle(ctx, ackIDs, authz, true, ackOp(ctx))
+}
+
+// ackOp is settle's operation for acknowledgements.
+func ackOp(ctx context.Context) func(Store, ackKey, []ID) ([]bool, error) {
+	return func(gs Store, k ackKey, ids []ID) ([]bool, error) {
 		return gs.Ack(ctx, k.p, k.group, ids)
-	})
+	}
 }
 
 // AcknowledgeLater acknowledges group deliveries for a consumer in this process that does
@@ -642,15 +642,16 @@ func (s *Service) AcknowledgeLater(ctx context.Context, ackIDs []string) error {
 		return err
 	}
 	var now []string
+	var nowDecoded []AckID
 	for i, a := range decoded {
 		if !s.groups.deferAck(a) {
-			now = append(now, ackIDs[i])
+			now, nowDecoded = append(now, ackIDs[i]), append(nowDecoded, a)
 		}
 	}
 	if len(now) == 0 {
 		return nil
 	}
-	_, err = s.Acknowledge(ctx, now, nil)
+	_, err = s.settleDecoded(ctx, now, nowDecoded, nil, true, ackOp(ctx))
 	return err
 }
 
@@ -730,11 +731,16 @@ func (s *Service) dropHeld(ctx context.Context, gh Store, p Partition, group str
 // group; ack ids of sources or partitions no longer configured, and those op reports as not
 // pending, are returned as unknown.
 func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID) ([]bool, error)) ([]string, error) {
-	gs := s.store
 	decoded, err := s.DecodeAckIDs(ctx, ackIDs)
 	if err != nil {
 		return nil, err
 	}
+	return s.settleDecoded(ctx, ackIDs, decoded, authz, release, op)
+}
+
+// settleDecoded is settle for ack ids decoded already (decoded[i] is ackIDs[i]).
+func (s *Service) settleDecoded(ctx context.Context, ackIDs []string, decoded []AckID, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID) ([]bool, error)) ([]string, error) {
+	gs := s.store
 	if authz != nil {
 		for _, a := range decoded {
 			if err := authz(a); err != nil {
