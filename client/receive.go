@@ -75,6 +75,7 @@ type Subscription struct {
 	// per message; at most 1000.
 	MaxBatch int
 	// MaxConcurrency is how many handlers run at once (default 1: one at a time, in order).
+	// A tail's cursor still moves in stream order, over messages handled without a gap.
 	MaxConcurrency int
 	// OrderedByPartitionKey keeps the events of each partition key in order (handled one at
 	// a time, in stream order) while events of different keys run concurrently.
@@ -117,6 +118,12 @@ const (
 // already received: a handler may cancel ctx to stop after its event) or an error resuming cannot fix: an
 // *OutOfRangeError, a *StatusError (permission, invalid argument, group setting conflict),
 // a *HandlerError (tail mode), or a CursorStore failure.
+//
+// One exception: with MaxConcurrency > 1, a tail's handlers may finish out of order, and its
+// cursor moves only over messages handled without a gap. When Receive ends, the messages
+// received before the last one whose handler started are still handled (fewer than
+// MaxConcurrency, with a context that is not cancelled), so that the saved cursor covers
+// every message handled and a restart repeats none.
 func (c *Client) Receive(ctx context.Context, sub Subscription, handler Handler) error {
 	if err := sub.check(); err != nil {
 		return err
@@ -180,6 +187,7 @@ type receiver struct {
 	cursor  string // resume position: every message up to it was handled
 	saved   string
 	failure error // the first handler or cursor-store failure (ends Receive)
+	unsaved bool  // a CursorStore.Save failed: no further save is tried
 	started time.Time
 }
 
@@ -359,11 +367,16 @@ func (r *receiver) commit(ctx context.Context, cursor string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cursor = cursor
-	if r.sub.CursorStore == nil || cursor == r.saved || r.failure != nil {
+	// After a handler failed, the messages before it that other handlers finish are still
+	// saved: the cursor stops just before the failed one (commits are in order).
+	if r.sub.CursorStore == nil || cursor == r.saved || r.unsaved {
 		return
 	}
 	if err := r.sub.CursorStore.Save(context.WithoutCancel(ctx), cursor); err != nil {
-		r.failure = fmt.Errorf("client: saving the cursor: %w", err)
+		r.unsaved = true
+		if r.failure == nil {
+			r.failure = fmt.Errorf("client: saving the cursor: %w", err)
+		}
 		return
 	}
 	r.saved = cursor
@@ -446,6 +459,7 @@ type dispatcher struct {
 	mu       sync.Mutex
 	finished map[uint64]string // done, not yet committed: seq -> cursor
 	low      uint64            // the lowest sequence number not yet committed
+	high     uint64            // 1 + the highest sequence number whose handler started
 }
 
 type task struct {
@@ -467,10 +481,14 @@ func newDispatcher(ctx context.Context, r *receiver, stop func()) *dispatcher {
 		for range workersPerQueue {
 			d.wg.Go(func() {
 				for t := range q {
-					if d.r.failed() != nil || d.ctx.Err() != nil {
+					if testHookTaken != nil {
+						testHookTaken(t.seq)
+					}
+					ctx, ok := d.begin(t.seq)
+					if !ok {
 						continue // Receive is ending: handle nothing more
 					}
-					if err := d.r.handle(d.ctx, t.m); err != nil {
+					if err := d.r.handle(ctx, t.m); err != nil {
 						d.r.fail(err) // not committed: a CursorStore resumes at it
 						d.stop()
 						continue
@@ -481,6 +499,33 @@ func newDispatcher(ctx context.Context, r *receiver, stop func()) *dispatcher {
 		}
 	}
 	return d
+}
+
+// testHookTaken, when set (by tests, before any Receive), runs when a worker has taken the
+// task seq and before it decides whether to handle it.
+var testHookTaken func(seq uint64)
+
+// begin reports whether the worker that took the task seq handles it, and with which
+// context. While Receive runs, it does. Once Receive is ending (its context cancelled, or a
+// handler failed), nothing new starts, except in a tail the tasks before one whose handler
+// started already: with MaxConcurrency > 1 a later message can be handled before an earlier
+// one that a worker took but had not started, and the cursor is committed only up to the
+// first message not handled, so skipping the earlier one would have a restart repeat every
+// message handled after it. Those are handled to the end, with a context that is not
+// cancelled; there are fewer of them than workers. A group has no such order (each message
+// is acknowledged by itself) and skips them: they are redelivered.
+func (d *dispatcher) begin(seq uint64) (context.Context, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.r.failed() == nil && d.ctx.Err() == nil {
+		d.high = max(d.high, seq+1)
+		return d.ctx, true
+	}
+	// Ending: high no longer moves, so every task before it is handled and none after it.
+	if d.r.sub.tail() && seq < d.high {
+		return context.WithoutCancel(d.ctx), true
+	}
+	return nil, false
 }
 
 // dispatch hands m to a worker; false when Receive is ending.
