@@ -329,6 +329,55 @@ func TestGroupAtLeastOnceAcrossKills(t *testing.T) {
 	}
 }
 
+// TestGroupHandsBackUnhandledOnCancel: a group member whose handler cancels Receive on the
+// first of ten events it was sent (in one batch) hands the nine it will not handle back, so
+// another member gets them at once, as second attempts, rather than after the five-minute
+// ack deadline.
+func TestGroupHandsBackUnhandledOnCancel(t *testing.T) {
+	c := newClient(t, shared.GRPC)
+	run := fmt.Sprintf("handback%d", time.Now().UnixNano()) // the shared relayd: names of this run's own
+	for i := range 10 {
+		e2e.MustPost(t, shared.HTTP, "orders", fmt.Sprintf("%s-%d", run, i), run+".t", i)
+	}
+	sub := client.Subscription{Sources: []string{"orders"}, Types: []string{run + ".*"}, Group: run, Start: client.StartEarliest,
+		AckDeadline: 5 * time.Minute}
+	var first string
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := c.Receive(ctx, sub, func(_ context.Context, m *client.Message) error {
+		first = m.Event.GetId()
+		cancel()
+		return nil
+	})
+	if err != nil || first == "" {
+		t.Fatalf("first member: handled %q, err %v", first, err)
+	}
+
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	got := map[string]int{} // id -> attempt
+	err = c.Receive(ctx, sub, func(_ context.Context, m *client.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[m.Event.GetId()] = m.Attempt
+		if len(got) == 9 {
+			cancel()
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil || len(got) != 9 {
+		t.Fatalf("second member: handled %v (err %v), want the nine events the first one did not handle", got, err)
+	}
+	for id, attempt := range got {
+		if id == first || attempt != 2 {
+			t.Errorf("second member handled %s as attempt %d; want the first member's unhandled events as attempt 2", id, attempt)
+		}
+	}
+}
+
 // TestStaleStreamResumed: when the connection stays up but nothing arrives for three
 // heartbeat intervals (a frozen network path), Receive reconnects and goes on.
 func TestStaleStreamResumed(t *testing.T) {

@@ -123,7 +123,9 @@ const (
 // cursor moves only over messages handled without a gap. When Receive ends, the messages
 // received before the last one whose handler started are still handled (fewer than
 // MaxConcurrency, with a context that is not cancelled), so that the saved cursor covers
-// every message handled and a restart repeats none.
+// every message handled and a restart repeats none. A group's deliveries received and not
+// handled are handed back as Receive ends (nacked with no delay), so that other members get
+// them at once rather than after their ack deadline.
 func (c *Client) Receive(ctx context.Context, sub Subscription, handler Handler) error {
 	if err := sub.check(); err != nil {
 		return err
@@ -328,20 +330,41 @@ func (r *receiver) session(ctx context.Context, began time.Time) (got bool, err 
 			d.heartbeat(h.GetCursor())
 			continue
 		}
-		if dl := msg.GetDelivery(); dl != nil && !r.dispatch(d, dl) {
-			return got, nil
+		dls := msg.GetBatch().GetDeliveries() // Subscription.MaxBatch
+		if dl := msg.GetDelivery(); dl != nil {
+			dls = []*eventrelayv1.Delivery{dl}
 		}
-		for _, dl := range msg.GetBatch().GetDeliveries() { // Subscription.MaxBatch
-			if !r.dispatch(d, dl) {
+		for i, dl := range dls {
+			if !d.dispatch(r.message(dl)) {
+				for _, rest := range dls[i+1:] {
+					d.handBack(r.message(rest))
+				}
 				return got, nil
 			}
 		}
 	}
 }
 
-// dispatch hands the delivery dl to d, and reports whether Receive goes on.
-func (r *receiver) dispatch(d *dispatcher, dl *eventrelayv1.Delivery) bool {
-	return d.dispatch(&Message{Event: dl.GetEvent(), Cursor: dl.GetCursor(), AckID: dl.GetAckId(), Attempt: int(dl.GetDeliveryAttempt()), c: r.c})
+// message is the Message of the delivery dl.
+func (r *receiver) message(dl *eventrelayv1.Delivery) *Message {
+	return &Message{Event: dl.GetEvent(), Cursor: dl.GetCursor(), AckID: dl.GetAckId(), Attempt: int(dl.GetDeliveryAttempt()), c: r.c}
+}
+
+// handBack nacks, with no delay, the group deliveries ackIDs that Receive received and
+// will not handle, as it ends: another member gets them at once rather than after their ack
+// deadline. A failure only delays them until then.
+func (r *receiver) handBack(ctx context.Context, ackIDs []string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	resp, err := r.c.API().Nack(ctx, &eventrelayv1.NackRequest{AckIds: ackIDs, Delay: durationpb.New(0)})
+	if err != nil {
+		r.c.opts.log.Warn("handing back unhandled eventrelay deliveries failed; they are redelivered after their ack deadline",
+			"deliveries", len(ackIDs), "err", statusError(err))
+		return
+	}
+	if n := len(resp.GetUnknownAckIds()); n > 0 {
+		r.c.opts.log.Debug("some unhandled eventrelay deliveries were no longer pending", "deliveries", n)
+	}
 }
 
 // fail records the first failure that ends Receive.
@@ -456,10 +479,11 @@ type dispatcher struct {
 	next   uint64 // sequence number of the next message or heartbeat
 	rr     int    // round robin over the queues for messages without a partition key
 
-	mu       sync.Mutex
-	finished map[uint64]string // done, not yet committed: seq -> cursor
-	low      uint64            // the lowest sequence number not yet committed
-	high     uint64            // 1 + the highest sequence number whose handler started
+	mu        sync.Mutex
+	finished  map[uint64]string // done, not yet committed: seq -> cursor
+	low       uint64            // the lowest sequence number not yet committed
+	high      uint64            // 1 + the highest sequence number whose handler started
+	unhandled []string          // ack ids of group deliveries received and not handled (handBack)
 }
 
 type task struct {
@@ -486,7 +510,8 @@ func newDispatcher(ctx context.Context, r *receiver, stop func()) *dispatcher {
 					}
 					ctx, ok := d.begin(t.seq)
 					if !ok {
-						continue // Receive is ending: handle nothing more
+						d.handBack(t.m) // Receive is ending: handle nothing more
+						continue
 					}
 					if err := d.r.handle(ctx, t.m); err != nil {
 						d.r.fail(err) // not committed: a CursorStore resumes at it
@@ -547,8 +572,20 @@ func (d *dispatcher) dispatch(m *Message) bool {
 	case q <- t:
 		return true
 	case <-d.ctx.Done():
+		d.handBack(m)
 		return false
 	}
+}
+
+// handBack records m, a group delivery that Receive received and does not handle: wait
+// hands it back.
+func (d *dispatcher) handBack(m *Message) {
+	if m.AckID == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.unhandled = append(d.unhandled, m.AckID)
 }
 
 // heartbeat is a position past every message before it: committed once they are done.
@@ -580,10 +617,14 @@ func (d *dispatcher) done(seq uint64, cursor string) {
 	}
 }
 
-// wait closes the queues and waits for the running handlers.
+// wait closes the queues, waits for the running handlers, and hands back the group
+// deliveries that were received and not handled.
 func (d *dispatcher) wait() {
 	for _, q := range d.queues {
 		close(q)
 	}
 	d.wg.Wait()
+	if len(d.unhandled) > 0 {
+		d.r.handBack(d.ctx, d.unhandled)
+	}
 }
