@@ -350,10 +350,10 @@ func (r *receiver) message(dl *eventrelayv1.Delivery) *Message {
 	return &Message{Event: dl.GetEvent(), Cursor: dl.GetCursor(), AckID: dl.GetAckId(), Attempt: int(dl.GetDeliveryAttempt()), c: r.c}
 }
 
-// handBack nacks, with no delay, the group deliveries ackIDs that Receive received and
+// nackUnhandled nacks, with no delay, the group deliveries ackIDs that Receive received and
 // will not handle, as it ends: another member gets them at once rather than after their ack
 // deadline. A failure only delays them until then.
-func (r *receiver) handBack(ctx context.Context, ackIDs []string) {
+func (r *receiver) nackUnhandled(ctx context.Context, ackIDs []string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	resp, err := r.c.API().Nack(ctx, &eventrelayv1.NackRequest{AckIds: ackIDs, Delay: durationpb.New(0)})
@@ -483,7 +483,7 @@ type dispatcher struct {
 	finished  map[uint64]string // done, not yet committed: seq -> cursor
 	low       uint64            // the lowest sequence number not yet committed
 	high      uint64            // 1 + the highest sequence number whose handler started
-	unhandled []string          // ack ids of group deliveries received and not handled (handBack)
+	unhandled []string          // ack ids of group deliveries received and not handled (nackUnhandled)
 }
 
 type task struct {
@@ -577,8 +577,8 @@ func (d *dispatcher) dispatch(m *Message) bool {
 	}
 }
 
-// handBack records m, a group delivery that Receive received and does not handle: wait
-// hands it back.
+// handBack records m, a group delivery that Receive received and does not handle, for wait
+// to nack (nackUnhandled).
 func (d *dispatcher) handBack(m *Message) {
 	if m.AckID == "" {
 		return
@@ -625,6 +625,6 @@ func (d *dispatcher) wait() {
 	}
 	d.wg.Wait()
 	if len(d.unhandled) > 0 {
-		d.r.handBack(d.ctx, d.unhandled)
+		d.r.nackUnhandled(d.ctx, d.unhandled)
 	}
 }
