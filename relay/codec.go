@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -160,15 +161,23 @@ const (
 // ackMACTag is the tag and length prefix of the mac field (field 8, length-delimited, 16 bytes).
 var ackMACTag = []byte{8<<3 | 2, AckIDMACLen}
 
-func ackMAC(key, body []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(body)
-	return m.Sum(nil)[:AckIDMACLen]
+// ackMACs is the KeyedMAC of the last ack-id key used: a process has one (its store's), so
+// nearly every call finds it here.
+var ackMACs atomic.Pointer[KeyedMAC]
+
+// ackMAC appends the mac of body under key to dst.
+func ackMAC(dst, key, body []byte) []byte {
+	m := ackMACs.Load()
+	if m == nil || !m.keyIs(key) {
+		m = NewKeyedMAC(sha256.New, key)
+		ackMACs.Store(m)
+	}
+	return m.Sum(dst, body)[:len(dst)+AckIDMACLen]
 }
 
 // EncodeAckID returns the opaque, authenticated form of a under key.
 func EncodeAckID(a AckID, key []byte) string {
-	b := protowire.AppendTag(nil, 1, protowire.VarintType)
+	b := protowire.AppendTag(make([]byte, 0, 64+len(a.Partition.Source)+len(a.Group)), 1, protowire.VarintType)
 	b = protowire.AppendVarint(b, ackIDVersion)
 	b = protowire.AppendTag(b, 2, protowire.BytesType)
 	b = protowire.AppendString(b, a.Partition.Source)
@@ -180,9 +189,9 @@ func EncodeAckID(a AckID, key []byte) string {
 	b = protowire.AppendVarint(b, a.ID.Seq)
 	b = protowire.AppendTag(b, 6, protowire.BytesType)
 	b = protowire.AppendString(b, a.Group)
-	mac := ackMAC(key, b)
+	n := len(b)
 	b = append(b, ackMACTag...)
-	b = append(b, mac...)
+	b = ackMAC(b, key, b[:n])
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -198,7 +207,7 @@ func DecodeAckID(s string, key []byte) (a AckID, ok bool) {
 		return AckID{}, false
 	}
 	body, tag, mac := b[:len(b)-AckIDMACLen-2], b[len(b)-AckIDMACLen-2:len(b)-AckIDMACLen], b[len(b)-AckIDMACLen:]
-	if !bytes.Equal(tag, ackMACTag) || !hmac.Equal(mac, ackMAC(key, body)) {
+	if !bytes.Equal(tag, ackMACTag) || !hmac.Equal(mac, ackMAC(make([]byte, 0, sha256.Size), key, body)) {
 		return AckID{}, false
 	}
 	version := uint64(0)

@@ -214,3 +214,25 @@ func TestCursorWireFormat(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// BenchmarkAckID encodes an ack id (every group delivery) and decodes it (every
+// acknowledgement, nack or deadline change).
+func BenchmarkAckID(b *testing.B) {
+	key := bytes.Repeat([]byte{7}, AckKeyLen)
+	a := AckID{Partition: Partition{"stripe", 3}, ID: ID{1700000000000, 12}, Group: "billing-workers"}
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = EncodeAckID(a, key)
+		}
+	})
+	s := EncodeAckID(a, key)
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := DecodeAckID(s, key); !ok {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+}

@@ -1,18 +1,19 @@
 package push
 
 import (
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventrelay/eventrelay/relay"
 )
 
 // Signer signs POSTs the Standard Webhooks way (https://www.standardwebhooks.com): the
 // signed content is "<webhook-id>.<webhook-timestamp>.<body>", HMAC-SHA256 under each key,
 // each signature "v1,<base64>", several separated by spaces.
-type signer struct{ keys [][]byte }
+type signer struct{ keys []*relay.KeyedMAC }
 
 func newSigner(secrets [][]byte) (*signer, error) {
 	s := &signer{}
@@ -21,7 +22,7 @@ func newSigner(secrets [][]byte) (*signer, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.keys = append(s.keys, k)
+		s.keys = append(s.keys, relay.NewKeyedMAC(sha256.New, k))
 	}
 	return s, nil
 }
@@ -29,19 +30,15 @@ func newSigner(secrets [][]byte) (*signer, error) {
 // sign returns the webhook-signature header value of body sent as id at ts.
 func (s *signer) sign(id string, ts time.Time, body []byte) string {
 	var b strings.Builder
-	unix := strconv.FormatInt(ts.Unix(), 10)
+	var unix, mac [sha256.Size]byte
+	u := strconv.AppendInt(unix[:0], ts.Unix(), 10)
+	dot := []byte{'.'}
 	for i, k := range s.keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(id))
-		m.Write([]byte{'.'})
-		m.Write([]byte(unix))
-		m.Write([]byte{'.'})
-		m.Write(body)
 		if i > 0 {
 			b.WriteByte(' ')
 		}
 		b.WriteString("v1,")
-		b.WriteString(base64.StdEncoding.EncodeToString(m.Sum(nil)))
+		b.WriteString(base64.StdEncoding.EncodeToString(k.Sum(mac[:0], []byte(id), dot, u, dot, body)))
 	}
 	return b.String()
 }

@@ -370,10 +370,11 @@ func (f headerFormat) write(r *request, _ carried, sig sigValue) error {
 type key struct {
 	index   int
 	id      string
-	raw     []byte    // the secret as configured
-	mac     []byte    // MAC key (or the digest of a token); nil for a public key
-	pub     publicKey // public key of an asymmetric scheme
-	problem string    // why the secret is unusable; "" when usable
+	raw     []byte          // the secret as configured
+	mac     []byte          // MAC key (or the digest of a token); nil for a public key
+	hm      *relay.KeyedMAC // mac as an HMAC key, where the scheme is an HMAC
+	pub     publicKey       // public key of an asymmetric scheme
+	problem string          // why the secret is unusable; "" when usable
 }
 
 // publicKey verifies public-key signatures.
@@ -482,7 +483,7 @@ func (e *engine) find(msgs [][]byte, sigs []sigValue) (*key, string) {
 					continue
 				}
 				if mac == nil {
-					mac = e.mac(k.mac, m)
+					mac = e.sum(k, m)
 				}
 				if hmac.Equal(mac, s.b) {
 					return k, e.scheme
@@ -491,6 +492,14 @@ func (e *engine) find(msgs [][]byte, sigs []sigValue) (*key, string) {
 		}
 	}
 	return nil, ""
+}
+
+// sum returns the MAC of msg under k's MAC key.
+func (e *engine) sum(k *key, msg []byte) []byte {
+	if k.hm != nil {
+		return k.hm.Sum(nil, msg)
+	}
+	return e.mac(k.mac, msg)
 }
 
 func (e *engine) messagesFor(r *request, v *tvals) ([][]byte, error) {
@@ -573,8 +582,7 @@ func (e *engine) signer(priv crypto.Signer) (signer, error) {
 	}
 	for _, k := range e.keys {
 		if k.problem == "" && k.mac != nil {
-			mac := k.mac
-			return func(msg []byte) (sigValue, error) { return sigValue{b: e.mac(mac, msg)}, nil }, nil
+			return func(msg []byte) (sigValue, error) { return sigValue{b: e.sum(&k, msg)}, nil }, nil
 		}
 	}
 	if e.privateKey != nil {
@@ -616,6 +624,12 @@ func (p *preset) engine(b *builder) *engine {
 	}
 	if p.keyed {
 		e.scheme, e.mac = p.alg.name, p.alg.keyedHash
+	} else {
+		for i := range e.keys {
+			if k := &e.keys[i]; k.mac != nil {
+				k.hm = relay.NewKeyedMAC(p.alg.new, k.mac)
+			}
+		}
 	}
 	if e.newID == nil {
 		e.newID = randomHex
