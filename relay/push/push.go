@@ -34,6 +34,7 @@ const (
 	holdFor          = 30 * time.Second
 	extendEvery      = 10 * time.Second
 	leaseTTL         = 30 * time.Second
+	ackTimeout       = 5 * time.Second // bounds an acknowledgement written at once
 )
 
 // Observer is told about every attempt (metrics).
@@ -216,7 +217,6 @@ type destination struct {
 	holdMu sync.Mutex
 	held   map[string]*delivery
 
-	acks chan string
 	// settle is the context of the current subscription's settlements (acks, retries, dead
 	// letters): it outlives the subscription until its attempts in flight have finished.
 	settle context.Context
@@ -267,7 +267,7 @@ func newDestination(p *Pusher, c Config) (*destination, error) {
 		signer: sg, client: newClient(c.MaxInFlight, c.AllowPrivate), breaker: newBreaker(c.Breaker),
 		limit: newLimiter(c.RateLimit.RPS, c.RateLimit.Burst), sem: make(chan struct{}, c.MaxInFlight),
 		log: p.opts.Logger.With("destination", c.Name), changed: make(chan struct{}),
-		held: map[string]*delivery{}, acks: make(chan string, 4*c.MaxInFlight),
+		held: map[string]*delivery{},
 	}
 	d.state.Store("starting")
 	return d, nil
@@ -344,9 +344,8 @@ func (d *destination) subscribe(ctx context.Context) error {
 		clear(d.held) // abandoned: their holds lapse and the group delivers them again
 		d.holdMu.Unlock()
 	}()
-	helpers.Add(2)
+	helpers.Add(1)
 	go func() { defer helpers.Done(); d.extend(settle) }()
-	go func() { defer helpers.Done(); d.ackLoop(settle) }()
 	if d.ordered() {
 		helpers.Add(1)
 		go func() { defer helpers.Done(); d.keepLease(ctx, cancel) }()
@@ -396,7 +395,7 @@ func (d *destination) subscribe(ctx context.Context) error {
 			return nil
 		}
 		if !match {
-			d.queueAck(m.AckID)
+			d.ack(m.AckID)
 			return nil
 		}
 		d.hold(dl)
@@ -466,7 +465,7 @@ func (d *destination) deliverOnce(ctx context.Context, dl *delivery) {
 	switch {
 	case r.class == ClassSuccess:
 		d.settled(dl)
-		d.queueAck(dl.ackID)
+		d.ack(dl.ackID)
 	case r.class == ClassGone:
 		d.pause(fmt.Sprintf("%s answered 410 Gone", redactURL(d.cfg.URL)))
 	default:
@@ -505,7 +504,7 @@ func (d *destination) runKey(ctx context.Context, keys *keyQueues, key string) {
 			}
 			if r.class == ClassSuccess {
 				d.settled(dl)
-				d.queueAck(dl.ackID)
+				d.ack(dl.ackID)
 				break
 			}
 			if r.class == ClassGone {
@@ -595,55 +594,14 @@ func (d *destination) extend(ctx context.Context) {
 	}
 }
 
-// queueAck acknowledges ackID in the next batch.
-func (d *destination) queueAck(ackID string) {
-	select {
-	case d.acks <- ackID:
-	case <-d.settle.Done():
-	}
-}
-
-// ackLoop acknowledges queued ack ids in batches: what arrived while the previous batch was
-// written goes in the next.
-func (d *destination) ackLoop(ctx context.Context) {
-	flush := func(ids []string) {
-		if len(ids) == 0 {
-			return
-		}
-		// Acks are written even as the subscription ends: the events were delivered.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		// Written with the group's next read of the partition where one comes soon.
-		if err := d.p.svc.AcknowledgeLater(actx, ids); err != nil {
-			d.log.Warn("push: could not acknowledge deliveries; they will be sent again", "events", len(ids), "error", relay.ErrorMessage(err))
-		}
-	}
-	var batch []string
-	for {
-		select {
-		case id := <-d.acks:
-			batch = append(batch[:0], id)
-		case <-ctx.Done():
-			for {
-				select {
-				case id := <-d.acks:
-					batch = append(batch, id)
-				default:
-					flush(batch)
-					return
-				}
-			}
-		}
-	more:
-		for len(batch) < 1000 {
-			select {
-			case id := <-d.acks:
-				batch = append(batch, id)
-			default:
-				break more
-			}
-		}
-		flush(batch)
+// ack acknowledges a settled delivery, on the calling goroutine: with the group's next read
+// of its partition where one comes soon (Service.AcknowledgeLater), otherwise at once. It is
+// written even as the subscription ends (settle outlives it): the event was delivered.
+func (d *destination) ack(ackID string) {
+	ctx, cancel := context.WithTimeout(d.settle, ackTimeout)
+	defer cancel()
+	if err := d.p.svc.AcknowledgeLater(ctx, []string{ackID}); err != nil {
+		d.log.Warn("push: could not acknowledge a delivery; it will be sent again", "error", relay.ErrorMessage(err))
 	}
 }
 
