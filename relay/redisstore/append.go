@@ -161,7 +161,8 @@ func checkAppend(req *relay.AppendRequest) error {
 // entry has waited MaxDelay, and otherwise when a round trip completes. Each round trip is
 // one pipeline: one EVALSHA of appendScript per maxScriptEntries entries (dedupe stays atomic
 // per entry), then WAIT when MinReplicas > 0. A writer with nothing queued or in flight is
-// removed, so idle partitions cost nothing; no goroutine outlives its round trip.
+// removed, so idle partitions cost nothing. Round trips run on the Store's workers (see
+// run), which exit after a short idle time.
 
 type writer struct {
 	p        relay.Partition
@@ -237,7 +238,7 @@ func (s *Store) maybeFlushLocked(w *writer) {
 		w.queue = w.queue[:rest]
 		w.inflight++
 		s.flushWG.Add(1)
-		go s.flush(w, batch)
+		s.run(func() { s.flush(w, batch) })
 	}
 	if len(w.queue) == 0 && w.timer != nil {
 		w.timer.Stop()

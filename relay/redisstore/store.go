@@ -29,12 +29,17 @@ type Store struct {
 	cancelBase context.CancelFunc
 
 	// mu guards closed, writers and the wait groups' Add against Close's Wait.
-	mu       sync.RWMutex
-	closed   atomic.Bool
-	writers  map[relay.Partition]*writer
-	flushWG  sync.WaitGroup // append round trips in flight
-	readWG   sync.WaitGroup // blocking reads running in the background
-	inflight inflight       // commands in flight on an owned client (see reap)
+	mu      sync.RWMutex
+	closed  atomic.Bool
+	writers map[relay.Partition]*writer
+	flushWG sync.WaitGroup // append round trips in flight
+	readWG  sync.WaitGroup // blocking reads running in the background
+	// tasks hands an append round trip or a background read to an idle worker (see run);
+	// workerWG counts the workers.
+	tasks    chan func()
+	workerWG sync.WaitGroup
+	workers  atomic.Int32 // running workers (tests)
+	inflight inflight     // commands in flight on an owned client (see reap)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -75,6 +80,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	s.cluster, _ = client.(*redis.ClusterClient)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.tasks = make(chan func())
 	return s, nil
 }
 
@@ -193,6 +199,7 @@ func (s *Store) Close() error {
 			s.closeErr = s.client.Close()
 		}
 		s.readWG.Wait()
+		s.workerWG.Wait()
 	})
 	return s.closeErr
 }
@@ -324,13 +331,50 @@ func (s *Store) spawn(ctx context.Context, timeout time.Duration, fn func(contex
 	}
 	s.readWG.Add(1)
 	s.mu.RUnlock()
-	go func() {
+	s.run(func() {
 		defer s.readWG.Done()
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		fn(bctx)
-	}()
+	})
 	return true
+}
+
+// workerIdle is how long a worker waits for its next task before it exits.
+const workerIdle = 2 * time.Second
+
+// run runs fn on a goroutine of its own: an idle worker, or a new one. Append round trips
+// and background reads run go-redis's command path, whose stack a new goroutine grows (and
+// copies) on its first command; workers outlive a task so that the next one finds the stack
+// grown. A worker exits after workerIdle without a task, and when the Store is closed. The
+// caller counts fn in flushWG or readWG before run, which Close waits for before workerWG.
+func (s *Store) run(fn func()) {
+	select {
+	case s.tasks <- fn:
+		return
+	default:
+	}
+	s.workerWG.Add(1)
+	go s.worker(fn)
+}
+
+func (s *Store) worker(fn func()) {
+	s.workers.Add(1)
+	defer s.workerWG.Done()
+	defer s.workers.Add(-1)
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		fn()
+		idle.Reset(workerIdle)
+		select {
+		case fn = <-s.tasks:
+		case <-idle.C:
+			return
+		case <-s.base.Done():
+			return
+		}
+	}
 }
 
 // background runs fn with spawn and returns a channel receiving its error (errClosed when

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/eventrelay/eventrelay/relay"
 )
 
@@ -119,5 +121,48 @@ func TestXinfoID(t *testing.T) {
 	}
 	if _, ok := xinfoID([]any{"length", int64(1)}, "max-deleted-entry-id"); ok {
 		t.Error("xinfoID found a missing field")
+	}
+}
+
+// TestWorkers: a task never waits behind a busy worker (a blocking read must not hold up
+// the next one), idle workers take the next tasks rather than new goroutines, and Close
+// leaves no worker running.
+func TestWorkers(t *testing.T) {
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	s, err := New(client, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	release := make(chan struct{})
+	blocked := make(chan struct{})
+	s.run(func() { close(blocked); <-release })
+	<-blocked
+	ran := make(chan struct{})
+	s.run(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task waited behind a busy worker")
+	}
+	if n := s.workers.Load(); n != 2 {
+		t.Fatalf("%d workers with one busy and one task run, want 2", n)
+	}
+	close(release)
+	// Sequential tasks find a worker idle (the one that ran the task before, or another that
+	// waits meanwhile): a few workers at most, not one per task.
+	for range 200 {
+		done := make(chan struct{})
+		s.run(func() { close(done) })
+		<-done
+	}
+	if n := s.workers.Load(); n > 10 {
+		t.Fatalf("%d workers after 200 tasks one after the other, want a few", n)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.workers.Load(); n != 0 {
+		t.Fatalf("%d workers after Close, want 0", n)
 	}
 }
