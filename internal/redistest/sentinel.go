@@ -30,7 +30,8 @@ type Sentinel struct {
 // StartSentinel starts a master, replicas replicas of it and sentinels sentinels monitoring
 // it (quorum: a majority of the sentinels), waits until every replica is in sync and every
 // sentinel knows the replicas, and kills them all when t ends. The sentinels declare the
-// master down after 1s and allow a failover every 5s. Like Start, it skips (or fails with
+// master down only after a minute, so that on a loaded machine they start no failover of
+// their own (Failover forces one), and allow a failover every 5s. Like Start, it skips (or fails with
 // RELAY_REQUIRE_REDIS=1) without redis-server.
 func StartSentinel(t testing.TB, replicas, sentinels int) *Sentinel {
 	t.Helper()
@@ -56,7 +57,7 @@ func StartSentinel(t testing.TB, replicas, sentinels int) *Sentinel {
 		dir := t.TempDir()
 		conf := filepath.Join(dir, "sentinel.conf")
 		text := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d %[3]d\n"+
-			"sentinel down-after-milliseconds %[1]s 1000\n"+
+			"sentinel down-after-milliseconds %[1]s 60000\n"+
 			"sentinel failover-timeout %[1]s 5000\n"+
 			"sentinel parallel-syncs %[1]s 1\n", st.MasterName, master.Port(), quorum)
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
