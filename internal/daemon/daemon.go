@@ -154,6 +154,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 		m.ready.Store(true)
+		m.checkReplicas(ctx)
 	}
 
 	var tokens []server.Token
@@ -346,6 +347,37 @@ func (m *Main) setServing(ok bool) {
 	m.health.SetServingStatus("eventrelay.v1.WebhookService", st)
 }
 
+// checkReplicas compares redis.min_replicas with the replicas each master has when relayd
+// starts (or first reaches Redis) and warns of the two ways they can disagree: fewer
+// replicas than min_replicas (every append is refused until more attach), and more (an
+// acknowledged event can be lost when a failover promotes a replica that had not received
+// it; docs/scaling.md, "Replication and failover").
+func (m *Main) checkReplicas(ctx context.Context) {
+	want := m.Config.Redis.MinReplicas
+	if want == 0 {
+		return
+	}
+	counts, err := m.store.ReplicaCounts(ctx)
+	if err != nil {
+		m.Logger.Warn("could not read the Redis replicas to compare with redis.min_replicas", "err", relay.ErrorMessage(err))
+		return
+	}
+	for addr, n := range counts {
+		master := "the Redis master"
+		if addr != "" {
+			master = "Redis master " + addr
+		}
+		switch {
+		case n < want:
+			m.Logger.Warn(fmt.Sprintf("redis.min_replicas is %d but %s has %d replicas connected: its appends are answered 503 until enough attach", want, master, n),
+				"master", addr, "replicas", n, "min_replicas", want)
+		case n > want:
+			m.Logger.Warn(fmt.Sprintf("redis.min_replicas is %d of the %d replicas of %s: an acknowledged event can be lost if a failover promotes a replica that had not received it; set it to %d to rule that out (docs/scaling.md)", want, n, master, n),
+				"master", addr, "replicas", n, "min_replicas", want)
+		}
+	}
+}
+
 // watchStore follows Redis reachability for readiness and gRPC health.
 func (m *Main) watchStore(ctx context.Context) {
 	defer m.wg.Done()
@@ -369,6 +401,9 @@ func (m *Main) watchStore(ctx context.Context) {
 			if relay.ErrorCode(err) == relay.CodeFailedPrecondition && !mismatchLogged {
 				m.Logger.Error("refusing to serve: the configured partitions do not match Redis; fix the configuration and restart", "err", err)
 				mismatchLogged = true
+			}
+			if err == nil {
+				m.checkReplicas(ctx)
 			}
 		}
 		ok := err == nil

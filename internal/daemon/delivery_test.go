@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -720,4 +721,45 @@ func TestNoGoroutineLeaks(t *testing.T) {
 		}
 	}
 	_ = conn.Close()
+}
+
+// TestMinReplicasWarnings: relayd compares redis.min_replicas with the master's replicas at
+// start-up and warns when there are fewer (appends refused) or more (a failover can lose
+// acknowledged events); equal, it says nothing.
+func TestMinReplicasWarnings(t *testing.T) {
+	primary := redistest.StartWith(t, "--repl-diskless-sync-delay", "0")
+	start := func(min int) string {
+		t.Helper()
+		var logs lockedBuffer
+		cfg := testConfig(primary.URL())
+		cfg.Redis.MinReplicas = min
+		m := NewMain(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err := m.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		_ = m.Close()
+		return logs.String()
+	}
+	const fewer, more = "but the Redis master has 0 replicas connected", "of the 2 replicas of the Redis master"
+	if got := start(1); !strings.Contains(got, "redis.min_replicas is 1 "+fewer) {
+		t.Errorf("min_replicas 1, no replica: no warning in\n%s", got)
+	}
+	for range 2 {
+		r := redistest.StartWith(t, "--replicaof", "127.0.0.1", fmt.Sprint(primary.Port()))
+		rrdb := redisClient(t, r.URL())
+		for deadline := time.Now().Add(waitFor); ; time.Sleep(50 * time.Millisecond) {
+			if info, err := rrdb.Info(context.Background(), "replication").Result(); err == nil && strings.Contains(info, "master_link_status:up") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("replica never synced")
+			}
+		}
+	}
+	if got := start(1); !strings.Contains(got, "redis.min_replicas is 1 "+more) || !strings.Contains(got, "set it to 2") {
+		t.Errorf("min_replicas 1 of 2 replicas: no warning in\n%s", got)
+	}
+	if got := start(2); strings.Contains(got, "redis.min_replicas") {
+		t.Errorf("min_replicas 2 of 2 replicas: warned\n%s", got)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	neturl "net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -202,6 +203,50 @@ func (s *Store) Close() error {
 		s.workerWG.Wait()
 	})
 	return s.closeErr
+}
+
+// ReplicaCounts returns the replicas connected to each master the Store writes to, by the
+// master's address ("" for the one master of a standalone or Sentinel-managed setup), read
+// from INFO replication within OpTimeout.
+func (s *Store) ReplicaCounts(ctx context.Context) (map[string]int, error) {
+	if s.closed.Load() {
+		return nil, errClosed()
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	count := func(c redis.Cmdable) (int, error) {
+		info, err := c.Info(opCtx, "replication").Result()
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+				return strconv.Atoi(v)
+			}
+		}
+		return 0, errors.New("INFO replication has no connected_slaves")
+	}
+	out := map[string]int{}
+	if s.cluster != nil {
+		var mu sync.Mutex
+		err := s.cluster.ForEachMaster(opCtx, func(ctx context.Context, c *redis.Client) error {
+			n, err := count(c)
+			mu.Lock()
+			out[c.Options().Addr] = n
+			mu.Unlock()
+			return err
+		})
+		if err != nil {
+			return nil, s.fail(ctx, "info", err)
+		}
+		return out, nil
+	}
+	n, err := count(s.client)
+	if err != nil {
+		return nil, s.fail(ctx, "info", err)
+	}
+	out[""] = n
+	return out, nil
 }
 
 // Ping checks that Redis answers PING within OpTimeout.

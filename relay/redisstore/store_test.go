@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,6 +233,42 @@ func TestMinReplicasCluster(t *testing.T) {
 		if relay.ErrorCode(err) != relay.CodeUnavailable || !strings.Contains(err.Error(), "0 of 1 replicas") {
 			t.Errorf("partition %d: %v, want CodeUnavailable: 0 of 1 replicas", i, err)
 		}
+	}
+}
+
+// TestReplicaCounts: the replicas connected to the one master, or to each master of a
+// cluster (by address).
+func TestReplicaCounts(t *testing.T) {
+	primary := redistest.StartWith(t, "--repl-diskless-sync-delay", "0")
+	s := newStore(t, primary.URL(), redisstore.Options{})
+	if got, err := s.ReplicaCounts(t.Context()); err != nil || !maps.Equal(got, map[string]int{"": 0}) {
+		t.Fatalf("no replica: %v %v", got, err)
+	}
+	redistest.StartWith(t, "--replicaof", "127.0.0.1", strconv.Itoa(primary.Port()))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got, err := s.ReplicaCounts(t.Context())
+		if err == nil && maps.Equal(got, map[string]int{"": 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("one replica: %v %v", got, err)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	c := redistest.StartCluster(t, 2)
+	cs, err := redisstore.Open(c.URL(), true, "", redisstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	want := map[string]int{}
+	for _, n := range c.Nodes {
+		want[n.Addr()] = 0
+	}
+	if got, err := cs.ReplicaCounts(t.Context()); err != nil || !maps.Equal(got, want) {
+		t.Fatalf("cluster: %v %v, want %v", got, err, want)
 	}
 }
 
