@@ -34,7 +34,6 @@ const (
 	holdFor          = 30 * time.Second
 	extendEvery      = 10 * time.Second
 	leaseTTL         = 30 * time.Second
-	ackTimeout       = 5 * time.Second // bounds an acknowledgement written at once
 )
 
 // Observer is told about every attempt (metrics).
@@ -595,12 +594,11 @@ func (d *destination) extend(ctx context.Context) {
 }
 
 // ack acknowledges a settled delivery, on the calling goroutine: with the group's next read
-// of its partition where one comes soon (Service.AcknowledgeLater), otherwise at once. It is
-// written even as the subscription ends (settle outlives it): the event was delivered.
+// of its partition where one comes soon (Service.AcknowledgeLater), otherwise at once (a
+// store call, bounded by the store's timeout like the retries' Nack). It is written even as
+// the subscription ends (settle outlives it): the event was delivered.
 func (d *destination) ack(ackID string) {
-	ctx, cancel := context.WithTimeout(d.settle, ackTimeout)
-	defer cancel()
-	if err := d.p.svc.AcknowledgeLater(ctx, []string{ackID}); err != nil {
+	if err := d.p.svc.AcknowledgeLater(d.settle, []string{ackID}); err != nil {
 		d.log.Warn("push: could not acknowledge a delivery; it will be sent again", "error", relay.ErrorMessage(err))
 	}
 }

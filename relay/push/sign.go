@@ -30,7 +30,8 @@ func newSigner(secrets [][]byte) (*signer, error) {
 // sign returns the webhook-signature header value of body sent as id at ts.
 func (s *signer) sign(id string, ts time.Time, body []byte) string {
 	var b strings.Builder
-	var unix, mac [sha256.Size]byte
+	var unix [20]byte // an int64 in decimal
+	var mac [sha256.Size]byte
 	u := strconv.AppendInt(unix[:0], ts.Unix(), 10)
 	dot := []byte{'.'}
 	for i, k := range s.keys {

@@ -388,8 +388,8 @@ type signer func(msg []byte) (sigValue, error)
 
 // engine is the generic signature scheme.
 type engine struct {
-	scheme   string                       // Verified.Scheme when a MAC key matches
-	mac      func(key, msg []byte) []byte // HMAC or keyed hash
+	scheme   string                          // Verified.Scheme when a MAC key matches
+	mac      func(k *key, msg []byte) []byte // HMAC or keyed hash under k's MAC key
 	keys     []key
 	format   sigFormat
 	tmpl     template
@@ -483,7 +483,7 @@ func (e *engine) find(msgs [][]byte, sigs []sigValue) (*key, string) {
 					continue
 				}
 				if mac == nil {
-					mac = e.sum(k, m)
+					mac = e.mac(k, m)
 				}
 				if hmac.Equal(mac, s.b) {
 					return k, e.scheme
@@ -492,14 +492,6 @@ func (e *engine) find(msgs [][]byte, sigs []sigValue) (*key, string) {
 		}
 	}
 	return nil, ""
-}
-
-// sum returns the MAC of msg under k's MAC key.
-func (e *engine) sum(k *key, msg []byte) []byte {
-	if k.hm != nil {
-		return k.hm.Sum(nil, msg)
-	}
-	return e.mac(k.mac, msg)
 }
 
 func (e *engine) messagesFor(r *request, v *tvals) ([][]byte, error) {
@@ -582,7 +574,7 @@ func (e *engine) signer(priv crypto.Signer) (signer, error) {
 	}
 	for _, k := range e.keys {
 		if k.problem == "" && k.mac != nil {
-			return func(msg []byte) (sigValue, error) { return sigValue{b: e.sum(&k, msg)}, nil }, nil
+			return func(msg []byte) (sigValue, error) { return sigValue{b: e.mac(&k, msg)}, nil }, nil
 		}
 	}
 	if e.privateKey != nil {
@@ -611,7 +603,7 @@ type preset struct {
 func (p *preset) engine(b *builder) *engine {
 	e := &engine{
 		scheme:     "hmac-" + p.alg.name,
-		mac:        p.alg.hmac,
+		mac:        func(k *key, msg []byte) []byte { return k.hm.Sum(nil, msg) },
 		keys:       parseKeys(b.cfg.Secrets, p.keys),
 		format:     p.format,
 		tmpl:       p.tmpl,
@@ -623,7 +615,8 @@ func (p *preset) engine(b *builder) *engine {
 		privateKey: p.privateKey,
 	}
 	if p.keyed {
-		e.scheme, e.mac = p.alg.name, p.alg.keyedHash
+		e.scheme = p.alg.name
+		e.mac = func(k *key, msg []byte) []byte { return p.alg.keyedHash(k.mac, msg) }
 	} else {
 		for i := range e.keys {
 			if k := &e.keys[i]; k.mac != nil {
