@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -61,6 +62,15 @@ type IngressOptions struct {
 	// MinBodyRate (http.min_body_rate, bytes per second) is the slowest a webhook body may
 	// arrive after its first second; slower requests end with 408. 0: only the read timeout.
 	MinBodyRate int64
+	// ReadTimeout (http.read_timeout) is how long a webhook body may take in all, with or
+	// without MinBodyRate (which replaces the server's read deadline and must not extend
+	// it). 0: none.
+	ReadTimeout time.Duration
+	// MaxBodyMemory (http.max_body_memory) bounds the bytes of webhook bodies held at once,
+	// while they are received, verified and stored; a body that would go over it is answered
+	// 503 with Retry-After (0: unbounded). Without it, clients that each send most of a body
+	// and stall hold a buffer apiece for as long as the read timeout allows.
+	MaxBodyMemory int64
 	// Unverified is the budget, per client address, of webhook requests that fail
 	// verification (401); beyond it the address gets 429 until the bucket refills. Zero RPS:
 	// no budget.
@@ -90,7 +100,9 @@ type ingress struct {
 	sourceSem map[string]chan struct{}
 	// failures is the per-client-address budget of requests that fail verification.
 	failures *addrBuckets
-	tracer   trace.Tracer
+	// bodies is what webhook bodies hold at once (IngressOptions.MaxBodyMemory).
+	bodies *byteBudget
+	tracer trace.Tracer
 	// webhooks, when set, answers POSTed webhooks directly (see receive); else they go
 	// through the gateway mux like every other route.
 	webhooks  *WebhookServer
@@ -121,7 +133,37 @@ func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Me
 	if opts.Unverified.RPS > 0 {
 		in.failures = newAddrBuckets(opts.Unverified.RPS, max(1, opts.Unverified.Burst), maxTrackedAddrs)
 	}
+	in.bodies = &byteBudget{limit: opts.MaxBodyMemory, metrics: m}
 	return in
+}
+
+// byteBudget counts bytes held against a limit (0: none), and reports them to the
+// eventrelay_webhook_body_bytes gauge.
+type byteBudget struct {
+	limit   int64
+	used    atomic.Int64
+	metrics *Metrics
+}
+
+// take holds n more bytes; false (holding nothing) when that would go over the limit.
+func (b *byteBudget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	if b.used.Add(n) > b.limit && b.limit > 0 {
+		b.used.Add(-n)
+		return false
+	}
+	b.metrics.bodyHeld(n)
+	return true
+}
+
+// give returns n bytes that take held.
+func (b *byteBudget) give(n int64) {
+	if b != nil && n != 0 {
+		b.used.Add(-n)
+		b.metrics.bodyHeld(-n)
+	}
 }
 
 // statusWriter records the status written, and why a refusal was answered.
@@ -216,12 +258,15 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				return
 			}
 		}
+		// The source's token is taken once the body is in (below), so that requests admitted
+		// together cannot overdraw the bucket, and given back unless the answer is a 2xx.
+		taken := false
 		defer func() {
-			switch {
-			case sw.status == http.StatusUnauthorized:
+			if sw.status == http.StatusUnauthorized {
 				in.failures.spend(ip, time.Now())
-			case sw.status >= 200 && sw.status < 300 && limiter != nil:
-				limiter.spend(time.Now())
+			}
+			if taken && (sw.status < 200 || sw.status >= 300) {
+				limiter.refund(time.Now())
 			}
 		}()
 		if r.Method == http.MethodPost {
@@ -243,9 +288,18 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 					return
 				}
 			}
-			body, err := readBody(sw, r, limit, in.opts.MinBodyRate)
+			var until time.Time
+			if in.opts.ReadTimeout > 0 {
+				until = time.Now().Add(in.opts.ReadTimeout)
+			}
+			body, held, err := readBody(sw, r, limit, in.opts.MinBodyRate, until, in.bodies)
+			defer in.bodies.give(held)
 			info.bodySize = len(body)
 			if err != nil {
+				if errors.Is(err, errBodyMemory) {
+					refuse(sw, "body_memory", relay.Errorf(relay.CodeUnavailable, "too many webhook bodies held at once (http.max_body_memory)"))
+					return
+				}
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					// http.read_timeout ran out: a client dribbling its body (slowloris).
@@ -259,6 +313,14 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			if int64(len(body)) > limit {
 				refuse(sw, "size", relay.Errorf(relay.CodeTooLarge, "body larger than %d bytes", limit))
 				return
+			}
+			if limiter != nil {
+				var wait time.Duration
+				if taken, wait = limiter.take(time.Now()); !taken {
+					sw.Header().Set("Retry-After", retryAfter(wait))
+					refuse(sw, "rate_limit", relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
+					return
+				}
 			}
 			// Slots are taken once the body is in: a client dribbling its body holds none.
 			release, ok := in.acquire(name)
@@ -349,13 +411,23 @@ func retryAfter(wait time.Duration) string {
 // bodyGrace is how long a body may take before http.min_body_rate applies.
 const bodyGrace = time.Second
 
+// errBodyMemory is readBody's error when the body would take the listener over
+// http.max_body_memory.
+var errBodyMemory = errors.New("webhook bodies over http.max_body_memory")
+
 // readBody reads a request body of at most limit bytes (one more is read to tell a longer
 // one). With minRate > 0 (bytes per second) the body must arrive at that rate after the
 // first second: before every read the connection's read deadline is set to the moment the
 // bytes received so far would fall below it, so a client dribbling its body gets a timeout
-// (408) within about a second instead of holding the connection for http.read_timeout.
-// Memory grows with the bytes received, not with the Content-Length announced.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, minRate int64) ([]byte, error) {
+// (408) within about a second instead of holding the connection for http.read_timeout. That
+// deadline replaces the server's, so it never goes past until (http.read_timeout; zero:
+// none): a client that sends most of a body quickly and then stalls is cut then, not when
+// the rate would allow.
+//
+// Memory grows with the bytes received, not with the Content-Length announced, and every
+// byte of buffer is taken from budget first (errBodyMemory when it has none left); held is
+// what the caller gives back once the body is no longer needed, also after an error.
+func readBody(w http.ResponseWriter, r *http.Request, limit, minRate int64, until time.Time, budget *byteBudget) (buf []byte, held int64, err error) {
 	var rc *http.ResponseController
 	start := time.Now()
 	if minRate > 0 {
@@ -365,14 +437,29 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, minRate int64
 	if n < 0 || n > limit {
 		n = limit + 1
 	}
-	buf := make([]byte, 0, min(n, 64<<10))
+	grow := func(by int64) bool {
+		old := int64(cap(buf))
+		next := slices.Grow(buf, int(by))
+		if !budget.take(int64(cap(next)) - old) {
+			return false
+		}
+		held += int64(cap(next)) - old
+		buf = next
+		return true
+	}
+	if !grow(min(n, 64<<10)) {
+		return nil, held, errBodyMemory
+	}
 	for int64(len(buf)) < n {
 		if rc != nil {
 			due := start.Add(bodyGrace + time.Duration(float64(len(buf)+1)/float64(minRate)*float64(time.Second)))
+			if !until.IsZero() && due.After(until) {
+				due = until
+			}
 			_ = rc.SetReadDeadline(due)
 		}
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, int(min(n-int64(len(buf)), int64(cap(buf)))))
+		if len(buf) == cap(buf) && !grow(min(n-int64(len(buf)), int64(cap(buf)))) {
+			return nil, held, errBodyMemory
 		}
 		m, err := r.Body.Read(buf[len(buf):min(int64(cap(buf)), n)])
 		buf = buf[:len(buf)+m]
@@ -380,18 +467,18 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, minRate int64
 			break
 		}
 		if err != nil {
-			return nil, err
+			return nil, held, err
 		}
 	}
 	if r.ContentLength >= 0 && int64(len(buf)) < r.ContentLength && int64(len(buf)) <= limit {
-		return nil, io.ErrUnexpectedEOF
+		return nil, held, io.ErrUnexpectedEOF
 	}
 	if rc != nil {
 		// The body is in: lift the rate deadline. (After a timeout it stays in the past, so
 		// the server does not wait for the rest of the body before answering 408.)
 		_ = rc.SetReadDeadline(time.Time{})
 	}
-	return buf, nil
+	return buf, held, nil
 }
 
 // receive answers a POSTed webhook as the gateway's ReceiveWebhook route would (same
@@ -524,6 +611,26 @@ func (b *bucket) peek(now time.Time) (bool, time.Duration) {
 		return true, 0
 	}
 	return false, b.wait()
+}
+
+// take spends a token when one is left; when none is, it reports how long until one is.
+func (b *bucket) take(now time.Time) (bool, time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, b.wait()
+}
+
+// refund gives back a token that take spent, for a request that turned out not to count.
+func (b *bucket) refund(now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(now)
+	b.tokens = min(b.burst, b.tokens+1)
 }
 
 // spend charges a token for a request admitted by peek. Requests admitted together may

@@ -1,12 +1,14 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -394,5 +396,188 @@ func TestAddrBucketsBounded(t *testing.T) {
 	nilBuckets.spend(hot, now)
 	if ok, _ := nilBuckets.allow(hot, now); !ok {
 		t.Fatal("with no budget configured an address is refused")
+	}
+}
+
+// TestBucketTakeRefund: take spends a token at once, so that requests admitted together
+// cannot overdraw the bucket, and refund gives it back (never above the burst).
+func TestBucketTakeRefund(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	b := newBucket(1, 2)
+	for i, want := range []bool{true, true, false} {
+		if ok, _ := b.take(t0); ok != want {
+			t.Fatalf("take %d: %v, want %v", i, ok, want)
+		}
+	}
+	if _, wait := b.take(t0); wait != time.Second {
+		t.Fatalf("wait with no token left: %s, want 1s", wait)
+	}
+	b.refund(t0)
+	if ok, _ := b.take(t0); !ok {
+		t.Fatal("no token after a refund")
+	}
+	for range 5 {
+		b.refund(t0)
+	}
+	for i, want := range []bool{true, true, false} { // refunds stop at the burst
+		if ok, _ := b.take(t0); ok != want {
+			t.Fatalf("take %d after refunds: %v, want %v", i, ok, want)
+		}
+	}
+}
+
+// TestRateLimitConcurrent: a source's rate_limit admits at most its burst of webhooks at
+// once (before, tokens were checked at admission and spent after the answer, so every
+// request that came while others were in flight passed), and a request that is not
+// answered 2xx gives its token back.
+func TestRateLimitConcurrent(t *testing.T) {
+	srcs := testSources()
+	srcs[0].RateLimit = relay.RateLimit{RPS: 0.001, Burst: 2} // orders: no refill during the test
+	e := newEnv(t, envOptions{sources: srcs})
+	in := newIngress(e.svc, IngressOptions{}, e.log, e.metrics)
+	type held struct{ answer chan int }
+	entered := make(chan held)
+	h := in.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := held{answer: make(chan int)}
+		entered <- hd
+		w.WriteHeader(<-hd.answer)
+	}))
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", strings.NewReader("{}"))
+		r.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	done := make(chan int, 3)
+	var inside []held
+	for range 2 {
+		go func() { done <- post().Code }()
+		inside = append(inside, <-entered)
+	}
+	third := make(chan *httptest.ResponseRecorder, 1)
+	go func() { third <- post() }()
+	select {
+	case rec := <-third:
+		if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+			t.Fatalf("third request while two hold the burst: %d Retry-After %q, want 429 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+		}
+	case hd := <-entered:
+		hd.answer <- http.StatusOK
+		t.Fatal("a third request was admitted while two held the burst of 2")
+	}
+	inside[0].answer <- http.StatusUnauthorized // not a 2xx: its token comes back
+	if code := <-done; code != http.StatusUnauthorized {
+		t.Fatalf("first: %d", code)
+	}
+	go func() { done <- post().Code }()
+	next := <-entered
+	inside[1].answer <- http.StatusOK
+	next.answer <- http.StatusOK
+	for range 2 {
+		if code := <-done; code != http.StatusOK {
+			t.Fatalf("held request: %d", code)
+		}
+	}
+	if rec := post(); rec.Code != http.StatusTooManyRequests { // both tokens spent by 2xx answers
+		t.Fatalf("after two 200s: %d, want 429", rec.Code)
+	}
+}
+
+// recordedDeadlines records the read deadlines http.ResponseController sets.
+type recordedDeadlines struct {
+	http.ResponseWriter
+	deadlines []time.Time
+}
+
+func (w *recordedDeadlines) SetReadDeadline(t time.Time) error {
+	w.deadlines = append(w.deadlines, t)
+	return nil
+}
+
+// stallingBody returns n bytes at once, then a timeout, as a connection whose sender
+// stopped would once its read deadline passed.
+type stallingBody struct{ n int }
+
+func (b *stallingBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	k := min(len(p), b.n)
+	b.n -= k
+	return k, nil
+}
+func (b *stallingBody) Close() error { return nil }
+
+// TestReadBodyDeadline: http.min_body_rate sets the connection's read deadline from the bytes
+// received so far, which replaces the server's http.read_timeout deadline. A body that sends
+// most of itself at once earns a rate deadline far beyond read_timeout (100,000 bytes at
+// 1,024 bytes/s: about 98 s); every deadline set stays at or before until.
+func TestReadBodyDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		until time.Duration // 0: none
+	}{
+		{"read_timeout caps the rate deadline", 5 * time.Second},
+		{"no read_timeout", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			var until time.Time
+			if tc.until > 0 {
+				until = start.Add(tc.until)
+			}
+			w := &recordedDeadlines{ResponseWriter: httptest.NewRecorder()}
+			r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", nil)
+			r.Body, r.ContentLength = &stallingBody{n: 100_000}, 110_000
+			_, held, err := readBody(w, r, 1<<20, 1024, until, nil)
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("err %v, want the stalled read's timeout", err)
+			}
+			if held == 0 {
+				t.Fatal("held 0 bytes for a buffer of 100,000")
+			}
+			last := w.deadlines[len(w.deadlines)-1] // the deadline of the read that stalled
+			switch {
+			case tc.until > 0 && last.After(until):
+				t.Fatalf("read deadline %s after the start, past read_timeout %s", last.Sub(start), tc.until)
+			case tc.until == 0 && last.Sub(start) < 90*time.Second:
+				t.Fatalf("read deadline %s after the start, want the rate's (about 98 s)", last.Sub(start))
+			}
+		})
+	}
+}
+
+// TestReadBodyMemory: every byte of a body's buffer is taken from the listener's budget
+// (http.max_body_memory) before it is allocated; a body that would go over it fails with
+// errBodyMemory, and what each call reports held returns the budget to zero.
+func TestReadBodyMemory(t *testing.T) {
+	budget := &byteBudget{limit: 300 << 10}
+	read := func(n int) ([]byte, int64, error) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", strings.NewReader(strings.Repeat("x", n)))
+		return readBody(httptest.NewRecorder(), r, 1<<20, 0, time.Time{}, budget)
+	}
+	b1, h1, err := read(200 << 10)
+	if err != nil || len(b1) != 200<<10 || h1 < 200<<10 {
+		t.Fatalf("first body: %d bytes, held %d, %v", len(b1), h1, err)
+	}
+	_, h2, err := read(200 << 10)
+	if !errors.Is(err, errBodyMemory) {
+		t.Fatalf("second body of 200 KiB with %d of 300 KiB held: %v, want errBodyMemory", budget.used.Load(), err)
+	}
+	b3, h3, err := read(1000) // a small one still fits
+	if err != nil || len(b3) != 1000 {
+		t.Fatalf("small body: %d bytes, %v", len(b3), err)
+	}
+	for _, h := range []int64{h1, h2, h3} {
+		budget.give(h)
+	}
+	if used := budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes still held after every body was given back", used)
+	}
+	if _, h, err := read(200 << 10); err != nil {
+		t.Fatalf("after the first was given back: %v", err)
+	} else {
+		budget.give(h)
 	}
 }

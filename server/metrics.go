@@ -29,6 +29,7 @@ type Metrics struct {
 	batchSize     *prometheus.HistogramVec
 	redisErrors   *prometheus.CounterVec
 	filterErrors  prometheus.Counter
+	bodyBytes     prometheus.Gauge
 }
 
 // NewMetrics registers eventrelay's metrics (and the Go and process collectors) in a new
@@ -81,11 +82,21 @@ func NewMetrics() *Metrics {
 		filterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eventrelay_filter_errors_total", Help: "Events a subscription's filter could not be evaluated on (counted as not matching).",
 		}),
+		bodyBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eventrelay_webhook_body_bytes", Help: "Bytes of webhook bodies held while they arrive, are verified and are stored (bounded by http.max_body_memory).",
+		}),
 	}
 	r.MustRegister(m.requests, m.verifyFails, m.verifyKeys, m.appendSeconds, m.ingestedTotal, m.dedupeHits,
-		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors, m.batchSize, m.redisErrors, m.filterErrors,
+		m.subscribers, m.deliveries, m.redeliveries, m.acks, m.storeErrors, m.batchSize, m.redisErrors, m.filterErrors, m.bodyBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// bodyHeld adds delta to the bytes of webhook bodies held.
+func (m *Metrics) bodyHeld(delta int64) {
+	if m != nil {
+		m.bodyBytes.Add(float64(delta))
+	}
 }
 
 // FilterError counts an event a subscription's filter could not be evaluated on (wire it to

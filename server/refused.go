@@ -19,7 +19,7 @@ type Refusal struct {
 	Time   time.Time `json:"time"`
 	Status int       `json:"status"`
 	// Reason: signature (mismatch), missing, malformed, stale, future, no_secret (verification);
-	// ip, rate_limit, unverified_limit, size, content_type, body_rate, invalid, method,
+	// ip, rate_limit, unverified_limit, size, content_type, body_rate, body_memory, invalid, method,
 	// unavailable (refused by the ingress); the error code (invalid, unavailable, ...) of
 	// another failure of the ingest; error when nothing says more.
 	Reason string `json:"reason"`

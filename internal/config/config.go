@@ -98,6 +98,10 @@ type HTTPConfig struct {
 	// MinBodyRate (min_body_rate) is the slowest, in bytes per second, a webhook body may
 	// arrive after its first second (408 beyond), default 1024; 0 = only read_timeout.
 	MinBodyRate int64 `koanf:"min_body_rate"`
+	// MaxBodyMemory (max_body_memory) bounds the bytes of webhook bodies relayd holds at
+	// once, while they arrive, are verified and are stored (503 + Retry-After beyond),
+	// default 256 MiB; 0 = unbounded.
+	MaxBodyMemory int64 `koanf:"max_body_memory"`
 	// Unverified (unverified_limit: {rps, burst}) is each client address's budget of webhook
 	// requests that fail verification (429 beyond), default 1 per second, burst 20; rps 0 =
 	// none. Such requests never spend a source's rate_limit.
@@ -258,6 +262,7 @@ const (
 	DefaultMaxConcurrent     = 1024
 	DefaultMaxRequestBytes   = server.DefaultMaxRequestBytes
 	DefaultMinBodyRate       = 1024
+	DefaultMaxBodyMemory     = 256 << 20
 	DefaultUnverifiedRPS     = 1
 	DefaultUnverifiedBurst   = 20
 	DefaultTailBuffer        = 4096
@@ -267,6 +272,10 @@ const (
 	DefaultSendTimeout       = 30 * time.Second
 	DefaultMaxStreamsPerConn = 100
 )
+
+// maxBodySlack is what a webhook body's buffer may take beyond the body (rounding to
+// pages, the byte read to tell a longer body).
+const maxBodySlack = 64 << 10
 
 // Default returns the configuration used when nothing is configured: HTTP on :8080,
 // gRPC on :9090 with reflection, admin on :9091, the embedded Redis, JSON logs at info,
@@ -283,6 +292,7 @@ func Default() *Config {
 			MaxConcurrent:     DefaultMaxConcurrent,
 			MaxRequestBytes:   DefaultMaxRequestBytes,
 			MinBodyRate:       DefaultMinBodyRate,
+			MaxBodyMemory:     DefaultMaxBodyMemory,
 			Unverified:        relay.RateLimit{RPS: DefaultUnverifiedRPS, Burst: DefaultUnverifiedBurst},
 		},
 		GRPC:    GRPCConfig{Addr: DefaultGRPCAddr, Reflection: true, MaxStreamsPerConnection: DefaultMaxStreamsPerConn},
@@ -436,6 +446,7 @@ func (c *Config) validate() []*FieldError {
 	v.nonNegative("http.max_header_bytes", int64(c.HTTP.MaxHeaderBytes))
 	v.nonNegative("http.max_concurrent", int64(c.HTTP.MaxConcurrent))
 	v.nonNegative("http.min_body_rate", c.HTTP.MinBodyRate)
+	v.nonNegative("http.max_body_memory", c.HTTP.MaxBodyMemory)
 	if c.HTTP.Unverified.RPS < 0 || c.HTTP.Unverified.Burst < 0 {
 		v.errf("http.unverified_limit", "rps and burst must not be negative")
 	}
@@ -524,6 +535,11 @@ func (c *Config) validate() []*FieldError {
 			names[s.Name] = i
 		}
 		v.source(p, s)
+		// One body of the largest size must fit (its buffer may exceed it by a few pages).
+		if m := c.HTTP.MaxBodyMemory; m > 0 && s.MaxBodyBytes > 0 && m < s.MaxBodyBytes+maxBodySlack {
+			v.errf("http.max_body_memory", "%d is too small for sources[%d].max_body_bytes %d: it must be at least %d (or 0: unbounded)",
+				m, i, s.MaxBodyBytes, s.MaxBodyBytes+maxBodySlack)
+		}
 	}
 
 	// Auth tokens.

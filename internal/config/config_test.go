@@ -55,7 +55,7 @@ func TestConfigDefaults(t *testing.T) {
 			Addr: ":8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second,
 			MaxHeaderBytes: 64 << 10, MaxConcurrent: 1024,
-			MaxRequestBytes: 1 << 20, MinBodyRate: 1024, Unverified: relay.RateLimit{RPS: 1, Burst: 20},
+			MaxRequestBytes: 1 << 20, MinBodyRate: 1024, MaxBodyMemory: 256 << 20, Unverified: relay.RateLimit{RPS: 1, Burst: 20},
 		},
 		GRPC:      GRPCConfig{Addr: ":9090", Reflection: true, MaxStreamsPerConnection: 100},
 		Admin:     AdminConfig{Addr: ":9091"},
@@ -98,6 +98,7 @@ http:
   max_concurrent: 10
   max_request_bytes: 65536
   min_body_rate: 2048
+  max_body_memory: 67108864
   unverified_limit: { rps: 0.5, burst: 5 }
 grpc:
   addr: ":9443"
@@ -193,6 +194,7 @@ func TestConfigFullRoundTrip(t *testing.T) {
 			MaxConcurrent:     10,
 			MaxRequestBytes:   65536,
 			MinBodyRate:       2048,
+			MaxBodyMemory:     64 << 20,
 			Unverified:        relay.RateLimit{RPS: 0.5, Burst: 5},
 		},
 		GRPC: GRPCConfig{Addr: ":9443", TLS: TLSConfig{CertFile: "/g.crt", KeyFile: "/g.key", ClientCAFile: "/ca.pem"},
@@ -338,8 +340,11 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"http.tls.client_file: unknown key"}},
 		{"http client CA without TLS", "http:\n  tls:\n    client_ca_file: /ca\n", nil, nil,
 			[]string{"http.tls.client_ca_file: needs cert_file and key_file"}},
-		{"http limits", "http:\n  max_request_bytes: 10\n  min_body_rate: -1\n  unverified_limit: {rps: -1}\n", nil, nil,
-			[]string{"http.max_request_bytes: must be at least 1024, got 10", "http.min_body_rate", "http.unverified_limit: rps and burst must not be negative"}},
+		{"http limits", "http:\n  max_request_bytes: 10\n  min_body_rate: -1\n  max_body_memory: -1\n  unverified_limit: {rps: -1}\n", nil, nil,
+			[]string{"http.max_request_bytes: must be at least 1024, got 10", "http.min_body_rate", "http.max_body_memory: must not be negative",
+				"http.unverified_limit: rps and burst must not be negative"}},
+		{"max_body_memory below a source's max_body_bytes", "http:\n  max_body_memory: 1048576\nsources:\n  - {name: a, secrets: [x]}\n", nil, nil,
+			[]string{"http.max_body_memory: 1048576 is too small for sources[0].max_body_bytes 1048576: it must be at least 1114112 (or 0: unbounded)"}},
 		{"source max_concurrent", "sources:\n  - {name: a, secrets: [x], max_concurrent: -2}\n", nil, nil,
 			[]string{"max_concurrent: must not be negative, got -2"}},
 		{"unknown key in a source",

@@ -77,6 +77,7 @@ func TestEveryOverride(t *testing.T) {
 		{"RELAY_HTTP_MAX_CONCURRENT", "http.max_concurrent", "77", func(c *Config) any { return c.HTTP.MaxConcurrent }, 77},
 		{"RELAY_HTTP_MAX_REQUEST_BYTES", "http.max_request_bytes", "2097152", func(c *Config) any { return c.HTTP.MaxRequestBytes }, int64(2097152)},
 		{"RELAY_HTTP_MIN_BODY_RATE", "http.min_body_rate", "0", func(c *Config) any { return c.HTTP.MinBodyRate }, int64(0)},
+		{"RELAY_HTTP_MAX_BODY_MEMORY", "http.max_body_memory", "0", func(c *Config) any { return c.HTTP.MaxBodyMemory }, int64(0)},
 		{"RELAY_HTTP_UNVERIFIED_LIMIT_RPS", "http.unverified_limit.rps", "2.5", func(c *Config) any { return c.HTTP.Unverified.RPS }, 2.5},
 		{"RELAY_HTTP_UNVERIFIED_LIMIT_BURST", "http.unverified_limit.burst", "40", func(c *Config) any { return c.HTTP.Unverified.Burst }, 40},
 		{"RELAY_GRPC_ADDR", "grpc.addr", "127.0.0.1:19090", func(c *Config) any { return c.GRPC.Addr }, "127.0.0.1:19090"},

@@ -201,6 +201,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			TrustedProxies: cfg.HTTP.TrustedProxies,
 			MaxConcurrent:  cfg.HTTP.MaxConcurrent,
 			MinBodyRate:    cfg.HTTP.MinBodyRate,
+			ReadTimeout:    cfg.HTTP.ReadTimeout,
+			MaxBodyMemory:  cfg.HTTP.MaxBodyMemory,
 			Unverified:     cfg.HTTP.Unverified,
 			ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 				return verify.SourceAccepts(src, ct)

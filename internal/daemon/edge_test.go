@@ -945,3 +945,108 @@ func TestStreamsPerConnection(t *testing.T) {
 		secAwait(t, "one subscriber left", func() bool { return subscribersGauge(t, m) == 1 })
 	})
 }
+
+// TestStalledBodies: clients that send most of a body at once and then stall. Such a body
+// earned a http.min_body_rate deadline far beyond http.read_timeout (150 KiB at 1,024 bytes/s:
+// about 150 s), and each held its buffer meanwhile, with nothing bounding their number.
+//
+//   - http.max_body_memory (400 KiB here) holds two of them (160 KiB of buffer each);
+//     a third large body is answered 503 with Retry-After at once, and stores nothing;
+//   - a small signed webhook still fits beside them and gets 200;
+//   - the stalled two are answered 408 by http.read_timeout (10 s here), not by the rate;
+//   - then a large body fits again.
+func TestStalledBodies(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	cfg.HTTP.ReadTimeout = 10 * time.Second
+	cfg.HTTP.MaxBodyMemory = 400 << 10
+	cfg.Sources[0].MaxBodyBytes = 256 << 10
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+
+	const length, sent = 200 << 10, 150 << 10
+	// stall sends the headers and sent bytes of a body of length, then nothing; it reports
+	// the status of the answer (0: none before the guard deadline, far above read_timeout).
+	stall := func(sentBody chan<- struct{}) <-chan int {
+		status := make(chan int, 1)
+		conn, err := net.Dial("tcp", m.HTTPAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_ = conn.SetDeadline(time.Now().Add(60 * time.Second))
+		go func() {
+			head := fmt.Sprintf("POST /v1/webhooks/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+				"X-Signature: sha256=00\r\nContent-Length: %d\r\n\r\n", length)
+			_, err := io.WriteString(conn, head+"{"+strings.Repeat(" ", sent-1))
+			if sentBody != nil {
+				close(sentBody)
+			}
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		return status
+	}
+	var first []<-chan int
+	for range 2 {
+		sentBody := make(chan struct{})
+		first = append(first, stall(sentBody))
+		<-sentBody
+	}
+	waitUntil(t, "two stalled bodies held", func() bool { return bodyBytes(t, m) >= 2*sent })
+	third := stall(nil)
+	if s := <-third; s != http.StatusServiceUnavailable {
+		t.Fatalf("a third large body beside two stalled ones: %d, want 503", s)
+	}
+	if got := post(t, m, "orders", []byte(`{"id":"evt_small","type":"t"}`), e2e.Sign(testSecret, []byte(`{"id":"evt_small","type":"t"}`))); got.status != 200 {
+		t.Fatalf("small signed webhook beside the stalled bodies: %d %s", got.status, got.body)
+	}
+	for i, c := range first {
+		if s := <-c; s != http.StatusRequestTimeout {
+			t.Fatalf("stalled body %d: %d, want 408 by http.read_timeout", i, s)
+		}
+	}
+	waitUntil(t, "the stalled bodies' memory given back", func() bool { return bodyBytes(t, m) == 0 })
+	big := append([]byte(`{"id":"evt_big","type":"t","pad":"`), bytes.Repeat([]byte("x"), length)...)
+	big = append(big, `"}`...)
+	if got := post(t, m, "orders", big, e2e.Sign(testSecret, big)); got.status != 200 {
+		t.Fatalf("large signed webhook once the stalled ones ended: %d %s", got.status, got.body)
+	}
+	if n, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result(); err != nil || n != 2 {
+		t.Fatalf("stream length %d (%v), want 2", n, err)
+	}
+}
+
+// bodyBytes is relayd's eventrelay_webhook_body_bytes.
+func bodyBytes(t *testing.T, m *Main) int {
+	t.Helper()
+	for line := range strings.Lines(scrape(t, m.AdminAddr)) {
+		if v, ok := strings.CutPrefix(line, "eventrelay_webhook_body_bytes "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("eventrelay_webhook_body_bytes %q: %v", v, err)
+			}
+			return int(f)
+		}
+	}
+	t.Fatal("/metrics lacks eventrelay_webhook_body_bytes")
+	return 0
+}
+
+// waitUntil polls cond until it holds, failing the test after 30 s (a guard against a hang).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
