@@ -40,9 +40,13 @@ func guardEventRoutes(opts EventRoutesOptions, next http.Handler) http.Handler {
 	if limit <= 0 {
 		limit = DefaultMaxRequestBytes
 	}
+	sameOrigin := CrossOriginGuard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, webhookPrefix) {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if !crossOriginAllowed(sameOrigin, w, r) {
 			return
 		}
 		if opts.RequireClientCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
@@ -106,4 +110,28 @@ func eventRoutes(doc []byte) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// crossOriginAllowed runs guard (a CrossOriginGuard around a handler that writes nothing) on
+// r: false when it answered r with its refusal.
+func crossOriginAllowed(guard http.Handler, w http.ResponseWriter, r *http.Request) bool {
+	sw := &statusWriter{ResponseWriter: w}
+	guard.ServeHTTP(sw, r)
+	return sw.status == 0
+}
+
+// CrossOriginGuard refuses state-changing requests (every method but GET, HEAD and OPTIONS)
+// that a browser sends from another origin, answering 403 with a google.rpc.Status: a web
+// page an operator opens cannot make their browser POST to a listener it can reach and the
+// page's author cannot (the admin listener on loopback, say: the console's test webhooks,
+// redrives, resumes, publishes). Browsers mark such requests with Sec-Fetch-Site or an
+// Origin whose host is not the request's (net/http's CrossOriginProtection); requests
+// without either, from relayctl, curl or a service, pass, as does the console's own.
+func CrossOriginGuard(next http.Handler) http.Handler {
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, relay.Errorf(relay.CodePermissionDenied,
+			"cross-origin request refused: a browser may only send %s from this listener's own pages", r.Method))
+	}))
+	return p.Handler(next)
 }

@@ -1050,3 +1050,71 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestCrossOriginRefused: with no auth.tokens (the default), a web page the operator opens
+// could have their browser POST to the listeners it reaches: the console's test webhook
+// (which relayd signs itself), a publish. Requests a browser marks as cross-origin
+// (Sec-Fetch-Site, or an Origin whose host is not the request's) are answered 403 and change
+// nothing; the console's own (same-origin) and non-browser requests (no such headers) pass.
+func TestCrossOriginRefused(t *testing.T) {
+	cfg := testConfig(embeddedURL(t))
+	m := startMain(t, cfg)
+	rdb := redisClient(t, cfg.Redis.URL)
+	n := 0
+	length := func() int64 {
+		l, err := rdb.XLen(context.Background(), "relay:{orders:0}:s").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	for _, tc := range []struct {
+		name string
+		hdr  []string // name, value pairs
+		want int
+	}{
+		{"cross-site fetch", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"same-site other origin", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"foreign Origin without Sec-Fetch-Site", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+		{"no browser headers (relayctl, curl)", nil, http.StatusOK},
+		{"the console itself", []string{"Sec-Fetch-Site", "same-origin"}, http.StatusOK},
+		{"typed into the address bar", []string{"Sec-Fetch-Site", "none"}, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, target := range []struct{ addr, path, body string }{
+				{m.AdminAddr, "/v1/console/sources/orders/send", `{"body":"{\"id\":\"evt_csrf_%d\",\"type\":\"t\"}","content_type":"application/json"}`},
+				{m.AdminAddr, "/v1/events", `{"source":"orders","id":"evt_csrf_%d","type":"t","data":"e30="}`},
+				{m.HTTPAddr, "/v1/events", `{"source":"orders","id":"evt_csrf_%d","type":"t","data":"e30="}`},
+			} {
+				n++
+				req, err := http.NewRequest(http.MethodPost, "http://"+target.addr+target.path, strings.NewReader(fmt.Sprintf(target.body, n)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "text/plain;charset=UTF-8") // a "simple" request: no preflight
+				for i := 0; i+1 < len(tc.hdr); i += 2 {
+					req.Header.Set(tc.hdr[i], tc.hdr[i+1])
+				}
+				before := length()
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Fatalf("POST %s%s: %d %s, want %d", target.addr, target.path, resp.StatusCode, body, tc.want)
+				}
+				want := before
+				if tc.want == http.StatusOK {
+					want++
+				} else if !strings.Contains(string(body), "cross-origin request refused") {
+					t.Fatalf("POST %s: refusal %s does not say why", target.path, body)
+				}
+				if got := length(); got != want {
+					t.Fatalf("POST %s%s: stream length %d -> %d, want %d", target.addr, target.path, before, got, want)
+				}
+			}
+		})
+	}
+}
