@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -420,9 +421,27 @@ func (s *Service) FindEvent(ctx context.Context, source, id string) (ListItem, e
 		if err != nil {
 			return ListItem{}, err
 		}
-		return ListItem{Partition: p, Entry: e, Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{p: e.ID}})}, nil
+		return ListItem{Partition: p, Entry: e, Cursor: cursorAfter(src.Partitions(), p, e.ID, false, "")}, nil
 	}
 	return ListItem{}, Errorf(CodeNotFound, "event %q not found in source %q (ids are found within the retention and dedupe window)", id, source)
+}
+
+// cursorAfter is the cursor just after the entry id of partition p, one of parts (a source's
+// partitions): p resumes after id, and every other partition after the millisecond before
+// id's. Stream ids order a source's entries by their append time to the millisecond, so a
+// subscription resumed from it gets every event appended after the entry in any partition,
+// and may repeat the other partitions' events of that same millisecond; it never skips one.
+// (A cursor of p alone would have the other partitions start at the subscription's start.)
+func cursorAfter(parts []Partition, p Partition, id ID, deadLetters bool, group string) string {
+	pos := make(map[Partition]ID, len(parts))
+	for _, q := range parts {
+		pos[q] = ID{}
+		if id.Ms > 0 {
+			pos[q] = ID{Ms: id.Ms - 1, Seq: math.MaxUint64}
+		}
+	}
+	pos[p] = id
+	return EncodeCursor(Cursor{Positions: pos, DeadLetters: deadLetters, Group: group})
 }
 
 // ListQuery pages through history.
@@ -577,7 +596,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 			continue
 		}
 		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
-			Cursor: EncodeCursor(Cursor{Positions: map[Partition]ID{heads[best].p: e.ID}, DeadLetters: q.DeadLetters, Group: q.Group})})
+			Cursor: cursorAfter(src.Partitions(), heads[best].p, e.ID, q.DeadLetters, q.Group)})
 	}
 	next := ""
 	if more {

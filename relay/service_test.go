@@ -1030,3 +1030,56 @@ func TestAcknowledgeLaterWithoutARead(t *testing.T) {
 		})
 	})
 }
+
+// The cursor of a found or listed event resumes after it in every partition of its source:
+// a subscription from it gets exactly the events appended after it. Before, the cursor held
+// the event's own partition only, and the others started at the subscription's start: the
+// events that followed in them were skipped (or, from the earliest, all repeated).
+func TestEventCursorCoversEveryPartition(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s", Partitions: 4})
+		for _, id := range ids("before", 10) {
+			f.publish(t, "s", id, "t", id) // keys spread the events over the 4 partitions
+		}
+		// Stream ids order a source's partitions to the millisecond: the event and those
+		// around it each get milliseconds of their own, so no repeat is allowed below.
+		time.Sleep(3 * time.Millisecond)
+		f.publish(t, "s", "x", "t", "x")
+		time.Sleep(3 * time.Millisecond)
+		after := ids("after", 20)
+		for _, id := range after {
+			f.publish(t, "s", id, "t", id)
+		}
+		found, err := f.svc.FindEvent(context.Background(), "s", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, _, err := f.svc.ListEvents(context.Background(), relay.ListQuery{Source: "s", PageSize: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := ""
+		for _, it := range items {
+			if ev, _ := relay.DecodeEvent(it.Entry.Event); ev.GetId() == "x" {
+				listed = it.Cursor
+			}
+		}
+		for name, cursor := range map[string]string{"FindEvent": found.Cursor, "ListEvents": listed} {
+			t.Run(name, func(t *testing.T) {
+				cur, err := relay.DecodeCursor(cursor)
+				if err != nil {
+					t.Fatalf("cursor %q: %v", cursor, err)
+				}
+				if len(cur.Positions) != 4 {
+					t.Fatalf("cursor covers %d partitions, want 4", len(cur.Positions))
+				}
+				s := subscribe(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, After: &cur}, nil)
+				got := s.wait(t, len(after))
+				slices.Sort(got)
+				if !slices.Equal(got, after) {
+					t.Fatalf("resumed after x: %v, want %v", got, after)
+				}
+			})
+		}
+	})
+}
