@@ -164,8 +164,8 @@ func movedCursor(c Cursor, p Partition, id ID) string {
 // message it was sent, from which it resumes with no gap and no repeat.
 func fellBehind(buffer int, cursor string) error {
 	err := Errorf(CodeResourceExhausted,
-		"the subscriber fell behind the stream by more than its buffer (%d entries); resume with after_cursor=%s (the cursor of the last message it was sent)",
-		buffer, cursor)
+		"the subscriber fell behind the stream by more than its buffer (%d entries, or %d reads of the stream: at a trickle each event is a read); resume with after_cursor=%s (the cursor of the last message it was sent)",
+		buffer, min(buffer, maxQueuedBatches), cursor)
 	err.ResumeCursor = cursor
 	return err
 }

@@ -103,7 +103,11 @@ type tailBatch struct {
 	n       int64 // entries ever appended up to the last of entries; -1 unknown
 }
 
-// maxQueuedBatches bounds a subscriber's channel; the entry bound is hub.bufSize.
+// maxQueuedBatches bounds a subscriber's channel (the reads of the stream queued for it, one
+// batch each); the entry bound is hub.bufSize. At a trickle every event is a read, so this is
+// the bound a stalled subscriber of a quiet stream meets first: 256 pointers per subscriber
+// and partition, where a channel of tail_buffer (4096) would cost 32 KiB for each of up to
+// subscribe.max_subscribers.
 const maxQueuedBatches = 256
 
 func newHub(store Store, bufSize int, block time.Duration, log *slog.Logger) *hub {
