@@ -56,6 +56,10 @@ type IngressOptions struct {
 	TrustedProxies []netip.Prefix
 	// ContentTypes decides 415s.
 	ContentTypes ContentTypePolicy
+	// CredentialHeaders, when set, names the headers that carry a source's credential or
+	// signature (verify.CredentialHeaders): redacted in the refused-requests log whatever
+	// their names (a token source's X-Hook-Pass, say).
+	CredentialHeaders func(src *relay.SourceConfig) []string
 	// MaxConcurrent bounds the webhook requests served at once; beyond it requests are shed
 	// with 503 and Retry-After instead of queueing (0: unbounded).
 	MaxConcurrent int
@@ -102,6 +106,8 @@ type ingress struct {
 	failures *addrBuckets
 	// bodies is what webhook bodies hold at once (IngressOptions.MaxBodyMemory).
 	bodies *byteBudget
+	// credentials are each source's credential headers (IngressOptions.CredentialHeaders).
+	credentials map[string][]string
 	tracer trace.Tracer
 	// webhooks, when set, answers POSTed webhooks directly (see receive); else they go
 	// through the gateway mux like every other route.
@@ -125,9 +131,14 @@ func newIngress(svc *relay.Service, opts IngressOptions, log *slog.Logger, m *Me
 		in.sem = make(chan struct{}, opts.MaxConcurrent)
 	}
 	in.sourceSem = map[string]chan struct{}{}
+	in.credentials = map[string][]string{}
 	for _, name := range svc.SourceNames() {
-		if src, _ := svc.Source(name); src.Config.MaxConcurrent > 0 {
+		src, _ := svc.Source(name)
+		if src.Config.MaxConcurrent > 0 {
 			in.sourceSem[name] = make(chan struct{}, src.Config.MaxConcurrent)
+		}
+		if opts.CredentialHeaders != nil {
+			in.credentials[name] = opts.CredentialHeaders(&src.Config)
 		}
 	}
 	if opts.Unverified.RPS > 0 {
@@ -371,7 +382,7 @@ func (in *ingress) settled(source string, r *http.Request, sw *statusWriter, inf
 	in.opts.Activity.record(source, sw.status, reason, now)
 	in.opts.Refused.add(source, Refusal{Time: now, Status: sw.status, Reason: reason,
 		Message: msg, ClientAddr: ip.String(), Method: r.Method, Path: redactedPath(r.URL.Path, r.URL.RawQuery),
-		Headers: redactedHeaders(r.Header), BodySize: max(r.ContentLength, int64(info.bodySize))})
+		Headers: redactedHeaders(r.Header, in.credentials[source]), BodySize: max(r.ContentLength, int64(info.bodySize))})
 }
 
 // acquire takes a slot of the listener (http.max_concurrent) and one of the source

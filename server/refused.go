@@ -101,12 +101,15 @@ func (l *RefusedLog) Recent(source string, limit int) []Refusal {
 // credentialWords mark header names whose values are redacted.
 var credentialWords = []string{"token", "secret", "key", "password", "auth", "cookie", "session"}
 
-// redactedHeaders returns h with one value per name, credentials redacted.
-func redactedHeaders(h http.Header) map[string]string {
+// redactedHeaders returns h with one value per name, credentials redacted: the headers
+// whose names say so (credentialWords) and the source's credential headers, whatever their
+// names (canonical names, as verify.CredentialHeaders gives them).
+func redactedHeaders(h http.Header, credentials []string) map[string]string {
 	out := make(map[string]string, len(h))
 	for name, vs := range h {
 		lower := strings.ToLower(name)
-		if slices.ContainsFunc(credentialWords, func(w string) bool { return strings.Contains(lower, w) }) {
+		if slices.Contains(credentials, http.CanonicalHeaderKey(name)) ||
+			slices.ContainsFunc(credentialWords, func(w string) bool { return strings.Contains(lower, w) }) {
 			out[name] = "redacted"
 			continue
 		}

@@ -207,6 +207,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			ContentTypes: func(src *relay.SourceConfig, ct string) bool {
 				return verify.SourceAccepts(src, ct)
 			},
+			CredentialHeaders: verify.CredentialHeaders,
 		},
 	})
 	if err != nil {

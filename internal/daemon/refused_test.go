@@ -58,11 +58,16 @@ func TestRefusedRequestsAreShown(t *testing.T) {
 	if sig.Path != "/v1/webhooks/orders?token=redacted" {
 		t.Errorf("path %q: the query value is not redacted", sig.Path)
 	}
-	if sig.Headers["Authorization"] != "redacted" || sig.Headers["X-Api-Token"] != "redacted" || sig.Headers["X-Signature"] == "" {
-		t.Errorf("headers %v: want Authorization and X-Api-Token redacted, X-Signature shown", sig.Headers)
+	if sig.Headers["Authorization"] != "redacted" || sig.Headers["X-Api-Token"] != "redacted" || sig.Headers["X-Signature"] != "redacted" {
+		t.Errorf("headers %v: want Authorization, X-Api-Token and the source's signature header redacted", sig.Headers)
+	}
+	// The 413 was answered before verification: its X-Signature is valid, and would let
+	// anyone who reads the log replay that body.
+	if size.Headers["X-Signature"] != "redacted" || size.Headers["Content-Type"] == "" {
+		t.Errorf("headers %v: want the valid signature redacted, Content-Type shown", size.Headers)
 	}
 	raw, _ := json.Marshal(got)
-	for _, secret := range []string{"s3cr3t-in-query", "Bearer abc", `"tok"`, `"r-1"`} {
+	for _, secret := range []string{"s3cr3t-in-query", "Bearer abc", `"tok"`, `"r-1"`, e2e.Sign(testSecret, big)} {
 		if strings.Contains(string(raw), secret) {
 			t.Errorf("the refused log shows %s", secret)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -193,4 +194,49 @@ func setQuery(r *request, q string) {
 		base, _, _ := strings.Cut(r.URL, "?")
 		r.URL = base + "?" + q
 	}
+}
+
+// CredentialHeaders returns the names (canonical) of the request headers that carry cfg's
+// credential or a signature made with its shared secret, as Sign writes them: the token, the
+// HMAC signature headers. The signed timestamp and id headers are not among them, nor are
+// signatures made with a private key (a source whose secrets are public keys returns none),
+// nor credentials carried in the query or the body (mailgun). The ingress redacts these
+// headers in what it records of refused requests, whatever their names.
+func CredentialHeaders(cfg *relay.SourceConfig) []string {
+	view, err := viewOf(cfg)
+	if err != nil {
+		return nil
+	}
+	v, err := build(view)
+	if err != nil {
+		return nil
+	}
+	req := &relay.WebhookRequest{Header: http.Header{}, URL: "https://relay.invalid/v1/webhooks/" + cfg.Name, Body: []byte("{}")}
+	if sign(cfg, req, time.Now(), nil) != nil {
+		return nil
+	}
+	visible := map[string]bool{"Content-Type": true}
+	var engines []*engine
+	switch a := v.auth.(type) {
+	case *engine:
+		engines = []*engine{a}
+	case *hubspotAuth:
+		engines = []*engine{a.v1, a.v2, a.v3}
+	}
+	for _, e := range engines {
+		if e.ts != nil && e.ts.header != "" {
+			visible[http.CanonicalHeaderKey(e.ts.header)] = true
+		}
+		if e.idHeader != "" {
+			visible[http.CanonicalHeaderKey(e.idHeader)] = true
+		}
+	}
+	var out []string
+	for name := range req.Header {
+		if !visible[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
