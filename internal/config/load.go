@@ -281,9 +281,9 @@ func newLoader(environ []string) *loader {
 // load merges the layers and decodes them into cfg.
 func (d *loader) load(path string, flags map[string]string, cfg *Config) error {
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readConfigFile(path)
 		if err != nil {
-			return fmt.Errorf("config file: %w", err)
+			return err
 		}
 		d.file, d.dir = path, filepath.Dir(path)
 		if err := d.k.Load(yamlFile{d, data}, nil); err != nil {
@@ -353,6 +353,36 @@ func (d *loader) setOrigin(path, origin string) {
 // ---------------------------------------------------------------------------------------
 // The file layer
 
+// cfgMaxFileBytes bounds the configuration file Load reads. A real one is a few kilobytes;
+// the bound keeps a wrong path (a log, a device such as /dev/zero) from being read into
+// memory whole.
+const cfgMaxFileBytes = 10 << 20 // 10 MiB
+
+// cfgMaxYAMLNodes bounds the number of YAML nodes (mappings, lists, keys and values) of the
+// file once its aliases (*name) and merge keys (<<) are expanded, each alias counting as
+// a copy of its anchor's value. A few hundred bytes of nested aliases can stand for
+// billions of values ("billion laughs"), which would take minutes and gigabytes to build.
+// A real configuration has a few hundred to a few thousand nodes, so 100,000 leaves ample
+// room; the count is made before anything is built and stops as soon as it is exceeded.
+const cfgMaxYAMLNodes = 100_000
+
+// readConfigFile reads the file at path, refusing one larger than cfgMaxFileBytes.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, cfgMaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	if len(data) > cfgMaxFileBytes {
+		return nil, fmt.Errorf("config file %s: larger than %d MiB, which is far more than a configuration needs", path, cfgMaxFileBytes>>20)
+	}
+	return data, nil
+}
+
 // yamlFile is the koanf provider of the configuration file. Unlike a generic YAML parser it
 // keeps every scalar as written (a string: "2.0" stays "2.0", "0x10" stays "0x10"), so that
 // the file, the variables and the flags are all typed by the same decode hooks. It resolves
@@ -370,6 +400,10 @@ func (y yamlFile) Read() (map[string]any, error) {
 	root, err := parseConfigYAML(y.data)
 	if err != nil {
 		return nil, err
+	}
+	sz := yamlSizer{d: y.d, size: map[*yaml.Node]int{}, busy: map[*yaml.Node]bool{}}
+	if _, ok := sz.sizeOf(root, ""); !ok {
+		return nil, nil // reported in d.errs; nothing of the file is used
 	}
 	m, _ := y.d.fromNode(root, "").(map[string]any)
 	return m, nil
@@ -416,6 +450,69 @@ func yamlDeref(n *yaml.Node) *yaml.Node {
 
 func yamlIsNull(n *yaml.Node) bool {
 	return n == nil || (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null")
+}
+
+// yamlSizer measures what fromNode and pairs will visit: the nodes of the file with every
+// alias expanded (merge keys included), before anything is built. Each distinct node is
+// measured once, so the time is linear in the size of the file whatever the expansion.
+type yamlSizer struct {
+	d    *loader
+	size map[*yaml.Node]int  // expanded size of a node already measured
+	busy map[*yaml.Node]bool // nodes being measured: an alias to one of them is a cycle
+}
+
+// sizeOf returns the expanded size of n, at key path. When it exceeds cfgMaxYAMLNodes, or
+// an alias refers to a value that contains it, it records the error, naming the key and
+// the line of the alias or key at which the bound was exceeded, and returns false.
+func (s *yamlSizer) sizeOf(n *yaml.Node, path string) (int, bool) {
+	return s.sizeIn(n, path, false)
+}
+
+// sizeIn is sizeOf; merge says n is the value of a merge key, whose list elements are
+// merged into the mapping at path.
+func (s *yamlSizer) sizeIn(n *yaml.Node, path string, merge bool) (int, bool) {
+	at := n // the alias, or the node itself: its line is where the value is used
+	n = yamlDeref(n)
+	if n == nil {
+		return 0, true
+	}
+	if sz, ok := s.size[n]; ok {
+		return sz, true
+	}
+	if s.busy[n] {
+		s.d.errf(cfgPathOrTop(path), fmt.Sprintf("%s:%d", s.d.file, at.Line), "YAML alias *%s refers to a value that contains it", at.Value)
+		return 0, false
+	}
+	s.busy[n] = true
+	defer delete(s.busy, n)
+	total := 1
+	for i, c := range n.Content {
+		cp, cmerge := path, false
+		switch n.Kind {
+		case yaml.SequenceNode:
+			if !merge {
+				cp = fmt.Sprintf("%s[%d]", path, i)
+			}
+		case yaml.MappingNode:
+			switch k := n.Content[i&^1]; {
+			case k.ShortTag() == "!!merge":
+				cmerge = i%2 == 1
+			case k.Kind == yaml.ScalarNode:
+				cp = cfgJoinPath(path, k.Value)
+			}
+		}
+		sz, ok := s.sizeIn(c, cp, cmerge)
+		if !ok {
+			return 0, false
+		}
+		if total += sz; total > cfgMaxYAMLNodes {
+			s.d.errf(cfgPathOrTop(cp), fmt.Sprintf("%s:%d", s.d.file, c.Line),
+				"the file has more than %d YAML values once its aliases (*name) are expanded; a configuration needs far fewer", cfgMaxYAMLNodes)
+			return 0, false
+		}
+	}
+	s.size[n] = total
+	return total, true
 }
 
 // fromNode converts n, at key path, to koanf's form: maps, lists, strings and nil.

@@ -142,7 +142,9 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// reservedHeaders are set by the relay on every POST; headers may not replace them.
+// reservedHeaders are set by the relay on every POST; headers may not replace them. The
+// other webhook-* names are refused too: they belong to the Standard Webhooks headers
+// (webhook-id, webhook-timestamp, webhook-signature), which a receiver trusts.
 var reservedHeaders = []string{"content-type", "content-length", "host", "webhook-id", "webhook-timestamp",
 	"webhook-signature", "traceparent", "tracestate", "transfer-encoding", "connection"}
 
@@ -191,6 +193,8 @@ func (c *Config) Validate() error {
 			bad("headers."+name, "value must not contain CR, LF or NUL")
 		case strings.HasPrefix(lower, "eventrelay-") || slices.Contains(reservedHeaders, lower):
 			bad("headers."+name, "set by the relay on every POST; cannot be replaced")
+		case strings.HasPrefix(lower, "webhook-"):
+			bad("headers."+name, "webhook-* names are reserved for the Standard Webhooks headers; cannot be set")
 		}
 	}
 	if c.Timeout < 100*time.Millisecond || c.Timeout > 5*time.Minute {
