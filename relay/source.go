@@ -96,11 +96,16 @@ type SourceConfig struct {
 	MaxGroups int `koanf:"max_groups"`
 
 	// Storage.
-	Partitions   int           `koanf:"partitions"`
-	PartitionKey string        `koanf:"partition_key"` // JSON path into the payload, or "header:Name"
-	Retention    time.Duration `koanf:"retention"`
-	MaxLen       int64         `koanf:"max_len"`
-	DedupeWindow time.Duration `koanf:"dedupe_window"`
+	Partitions   int    `koanf:"partitions"`
+	PartitionKey string `koanf:"partition_key"` // JSON path into the payload, or "header:Name"
+	// UnsignedPartitionKey (unsigned_partition_key) accepts a "header:Name" partition key on
+	// a source of several partitions. No provider signs such a header, and redeliveries are
+	// recognised within a partition, so a captured webhook replayed with another value of the
+	// header is stored again in another partition; without it such a source is refused.
+	UnsignedPartitionKey bool          `koanf:"unsigned_partition_key"`
+	Retention            time.Duration `koanf:"retention"`
+	MaxLen               int64         `koanf:"max_len"`
+	DedupeWindow         time.Duration `koanf:"dedupe_window"`
 }
 
 // SetDefaults fills zero values with the documented defaults.
@@ -145,6 +150,11 @@ func (c *SourceConfig) Validate() error {
 	}
 	if c.Partitions < 1 || c.Partitions > MaxPartitions {
 		bad("partitions", "must be 1..%d, got %d", MaxPartitions, c.Partitions)
+	}
+	if name, ok := strings.CutPrefix(c.PartitionKey, "header:"); ok && c.Partitions > 1 && !c.UnsignedPartitionKey {
+		bad("partition_key", "header:%s is not covered by the signature, and redeliveries are recognised within a partition: "+
+			"a captured webhook replayed with another %s would be stored again; use a JSON path into the signed body, "+
+			"or set unsigned_partition_key: true to accept that", name, name)
 	}
 	if c.Retention < 0 {
 		bad("retention", "must not be negative")

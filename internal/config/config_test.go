@@ -155,6 +155,7 @@ sources:
     max_concurrent: 32
     partitions: 8
     partition_key: header:X-Customer
+    unsigned_partition_key: true
     retention: 0s
     max_len: 10000
     dedupe_window: 24h
@@ -210,18 +211,19 @@ func TestConfigFullRoundTrip(t *testing.T) {
 		Subscribe: SubscribeConfig{TailBuffer: 64, ReplayBatch: 50, MinHeartbeat: 2 * time.Second, MaxSubscribers: 9, SendTimeout: 5 * time.Second},
 		Sources: []relay.SourceConfig{
 			{
-				Name:          "orders",
-				Provider:      "hmac",
-				URL:           "https://hooks.example.com/v1/webhooks/orders",
-				MaxBodyBytes:  2048,
-				AllowIPs:      cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
-				RateLimit:     relay.RateLimit{RPS: 2.5, Burst: 7},
-				MaxConcurrent: 32,
-				Partitions:    8,
-				PartitionKey:  "header:X-Customer",
-				Retention:     0,
-				MaxLen:        10000,
-				DedupeWindow:  24 * time.Hour,
+				Name:                 "orders",
+				Provider:             "hmac",
+				URL:                  "https://hooks.example.com/v1/webhooks/orders",
+				MaxBodyBytes:         2048,
+				AllowIPs:             cfgPrefixes(t, "203.0.113.0/24", "198.51.100.7/32", "2001:db8::/32", "2001:db8::7/128"),
+				RateLimit:            relay.RateLimit{RPS: 2.5, Burst: 7},
+				MaxConcurrent:        32,
+				Partitions:           8,
+				PartitionKey:         "header:X-Customer",
+				UnsignedPartitionKey: true,
+				Retention:            0,
+				MaxLen:               10000,
+				DedupeWindow:         24 * time.Hour,
 				Verify: &verify.Options{Secrets: []relay.Secret{
 					{Value: []byte("literal-secret")},
 					{Value: []byte("from-env")},
@@ -345,6 +347,8 @@ func TestConfigErrors(t *testing.T) {
 				"http.unverified_limit: rps and burst must not be negative"}},
 		{"max_body_memory below a source's max_body_bytes", "http:\n  max_body_memory: 1048576\nsources:\n  - {name: a, secrets: [x]}\n", nil, nil,
 			[]string{"http.max_body_memory: 1048576 is too small for sources[0].max_body_bytes 1048576: it must be at least 1114112 (or 0: unbounded)"}},
+		{"unsigned header partition key", "sources:\n  - {name: a, secrets: [x], partitions: 4, partition_key: \"header:X-Tenant\"}\n", nil, nil,
+			[]string{"sources[0].partition_key: header:X-Tenant is not covered by the signature", "set unsigned_partition_key: true"}},
 		{"source max_concurrent", "sources:\n  - {name: a, secrets: [x], max_concurrent: -2}\n", nil, nil,
 			[]string{"max_concurrent: must not be negative, got -2"}},
 		{"unknown key in a source",

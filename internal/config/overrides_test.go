@@ -62,6 +62,8 @@ func TestEveryOverride(t *testing.T) {
 		"redis.master_name":          {"redis.url": "redis://10.1.2.3:26379"},
 		"redis.min_replicas":         {"redis.url": "redis://10.1.2.3:6379"},
 		"sources.orders.unsigned_id": {"sources.orders.template": "{timestamp}.{body}"},
+		// orders has 4 partitions: a header key needs the opt-in.
+		"sources.orders.partition_key": {"sources.orders.unsigned_partition_key": "true"},
 	}
 	rows := []row{
 		{"RELAY_HTTP_ADDR", "http.addr", "127.0.0.1:18080", func(c *Config) any { return c.HTTP.Addr }, "127.0.0.1:18080"},
@@ -138,6 +140,7 @@ func TestEveryOverride(t *testing.T) {
 		{"RELAY_SOURCES_ORDERS_RATE_LIMIT_RPS", "sources.orders.rate_limit.rps", "7.5", func(c *Config) any { return src(c, "orders").RateLimit.RPS }, 7.5},
 		{"RELAY_SOURCES_ORDERS_RATE_LIMIT_BURST", "sources.orders.rate_limit.burst", "9", func(c *Config) any { return src(c, "orders").RateLimit.Burst }, 9},
 		{"RELAY_SOURCES_ORDERS_PARTITIONS", "sources.orders.partitions", "16", func(c *Config) any { return src(c, "orders").Partitions }, 16},
+		{"RELAY_SOURCES_ORDERS_UNSIGNED_PARTITION_KEY", "sources.orders.unsigned_partition_key", "true", func(c *Config) any { return src(c, "orders").UnsignedPartitionKey }, true},
 		{"RELAY_SOURCES_ORDERS_PARTITION_KEY", "sources.orders.partition_key", "header:X-Tenant", func(c *Config) any { return src(c, "orders").PartitionKey }, "header:X-Tenant"},
 		{"RELAY_SOURCES_ORDERS_RETENTION", "sources.orders.retention", "24h", func(c *Config) any { return src(c, "orders").Retention }, 24 * time.Hour},
 		{"RELAY_SOURCES_ORDERS_MAX_LEN", "sources.orders.max_len", "5000", func(c *Config) any { return src(c, "orders").MaxLen }, int64(5000)},
