@@ -17,9 +17,11 @@
 //
 // Receive reconnects with exponential backoff and jitter whenever the stream breaks for a
 // reason that resuming fixes (relayd restarting or unreachable, a dropped connection, a
-// reader cut for falling behind, heartbeats missing for three intervals) and continues: a
-// tail subscription after the last cursor it handed to a handler that returned (kept in a
-// CursorStore across process restarts), a group subscription from the group's own position.
+// reader cut for falling behind, heartbeats missing for three intervals: the connection is
+// then replaced, and the other Receive calls on the Client resume on the new one) and
+// continues: a tail subscription after the last cursor it handed to a handler that returned
+// (kept in a CursorStore across process restarts), a group subscription from the group's own
+// position.
 // OUT_OF_RANGE ends Receive with an *OutOfRangeError, and permission or argument errors
 // with a *StatusError.
 package client
@@ -168,7 +170,9 @@ func (c *Client) current() (*grpc.ClientConn, eventrelayv1.EventServiceClient) {
 
 // renew replaces the connection old (when it is still the current one) by a new one: a
 // stream that went silent while its connection looks alive (a path that died without a
-// reset) would otherwise be resubscribed over the same dead connection.
+// reset) would otherwise be resubscribed over the same dead connection. Closing old breaks
+// the streams of the other Receive calls still on it (with CANCELED): replaced tells them
+// apart from a Close, and they resume on the new connection.
 func (c *Client) renew(old *grpc.ClientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -181,6 +185,14 @@ func (c *Client) renew(old *grpc.ClientConn) {
 	}
 	c.conn, c.api = conn, eventrelayv1.NewEventServiceClient(conn)
 	_ = old.Close()
+}
+
+// replaced reports whether conn is no longer the client's connection because renew replaced
+// it (not after Close, which keeps the closed one).
+func (c *Client) replaced(conn *grpc.ClientConn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != conn
 }
 
 // API returns the generated EventService client on the same connection, for the calls

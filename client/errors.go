@@ -63,9 +63,11 @@ func statusError(err error) error {
 
 // retryable reports whether resuming fixes a stream error: relayd went away, restarted or
 // is unreachable (UNAVAILABLE), cut a reader that fell behind (RESOURCE_EXHAUSTED), or the
-// stream broke (ABORTED, INTERNAL on a reset connection, UNKNOWN, DEADLINE_EXCEEDED).
+// stream broke (ABORTED, INTERNAL on a reset connection, UNKNOWN, DEADLINE_EXCEEDED), went
+// silent (errStale), ended (errEnded), or ran on a connection the client replaced
+// (errReplaced).
 func retryable(err error) bool {
-	if errors.Is(err, errStale) || errors.Is(err, errEnded) {
+	if errors.Is(err, errStale) || errors.Is(err, errEnded) || errors.Is(err, errReplaced) {
 		return true
 	}
 	switch status.Code(err) {
@@ -78,6 +80,9 @@ func retryable(err error) bool {
 var (
 	errStale = errors.New("no heartbeat for three intervals")
 	errEnded = errors.New("the stream ended")
+	// errReplaced breaks a stream whose connection the client replaced (Client.renew, after
+	// another stream on it went silent).
+	errReplaced = errors.New("the connection was replaced")
 	// errFailed ends a stream after a handler or cursor-store failure (Receive returns that).
 	errFailed = errors.New("receive failed")
 )

@@ -14,6 +14,8 @@ import (
 
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -67,7 +69,8 @@ type Subscription struct {
 	NackDelay func(attempt int) time.Duration
 
 	// Heartbeat is the heartbeat interval asked of relayd (0: relayd's default, 15s). A stream
-	// without any message for three intervals is taken as broken and resumed.
+	// without any message for three intervals is taken as broken and resumed over a new
+	// connection; the other Receive calls on the Client are resumed on it as well.
 	Heartbeat time.Duration
 	// MaxBatch is how many deliveries relayd may send in one message when they are ready
 	// together, a replay from history say (SubscribeRequest.max_batch): fewer, larger messages
@@ -204,7 +207,8 @@ func (r *receiver) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if !retryable(err) || r.sub.FailFast && !r.established {
+		// FailFast is about relayd answering; a replaced connection is the client's own doing.
+		if !retryable(err) || r.sub.FailFast && !r.established && !errors.Is(err, errReplaced) {
 			return statusError(err)
 		}
 		if got {
@@ -272,12 +276,21 @@ func (r *receiver) session(ctx context.Context, began time.Time) (got bool, err 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	conn, api := r.c.current()
+	// broken is the error that ends the stream: CANCELED while ctx is live, on a connection
+	// the client replaced (renew, after another Receive's stream on it went silent), is a
+	// break like any other, resumed on the new connection. After Close it stays CANCELED.
+	broken := func(err error) error {
+		if status.Code(err) == codes.Canceled && ctx.Err() == nil && r.c.replaced(conn) {
+			return fmt.Errorf("%w: %w", errReplaced, err)
+		}
+		return err
+	}
 	stream, err := api.Subscribe(sctx, req)
 	if err != nil {
-		return false, err
+		return false, broken(err)
 	}
 	if _, err := stream.Header(); err != nil { // relayd sends headers once the stream is set up
-		return false, err
+		return false, broken(err)
 	}
 	r.established = true
 	if r.started.IsZero() {
@@ -320,7 +333,7 @@ func (r *receiver) session(ctx context.Context, began time.Time) (got bool, err 
 			if errors.Is(err, io.EOF) {
 				return got, errEnded
 			}
-			return got, err
+			return got, broken(err)
 		}
 		got = true
 		if r.failed() != nil {
