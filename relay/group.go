@@ -798,7 +798,10 @@ func (s *Service) Redrive(ctx context.Context, source, group string, eventIDs []
 	}
 	gs := s.store
 	want := map[string]bool{}
-	for _, id := range eventIDs {
+	for i, id := range eventIDs {
+		if err := ValidateEventID(id); err != nil {
+			return 0, Errorf(CodeInvalid, "ids[%d]: %s", i, ErrorMessage(err))
+		}
 		want[id] = true
 	}
 	total := 0

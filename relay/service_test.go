@@ -387,6 +387,11 @@ func TestGroupRedeliveryAndDeadLetters(t *testing.T) {
 		dl.wait(t, 6)
 		dl.stop()
 		// Redrive one by id, then the rest.
+		for _, bad := range [][]string{{""}, {"e003", strings.Repeat("x", relay.MaxEventIDLen+1)}, {"a b"}} {
+			if _, err := f.svc.Redrive(context.Background(), "s", "g", bad); relay.ErrorCode(err) != relay.CodeInvalid {
+				t.Fatalf("redrive of ids %q: %v, want INVALID_ARGUMENT", bad, err)
+			}
+		}
 		n, err := f.svc.Redrive(context.Background(), "s", "g", []string{"e003"})
 		if err != nil || n != 1 {
 			t.Fatalf("redrive e003: %d %v", n, err)
