@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"math"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -132,19 +133,24 @@ func DecodeCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-// AckID identifies one group delivery: source, partition, entry id and group. It is
-// self-describing, so an Acknowledge may reach any relay replica, and authenticated: the
-// encoding ends with an HMAC under a key every replica shares (see EncodeAckID).
+// AckID identifies one group delivery: source, partition, entry id, group and the
+// delivery's attempt. It is self-describing, so an Acknowledge may reach any relay replica,
+// and authenticated: the encoding ends with an HMAC under a key every replica shares (see
+// EncodeAckID).
 type AckID struct {
 	Partition Partition
 	ID        ID
 	Group     string
+	// Deliveries is the entry's delivery count in the group when this delivery was made (its
+	// attempt): the ack id settles that delivery only, not a later redelivery of the entry to
+	// another member. 0 (ack ids issued before it was recorded): whichever delivery is pending.
+	Deliveries int64
 }
 
 // Ack id wire format (version 2): base64url (no padding) of
 //
 //	message AckID { uint32 version = 1; string source = 2; uint32 partition = 3; uint64 ms = 4;
-//	                uint64 seq = 5; string group = 6; bytes mac = 8; }
+//	                uint64 seq = 5; string group = 6; uint64 deliveries = 7; bytes mac = 8; }
 //
 // with the fields in that order and mac last: the first AckIDMACLen bytes of
 // HMAC-SHA256(key, every byte before the mac field). Version 1 (no mac) is refused.
@@ -189,6 +195,10 @@ func EncodeAckID(a AckID, key []byte) string {
 	b = protowire.AppendVarint(b, a.ID.Seq)
 	b = protowire.AppendTag(b, 6, protowire.BytesType)
 	b = protowire.AppendString(b, a.Group)
+	if a.Deliveries > 0 {
+		b = protowire.AppendTag(b, 7, protowire.VarintType)
+		b = protowire.AppendVarint(b, uint64(a.Deliveries))
+	}
 	n := len(b)
 	b = append(b, ackMACTag...)
 	b = ackMAC(b, key, b[:n])
@@ -228,6 +238,11 @@ func DecodeAckID(s string, key []byte) (a AckID, ok bool) {
 			a.ID.Seq = v
 		case 6:
 			a.Group = string(bs)
+		case 7:
+			if v > math.MaxInt64 {
+				return badCursor()
+			}
+			a.Deliveries = int64(v)
 		default:
 			return badCursor() // mac only last; nothing else is ever issued
 		}

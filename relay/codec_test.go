@@ -76,6 +76,20 @@ func TestAckIDGolden(t *testing.T) {
 	}
 }
 
+// TestAckIDDeliveriesGolden: the delivery count is field 7, before the mac; the golden bytes
+// and their HMAC were computed with openssl (HMAC-SHA256 under testAckKey, truncated to 16).
+func TestAckIDDeliveriesGolden(t *testing.T) {
+	const golden = "CAISBm9yZGVycxgCIIDQlf-8MSgHMgdiaWxsaW5nOANCEOz3CcE3a4OuenfbwFM67zI"
+	a := AckID{Partition: Partition{"orders", 2}, ID: ID{1700000000000, 7}, Group: "billing", Deliveries: 3}
+	if got := EncodeAckID(a, testAckKey()); got != golden {
+		t.Fatalf("EncodeAckID = %s, want %s", got, golden)
+	}
+	back, ok := DecodeAckID(golden, testAckKey())
+	if !ok || back != a {
+		t.Fatalf("DecodeAckID(golden) = %+v %v, want %+v", back, ok, a)
+	}
+}
+
 func TestAckIDRejects(t *testing.T) {
 	key := testAckKey()
 	otherKey := bytes.Repeat([]byte{7}, AckKeyLen)

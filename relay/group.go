@@ -263,7 +263,7 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	// toItem tracks e as in flight to this stream and makes it a delivery.
 	toItem := func(e Entry) item {
 		g.track(p, e.ID)
-		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name}, g.ackKey)
+		ack := EncodeAckID(AckID{Partition: p, ID: e.ID, Group: o.Name, Deliveries: e.DeliveryCount}, g.ackKey)
 		return item{p: p, e: e, ackID: ack, attempt: int(e.DeliveryCount)}
 	}
 	// A read's deliveries go to the send loop together, so that a transport that batches
@@ -513,7 +513,7 @@ func (s *Service) writeLate(gs Store, p Partition, group string, ids []ID) {
 	// Written even as the subscription ends: the deliveries were settled.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	acked, err := gs.Ack(ctx, p, group, ids)
+	acked, err := gs.Ack(ctx, p, group, ids, nil) // this process's own, current deliveries
 	s.lateWritten(p, group, ids, acked, err)
 }
 
@@ -621,9 +621,9 @@ func (s *Service) Acknowledge(ctx context.Context, ackIDs []string, authz AckAut
 }
 
 // ackOp is settle's operation for acknowledgements.
-func ackOp(ctx context.Context) func(Store, ackKey, []ID) ([]bool, error) {
-	return func(gs Store, k ackKey, ids []ID) ([]bool, error) {
-		return gs.Ack(ctx, k.p, k.group, ids)
+func ackOp(ctx context.Context) func(Store, ackKey, []ID, []int64) ([]bool, error) {
+	return func(gs Store, k ackKey, ids []ID, deliveries []int64) ([]bool, error) {
+		return gs.Ack(ctx, k.p, k.group, ids, deliveries)
 	}
 }
 
@@ -680,7 +680,7 @@ func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadli
 // retry limits). It returns the ack ids that were not pending. Like a dead letter made
 // after max_delivery_attempts, each is redrivable (Redrive).
 func (s *Service) Reject(ctx context.Context, ackIDs []string, attempts int, authz AckAuthorizer) ([]string, error) {
-	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
+	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID, _ []int64) ([]bool, error) {
 		ok := make([]bool, len(ids))
 		for i, id := range ids {
 			// The store takes the payload from the stream and does nothing when the entry is
@@ -699,8 +699,8 @@ func (s *Service) Reject(ctx context.Context, ackIDs []string, attempts int, aut
 // handed back rather than still being worked on).
 func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, release bool, authz AckAuthorizer) ([]string, error) {
 	until := s.opts.Now().Add(d)
-	return s.settle(ctx, ackIDs, authz, release, func(gs Store, k ackKey, ids []ID) ([]bool, error) {
-		return gs.Hold(ctx, k.p, k.group, ids, until)
+	return s.settle(ctx, ackIDs, authz, release, func(gs Store, k ackKey, ids []ID, deliveries []int64) ([]bool, error) {
+		return gs.Hold(ctx, k.p, k.group, ids, deliveries, until)
 	})
 }
 
@@ -730,7 +730,7 @@ func (s *Service) dropHeld(ctx context.Context, gh Store, p Partition, group str
 // settle authenticates and authorizes every ack id, then applies op per partition and
 // group; ack ids of sources or partitions no longer configured, and those op reports as not
 // pending, are returned as unknown.
-func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID) ([]bool, error)) ([]string, error) {
+func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID, []int64) ([]bool, error)) ([]string, error) {
 	decoded, err := s.DecodeAckIDs(ctx, ackIDs)
 	if err != nil {
 		return nil, err
@@ -739,7 +739,7 @@ func (s *Service) settle(ctx context.Context, ackIDs []string, authz AckAuthoriz
 }
 
 // settleDecoded is settle for ack ids decoded already (decoded[i] is ackIDs[i]).
-func (s *Service) settleDecoded(ctx context.Context, ackIDs []string, decoded []AckID, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID) ([]bool, error)) ([]string, error) {
+func (s *Service) settleDecoded(ctx context.Context, ackIDs []string, decoded []AckID, authz AckAuthorizer, release bool, op func(Store, ackKey, []ID, []int64) ([]bool, error)) ([]string, error) {
 	gs := s.store
 	if authz != nil {
 		for _, a := range decoded {
@@ -761,10 +761,11 @@ func (s *Service) settleDecoded(ctx context.Context, ackIDs []string, decoded []
 	}
 	for k, idx := range byKey {
 		ids := make([]ID, len(idx))
+		deliveries := make([]int64, len(idx))
 		for j, i := range idx {
-			ids[j] = decoded[i].ID
+			ids[j], deliveries[j] = decoded[i].ID, decoded[i].Deliveries
 		}
-		ok, err := op(gs, k, ids)
+		ok, err := op(gs, k, ids, deliveries)
 		if err != nil {
 			return nil, err
 		}

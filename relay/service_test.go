@@ -789,9 +789,9 @@ func (s *countingStore) Read(ctx context.Context, after map[relay.Partition]rela
 	return s.Store.Read(ctx, after, count, block)
 }
 
-func (s *countingStore) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
+func (s *countingStore) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID, deliveries []int64) ([]bool, error) {
 	s.acks.Add(1)
-	return s.Store.Ack(ctx, p, group, ids)
+	return s.Store.Ack(ctx, p, group, ids, deliveries)
 }
 
 func (s *countingStore) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, count int) ([]bool, []relay.Entry, error) {
@@ -1085,6 +1085,44 @@ func TestEventCursorCoversEveryPartition(t *testing.T) {
 					t.Fatalf("resumed after x: %v, want %v", got, after)
 				}
 			})
+		}
+	})
+}
+
+// An ack id settles the delivery it came with, not a later redelivery of the event: member x
+// lets its deadline pass, the event goes to y, and x's ack id, acknowledged or nacked, is
+// then unknown and leaves y's delivery alone; y's own acknowledgement settles it. Before, every
+// delivery of an event to a group carried the same ack id.
+func TestStaleAckIDLeavesTheRedelivery(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		opts := relay.GroupOptions{Name: "g", Consumer: "x", AckDeadline: 200 * time.Millisecond, MaxAttempts: 10}
+		x := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: opts}, nil)
+		f.publish(t, "s", "e1", "t", "")
+		x.wait(t, 1)
+		x.stop() // x never settles its delivery
+		x.mu.Lock()
+		first := x.msgs[0]
+		x.mu.Unlock()
+		opts.Consumer = "y"
+		y := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: opts}, nil)
+		y.wait(t, 1) // redelivered to y once x's deadline passed
+		y.mu.Lock()
+		second := y.msgs[0]
+		y.mu.Unlock()
+		if second.Attempt != first.Attempt+1 || second.AckID == first.AckID {
+			t.Fatalf("redelivery: attempt %d, ack id same as the first's: %v; want attempt %d and a new ack id",
+				second.Attempt, second.AckID == first.AckID, first.Attempt+1)
+		}
+		ctx := context.Background()
+		if unknown, err := f.svc.Nack(ctx, []string{first.AckID}, 0, nil); err != nil || len(unknown) != 1 {
+			t.Fatalf("x's nack of its expired delivery: unknown %v, %v; want it unknown", unknown, err)
+		}
+		if unknown, err := f.svc.Acknowledge(ctx, []string{first.AckID}, nil); err != nil || len(unknown) != 1 {
+			t.Fatalf("x's ack of its expired delivery: unknown %v, %v; want it unknown", unknown, err)
+		}
+		if unknown, err := f.svc.Acknowledge(ctx, []string{second.AckID}, nil); err != nil || len(unknown) != 0 {
+			t.Fatalf("y's ack of its delivery: unknown %v, %v; want it settled", unknown, err)
 		}
 	})
 }

@@ -217,8 +217,11 @@ type Store interface {
 	// returns them with their delivery counts (the claim counts as a delivery), and the time
 	// the next hold of the group on p falls due (zero when none).
 	ClaimDue(ctx context.Context, p Partition, group, consumer string, minIdle time.Duration, count int, now time.Time) ([]Entry, time.Time, error)
-	// Ack acknowledges ids and returns which of them were pending.
-	Ack(ctx context.Context, p Partition, group string, ids []ID) ([]bool, error)
+	// Ack acknowledges ids and returns which of them were pending. With deliveries (nil, or
+	// one per id, 0 for none), an id is acknowledged only while its delivery count is still
+	// that one: a delivery redelivered since (to this or another member) is not pending for
+	// an ack id of the earlier attempt, and is left as it is.
+	Ack(ctx context.Context, p Partition, group string, ids []ID, deliveries []int64) ([]bool, error)
 	// PendingCount returns how many entries of p are pending (delivered, unacknowledged) for
 	// consumer in group.
 	PendingCount(ctx context.Context, p Partition, group, consumer string) (int64, error)
@@ -234,7 +237,8 @@ type Store interface {
 	// before: the claim path neither takes it earlier (however long it has been idle) nor
 	// later than its next claim after until. A later Hold replaces an earlier one. It reports
 	// which ids were pending. Nack with a delay and ModifyAckDeadline use it, across replicas.
-	Hold(ctx context.Context, p Partition, group string, ids []ID, until time.Time) ([]bool, error)
+	// deliveries are as for Ack: an id redelivered since that attempt is not held.
+	Hold(ctx context.Context, p Partition, group string, ids []ID, deliveries []int64, until time.Time) ([]bool, error)
 	// Held reports, for each id, whether it is held past now.
 	Held(ctx context.Context, p Partition, group string, ids []ID, now time.Time) ([]bool, error)
 	// RemoveConsumer deletes consumer from group on p when it has no pending entry, and

@@ -21,15 +21,18 @@ func HoldKey(p relay.Partition, group string) string {
 
 // holdScript holds pending entries:
 //
-//	KEYS[1] stream, KEYS[2] holds; ARGV[1] group, ARGV[2] until (Unix ms), ARGV[3..] entry ids
+//	KEYS[1] stream, KEYS[2] holds; ARGV[1] group, ARGV[2] until (Unix ms), ARGV[3..] pairs of
+//	entry id and delivery count (0: any)
 //
-// Each id pending in the group is added to the holds with score until (replacing an earlier
-// score); returns 1/0 per id (pending or not), all 0 for a missing group.
+// Each id pending in the group (with that delivery count, when not 0) is added to the holds
+// with score until (replacing an earlier score); returns 1/0 per id (held or not), all 0 for
+// a missing group.
 var holdScript = redis.NewScript(`
 local out = {}
-for i = 3, #ARGV do
+for i = 3, #ARGV, 2 do
+  local want = tonumber(ARGV[i + 1])
   local pe = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-  if type(pe) == 'table' and pe.err == nil and #pe == 1 then
+  if type(pe) == 'table' and pe.err == nil and #pe == 1 and (want == 0 or tonumber(pe[1][4]) == want) then
     redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
     out[#out + 1] = 1
   else
@@ -40,9 +43,9 @@ return out
 `)
 
 // Hold records that pending ids of group are redelivered at until and not before (ZADD to
-// HoldKey, only for ids pending in the group; one atomic script). It reports, for each id,
-// whether it was pending.
-func (s *Store) Hold(ctx context.Context, p relay.Partition, group string, ids []relay.ID, until time.Time) ([]bool, error) {
+// HoldKey, only for ids pending in the group, and with deliveries, only while their delivery
+// count is that one; one atomic script). It reports, for each id, whether it was held.
+func (s *Store) Hold(ctx context.Context, p relay.Partition, group string, ids []relay.ID, deliveries []int64, until time.Time) ([]bool, error) {
 	if err := checkGroup(p, group); err != nil {
 		return nil, err
 	}
@@ -52,10 +55,17 @@ func (s *Store) Hold(ctx context.Context, p relay.Partition, group string, ids [
 	if len(ids) == 0 {
 		return []bool{}, nil
 	}
-	args := make([]any, 0, len(ids)+2)
+	if len(deliveries) != 0 && len(deliveries) != len(ids) {
+		return nil, relay.Errorf(relay.CodeInternal, "hold: %d delivery counts for %d ids", len(deliveries), len(ids))
+	}
+	args := make([]any, 0, 2*len(ids)+2)
 	args = append(args, group, until.UnixMilli())
-	for _, id := range ids {
-		args = append(args, id.String())
+	for i, id := range ids {
+		n := int64(0)
+		if len(deliveries) != 0 {
+			n = deliveries[i]
+		}
+		args = append(args, id.String(), n)
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()

@@ -79,7 +79,7 @@ func TestHoldClaimDue(t *testing.T) {
 		rdb := rawClient(t, url)
 		p := relay.Partition{Source: "holds", Index: 0}
 		now := time.Now()
-		if got, err := s.Hold(ctx, p, "g", []relay.ID{{Ms: 1}}, now); err != nil || fmt.Sprint(got) != "[false]" {
+		if got, err := s.Hold(ctx, p, "g", []relay.ID{{Ms: 1}}, nil, now); err != nil || fmt.Sprint(got) != "[false]" {
 			t.Fatalf("Hold in a missing group = %v, %v", got, err)
 		}
 		if _, _, err := s.ClaimDue(ctx, p, "g", "c", 0, 10, now); relay.ErrorCode(err) != relay.CodeNotFound {
@@ -100,7 +100,7 @@ func TestHoldClaimDue(t *testing.T) {
 			t.Fatalf("ReadGroup = %v, %v", es, err)
 		}
 		until := time.UnixMilli(now.Add(time.Hour).UnixMilli())
-		got, err := s.Hold(ctx, p, "g", []relay.ID{ids[0], ids[3]}, until)
+		got, err := s.Hold(ctx, p, "g", []relay.ID{ids[0], ids[3]}, nil, until)
 		if err != nil || fmt.Sprint(got) != "[true false]" { // ids[3] was never delivered
 			t.Fatalf("Hold = %v, %v; want [true false]", got, err)
 		}
@@ -119,7 +119,7 @@ func TestHoldClaimDue(t *testing.T) {
 			t.Fatalf("claimed %+v, want count 2 and payload h1", es[0])
 		}
 		// A hold that is due is claimed whatever the min idle, and removed.
-		if _, err := s.Hold(ctx, p, "g", []relay.ID{ids[1]}, now.Add(-time.Millisecond)); err != nil {
+		if _, err := s.Hold(ctx, p, "g", []relay.ID{ids[1]}, nil, now.Add(-time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
 		es, _, err = s.ClaimDue(ctx, p, "g", "c3", time.Hour, 10, now)
@@ -135,7 +135,7 @@ func TestHoldClaimDue(t *testing.T) {
 			t.Fatalf("ClaimDue at the hold's time = %+v, next %v, %v", es, next, err)
 		}
 		// A held entry whose data was deleted is acknowledged, not delivered.
-		if _, err := s.Hold(ctx, p, "g", []relay.ID{ids[2]}, now); err != nil {
+		if _, err := s.Hold(ctx, p, "g", []relay.ID{ids[2]}, nil, now); err != nil {
 			t.Fatal(err)
 		}
 		if err := rdb.XDel(ctx, "relay:{holds:0}:s", ids[2].String()).Err(); err != nil {
@@ -180,7 +180,7 @@ func TestHoldsCluster(t *testing.T) {
 		if _, err := s.ReadGroup(ctx, p, "g", "c1", false, 1, 0); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := s.Hold(ctx, p, "g", []relay.ID{r.ID}, now.Add(time.Hour)); err != nil || !got[0] {
+		if got, err := s.Hold(ctx, p, "g", []relay.ID{r.ID}, nil, now.Add(time.Hour)); err != nil || !got[0] {
 			t.Fatalf("partition %d: Hold = %v, %v", i, got, err)
 		}
 		es, next, err := s.ClaimDue(ctx, p, "g", "c2", 0, 10, now)

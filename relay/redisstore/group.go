@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -334,10 +335,37 @@ func (s *Store) Claim(ctx context.Context, p relay.Partition, group, consumer st
 	return entries, nil
 }
 
-// Ack acknowledges ids in group (one XACK per id, pipelined) and reports, for each, whether
-// it was pending: false for an id already acknowledged, never delivered, or of a missing
-// group.
-func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID) ([]bool, error) {
+// ackScript acknowledges entries of a given delivery:
+//
+//	KEYS[1] stream; ARGV[1] group, then pairs of entry id and delivery count (0: any)
+//
+// An id whose count is not 0 is acknowledged only while XPENDING shows it with that delivery
+// count (it was not redelivered since). Returns 1/0 per id (acknowledged or not), all 0 for a
+// missing group.
+var ackScript = redis.NewScript(`
+local out = {}
+for i = 2, #ARGV, 2 do
+  local ok, want = 0, tonumber(ARGV[i + 1])
+  local pe = nil
+  if want ~= 0 then
+    pe = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  end
+  if want == 0 or (type(pe) == 'table' and pe.err == nil and #pe == 1 and tonumber(pe[1][4]) == want) then
+    local n = redis.pcall('XACK', KEYS[1], ARGV[1], ARGV[i])
+    if type(n) == 'number' then
+      ok = n
+    end
+  end
+  out[#out + 1] = ok
+end
+return out
+`)
+
+// Ack acknowledges ids in group and reports, for each, whether it was pending: false for an
+// id already acknowledged, never delivered, or of a missing group, and, with deliveries, for
+// an id redelivered since (its delivery count moved on). Without deliveries it is one XACK
+// per id, pipelined; with them, one atomic script.
+func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []relay.ID, deliveries []int64) ([]bool, error) {
 	if err := checkGroup(p, group); err != nil {
 		return nil, err
 	}
@@ -347,8 +375,30 @@ func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []
 	if len(ids) == 0 {
 		return []bool{}, nil
 	}
+	if len(deliveries) != 0 && len(deliveries) != len(ids) {
+		return nil, relay.Errorf(relay.CodeInternal, "ack: %d delivery counts for %d ids", len(deliveries), len(ids))
+	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
+	if slices.ContainsFunc(deliveries, func(n int64) bool { return n != 0 }) {
+		args := make([]any, 0, 1+2*len(ids))
+		args = append(args, group)
+		for i, id := range ids {
+			args = append(args, id.String(), deliveries[i])
+		}
+		v, err := ackScript.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
+		if err != nil {
+			return nil, s.fail(ctx, "ack", err)
+		}
+		if len(v) != len(ids) {
+			return nil, s.fail(ctx, "ack", fmt.Errorf("unexpected script reply %v", v))
+		}
+		out := make([]bool, len(ids))
+		for i := range v {
+			out[i] = toInt(v[i]) == 1
+		}
+		return out, nil
+	}
 	pipe := s.client.Pipeline()
 	cmds := pipeAcks(opCtx, pipe, StreamKey(p), group, ids)
 	_, _ = pipe.Exec(opCtx)

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.Store) {
 		{"AckReadGroup", testAckReadGroup},
 		{"Claim", testClaim},
 		{"Ack", testAck},
+		{"SettleAttempt", testSettleAttempt},
 		{"DeadLetter", testDeadLetter},
 		{"Redrive", testRedrive},
 		{"GroupControl", testGroupControl},
@@ -92,7 +93,7 @@ func Unreachable(t *testing.T, s relay.Store, within time.Duration) {
 		{"Lookup", func() error { _, err := s.Lookup(ctx, p, "x"); return err }},
 		{"EnsureGroup", func() error { return s.EnsureGroup(ctx, p, "g", relay.ID{}) }},
 		{"ReadGroup", func() error { _, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0); return err }},
-		{"Ack", func() error { _, err := s.Ack(ctx, p, "g", []relay.ID{{Ms: 1}}); return err }},
+		{"Ack", func() error { _, err := s.Ack(ctx, p, "g", []relay.ID{{Ms: 1}}, nil); return err }},
 		{"AckReadGroup", func() error { _, _, err := s.AckReadGroup(ctx, p, "g", "c", []relay.ID{{Ms: 1}}, 10); return err }},
 		{"Redrive", func() error { _, err := s.Redrive(ctx, p, "g", nil); return err }},
 	}
@@ -916,23 +917,65 @@ func testAck(t *testing.T, s relay.Store) {
 	if _, err := s.ReadGroup(ctx, p, "g", "c", false, 2, 0); err != nil { // all[2] never delivered
 		t.Fatal(err)
 	}
-	got, err := s.Ack(ctx, p, "g", []relay.ID{all[0], {Ms: 1, Seq: 1}, all[2], all[1]})
+	got, err := s.Ack(ctx, p, "g", []relay.ID{all[0], {Ms: 1, Seq: 1}, all[2], all[1]}, nil)
 	if err != nil {
 		t.Fatalf("Ack: %v", err)
 	}
 	if want := []bool{true, false, false, true}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Ack = %v, want %v", got, want)
 	}
-	got, _ = s.Ack(ctx, p, "g", []relay.ID{all[0]})
+	got, _ = s.Ack(ctx, p, "g", []relay.ID{all[0]}, nil)
 	if len(got) != 1 || got[0] {
 		t.Errorf("second Ack = %v, want [false]", got)
 	}
-	got, err = s.Ack(ctx, p, "other", []relay.ID{all[0]})
+	got, err = s.Ack(ctx, p, "other", []relay.ID{all[0]}, nil)
 	if err != nil || len(got) != 1 || got[0] {
 		t.Errorf("Ack in a missing group = %v, %v; want [false]", got, err)
 	}
 	if pend, _ := s.ReadGroup(ctx, p, "g", "c", true, 10, 0); len(pend) != 0 {
 		t.Errorf("after acks %d entries still pending", len(pend))
+	}
+}
+
+// testSettleAttempt: with delivery counts, Ack and Hold settle only the delivery they name.
+// An entry read by c1 (delivery 1) and claimed by c2 after it went idle (delivery 2): c1's
+// ack and hold of delivery 1 leave c2's delivery alone, and c2's settle it.
+func testSettleAttempt(t *testing.T, s relay.Store) {
+	ctx := t.Context()
+	p := part(t)
+	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
+		t.Fatal(err)
+	}
+	all := appendN(t, s, p, "s", 2)
+	if _, err := s.ReadGroup(ctx, p, "g", "c1", false, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	es, err := s.Claim(ctx, p, "g", "c2", 100*time.Millisecond, 10)
+	if err != nil || len(es) != 2 || es[0].DeliveryCount != 2 {
+		t.Fatalf("Claim = %v, %v; want both entries at delivery 2", es, err)
+	}
+	stale, current := []int64{1, 1}, []int64{2, 2}
+	if got, err := s.Hold(ctx, p, "g", all, stale, time.Now().Add(time.Hour)); err != nil || fmt.Sprint(got) != "[false false]" {
+		t.Fatalf("Hold of delivery 1 = %v, %v; want [false false]", got, err)
+	}
+	if held, err := s.Held(ctx, p, "g", all, time.Now()); err != nil || fmt.Sprint(held) != "[false false]" {
+		t.Fatalf("held after a stale Hold = %v, %v; want [false false]", held, err)
+	}
+	if got, err := s.Ack(ctx, p, "g", all, stale); err != nil || fmt.Sprint(got) != "[false false]" {
+		t.Fatalf("Ack of delivery 1 = %v, %v; want [false false]", got, err)
+	}
+	if n, err := s.PendingCount(ctx, p, "g", "c2"); err != nil || n != 2 {
+		t.Fatalf("c2's pending after stale settles = %d, %v; want 2", n, err)
+	}
+	if got, err := s.Hold(ctx, p, "g", all[:1], current[:1], time.Now().Add(time.Hour)); err != nil || fmt.Sprint(got) != "[true]" {
+		t.Fatalf("Hold of delivery 2 = %v, %v; want [true]", got, err)
+	}
+	if got, err := s.Ack(ctx, p, "g", all, []int64{2, 0}); err != nil || fmt.Sprint(got) != "[true true]" {
+		t.Fatalf("Ack of delivery 2 and of any delivery = %v, %v; want [true true]", got, err)
+	}
+	if n, err := s.PendingCount(ctx, p, "g", "c2"); err != nil || n != 0 {
+		t.Fatalf("c2's pending after its acks = %d, %v; want 0", n, err)
 	}
 }
 
@@ -1020,7 +1063,7 @@ func testRedrive(t *testing.T, s relay.Store) {
 	if got, _ := s.ReadGroup(ctx, p, "other", "o", false, 10, 0); len(got) != 4 {
 		t.Fatalf("the other group read %d, want 4", len(got))
 	}
-	if _, err := s.Ack(ctx, p, "other", ids(es)); err != nil {
+	if _, err := s.Ack(ctx, p, "other", ids(es), nil); err != nil {
 		t.Fatal(err)
 	}
 	dl, _ := s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
@@ -1210,7 +1253,7 @@ func testStats(t *testing.T, s relay.Store) {
 	if err != nil || len(es) != 3 {
 		t.Fatal(es, err)
 	}
-	if _, err := s.Ack(ctx, p, "a", []relay.ID{es[0].ID}); err != nil {
+	if _, err := s.Ack(ctx, p, "a", []relay.ID{es[0].ID}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.DeadLetter(ctx, p, "a", es[1]); err != nil {
@@ -1221,7 +1264,7 @@ func testStats(t *testing.T, s relay.Store) {
 	if err != nil || len(es) != 5 {
 		t.Fatal(es, err)
 	}
-	if _, err := s.Ack(ctx, p, "c", ids(es)); err != nil {
+	if _, err := s.Ack(ctx, p, "c", ids(es), nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Stats(ctx, []relay.Partition{p, empty})
