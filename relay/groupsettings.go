@@ -42,6 +42,7 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 		create.MaxAttempts = DefaultMaxAttempts
 	}
 	var agreed *GroupSettings
+	agreedSource := ""
 	for _, src := range sources {
 		got, err := st.EnsureGroupSettings(ctx, src, req.Group.Name, create, s.maxGroups(src))
 		if err != nil {
@@ -51,9 +52,14 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 			return err
 		}
 		if agreed == nil {
-			agreed = &got
-		} else if err := agreed.conflict(got, req.Group.Name, src); err != nil {
-			return err
+			agreed, agreedSource = &got, src
+			// The group's settings on the member's other sources, where it is new, are the
+			// ones it has here: the member takes them for every source.
+			create = got
+		} else if !got.equal(*agreed) {
+			return Errorf(CodeFailedPrecondition, "group %q has other settings on source %s (%s) than on source %s (%s): "+
+				"a member of several sources needs the group's settings to be the same on each (use another group, or one source per group)",
+				req.Group.Name, src, got, agreedSource, *agreed)
 		}
 	}
 	if agreed != nil {
@@ -69,6 +75,17 @@ func (s *Service) maxGroups(source string) int {
 		return src.Config.MaxGroups
 	}
 	return DefaultMaxGroups
+}
+
+// equal reports whether r and g are the same settings (types, filter, ack deadline, max
+// attempts), all of them set.
+func (r GroupSettings) equal(g GroupSettings) bool {
+	return slices.Equal(r.Types, g.Types) && r.Filter == g.Filter && r.AckDeadline == g.AckDeadline && r.MaxAttempts == g.MaxAttempts
+}
+
+// String describes the settings for an error message.
+func (r GroupSettings) String() string {
+	return fmt.Sprintf("types %s, filter %q, ack_deadline %s, max_delivery_attempts %d", typesString(r.Types), r.Filter, r.AckDeadline, r.MaxAttempts)
 }
 
 // conflict reports, as CodeFailedPrecondition, the first setting set in r (zero: omitted)

@@ -1126,3 +1126,53 @@ func TestStaleAckIDLeavesTheRedelivery(t *testing.T) {
 		}
 	})
 }
+
+// A member of a group over several sources takes the group's settings from the first source
+// that has them, and the group is recorded with those on the others; settings that differ
+// between two sources refuse the member, whichever source comes first. Before, a member
+// omitting every setting was refused (the group was recorded with defaults on the new source
+// first), and a first source without a type filter hid the one of the second.
+func TestGroupSettingsAcrossSources(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "a"}, relay.SourceConfig{Name: "b"})
+		member := func(sources []string, group, consumer string, types ...string) *sub {
+			return subscribe(t, f.svc, relay.SubscribeRequest{Sources: sources, Types: types, Heartbeat: relay.MinHeartbeat,
+				Group: relay.GroupOptions{Name: group, Consumer: consumer}}, nil)
+		}
+		refusal := func(s *sub) error {
+			select {
+			case <-s.done:
+			case <-s.ready:
+				s.stop()
+				return nil
+			case <-time.After(15 * time.Second):
+				t.Fatal("subscription neither refused nor started")
+			}
+			return s.err
+		}
+		// G reads type x on a; a member of a and b that omits types takes them on both.
+		if err := refusal(member([]string{"a"}, "G", "m1", "x")); err != nil {
+			t.Fatalf("first member: %v", err)
+		}
+		both := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"a", "b"}, Group: relay.GroupOptions{Name: "G", Consumer: "m2"}}, nil)
+		f.publish(t, "b", "b-y", "y", "")
+		f.publish(t, "b", "b-x", "x", "")
+		if got := both.wait(t, 1); !slices.Equal(got, []string{"b-x"}) {
+			t.Fatalf("member of a and b got %v, want [b-x] (the group's types on b too)", got)
+		}
+		both.stop()
+		// H reads every type on b and type x on a: a member of both is refused, either way round.
+		if err := refusal(member([]string{"b"}, "H", "m1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := refusal(member([]string{"a"}, "H", "m2", "x")); err != nil {
+			t.Fatal(err)
+		}
+		for _, order := range [][]string{{"b", "a"}, {"a", "b"}} {
+			err := refusal(member(order, "H", "m3"))
+			if relay.ErrorCode(err) != relay.CodeFailedPrecondition || !strings.Contains(relay.ErrorMessage(err), "other settings on source") {
+				t.Fatalf("member of %v with settings differing between them: %v, want FAILED_PRECONDITION naming both", order, err)
+			}
+		}
+	})
+}
