@@ -23,6 +23,8 @@ type tlsFlags struct {
 	cert     string
 	key      string
 	insecure bool
+	// token is the admin commands' bearer token (--token, else envToken: $RELAY_TOKEN).
+	token, envToken string
 }
 
 func addTLSFlags(fs *flag.FlagSet, withSwitch bool) *tlsFlags {

@@ -103,5 +103,8 @@ type destinationStatus struct {
 func adminFlags(fs *flag.FlagSet, e *env) (admin, format *string, tlsf *tlsFlags) {
 	admin, format = new(string), new(string)
 	fs.StringVar(admin, "admin", e.envOr("RELAY_ADMIN", "localhost:9091"), "relayd admin listener `host:port` or URL ($RELAY_ADMIN)")
-	return admin, format, addTLSFlags(fs, false)
+	tlsf = addTLSFlags(fs, false)
+	tlsf.envToken = e.getenv("RELAY_TOKEN")
+	fs.StringVar(&tlsf.token, "token", "", "bearer `token` with console: true, when relayd has auth.tokens (default $RELAY_TOKEN)")
+	return admin, format, tlsf
 }

@@ -670,3 +670,17 @@ func TestRefusedAndDestinations(t *testing.T) {
 		t.Errorf("resume of an unknown destination: exit %d, %s", res.code, res.stderr)
 	}
 }
+
+// TestAdminToken: against a relayd with auth.tokens, the admin commands send --token (or
+// $RELAY_TOKEN) as a bearer token; without one relayd answers 401 and relayctl exits 1.
+func TestAdminToken(t *testing.T) {
+	r := startRelayd(t, ordersYAML+"auth:\n  tokens:\n    - {name: ops, token: \"ops-token\", sources: [\"*\"], console: true}\n")
+	if res := relayctl(t, nil, "sources", "--admin", r.Admin); res.code != 1 || !strings.Contains(res.stderr, "401") {
+		t.Errorf("sources without a token: exit %d, %s", res.code, res.stderr)
+	}
+	if out := relayctl(t, nil, "sources", "--admin", r.Admin, "--token", "ops-token").ok(t); !strings.Contains(out.stdout, "orders") {
+		t.Errorf("sources --token:\n%s", out.stdout)
+	}
+	relayctl(t, []string{"RELAY_TOKEN=ops-token"}, "refused", "orders", "--admin", r.Admin).ok(t)
+	relayctl(t, []string{"RELAY_TOKEN=ops-token"}, "destinations", "list", "--admin", r.Admin).ok(t)
+}

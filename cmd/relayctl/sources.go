@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -97,6 +98,9 @@ func adminCall(ctx context.Context, tlsf *tlsFlags, admin, method, path string) 
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, nil)
 	if err != nil {
 		return nil, usagef("--admin %q: %v", admin, err)
+	}
+	if token := cmp.Or(tlsf.token, tlsf.envToken); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -56,6 +56,7 @@ type Main struct {
 	metrics   *server.Metrics
 	pusher    *push.Pusher
 	refused   *server.RefusedLog
+	auth      *server.Auth // auth.tokens: also the admin API's (adminAuth)
 	activity  *server.Activity
 	console   http.Handler
 	health    *health.Server
@@ -163,6 +164,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			MaxSubscriptions: t.MaxSubscriptions, Console: t.Console})
 	}
 	auth := server.NewAuth(server.AuthOptions{Tokens: tokens})
+	m.auth = auth
 	writes := &server.HeldWrites{}
 	events := server.NewEventServer(m.svc, server.EventServerOptions{Auth: auth, Logger: log, Metrics: m.metrics, TracerProvider: tp, Writes: writes,
 		Limits: server.SubscribeLimits{MaxSubscribers: cfg.Subscribe.MaxSubscribers, SendTimeout: cfg.Subscribe.SendTimeout}})
@@ -442,10 +444,10 @@ func (m *Main) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(server.OpenAPI())
 	})
-	mux.HandleFunc("GET /v1/admin/sources", m.adminSources)
-	mux.HandleFunc("GET /v1/admin/sources/{name}/refused", m.adminRefused)
-	mux.HandleFunc("GET /v1/admin/destinations", m.adminDestinations)
-	mux.HandleFunc("POST /v1/admin/destinations/{name}/resume", m.adminResume)
+	mux.HandleFunc("GET /v1/admin/sources", m.adminAuth(m.adminSources))
+	mux.HandleFunc("GET /v1/admin/sources/{name}/refused", m.adminAuth(m.adminRefused))
+	mux.HandleFunc("GET /v1/admin/destinations", m.adminAuth(m.adminDestinations))
+	mux.HandleFunc("POST /v1/admin/destinations/{name}/resume", m.adminAuth(m.adminResume))
 	mux.Handle("/", m.console) // the web console: "/", "/console/", "/v1/console/", EventService's routes
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	// No /debug/pprof/cmdline: the command line may carry a secret (-redis-url).
@@ -456,6 +458,37 @@ func (m *Main) adminHandler() http.Handler {
 	// browser POST here (a test webhook signed by relayd, a redrive, a resume, a publish).
 	return server.CrossOriginGuard(mux)
 }
+
+// adminHandlerFunc is an admin API handler; p is the caller's token (nil without auth.tokens:
+// everything is allowed).
+type adminHandlerFunc func(w http.ResponseWriter, r *http.Request, p *server.Principal)
+
+// adminAuth guards the admin API (/v1/admin/*) like the console: without auth.tokens it is
+// open (the listener is private); with them it takes a token with console: true (401 without
+// a valid one, 403 for a token without console), and each handler shows or changes only what
+// that token may read or publish to.
+func (m *Main) adminAuth(h adminHandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if m.auth.Open() {
+			h(w, r, nil)
+			return
+		}
+		p, err := m.auth.AuthenticateHTTP(r)
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="relayd admin"`)
+			http.Error(w, "a token with console: true is required (auth.tokens): "+relay.ErrorMessage(err), http.StatusUnauthorized)
+			return
+		}
+		if !p.CanOpenConsole() {
+			http.Error(w, "token "+p.Name+" may not use the admin API (it needs console: true)", http.StatusForbidden)
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+// canRead reports whether p (nil: no tokens) may read source.
+func canRead(p *server.Principal, source string) bool { return p == nil || p.CanRead(source) }
 
 // SourceStatus is one element of the admin endpoint GET /v1/admin/sources (relayctl sources).
 type SourceStatus struct {
@@ -480,7 +513,7 @@ type GroupStatus struct {
 // adminSources answers GET /v1/admin/sources: every configured source with its stream length,
 // dead letters and consumer groups (lag, pending), from relay.Service.Stats (the numbers
 // the metrics carry).
-func (m *Main) adminSources(w http.ResponseWriter, r *http.Request) {
+func (m *Main) adminSources(w http.ResponseWriter, r *http.Request, p *server.Principal) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	stats, err := m.svc.Stats(ctx)
@@ -490,6 +523,9 @@ func (m *Main) adminSources(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]SourceStatus, 0, len(stats))
 	for _, s := range stats {
+		if !canRead(p, s.Name) {
+			continue
+		}
 		st := SourceStatus{Name: s.Name, Provider: s.Provider, Partitions: s.Partitions, Length: s.Length,
 			DeadLetter: s.DeadLetters, Groups: make([]GroupStatus, 0, len(s.Groups))}
 		for _, g := range s.Groups {

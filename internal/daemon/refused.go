@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/eventrelay/eventrelay/server"
 )
 
 // adminRefused answers GET /v1/admin/sources/{name}/refused[?limit=N]: the last refused
 // webhook requests of the source, newest first (server.Refusal; relayctl refused).
-func (m *Main) adminRefused(w http.ResponseWriter, r *http.Request) {
+func (m *Main) adminRefused(w http.ResponseWriter, r *http.Request, p *server.Principal) {
 	name := r.PathValue("name")
-	if _, err := m.svc.Source(name); err != nil {
+	if _, err := m.svc.Source(name); err != nil || !canRead(p, name) {
 		http.Error(w, "no source named "+name, http.StatusNotFound)
 		return
 	}

@@ -2,11 +2,14 @@ package daemon
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/eventrelay/eventrelay/internal/config"
 	"github.com/eventrelay/eventrelay/internal/e2e"
+	"github.com/eventrelay/eventrelay/relay"
 )
 
 // The admin listener shows a source's last refused webhooks: why, from where, with which
@@ -93,5 +96,64 @@ func TestRefusedRequestsAreShown(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
 		}
+	}
+}
+
+// TestAdminAPITokens: with auth.tokens, the admin API (/v1/admin/*) takes a token with
+// console: true, and shows only the sources it may read; without a token it was open to
+// anyone who reached the admin listener, whatever the console's own checks.
+func TestAdminAPITokens(t *testing.T) {
+	cfg := testConfig("")
+	billing := cfg.Sources[0]
+	billing.Name = "billing"
+	cfg.Sources = append(cfg.Sources, billing)
+	cfg.Auth.Tokens = []config.AuthToken{
+		{Name: "ops", Token: relay.Secret{Value: []byte("ops-token")}, Sources: []string{"*"}, Publish: true, Console: true},
+		{Name: "reader", Token: relay.Secret{Value: []byte("reader-token")}, Sources: []string{"orders"}, Console: true},
+		{Name: "service", Token: relay.Secret{Value: []byte("service-token")}, Sources: []string{"*"}},
+	}
+	m := startMain(t, cfg)
+	get := func(path, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+m.AdminAddr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		path, token string
+		want        int
+		has, hasNot string
+	}{
+		{"/v1/admin/sources", "", http.StatusUnauthorized, "console: true", ""},
+		{"/v1/admin/sources", "wrong", http.StatusUnauthorized, "", ""},
+		{"/v1/admin/sources", "service-token", http.StatusForbidden, "console: true", ""},
+		{"/v1/admin/sources", "ops-token", http.StatusOK, `"billing"`, ""},
+		{"/v1/admin/sources", "reader-token", http.StatusOK, `"orders"`, `"billing"`},
+		{"/v1/admin/sources/billing/refused", "", http.StatusUnauthorized, "", ""},
+		{"/v1/admin/sources/billing/refused", "reader-token", http.StatusNotFound, "no source named billing", ""},
+		{"/v1/admin/sources/orders/refused", "reader-token", http.StatusOK, "", ""},
+		{"/v1/admin/destinations", "", http.StatusUnauthorized, "", ""},
+		{"/v1/admin/destinations", "reader-token", http.StatusOK, "[]", ""},
+	} {
+		code, body := get(tc.path, tc.token)
+		if code != tc.want || !strings.Contains(body, tc.has) || (tc.hasNot != "" && strings.Contains(body, tc.hasNot)) {
+			t.Errorf("GET %s with %q: %d %s, want %d with %q and without %q", tc.path, tc.token, code, body, tc.want, tc.has, tc.hasNot)
+		}
+	}
+	resp, err := http.Post("http://"+m.AdminAddr+"/v1/admin/destinations/x/resume", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("resume without a token: %d, want 401", resp.StatusCode)
 	}
 }
