@@ -273,6 +273,31 @@ const (
 	DefaultMaxStreamsPerConn = 100
 )
 
+// explicitZeros refuses a 0 written for a destination setting whose 0 SetDefaults would
+// otherwise take for "absent" and replace by the default: a max_attempts: 0 meant as "no
+// limit", or a breaker.failures: 0 meant as "no breaker", would silently be 10.
+func (d *loader) explicitZeros(i int, c *push.Config) {
+	for _, z := range []struct {
+		key, valid string
+		zero       bool
+	}{
+		{"timeout", "100ms to 5m", c.Timeout == 0},
+		{"max_in_flight", "1 to 1024", c.MaxInFlight == 0},
+		{"retry.initial", "more than 0", c.Retry.Initial == 0},
+		{"retry.max", "more than 0, at most 12h", c.Retry.Max == 0},
+		{"retry.multiplier", "at least 1", c.Retry.Multiplier == 0},
+		{"retry.max_attempts", "1 to 1000", c.Retry.MaxAttempts == 0},
+		{"retry.max_age", "more than 0", c.Retry.MaxAge == 0},
+		{"breaker.failures", "at least 1 (the breaker cannot be turned off)", c.Breaker.Failures == 0},
+		{"breaker.cooldown", "more than 0", c.Breaker.Cooldown == 0},
+	} {
+		path := fmt.Sprintf("destinations[%d].%s", i, z.key)
+		if origin, set := d.where[path]; set && z.zero {
+			d.errf(path, origin, "must be %s, got 0 (leave the key out for the default)", z.valid)
+		}
+	}
+}
+
 // maxBodySlack is what a webhook body's buffer may take beyond the body (rounding to
 // pages, the byte read to tell a longer body).
 const maxBodySlack = 64 << 10
@@ -365,6 +390,7 @@ func Load(path string, environ []string, flags map[string]string) (*Config, erro
 		}
 	}
 	for i := range cfg.Destinations {
+		d.explicitZeros(i, &cfg.Destinations[i])
 		cfg.Destinations[i].SetDefaults()
 	}
 

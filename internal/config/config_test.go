@@ -1028,3 +1028,44 @@ destinations:
 		t.Logf("error:\n%v", err)
 	}
 }
+
+// TestDestinationExplicitZeros: a destination setting written as 0, whose 0 would otherwise
+// stand for "absent" and become the default, is refused naming the key and where it came from
+// (file, variable or flag); an absent key still takes the default.
+func TestDestinationExplicitZeros(t *testing.T) {
+	file := `sources:
+  - {name: a, secrets: [x]}
+destinations:
+  - name: d
+    url: https://x.example
+    secrets: [whsec_MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1u]
+    timeout: 0s
+    retry: {max_attempts: 0}
+`
+	_, err := Load(cfgWriteConfig(t, file), []string{"RELAY_DESTINATIONS_D_MAX_IN_FLIGHT=0"}, map[string]string{"destinations.d.breaker.failures": "0"})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		"destinations[0].timeout: must be 100ms to 5m, got 0 (leave the key out for the default) (", // the file path follows
+		"destinations[0].retry.max_attempts: must be 1 to 1000, got 0 (leave the key out for the default) (",
+		"destinations[0].max_in_flight: must be 1 to 1024, got 0 (leave the key out for the default) (RELAY_DESTINATIONS_D_MAX_IN_FLIGHT)",
+		"destinations[0].breaker.failures: must be at least 1 (the breaker cannot be turned off), got 0 (leave the key out for the default) (flag destinations.d.breaker.failures)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	for _, line := range []string{"relay.yaml:7)", "relay.yaml:8)"} { // timeout, retry.max_attempts
+		if !strings.Contains(err.Error(), line) {
+			t.Errorf("error does not point at %s:\n%v", line, err)
+		}
+	}
+	cfg, err := Load(cfgWriteConfig(t, strings.ReplaceAll(strings.ReplaceAll(file, "    timeout: 0s\n", ""), "    retry: {max_attempts: 0}\n", "")), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.Destinations[0]; d.Timeout != 10*time.Second || d.Retry.MaxAttempts != 10 || d.Breaker.Failures != 10 {
+		t.Errorf("defaults of absent keys: timeout %s, max_attempts %d, breaker.failures %d; want 10s, 10, 10", d.Timeout, d.Retry.MaxAttempts, d.Breaker.Failures)
+	}
+}
