@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -834,6 +835,20 @@ func (s *Service) Redrive(ctx context.Context, source, group string, eventIDs []
 		total += n
 		if err != nil {
 			return total, err
+		}
+	}
+	if total == 0 {
+		// Nothing to redrive: say so when the group does not exist on the source at all (a
+		// misspelt name, or a destination's group without its dest: prefix).
+		stats, err := gs.Stats(ctx, src.Partitions())
+		if err != nil {
+			return 0, err
+		}
+		exists := slices.ContainsFunc(stats, func(ps PartitionStats) bool {
+			return slices.ContainsFunc(ps.Groups, func(g GroupStats) bool { return g.Name == group })
+		})
+		if !exists {
+			return 0, Errorf(CodeNotFound, "no consumer group %q on source %s (a push destination's group is dest:<name>)", group, source)
 		}
 	}
 	return total, nil
