@@ -463,6 +463,17 @@ type ListQuery struct {
 // MaxListScan bounds the entries one ListEvents call reads when Types leaves most of them out.
 const MaxListScan = 10000
 
+// MaxListPageBytes bounds the events of one ListEvents page (the bytes of their stored
+// form): a page ends early, with a next page token, before it would pass it, so that an
+// answer stays within grpc-go's default 4 MiB receive limit and a few calls cannot fill
+// relayd's memory. A page always holds at least one event.
+const MaxListPageBytes = 3 << 20
+
+// listChunk is how many entries ListEvents reads from a partition at a time (at most the
+// page size and one): with events up to max_body_bytes each, reading page_size + 1 from every
+// partition at once could hold gigabytes for one call.
+const listChunk = 64
+
 // ListItem is one listed event with the cursor just after it.
 type ListItem struct {
 	Partition Partition
@@ -527,9 +538,10 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		entries []Entry
 		done    bool // the last read reached the end of the range
 	}
+	chunk := min(q.PageSize+1, listChunk)
 	fetch := func(h *head, start, end ID) error {
-		es, err := rng(ctx, h.p, start, end, q.PageSize+1, q.NewestFirst)
-		h.entries, h.done = es, len(es) < q.PageSize+1
+		es, err := rng(ctx, h.p, start, end, chunk, q.NewestFirst)
+		h.entries, h.done = es, len(es) < chunk
 		return err
 	}
 	var heads []*head
@@ -557,11 +569,12 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	}
 	var items []ListItem
 	more := false
+	pageBytes := 0
 	for {
 		best := -1
 		for i, h := range heads {
 			if len(h.entries) == 0 && !h.done && scanned < MaxListScan {
-				// Every entry read so far was left out by Types: read on.
+				// Every entry read so far was taken, or left out by Types: read on.
 				last := pos[h.p]
 				start, end := last.Next(), hi
 				if q.NewestFirst {
@@ -585,7 +598,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if best < 0 {
 			break
 		}
-		if len(items) == q.PageSize {
+		if len(items) == q.PageSize || len(items) > 0 && pageBytes+len(heads[best].entries[0].Event) > MaxListPageBytes {
 			more = true
 			break
 		}
@@ -595,6 +608,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if len(q.Types) > 0 && !q.Types.Match(EventType(e.Event)) {
 			continue
 		}
+		pageBytes += len(e.Event)
 		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
 			Cursor: cursorAfter(src.Partitions(), heads[best].p, e.ID, q.DeadLetters, q.Group)})
 	}

@@ -1176,3 +1176,73 @@ func TestGroupSettingsAcrossSources(t *testing.T) {
 		}
 	})
 }
+
+// ListEvents pages end before MaxListPageBytes of events (a page of large events is short,
+// with a next page token), and reading partitions a chunk at a time still lists every event
+// once, oldest first, across pages.
+func TestListEventsPageBounds(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "big", Partitions: 2}, relay.SourceConfig{Name: "small", Partitions: 3})
+		ctx := context.Background()
+		pad := strings.Repeat("x", 700<<10)
+		for i := range 12 {
+			id := fmt.Sprintf("big%03d", i)
+			if _, err := f.svc.Publish(ctx, relay.PublishInput{Source: "big", ID: id, Type: "t", PartitionKey: id, Data: []byte(`{"pad":"` + pad + `"}`)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		small := ids("small", 150)
+		for _, id := range small {
+			f.publish(t, "small", id, "t", id)
+		}
+		for _, tc := range []struct {
+			source   string
+			pageSize int
+			want     []string
+			maxPage  int
+		}{
+			{"big", 100, ids("big", 12), 4}, // 4 x 700 KiB fit in 3 MiB, 5 do not
+			{"small", 200, small, 150},
+			{"small", 40, small, 40},
+		} {
+			var got []string
+			var order []relay.ID
+			token := ""
+			for pages := 0; ; pages++ {
+				if pages > 50 {
+					t.Fatalf("%s: more than 50 pages", tc.source)
+				}
+				items, next, err := f.svc.ListEvents(ctx, relay.ListQuery{Source: tc.source, PageSize: tc.pageSize, PageToken: token})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(items) > tc.maxPage || len(items) == 0 && next != "" {
+					t.Fatalf("%s page %d: %d events (next %q), want 1 to %d", tc.source, pages, len(items), next, tc.maxPage)
+				}
+				for _, it := range items {
+					ev, _ := relay.DecodeEvent(it.Entry.Event)
+					got, order = append(got, ev.GetId()), append(order, it.Entry.ID)
+				}
+				if token = next; token == "" {
+					break
+				}
+			}
+			if !slices.Equal(slices.Sorted(slices.Values(got)), tc.want) {
+				t.Fatalf("%s by pages of %d: listed %d events %v, want each of the %d once", tc.source, tc.pageSize, len(got), got, len(tc.want))
+			}
+			if !slices.IsSortedFunc(order, func(a, b relay.ID) int { return cmpID(a, b) }) {
+				t.Fatalf("%s by pages of %d: not oldest first by stream id: %v", tc.source, tc.pageSize, order)
+			}
+		}
+	})
+}
+
+func cmpID(a, b relay.ID) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
+}

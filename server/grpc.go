@@ -34,6 +34,10 @@ type GRPCOptions struct {
 	// MaxConcurrentStreams bounds the streams of one client connection (0: grpc-go's
 	// default, unbounded).
 	MaxConcurrentStreams int
+	// MaxHeaderListSize bounds the metadata (headers) of a call (http.max_header_bytes, the
+	// bound of an HTTP request's headers); 0: 64 KiB. grpc-go's own default is 16 MiB per
+	// call, before any token is checked.
+	MaxHeaderListSize int
 	// Events is the EventService to serve (required).
 	Events *EventServer
 	// Webhooks, when set, also serves WebhookService to gRPC callers.
@@ -67,6 +71,7 @@ func NewGRPCServer(opts GRPCOptions) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement),
 		grpc.KeepaliveParams(KeepaliveServer),
 		grpc.MaxRecvMsgSize(cmp.Or(opts.MaxRecvMsgSize, DefaultMaxRequestBytes)),
+		grpc.MaxHeaderListSize(uint32(cmp.Or(opts.MaxHeaderListSize, 64<<10))),
 	}
 	if opts.Creds != nil {
 		sopts = append(sopts, grpc.Creds(opts.Creds))

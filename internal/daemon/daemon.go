@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/eventrelay/eventrelay/internal/config"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -183,12 +184,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	maxMsg := int(cfg.HTTP.MaxRequestBytes)
 	m.grpc = server.NewGRPCServer(server.GRPCOptions{Creds: creds, Reflection: cfg.GRPC.Reflection, Health: m.health, Logger: log,
-		MaxRecvMsgSize: maxMsg, MaxConcurrentStreams: cfg.GRPC.MaxStreamsPerConnection, Events: events})
+		MaxRecvMsgSize: maxMsg, MaxConcurrentStreams: cfg.GRPC.MaxStreamsPerConnection, MaxHeaderListSize: cfg.HTTP.MaxHeaderBytes, Events: events})
 	m.inproc = server.NewGRPCServer(server.GRPCOptions{Logger: log, MaxRecvMsgSize: maxMsg, Events: events})
 	m.inprocLis = bufconn.Listen(1 << 20)
 	m.conn, err = grpc.NewClient("passthrough:///inproc",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return m.inprocLis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The gateway's own connection: relayd's answers are bounded where they are made (a
+		// ListEvents page by MaxListPageBytes, an event by max_body_bytes), not by grpc-go's
+		// 4 MiB default, which turned a larger answer into a 429 with Retry-After.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32)))
 	if err != nil {
 		return err
 	}
