@@ -1118,3 +1118,22 @@ func TestCrossOriginRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCMetadataBounded: a call's metadata is bounded by http.max_header_bytes (64 KiB by
+// default), as an HTTP request's headers are; grpc-go's own bound is 16 MiB per call, held
+// before any token is checked. A call within it is answered.
+func TestGRPCMetadataBounded(t *testing.T) {
+	m := startMain(t, testConfig(embeddedURL(t)))
+	c := client(t, m)
+	call := func(size int) error {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "x-pad", strings.Repeat("x", size))
+		_, err := c.GetEvent(ctx, &eventrelayv1.GetEventRequest{Source: "orders", Id: "nope"})
+		return err
+	}
+	if err := call(1 << 20); err == nil || status.Code(err) == codes.NotFound {
+		t.Fatalf("a call with 1 MiB of metadata: %v, want it refused before the handler", err)
+	}
+	if err := call(8 << 10); status.Code(err) != codes.NotFound {
+		t.Fatalf("a call with 8 KiB of metadata: %v, want the handler's NOT_FOUND", err)
+	}
+}
