@@ -43,11 +43,7 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 	}
 	var agreed *GroupSettings
 	agreedSource := ""
-	for _, src := range sources {
-		got, err := st.EnsureGroupSettings(ctx, src, req.Group.Name, create, s.maxGroups(src))
-		if err != nil {
-			return err
-		}
+	agree := func(src string, got GroupSettings) error {
 		if err := want.conflict(got, req.Group.Name, src); err != nil {
 			return err
 		}
@@ -60,6 +56,33 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 			return Errorf(CodeFailedPrecondition, "group %q has other settings on source %s (%s) than on source %s (%s): "+
 				"a member of several sources needs the group's settings to be the same on each (use another group, or one source per group)",
 				req.Group.Name, src, got, agreedSource, *agreed)
+		}
+		return nil
+	}
+	// First what is recorded already, so that a member refused creates the group nowhere.
+	recorded := map[string]bool{}
+	for _, src := range sources {
+		got, ok, err := st.GroupSettings(ctx, src, req.Group.Name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			recorded[src] = true
+			if err := agree(src, got); err != nil {
+				return err
+			}
+		}
+	}
+	// Then the sources where the group is new (or was created meanwhile, by another member).
+	for _, src := range sources {
+		got, err := st.EnsureGroupSettings(ctx, src, req.Group.Name, create, s.maxGroups(src))
+		if err != nil {
+			return err
+		}
+		if !recorded[src] {
+			if err := agree(src, got); err != nil {
+				return err
+			}
 		}
 	}
 	if agreed != nil {

@@ -1174,6 +1174,17 @@ func TestGroupSettingsAcrossSources(t *testing.T) {
 				t.Fatalf("member of %v with settings differing between them: %v, want FAILED_PRECONDITION naming both", order, err)
 			}
 		}
+		// K reads every type on b; a member of a and b asking for type x is refused, and K is
+		// not created on a (it would be, with type x, for good).
+		if err := refusal(member([]string{"b"}, "K", "m1")); err != nil {
+			t.Fatal(err)
+		}
+		if err := refusal(member([]string{"a", "b"}, "K", "m2", "x")); relay.ErrorCode(err) != relay.CodeFailedPrecondition {
+			t.Fatalf("member of a and b asking for type x: %v, want FAILED_PRECONDITION", err)
+		}
+		if _, ok, err := f.store.GroupSettings(context.Background(), "a", "K"); err != nil || ok {
+			t.Fatalf("K recorded on a after a refused member: %v, %v", ok, err)
+		}
 	})
 }
 

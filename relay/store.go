@@ -197,6 +197,9 @@ type Store interface {
 	// recorded them). maxGroups > 0 bounds the groups with settings on source: recording
 	// one more is CodeFailedPrecondition.
 	EnsureGroupSettings(ctx context.Context, source, group string, want GroupSettings, maxGroups int) (GroupSettings, error)
+	// GroupSettings returns the settings recorded for group on source, and false when none
+	// are (the group was never created there); it records nothing.
+	GroupSettings(ctx context.Context, source, group string) (GroupSettings, bool, error)
 	// ReadGroup reads entries for consumer: pending=true returns the consumer's own pending
 	// entries (from id 0), else new entries (>), blocking up to block (0: not at all).
 	ReadGroup(ctx context.Context, p Partition, group, consumer string, pending bool, count int, block time.Duration) ([]Entry, error)

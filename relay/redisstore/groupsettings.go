@@ -79,6 +79,32 @@ func (s *Store) EnsureGroupSettings(ctx context.Context, source, group string, w
 	return parseGroupSettings(v)
 }
 
+// GroupSettings returns the settings recorded for group on source (HGETALL of
+// GroupSettingsKey), and false when there are none.
+func (s *Store) GroupSettings(ctx context.Context, source, group string) (relay.GroupSettings, bool, error) {
+	if s.closed.Load() {
+		return relay.GroupSettings{}, false, errClosed()
+	}
+	if !relay.ValidSourceName(source) || !relay.ValidGroupName(group) {
+		return relay.GroupSettings{}, false, relay.Errorf(relay.CodeInvalid, "invalid source or group name")
+	}
+	opCtx, cancel := s.opContext(ctx, 0)
+	defer cancel()
+	kv, err := s.client.HGetAll(opCtx, GroupSettingsKey(source, group)).Result()
+	if err != nil {
+		return relay.GroupSettings{}, false, s.fail(ctx, "group settings", err)
+	}
+	if len(kv) == 0 {
+		return relay.GroupSettings{}, false, nil
+	}
+	flat := make([]string, 0, 2*len(kv))
+	for k, v := range kv {
+		flat = append(flat, k, v)
+	}
+	g, err := parseGroupSettings(flat)
+	return g, err == nil, err
+}
+
 // parseGroupSettings reads HGETALL's field, value pairs.
 func parseGroupSettings(kv []string) (relay.GroupSettings, error) {
 	var g relay.GroupSettings

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ func Run(t *testing.T, newStore func(t *testing.T) relay.Store) {
 		{"Claim", testClaim},
 		{"Ack", testAck},
 		{"SettleAttempt", testSettleAttempt},
+		{"GroupSettings", testGroupSettings},
 		{"DeadLetter", testDeadLetter},
 		{"Redrive", testRedrive},
 		{"GroupControl", testGroupControl},
@@ -976,6 +978,31 @@ func testSettleAttempt(t *testing.T, s relay.Store) {
 	}
 	if n, err := s.PendingCount(ctx, p, "g", "c2"); err != nil || n != 0 {
 		t.Fatalf("c2's pending after its acks = %d, %v; want 0", n, err)
+	}
+}
+
+// testGroupSettings: EnsureGroupSettings records the first settings of a group and returns
+// them to every later call; GroupSettings reads them without recording anything.
+func testGroupSettings(t *testing.T, s relay.Store) {
+	ctx := t.Context()
+	src := newSource(t)
+	if _, ok, err := s.GroupSettings(ctx, src, "g"); err != nil || ok {
+		t.Fatalf("GroupSettings of a group never created = %v, %v; want none", ok, err)
+	}
+	if _, ok, _ := s.GroupSettings(ctx, src, "g"); ok {
+		t.Fatal("GroupSettings recorded the group")
+	}
+	first := relay.GroupSettings{Types: []string{"a.*"}, Filter: `event.type != ""`, AckDeadline: 30 * time.Second, MaxAttempts: 3}
+	got, err := s.EnsureGroupSettings(ctx, src, "g", first, 0)
+	if err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("EnsureGroupSettings of a new group = %+v, %v; want %+v", got, err, first)
+	}
+	other := relay.GroupSettings{AckDeadline: time.Minute, MaxAttempts: 5}
+	if got, err := s.EnsureGroupSettings(ctx, src, "g", other, 0); err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("EnsureGroupSettings of a recorded group = %+v, %v; want the first %+v", got, err, first)
+	}
+	if got, ok, err := s.GroupSettings(ctx, src, "g"); err != nil || !ok || !reflect.DeepEqual(got, first) {
+		t.Fatalf("GroupSettings = %+v, %v, %v; want %+v", got, ok, err, first)
 	}
 }
 
