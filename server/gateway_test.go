@@ -84,3 +84,43 @@ func TestWebhookDirectMatchesGateway(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPStatusesFromTheTable: the answers grpc-gateway makes itself follow relayd's code
+// table too: an error ending an HTTP Subscribe before its first message (FAILED_PRECONDITION:
+// 412, where grpc-gateway's table says 400), and a method a route does not take (405, where
+// grpc-gateway answers 501 UNIMPLEMENTED).
+func TestHTTPStatusesFromTheTable(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	do := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.http.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode, string(b)
+	}
+	// The group is created with a 30s ack deadline; a member asking for 60s is refused.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.http.URL+"/v1/events:subscribe?sources=orders&group=g&ack_deadline=30s&heartbeat_interval=1s", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("first member: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if code, body := do(http.MethodGet, "/v1/events:subscribe?sources=orders&group=g&ack_deadline=60s"); code != http.StatusPreconditionFailed || !strings.Contains(body, "ack_deadline") {
+		t.Errorf("member asking for another ack_deadline: %d %s, want 412", code, body)
+	}
+	for _, c := range []struct{ method, path string }{
+		{http.MethodDelete, "/v1/events:acknowledge"},
+		{http.MethodPut, "/v1/events"},
+		{http.MethodPost, "/v1/sources/orders/events"},
+	} {
+		if code, body := do(c.method, c.path); code != http.StatusMethodNotAllowed || !strings.Contains(body, "not allowed") {
+			t.Errorf("%s %s: %d %s, want 405", c.method, c.path, code, body)
+		}
+	}
+}

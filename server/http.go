@@ -98,6 +98,8 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, opts HTTPOptions) (
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithStreamErrorHandler(streamErrorHandler),
 		runtime.WithForwardResponseOption(handshakeStatus),
 	)
 	if err := eventrelayv1.RegisterWebhookServiceHandlerServer(ctx, mux, webhooks); err != nil {
@@ -212,9 +214,66 @@ func streamDeadlines(timeout time.Duration, next http.Handler) http.Handler {
 			if timeout > 0 {
 				w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: timeout}
 			}
+			// An error before the stream's first message is answered with the status of
+			// relayd's code table, not grpc-gateway's (FAILED_PRECONDITION 412, not 400), and
+			// Retry-After on 429 and 503, as on every other route.
+			st := &streamStatus{}
+			w = &streamStatusWriter{ResponseWriter: w, st: st}
+			r = r.WithContext(context.WithValue(r.Context(), streamStatusKey{}, st))
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// streamStatus is where streamErrorHandler leaves the status that ends an HTTP Subscribe
+// stream, for streamStatusWriter.
+type streamStatus struct{ st *status.Status }
+
+type streamStatusKey struct{}
+
+// streamErrorHandler is grpc-gateway's stream error handler (the status of the error chunk),
+// which also records the status for the stream's streamStatusWriter.
+func streamErrorHandler(ctx context.Context, err error) *status.Status {
+	st := status.Convert(err)
+	if h, ok := ctx.Value(streamStatusKey{}).(*streamStatus); ok {
+		h.st = st
+	}
+	return st
+}
+
+// streamStatusWriter rewrites the HTTP status grpc-gateway gives an error that ends a stream
+// before its first message (runtime.HTTPStatusFromCode) to relayd's (HTTPStatus).
+type streamStatusWriter struct {
+	http.ResponseWriter
+	st *streamStatus
+}
+
+func (w *streamStatusWriter) WriteHeader(code int) {
+	if code >= 400 && w.st.st != nil {
+		code = HTTPStatus(domainCodeOf(w.st.st))
+		if (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", "1")
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *streamStatusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+
+func (w *streamStatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// routingErrorHandler answers requests no route takes: 405 (with the google.rpc.Status body of
+// every other error) for a path whose routes take other methods, where grpc-gateway's default
+// answers 501 UNIMPLEMENTED; 404 for an unknown path.
+func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		writeErrorStatus(w, httpStatus, relay.Errorf(relay.CodeInvalid, "method %s not allowed on %s", r.Method, r.URL.Path))
+	case http.StatusNotFound:
+		writeErrorStatus(w, httpStatus, relay.Errorf(relay.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	default:
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, httpStatus)
+	}
 }
 
 // deadlineWriter sets the connection's write deadline before every write and flush.
