@@ -1,12 +1,12 @@
 package relay
 
 import (
-	"math"
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"strings"
 	"sync/atomic"
 

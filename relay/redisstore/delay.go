@@ -70,17 +70,7 @@ func (s *Store) Hold(ctx context.Context, p relay.Partition, group string, ids [
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
 	v, err := holdScript.Run(opCtx, s.client, []string{StreamKey(p), HoldKey(p, group)}, args...).Slice()
-	if err != nil {
-		return nil, s.fail(ctx, "hold", err)
-	}
-	if len(v) != len(ids) {
-		return nil, s.fail(ctx, "hold", fmt.Errorf("unexpected script reply %v", v))
-	}
-	out := make([]bool, len(ids))
-	for i := range v {
-		out[i] = toInt(v[i]) == 1
-	}
-	return out, nil
+	return s.scriptFlags(ctx, "hold", v, err, len(ids))
 }
 
 // Held reports, for each id, whether group holds it past now (ZMSCORE of HoldKey).

@@ -387,17 +387,7 @@ func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []
 			args = append(args, id.String(), deliveries[i])
 		}
 		v, err := ackScript.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
-		if err != nil {
-			return nil, s.fail(ctx, "ack", err)
-		}
-		if len(v) != len(ids) {
-			return nil, s.fail(ctx, "ack", fmt.Errorf("unexpected script reply %v", v))
-		}
-		out := make([]bool, len(ids))
-		for i := range v {
-			out[i] = toInt(v[i]) == 1
-		}
-		return out, nil
+		return s.scriptFlags(ctx, "ack", v, err, len(ids))
 	}
 	pipe := s.client.Pipeline()
 	cmds := pipeAcks(opCtx, pipe, StreamKey(p), group, ids)
@@ -534,13 +524,18 @@ func (s *Store) reclaimable(ctx context.Context, script *redis.Script, op string
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
 	v, err := script.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
+	return s.scriptFlags(ctx, op, v, err, len(ids))
+}
+
+// scriptFlags reads the reply of a script that answers 1 or 0 for each of n ids.
+func (s *Store) scriptFlags(ctx context.Context, op string, v []any, err error, n int) ([]bool, error) {
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
-	if len(v) != len(ids) {
+	if len(v) != n {
 		return nil, s.fail(ctx, op, fmt.Errorf("unexpected script reply %v", v))
 	}
-	out := make([]bool, len(ids))
+	out := make([]bool, n)
 	for i := range v {
 		out[i] = toInt(v[i]) == 1
 	}

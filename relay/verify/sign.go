@@ -63,11 +63,7 @@ func SignWithKey(cfg *relay.SourceConfig, key crypto.Signer, req *relay.WebhookR
 }
 
 func sign(src *relay.SourceConfig, req *relay.WebhookRequest, now time.Time, priv crypto.Signer) error {
-	cfg, err := viewOf(src)
-	if err != nil {
-		return err
-	}
-	v, err := build(cfg)
+	v, err := verifierOf(src)
 	if err != nil {
 		return err
 	}
@@ -203,11 +199,7 @@ func setQuery(r *request, q string) {
 // nor credentials carried in the query or the body (mailgun). The ingress redacts these
 // headers in what it records of refused requests, whatever their names.
 func CredentialHeaders(cfg *relay.SourceConfig) []string {
-	view, err := viewOf(cfg)
-	if err != nil {
-		return nil
-	}
-	v, err := build(view)
+	v, err := verifierOf(cfg)
 	if err != nil {
 		return nil
 	}

@@ -146,11 +146,7 @@ func SourceAccepts(cfg *relay.SourceConfig, contentType string) bool {
 //
 // The verifier of meta (and its aliases) also implements relay.EndpointChallenger.
 func New(cfg *relay.SourceConfig) (relay.Verifier, error) {
-	c, err := viewOf(cfg)
-	if err != nil {
-		return nil, err
-	}
-	v, err := build(c)
+	v, err := verifierOf(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +154,15 @@ func New(cfg *relay.SourceConfig) (relay.Verifier, error) {
 		return &challengeVerifier{v}, nil
 	}
 	return v, nil
+}
+
+// verifierOf builds the verifier of cfg.
+func verifierOf(cfg *relay.SourceConfig) (*verifier, error) {
+	c, err := viewOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return build(c)
 }
 
 // Problems returns start-up warnings about cfg, each a sentence naming the source: secrets
