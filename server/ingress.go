@@ -108,7 +108,7 @@ type ingress struct {
 	bodies *byteBudget
 	// credentials are each source's credential headers (IngressOptions.CredentialHeaders).
 	credentials map[string][]string
-	tracer trace.Tracer
+	tracer      trace.Tracer
 	// webhooks, when set, answers POSTed webhooks directly (see receive); else they go
 	// through the gateway mux like every other route.
 	webhooks  *WebhookServer
