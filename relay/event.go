@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -45,6 +46,12 @@ func ValidateEventID(id string) error {
 		if c := id[i]; c <= ' ' || c == 0x7f {
 			return Errorf(CodeInvalid, "event id must not contain spaces or control characters")
 		}
+	}
+	// U+FFFD is what decoding puts for bytes that are not UTF-8 (and for lone surrogate
+	// escapes in JSON): ids that differ only there would become one, and a distinct event
+	// would be answered duplicate and dropped.
+	if !utf8.ValidString(id) || strings.ContainsRune(id, utf8.RuneError) {
+		return Errorf(CodeInvalid, "event id must be valid UTF-8 without U+FFFD (the replacement of undecodable bytes)")
 	}
 	return nil
 }

@@ -90,7 +90,11 @@ func TestUUIDv7(t *testing.T) {
 }
 
 func TestValidateEventID(t *testing.T) {
-	for id, ok := range map[string]bool{"evt_1": true, "": false, "a b": false, "a\nb": false, string(make([]byte, 300)): false, "msg_p5jXN8AQM9LWM0D4loKWxJek": true} {
+	for id, ok := range map[string]bool{"evt_1": true, "": false, "a b": false, "a\nb": false, string(make([]byte, 300)): false, "msg_p5jXN8AQM9LWM0D4loKWxJek": true,
+		"évt-ß":        true,
+		"dup-\xfe\xfe": false, // not UTF-8
+		"dup-\uFFFD":   false, // what undecodable bytes and lone surrogate escapes decode to: ids would collapse
+	} {
 		if err := ValidateEventID(id); (err == nil) != ok {
 			t.Errorf("%q: %v", id, err)
 		}

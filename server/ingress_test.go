@@ -581,3 +581,24 @@ func TestReadBodyMemory(t *testing.T) {
 		budget.give(h)
 	}
 }
+
+// TestUndecodableIDsRefused: ids whose bytes are not UTF-8 decode to U+FFFD, so two distinct
+// webhooks would carry one id and the second be answered duplicate and dropped; both are
+// refused with 400 and nothing is stored.
+func TestUndecodableIDsRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for _, body := range [][]byte{
+		[]byte("{\"id\":\"dup-\xfe\xfe\",\"type\":\"a\"}"),
+		[]byte("{\"id\":\"dup-\xc0\xc1\",\"type\":\"b\"}"),
+		[]byte(`{"id":"dup-\udc00\udc01","type":"c"}`),
+	} {
+		before := e.streamState()
+		a := e.do(e2e.SignedRequest(t, e.cfgs["orders"], "", "orders", body, time.Now()))
+		if a.status != http.StatusBadRequest || !strings.Contains(a.body, "UTF-8") {
+			t.Errorf("id %q: %d %s, want 400 naming UTF-8", body, a.status, a.body)
+		}
+		if after := e.streamState(); !maps.Equal(before, after) {
+			t.Errorf("id %q: store changed %v -> %v", body, before, after)
+		}
+	}
+}
