@@ -53,12 +53,13 @@ step "building relayd"
 (cd "$root" && go build -o "$tmp/relayd" ./cmd/relayd)
 
 # ---- start relayd ------------------------------------------------------------------
-# A free loopback port: random, and nothing answers on it.
+# A free loopback port: random, nothing answers on it, and below Linux's range of ports for
+# outgoing connections (32768-60999), which could otherwise take it before relayd binds it.
 used_ports=" "
 free_port() {
   local p
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % 12000))
     case "$used_ports" in *" $p "*) continue ;; esac
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       used_ports+="$p "
@@ -68,40 +69,43 @@ free_port() {
   done
   fail "no free port found"
 }
-http_port="$(free_port)"
-grpc_port="$(free_port)"
-admin_port="$(free_port)"
 secret="java-ci-secret-$RANDOM$RANDOM"
 
-cat >"$tmp/relay.yaml" <<EOF
-http: { addr: "127.0.0.1:$http_port" }
-grpc: { addr: "127.0.0.1:$grpc_port" }
-admin: { addr: "127.0.0.1:$admin_port" }
-sources:
-  - name: orders
-    provider: hmac
-    secrets: ["$secret"]
-EOF
-
 # relayd reads RELAY_* variables as configuration overrides (and rejects unknown ones): start
-# it without any, so that this run uses exactly the file above and the embedded store.
+# it without any, so that this run uses exactly the file below and the embedded store.
 relay_env=()
 while IFS= read -r name; do relay_env+=(-u "$name"); done < <(env | sed -n 's/^\(RELAY_[A-Za-z0-9_]*\)=.*/\1/p')
 
-step "starting relayd (http :$http_port, grpc :$grpc_port, admin :$admin_port)"
-env "${relay_env[@]}" "$tmp/relayd" -config "$tmp/relay.yaml" >"$tmp/relayd.log" 2>&1 &
-relayd_pid=$!
-
+# A port taken between free_port and relayd's bind (by another test) is retried with new ones.
 ready=""
-for _ in $(seq 300); do
-  kill -0 "$relayd_pid" 2>/dev/null || fail "relayd exited during start-up"
-  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin_port/readyz" || true)" = 200 ]; then
-    ready=1
-    break
+for attempt in 1 2 3; do
+  http_port="$(free_port)"
+  grpc_port="$(free_port)"
+  admin_port="$(free_port)"
+  printf '%s\n' "http: { addr: \"127.0.0.1:$http_port\" }" "grpc: { addr: \"127.0.0.1:$grpc_port\" }" \
+    "admin: { addr: \"127.0.0.1:$admin_port\" }" "sources:" "  - name: orders" "    provider: hmac" \
+    "    secrets: [\"$secret\"]" >"$tmp/relay.yaml"
+  step "starting relayd (http :$http_port, grpc :$grpc_port, admin :$admin_port)"
+  env "${relay_env[@]}" "$tmp/relayd" -config "$tmp/relay.yaml" >"$tmp/relayd.log" 2>&1 &
+  relayd_pid=$!
+  for _ in $(seq 300); do
+    kill -0 "$relayd_pid" 2>/dev/null || break
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin_port/readyz" || true)" = 200 ]; then
+      ready=1
+      break
+    fi
+    sleep 0.2
+  done
+  [ -n "$ready" ] && break
+  if kill -0 "$relayd_pid" 2>/dev/null; then
+    fail "relayd not ready after 60s (http://127.0.0.1:$admin_port/readyz)"
   fi
-  sleep 0.2
+  wait "$relayd_pid" 2>/dev/null || true
+  relayd_pid=""
+  grep -q "address already in use" "$tmp/relayd.log" || fail "relayd exited during start-up"
+  step "a port was taken; retrying ($attempt)"
 done
-[ -n "$ready" ] || fail "relayd not ready after 60s (http://127.0.0.1:$admin_port/readyz)"
+[ -n "$ready" ] || fail "relayd could not bind free ports in 3 attempts"
 step "relayd ready"
 
 # ---- helpers -----------------------------------------------------------------------
