@@ -99,7 +99,7 @@ func (l *RefusedLog) Recent(source string, limit int) []Refusal {
 }
 
 // credentialWords mark header names whose values are redacted.
-var credentialWords = []string{"token", "secret", "key", "password", "auth", "cookie", "session"}
+var credentialWords = []string{"token", "secret", "key", "password", "auth", "cookie", "session", "signature", "hmac"}
 
 // redactedHeaders returns h with one value per name, credentials redacted: the headers
 // whose names say so (credentialWords) and the source's credential headers, whatever their

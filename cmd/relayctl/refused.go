@@ -22,9 +22,10 @@ var refusedCommand = &command{
 Shows the last webhook requests relayd refused for SOURCE (GET
 /v1/admin/sources/SOURCE/refused on its admin listener), newest first: time, HTTP status, reason
 (signature, stale, future, missing, malformed, ip, rate_limit, unverified_limit, size,
-content_type, body_rate, invalid, method, unavailable), client address, body size and, with
--v, the headers. Credentials (Authorization, cookies, any header naming a token, secret, key,
-password or auth, and query values) are shown as "redacted"; bodies are never kept. relayd keeps
+content_type, body_rate, body_memory, invalid, method, unavailable), client address, body size
+and, with -v, the headers. Credentials (Authorization, cookies, any header naming a token,
+secret, key, password, auth, signature or hmac, the source's own credential header, and query
+values) are shown as "redacted"; bodies are never kept. relayd keeps
 the last 100 per source, in memory, per replica.`,
 	setup: func(fs *flag.FlagSet, e *env) runner {
 		admin, format, tlsf := adminFlags(fs, e)
