@@ -17,7 +17,6 @@ import (
 	eventrelayv1 "github.com/eventrelay/eventrelay/gen/eventrelay/v1"
 	"github.com/eventrelay/eventrelay/relay"
 	"github.com/eventrelay/eventrelay/relay/verify"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 )
 
@@ -86,11 +85,7 @@ func NewConsoleHandler(ctx context.Context, opts ConsoleOptions) (http.Handler, 
 		return nil, err
 	}
 	c := &console{opts: opts, files: http.FileServerFS(sub)}
-	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, newRawBodyMarshaler()),
-		runtime.WithIncomingHeaderMatcher(headerMatcher),
-		runtime.WithErrorHandler(errorHandler),
-	)
+	gw := newGatewayMux(newRawBodyMarshaler())
 	if opts.Conn != nil {
 		if err := eventrelayv1.RegisterEventServiceHandlerClient(ctx, gw, eventrelayv1.NewEventServiceClient(opts.Conn)); err != nil {
 			return nil, err

@@ -124,3 +124,22 @@ func TestHTTPStatusesFromTheTable(t *testing.T) {
 		}
 	}
 }
+
+// TestEventIDWithSlash: an event id may hold "/" (it is printable); GetEvent over HTTP reads it
+// with the slash percent-encoded in the path (/v1/sources/orders/events/a%2Fb), as the console
+// and encodeURIComponent write it.
+func TestEventIDWithSlash(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	if _, err := e.svc.Publish(context.Background(), relay.PublishInput{Source: "orders", ID: "a/b", Type: "t", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(e.http.URL + "/v1/sources/orders/events/a%2Fb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"id":"a/b"`) {
+		t.Fatalf("GET .../events/a%%2Fb: %d %s", resp.StatusCode, b)
+	}
+}

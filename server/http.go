@@ -55,6 +55,22 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 	writeErrorStatus(w, httpStatus, &relay.Error{Code: code, Message: st.Message()})
 }
 
+// newGatewayMux is the grpc-gateway mux of a listener (the public one, and the console's on
+// the admin listener): marshaler for every media type, errors from relayd's code table.
+func newGatewayMux(marshaler *rawBodyMarshaler) *runtime.ServeMux {
+	return runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
+		runtime.WithIncomingHeaderMatcher(headerMatcher),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithStreamErrorHandler(streamErrorHandler),
+		runtime.WithForwardResponseOption(handshakeStatus),
+		// A path segment keeps its percent-encoded "/" while routes are matched, then is
+		// decoded: an event id holding "/" is read as .../events/a%2Fb.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+	)
+}
+
 // handshakeStatus answers an empty handshake (Discord's webhook-events PING) with 204.
 func handshakeStatus(ctx context.Context, w http.ResponseWriter, resp proto.Message) error {
 	if r, ok := resp.(*eventrelayv1.ReceiveWebhookResponse); ok && r.GetHandshake() != nil && len(r.GetHandshake().GetData()) == 0 {
@@ -94,14 +110,7 @@ func NewHTTPHandler(ctx context.Context, svc *relay.Service, opts HTTPOptions) (
 		log = slog.Default()
 	}
 	marshaler := newRawBodyMarshaler()
-	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler),
-		runtime.WithIncomingHeaderMatcher(headerMatcher),
-		runtime.WithErrorHandler(errorHandler),
-		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithStreamErrorHandler(streamErrorHandler),
-		runtime.WithForwardResponseOption(handshakeStatus),
-	)
+	mux := newGatewayMux(marshaler)
 	if err := eventrelayv1.RegisterWebhookServiceHandlerServer(ctx, mux, webhooks); err != nil {
 		return nil, err
 	}
