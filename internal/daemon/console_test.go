@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,6 +279,35 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		if !strings.Contains(p.eval(`document.querySelector('main').textContent`), evil) {
 			t.Error("the type is not shown as text")
+		}
+	})
+
+	t.Run("ids that reorder text, are long or hold a slash", func(t *testing.T) {
+		p.t = t
+		// U+202E (right-to-left override) would show "abc\u202Egpj.exe" as "abcexe.jpg"; an id
+		// of 256 bytes without a space must wrap, not widen the page; a "/" must be readable.
+		bidi := "evt_abc\u202Egpj.exe"
+		long := "evt_long/" + strings.Repeat("x", 247)
+		e2e.MustPost(t, r.HTTP, "orders", bidi, "order.created", 1)
+		e2e.MustPost(t, r.HTTP, "orders", long, "order.created", 2)
+		p.open("#/events?source=orders")
+		p.wait("the events listed", has("#events", "evt_long/"), e2e.Wait)
+		if got := p.eval(`document.documentElement.scrollWidth - window.innerWidth`); got != "0" {
+			t.Errorf("the events page is %s px wider than the window", got)
+		}
+		if !strings.Contains(p.eval(`document.querySelector('#events').textContent`), "evt_abc<U+202E>gpj.exe") {
+			t.Error("the right-to-left override is not shown as <U+202E>")
+		}
+		p.shot("events-hostile-ids")
+		p.open("#/event?source=orders&id=" + url.QueryEscape(long))
+		p.wait("the long id's payload", has("#payload", `"n": 2`), e2e.Wait)
+		if got := p.eval(`document.documentElement.scrollWidth - window.innerWidth`); got != "0" {
+			t.Errorf("the event page of a 256-byte id is %s px wider than the window", got)
+		}
+		// The skip link moves focus to the page's content and stays on the page.
+		p.do("skip to content", chromedp.Focus(chromedp.CSS("a.skip")), chromedp.Click(chromedp.CSS("a.skip")))
+		if got := p.eval(`[document.activeElement.id, location.hash.startsWith('#/event?')].join()`); got != "main,true" {
+			t.Errorf("after the skip link: focus,stayed = %q, want main,true", got)
 		}
 	})
 

@@ -10,21 +10,29 @@ let cleanup = []; // run when leaving a page (timers, live streams)
 // ---------------------------------------------------------------------------------------
 // DOM and HTTP helpers
 
+// BIDI_CONTROLS are the characters that reorder or hide the text around them (embeddings,
+// overrides, isolates, marks, zero-width ones): a webhook's id "abc\u202Egpj.exe" would read
+// "abcexe.jpg". shown writes each as a visible <U+XXXX> instead.
+const BIDI_CONTROLS = /[\u061C\u200B-\u200F\u202A-\u202E\u2060-\u2069\uFEFF]/g;
+function shown(s) {
+  return String(s).replace(BIDI_CONTROLS, (c) => '<U+' + c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0') + '>');
+}
+
 // h builds an element: attrs (class, text, on* handlers, other attributes), then children
-// (nodes, strings as text, arrays, null skipped).
+// (nodes, strings as text, arrays, null skipped). Text goes through shown.
 function h(tag, attrs = {}, ...children) {
   const el = tag === 'svg' || tag === 'rect' || tag === 'line'
     ? document.createElementNS('http://www.w3.org/2000/svg', tag)
     : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined || v === false) continue;
-    if (k === 'text') el.textContent = v;
+    if (k === 'text') el.textContent = shown(v);
     else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    el.append(c instanceof Node ? c : document.createTextNode(shown(c)));
   }
   return el;
 }
@@ -32,7 +40,8 @@ function h(tag, attrs = {}, ...children) {
 // fill replaces el's children as h adds them (arrays flattened, null skipped).
 function fill(el, ...children) {
   el.replaceChildren();
-  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+  el.append(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(shown(c)))));
 }
 
 class APIError extends Error {
@@ -181,6 +190,12 @@ function route() {
 }
 
 window.addEventListener('hashchange', route);
+// The skip link moves focus to the page's content; following its href would change the hash
+// (the console's routes) and show the overview.
+document.querySelector('a.skip')?.addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
 
 // ---------------------------------------------------------------------------------------
 // Overview
@@ -308,11 +323,11 @@ async function events(q) {
       const e = d.event;
       const href = `#/event?source=${enc(source)}&id=${enc(e.id)}`;
       return h('tr', {},
-        h('td', { text: fmtTime(e.received_time) }),
+        h('td', { class: 'time', text: fmtTime(e.received_time) }),
         h('td', {}, h('a', { href }, h('code', { text: e.id }))),
         h('td', { text: e.type }),
-        h('td', { text: e.subject }),
-        h('td', { text: e.partition_key }),
+        h('td', { class: 'long', text: e.subject }),
+        h('td', { class: 'long', text: e.partition_key }),
         h('td', { class: 'num', text: fmtNum(b64bytes(e.data).length) }));
     }));
     if (!r.deliveries.length) body.append(h('tr', {}, h('td', { colspan: 6, class: 'muted', text: 'No events.' })));
