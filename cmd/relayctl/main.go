@@ -220,15 +220,20 @@ Usage:
 
 Commands:
 `)
+	width := len("help [command]")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
 	}
-	fmt.Fprint(w, `  help [command] show a command's help
-
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	fmt.Fprintf(w, "  %-*s  %s\n", width, "help [command]", "show a command's help")
+	fmt.Fprint(w, `
 Commands that call the gRPC API (tail, events, dlq) take --addr (default $RELAY_ADDR or
 localhost:9090), --token (default $RELAY_TOKEN), and --tls, --ca, --cert, --key,
 --insecure-skip-verify for TLS and mutual TLS. send posts to relayd's HTTP listener (--url);
-sources, refused and destinations read its admin listener (--admin).
+sources, refused and destinations read its admin listener (--admin; with --token when relayd
+has auth.tokens).
 
 Exit status: 0 success, 1 error (the server's message is printed), 2 usage error.
 Run 'relayctl <command> --help' for a command's flags.
