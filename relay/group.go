@@ -72,14 +72,16 @@ type groupSub struct {
 	// tells the feeder (one per partition, fixed at the start). Once ended is set (the feeders
 	// have stopped), AcknowledgeLater acknowledges at once instead.
 	late     map[Partition][]ID
+	lateN    map[Partition][]int64 // the delivery counts of late's ack ids (AckID.Deliveries)
 	lateWake map[Partition]chan struct{}
 	ended    bool
 }
 
-// deferAck queues the acknowledgement of p's entry id for the partition's next read and
-// reports whether it did: the entry must be in flight on this stream, which must not have
-// ended.
-func (g *groupSub) deferAck(p Partition, id ID) bool {
+// deferAck queues the acknowledgement of p's entry id, of delivery count deliveries (0:
+// any), for the partition's next read and reports whether it did: the entry must be in
+// flight on this stream, which must not have ended. The store still checks the count when
+// it writes the acknowledgement: another member may have claimed the entry meanwhile.
+func (g *groupSub) deferAck(p Partition, id ID, deliveries int64) bool {
 	g.mu.Lock()
 	_, ok := g.inflight[p][id]
 	wake := g.lateWake[p]
@@ -88,6 +90,7 @@ func (g *groupSub) deferAck(p Partition, id ID) bool {
 		return false
 	}
 	g.late[p] = append(g.late[p], id)
+	g.lateN[p] = append(g.lateN[p], deliveries)
 	g.mu.Unlock()
 	select {
 	case wake <- struct{}{}:
@@ -96,23 +99,25 @@ func (g *groupSub) deferAck(p Partition, id ID) bool {
 	return true
 }
 
-// takeLate returns and forgets the queued acknowledgements of p.
-func (g *groupSub) takeLate(p Partition) []ID {
+// takeLate returns and forgets the queued acknowledgements of p, with their delivery counts.
+func (g *groupSub) takeLate(p Partition) ([]ID, []int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ids := g.late[p]
+	ids, deliveries := g.late[p], g.lateN[p]
 	delete(g.late, p)
-	return ids
+	delete(g.lateN, p)
+	return ids, deliveries
 }
 
-// endLate ends the queueing and returns what was queued, per partition.
-func (g *groupSub) endLate() map[Partition][]ID {
+// endLate ends the queueing and returns what was queued, per partition, with the delivery
+// counts.
+func (g *groupSub) endLate() (map[Partition][]ID, map[Partition][]int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.ended = true
-	late := g.late
-	g.late = map[Partition][]ID{}
-	return late
+	late, lateN := g.late, g.lateN
+	g.late, g.lateN = map[Partition][]ID{}, map[Partition][]int64{}
+	return late, lateN
 }
 
 // track records a delivery of p's entry id and reports whether it was not in flight on this
@@ -230,7 +235,7 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 		return err
 	}
 	g := &groupSub{opts: req.Group, ackKey: key, parts: len(parts), inflight: map[Partition]map[ID]struct{}{},
-		late: map[Partition][]ID{}, lateWake: map[Partition]chan struct{}{}}
+		late: map[Partition][]ID{}, lateN: map[Partition][]int64{}, lateWake: map[Partition]chan struct{}{}}
 	for _, p := range parts {
 		g.lateWake[p] = make(chan struct{}, 1)
 	}
@@ -246,8 +251,9 @@ func (s *Service) subscribeGroup(ctx context.Context, req SubscribeRequest, part
 	// Once the feeders have stopped: acknowledgements still queued for them are written now,
 	// and later ones at once (AcknowledgeLater).
 	defer func() {
-		for p, ids := range g.endLate() {
-			s.writeLate(gs, p, req.Group.Name, ids)
+		late, lateN := g.endLate()
+		for p, ids := range late {
+			s.writeLate(gs, p, req.Group.Name, ids, lateN[p])
 		}
 	}()
 
@@ -299,7 +305,10 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 	}
 	// flushLate writes the acknowledgements queued for the next read on their own: before
 	// waiting for budget (they free it), when they waited Options.AckDelay, and at the end.
-	flushLate := func() { s.writeLate(gs, p, o.Name, g.takeLate(p)) }
+	flushLate := func() {
+		ids, deliveries := g.takeLate(p)
+		s.writeLate(gs, p, o.Name, ids, deliveries)
+	}
 	defer flushLate()
 	lateWake := g.lateWake[p] // acknowledgements were queued
 	// handleAll handles es read under a reservation of k, then gives the reservation back.
@@ -436,9 +445,9 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		var es []Entry
 		var err error
-		if late := g.takeLate(p); len(late) > 0 {
+		if late, lateN := g.takeLate(p); len(late) > 0 {
 			var acked []bool
-			acked, es, err = gs.AckReadGroup(rctx, p, o.Name, o.Consumer, late, n)
+			acked, es, err = gs.AckReadGroup(rctx, p, o.Name, o.Consumer, late, lateN, n)
 			s.lateWritten(p, o.Name, late, acked, err)
 		} else {
 			es, err = gs.ReadGroup(rctx, p, o.Name, o.Consumer, false, n, 0)
@@ -507,14 +516,14 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 }
 
 // writeLate writes queued acknowledgements of p on their own (AcknowledgeLater).
-func (s *Service) writeLate(gs Store, p Partition, group string, ids []ID) {
+func (s *Service) writeLate(gs Store, p Partition, group string, ids []ID, deliveries []int64) {
 	if len(ids) == 0 {
 		return
 	}
 	// Written even as the subscription ends: the deliveries were settled.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	acked, err := gs.Ack(ctx, p, group, ids, nil) // this process's own, current deliveries
+	acked, err := gs.Ack(ctx, p, group, ids, deliveries)
 	s.lateWritten(p, group, ids, acked, err)
 }
 
@@ -583,7 +592,7 @@ func (r *groupRegistry) deferAck(a AckID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for g := range r.subs {
-		if g.opts.Name == a.Group && g.deferAck(a.Partition, a.ID) {
+		if g.opts.Name == a.Group && g.deferAck(a.Partition, a.ID, a.Deliveries) {
 			return true
 		}
 	}

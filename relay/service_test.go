@@ -794,9 +794,9 @@ func (s *countingStore) Ack(ctx context.Context, p relay.Partition, group string
 	return s.Store.Ack(ctx, p, group, ids, deliveries)
 }
 
-func (s *countingStore) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, count int) ([]bool, []relay.Entry, error) {
+func (s *countingStore) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, deliveries []int64, count int) ([]bool, []relay.Entry, error) {
 	s.ackReads.Add(1)
-	return s.Store.AckReadGroup(ctx, p, group, consumer, ack, count)
+	return s.Store.AckReadGroup(ctx, p, group, consumer, ack, deliveries, count)
 }
 
 func (s *countingStore) Info(ctx context.Context, p relay.Partition) (relay.StreamInfo, error) {
@@ -1256,4 +1256,66 @@ func cmpID(a, b relay.ID) int {
 		return 1
 	}
 	return 0
+}
+
+// firstMessage is the first delivery s received.
+func (s *sub) firstMessage(t *testing.T) relay.Message {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.msgs) == 0 {
+		t.Fatal("no delivery")
+	}
+	return s.msgs[0]
+}
+
+// A consumer that comes back under its name while one of its deliveries is held (its deadline
+// extended) gets it back neither as a delivery nor counted as one: the ack id of the delivery
+// it is working on still settles it. Before, re-reading its pending entries counted a
+// delivery of the held one too, which expired that ack id.
+func TestHeldDeliveryKeepsItsAckID(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{}, relay.SourceConfig{Name: "s"})
+		ctx := context.Background()
+		req := relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "c", AckDeadline: 10 * time.Second}}
+		first := started(t, f.svc, req, nil)
+		f.publish(t, "s", "e1", "t", "")
+		first.wait(t, 1)
+		ack := first.firstMessage(t).AckID
+		if unknown, err := f.svc.ModifyAckDeadline(ctx, []string{ack}, time.Minute, nil); err != nil || len(unknown) != 0 {
+			t.Fatalf("extend: unknown %v, %v", unknown, err)
+		}
+		first.stop()
+		again := started(t, f.svc, req, nil) // its first heartbeat: its pending entries were read
+		f.publish(t, "s", "e2", "t", "")
+		if got := again.wait(t, 1); !slices.Equal(got, []string{"e2"}) {
+			t.Fatalf("the consumer back got %v, want [e2] (e1 is held)", got)
+		}
+		if unknown, err := f.svc.Acknowledge(ctx, []string{ack}, nil); err != nil || len(unknown) != 0 {
+			t.Fatalf("ack of the held delivery after the consumer came back: unknown %v, %v; want settled", unknown, err)
+		}
+	})
+}
+
+// AcknowledgeLater (a push destination's acknowledgement, written with the next read) of an
+// expired delivery leaves the redelivery another member holds alone, as Acknowledge does.
+func TestAcknowledgeLaterOfAnExpiredDelivery(t *testing.T) {
+	backends(t, func(t *testing.T, url string) {
+		f := newService(t, url, relay.Options{AckDelay: 5 * time.Millisecond}, relay.SourceConfig{Name: "s"})
+		ctx := context.Background()
+		a := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "a", AckDeadline: 200 * time.Millisecond}}, nil)
+		f.publish(t, "s", "e1", "t", "")
+		a.wait(t, 1)
+		stale := a.firstMessage(t).AckID // a keeps e1 in flight; b claims it after the deadline
+		b := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "b"}}, nil)
+		b.wait(t, 1)
+		current := b.firstMessage(t).AckID
+		if err := f.svc.AcknowledgeLater(ctx, []string{stale}); err != nil {
+			t.Fatal(err)
+		}
+		a.stop() // writes what a had queued
+		if unknown, err := f.svc.Acknowledge(ctx, []string{current}, nil); err != nil || len(unknown) != 0 {
+			t.Fatalf("b's ack of its delivery after a's expired AcknowledgeLater: unknown %v, %v; want settled", unknown, err)
+		}
+	})
 }

@@ -207,7 +207,8 @@ type Store interface {
 	// to count new entries for consumer without blocking (as ReadGroup), in one round trip
 	// where the backend allows: a group subscription writes the acknowledgements made since
 	// its last read with its next one.
-	AckReadGroup(ctx context.Context, p Partition, group, consumer string, ack []ID, count int) ([]bool, []Entry, error)
+	// deliveries are as for Ack.
+	AckReadGroup(ctx context.Context, p Partition, group, consumer string, ack []ID, deliveries []int64, count int) ([]bool, []Entry, error)
 	// ReadPending re-reads consumer's own pending entries with ids after after (zero: from the
 	// first), oldest first, up to count, with their delivery counts; the read counts as a
 	// delivery. A consumer that comes back pages through what it held with it.

@@ -64,44 +64,64 @@ func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consume
 // for every pending entry after the id, so paging through many pending entries pushed the
 // later ones past the group's max delivery attempts, and they were dead-lettered.
 //
-//	KEYS[1] stream
-//	ARGV[1] group, ARGV[2] consumer, ARGV[3] first id ("-" or an id), ARGV[4] count
+// Entries held past now (HoldKey: a Nack delay, an extended deadline) are returned with
+// their delivery count unchanged and not claimed: they are not delivered now (the caller
+// leaves them out), and a claim would count a delivery and so expire the ack id of the
+// delivery that holds them.
+//
+//	KEYS[1] stream, KEYS[2] holds
+//	ARGV[1] group, ARGV[2] consumer, ARGV[3] first id ("-" or an id), ARGV[4] count,
+//	ARGV[5] now (Unix ms)
 //
 // Returns {id, delivery count, event, id, delivery count, event, ...}.
 var readPendingScript = redis.NewScript(`
 local pend = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], '+', ARGV[4], ARGV[2])
+local now = tonumber(ARGV[5])
 local out, gone = {}, {}
+-- event returns the payload field of a stream entry's fields, or nil.
+local function event(f)
+  for k = 1, #f, 2 do
+    if f[k] == 'e' then return f[k + 1] end
+  end
+  return nil
+end
 for i = 1, #pend, 500 do
   -- Only entries still in the stream are claimed (miniredis would count a claim of a trimmed
-  -- entry against its consumer and then the acknowledgement again).
-  local ids, counts = {}, {}
-  for j = i, math.min(i + 499, #pend) do
+  -- entry against its consumer and then the acknowledgement again), and not held ones.
+  local last = math.min(i + 499, #pend)
+  local ids, held = {}, {}
+  for j = i, last do
     local id = pend[j][1]
-    if #redis.call('XRANGE', KEYS[1], id, id) > 0 then
+    local e = redis.call('XRANGE', KEYS[1], id, id)
+    local until_ = tonumber(redis.call('ZSCORE', KEYS[2], id))
+    if #e > 0 and until_ and until_ > now then
+      held[id] = event(e[1][2])
+    elseif #e > 0 then
       ids[#ids + 1] = id
-      counts[id] = pend[j][4]
-    else
-      gone[#gone + 1] = id
     end
   end
   local got = {}
   if #ids > 0 then
     for _, e in ipairs(redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(ids))) do
       if type(e) == 'table' and type(e[2]) == 'table' then
-        local f = e[2]
-        for k = 1, #f, 2 do
-          if f[k] == 'e' then
-            got[e[1]] = true
-            out[#out + 1] = e[1]
-            out[#out + 1] = counts[e[1]] + 1
-            out[#out + 1] = f[k + 1]
-          end
-        end
+        got[e[1]] = event(e[2])
       end
     end
   end
-  for _, id in ipairs(ids) do
-    if not got[id] then gone[#gone + 1] = id end
+  -- In the order of the pending entries (the caller pages after the last one).
+  for j = i, last do
+    local id, n = pend[j][1], pend[j][4]
+    if held[id] then
+      out[#out + 1] = id
+      out[#out + 1] = n
+      out[#out + 1] = held[id]
+    elseif got[id] then
+      out[#out + 1] = id
+      out[#out + 1] = n + 1
+      out[#out + 1] = got[id]
+    else
+      gone[#gone + 1] = id
+    end
   end
 end
 for i = 1, #gone, 500 do
@@ -112,8 +132,9 @@ return out
 
 // ReadPending re-reads consumer's own pending entries of group on p with ids after after,
 // oldest first, up to count (<= 0: all), with their delivery counts: the read counts as a
-// delivery, as a claim does (see readPendingScript). Pending entries whose data was
-// trimmed by retention can never be delivered: they are acknowledged and left out.
+// delivery, as a claim does (see readPendingScript), except for entries held past now,
+// returned with their count unchanged (the caller leaves them out). Pending entries whose
+// data was trimmed by retention can never be delivered: they are acknowledged and left out.
 func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consumer string, after relay.ID, count int) ([]relay.Entry, error) {
 	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
@@ -130,7 +151,7 @@ func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consu
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
-	res, err := readPendingScript.Run(opCtx, s.client, []string{StreamKey(p)}, group, consumer, first, count).Slice()
+	res, err := readPendingScript.Run(opCtx, s.client, []string{StreamKey(p), HoldKey(p, group)}, group, consumer, first, count, time.Now().UnixMilli()).Slice()
 	if isNoGroup(err) {
 		return nil, errNoGroup(p, group)
 	}
@@ -223,21 +244,36 @@ func (s *Store) newEntries(ctx context.Context, p relay.Partition, group string,
 
 // AckReadGroup acknowledges ack (one XACK per id) and reads new entries for consumer
 // (XREADGROUP >, not blocking) in one pipeline. A missing group is CodeNotFound.
-func (s *Store) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, count int) ([]bool, []relay.Entry, error) {
+func (s *Store) AckReadGroup(ctx context.Context, p relay.Partition, group, consumer string, ack []relay.ID, deliveries []int64, count int) ([]bool, []relay.Entry, error) {
 	if err := checkMember(p, group, consumer); err != nil {
 		return nil, nil, err
 	}
 	if s.closed.Load() {
 		return nil, nil, errClosed()
 	}
+	if len(deliveries) != 0 && len(deliveries) != len(ack) {
+		return nil, nil, relay.Errorf(relay.CodeInternal, "ack: %d delivery counts for %d ids", len(deliveries), len(ack))
+	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
 	key := StreamKey(p)
 	pipe := s.client.Pipeline()
-	acks := pipeAcks(opCtx, pipe, key, group, ack)
+	var readAcks func() ([]bool, error)
+	if checked(deliveries) {
+		// The script's text goes with the pipeline (EVAL): EVALSHA's fallback on NOSCRIPT
+		// cannot run inside one.
+		cmd := ackScript.Eval(opCtx, pipe, []string{key}, ackArgs(group, ack, deliveries)...)
+		readAcks = func() ([]bool, error) {
+			v, err := cmd.Slice()
+			return s.scriptFlags(ctx, "ack", v, err, len(ack))
+		}
+	} else {
+		cmds := pipeAcks(opCtx, pipe, key, group, ack)
+		readAcks = func() ([]bool, error) { return s.ackResults(ctx, cmds) }
+	}
 	read := pipe.XReadGroup(opCtx, newReadArgs(group, consumer, key, count))
 	_, _ = pipe.Exec(opCtx)
-	acked, err := s.ackResults(ctx, acks)
+	acked, err := readAcks()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -380,19 +416,29 @@ func (s *Store) Ack(ctx context.Context, p relay.Partition, group string, ids []
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
-	if slices.ContainsFunc(deliveries, func(n int64) bool { return n != 0 }) {
-		args := make([]any, 0, 1+2*len(ids))
-		args = append(args, group)
-		for i, id := range ids {
-			args = append(args, id.String(), deliveries[i])
-		}
-		v, err := ackScript.Run(opCtx, s.client, []string{StreamKey(p)}, args...).Slice()
+	if checked(deliveries) {
+		v, err := ackScript.Run(opCtx, s.client, []string{StreamKey(p)}, ackArgs(group, ids, deliveries)...).Slice()
 		return s.scriptFlags(ctx, "ack", v, err, len(ids))
 	}
 	pipe := s.client.Pipeline()
 	cmds := pipeAcks(opCtx, pipe, StreamKey(p), group, ids)
 	_, _ = pipe.Exec(opCtx)
 	return s.ackResults(ctx, cmds)
+}
+
+// checked reports whether deliveries ask for a check of any delivery count (ackScript).
+func checked(deliveries []int64) bool {
+	return slices.ContainsFunc(deliveries, func(n int64) bool { return n != 0 })
+}
+
+// ackArgs are ackScript's arguments: group, then each id with its delivery count.
+func ackArgs(group string, ids []relay.ID, deliveries []int64) []any {
+	args := make([]any, 0, 1+2*len(ids))
+	args = append(args, group)
+	for i, id := range ids {
+		args = append(args, id.String(), deliveries[i])
+	}
+	return args
 }
 
 // pipeAcks queues one XACK per id on pipe.

@@ -96,7 +96,7 @@ func Unreachable(t *testing.T, s relay.Store, within time.Duration) {
 		{"EnsureGroup", func() error { return s.EnsureGroup(ctx, p, "g", relay.ID{}) }},
 		{"ReadGroup", func() error { _, err := s.ReadGroup(ctx, p, "g", "c", false, 10, 0); return err }},
 		{"Ack", func() error { _, err := s.Ack(ctx, p, "g", []relay.ID{{Ms: 1}}, nil); return err }},
-		{"AckReadGroup", func() error { _, _, err := s.AckReadGroup(ctx, p, "g", "c", []relay.ID{{Ms: 1}}, 10); return err }},
+		{"AckReadGroup", func() error { _, _, err := s.AckReadGroup(ctx, p, "g", "c", []relay.ID{{Ms: 1}}, nil, 10); return err }},
 		{"Redrive", func() error { _, err := s.Redrive(ctx, p, "g", nil); return err }},
 	}
 	// Concurrently: each call may take up to the store's timeout.
@@ -1370,9 +1370,9 @@ func testLease(t *testing.T, s relay.Store) {
 func testAckReadGroup(t *testing.T, s relay.Store) {
 	ctx := t.Context()
 	p := part(t)
-	_, _, err := s.AckReadGroup(ctx, p, "nogroup", "c", []relay.ID{{Ms: 1}}, 10)
+	_, _, err := s.AckReadGroup(ctx, p, "nogroup", "c", []relay.ID{{Ms: 1}}, nil, 10)
 	wantCode(t, "AckReadGroup of a missing group", err, relay.CodeNotFound)
-	_, _, err = s.AckReadGroup(ctx, p, "g", "", nil, 10)
+	_, _, err = s.AckReadGroup(ctx, p, "g", "", nil, nil, 10)
 	wantCode(t, "AckReadGroup without a consumer", err, relay.CodeInvalid)
 
 	if err := s.EnsureGroup(ctx, p, "g", relay.ID{}); err != nil {
@@ -1386,7 +1386,7 @@ func testAckReadGroup(t *testing.T, s relay.Store) {
 	// The two delivered are acknowledged, an id never delivered is not pending, and the read
 	// that goes with them returns the third as a first delivery.
 	never := relay.ID{Ms: all[2].Ms + 1000}
-	acked, es, err := s.AckReadGroup(ctx, p, "g", "c", []relay.ID{all[0], never, all[1]}, 10)
+	acked, es, err := s.AckReadGroup(ctx, p, "g", "c", []relay.ID{all[0], never, all[1]}, nil, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1400,13 +1400,13 @@ func testAckReadGroup(t *testing.T, s relay.Store) {
 		t.Errorf("pending after AckReadGroup = %v, %v; want %v (the acknowledged are settled)", ids(pend), err, all[2:])
 	}
 	// Acknowledged twice: not pending; nothing new to read.
-	acked, es, err = s.AckReadGroup(ctx, p, "g", "c", []relay.ID{all[0]}, 10)
+	acked, es, err = s.AckReadGroup(ctx, p, "g", "c", []relay.ID{all[0]}, nil, 10)
 	if err != nil || !slices.Equal(acked, []bool{false}) || len(es) != 0 {
 		t.Errorf("AckReadGroup again = %v, %v, %v; want [false], no entries", acked, ids(es), err)
 	}
 	// Nothing to acknowledge: a plain read of what is new, up to count.
 	more := appendN(t, s, p, "h", 3)
-	acked, es, err = s.AckReadGroup(ctx, p, "g", "c", nil, 2)
+	acked, es, err = s.AckReadGroup(ctx, p, "g", "c", nil, nil, 2)
 	if err != nil || len(acked) != 0 || !slices.Equal(ids(es), more[:2]) {
 		t.Errorf("AckReadGroup with no ids = %v, %v, %v; want [], %v", acked, ids(es), err, more[:2])
 	}
