@@ -24,8 +24,9 @@ import (
 // The ack id is described at EncodeAckID.
 const codecVersion = 1
 
-// maxOpaqueLen bounds the encoded size accepted from clients.
-const maxOpaqueLen = 64 << 10
+// maxOpaqueLen bounds the encoded size accepted from clients. A cursor over every partition of
+// a source of MaxPartitions with a long name is about 130 KiB encoded.
+const maxOpaqueLen = 256 << 10
 
 // Cursor is a position in every stream partition a subscription reads: for each partition the
 // id of the last entry delivered (or skipped), like Kafka offsets per partition.

@@ -250,3 +250,21 @@ func BenchmarkAckID(b *testing.B) {
 		}
 	})
 }
+
+// TestLargestCursorDecodes: the cursor of an event of a source of MaxPartitions partitions
+// with the longest name (one position per partition, the others at their largest) decodes.
+func TestLargestCursorDecodes(t *testing.T) {
+	name := strings.Repeat("s", 63)
+	parts := make([]Partition, MaxPartitions)
+	for i := range parts {
+		parts[i] = Partition{name, i}
+	}
+	cursor := cursorAfter(parts, parts[7], ID{1700000000000, 3}, true, strings.Repeat("g", 128))
+	c, err := DecodeCursor(cursor)
+	if err != nil {
+		t.Fatalf("a cursor of %d bytes: %v", len(cursor), err)
+	}
+	if len(c.Positions) != MaxPartitions || c.Positions[parts[7]] != (ID{1700000000000, 3}) {
+		t.Fatalf("decoded %d positions, partition 7 at %v", len(c.Positions), c.Positions[parts[7]])
+	}
+}

@@ -47,9 +47,18 @@ func ValidateEventID(id string) error {
 			return Errorf(CodeInvalid, "event id must not contain spaces or control characters")
 		}
 	}
-	// U+FFFD is what decoding puts for bytes that are not UTF-8 (and for lone surrogate
-	// escapes in JSON): ids that differ only there would become one, and a distinct event
-	// would be answered duplicate and dropped.
+	return nil
+}
+
+// validateNewEventID is ValidateEventID for the id of an event being stored: also valid
+// UTF-8 without U+FFFD, which is what decoding puts for bytes that are not UTF-8 (and for
+// lone surrogate escapes in JSON): ids that differ only there would become one, and a
+// distinct event would be answered duplicate and dropped. (Lookups take any id
+// ValidateEventID takes, so that events stored before this check stay readable.)
+func validateNewEventID(id string) error {
+	if err := ValidateEventID(id); err != nil {
+		return err
+	}
 	if !utf8.ValidString(id) || strings.ContainsRune(id, utf8.RuneError) {
 		return Errorf(CodeInvalid, "event id must be valid UTF-8 without U+FFFD (the replacement of undecodable bytes)")
 	}

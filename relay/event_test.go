@@ -90,13 +90,27 @@ func TestUUIDv7(t *testing.T) {
 }
 
 func TestValidateEventID(t *testing.T) {
-	for id, ok := range map[string]bool{"evt_1": true, "": false, "a b": false, "a\nb": false, string(make([]byte, 300)): false, "msg_p5jXN8AQM9LWM0D4loKWxJek": true,
-		"évt-ß":        true,
-		"dup-\xfe\xfe": false, // not UTF-8
-		"dup-\uFFFD":   false, // what undecodable bytes and lone surrogate escapes decode to: ids would collapse
+	for _, tc := range []struct {
+		id            string
+		lookup, store bool // ValidateEventID, validateNewEventID
+	}{
+		{"evt_1", true, true},
+		{"msg_p5jXN8AQM9LWM0D4loKWxJek", true, true},
+		{"évt-ß", true, true},
+		{"", false, false},
+		{"a b", false, false},
+		{"a\nb", false, false},
+		{string(make([]byte, 300)), false, false},
+		// Not UTF-8, and what undecodable bytes and lone surrogate escapes decode to: such ids
+		// would collapse into one, so none is stored; ids stored before stay readable.
+		{"dup-\xfe\xfe", true, false},
+		{"dup-\uFFFD", true, false},
 	} {
-		if err := ValidateEventID(id); (err == nil) != ok {
-			t.Errorf("%q: %v", id, err)
+		if err := ValidateEventID(tc.id); (err == nil) != tc.lookup {
+			t.Errorf("ValidateEventID(%q): %v", tc.id, err)
+		}
+		if err := validateNewEventID(tc.id); (err == nil) != tc.store {
+			t.Errorf("validateNewEventID(%q): %v", tc.id, err)
 		}
 	}
 }

@@ -202,7 +202,7 @@ func (s *Service) Ingest(ctx context.Context, source string, req *WebhookRequest
 	}
 	if ev.Id == "" {
 		ev.Id = NewUUIDv7(now)
-	} else if err := ValidateEventID(ev.Id); err != nil {
+	} else if err := validateNewEventID(ev.Id); err != nil {
 		return nil, err
 	}
 	ev.PartitionKey = PartitionKey(&src.Config, req.Header.Get, req.Body, ev.Id)
@@ -274,7 +274,7 @@ func (s *Service) Publish(ctx context.Context, in PublishInput) (*IngestResult, 
 	}
 	if ev.Id == "" {
 		ev.Id = NewUUIDv7(now)
-	} else if err := ValidateEventID(ev.Id); err != nil {
+	} else if err := validateNewEventID(ev.Id); err != nil {
 		return nil, err
 	}
 	ev.PartitionKey = in.PartitionKey
@@ -463,8 +463,8 @@ type ListQuery struct {
 // MaxListScan bounds the entries one ListEvents call reads when Types leaves most of them out.
 const MaxListScan = 10000
 
-// MaxListPageBytes bounds the events of one ListEvents page (the bytes of their stored
-// form): a page ends early, with a next page token, before it would pass it, so that an
+// MaxListPageBytes bounds the events of one ListEvents page (the bytes of their stored form
+// and of their cursors): a page ends early, with a next page token, before it would pass it, so that an
 // answer stays within grpc-go's default 4 MiB receive limit and a few calls cannot fill
 // relayd's memory. A page always holds at least one event.
 const MaxListPageBytes = 3 << 20
@@ -598,19 +598,27 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		if best < 0 {
 			break
 		}
-		if len(items) == q.PageSize || len(items) > 0 && pageBytes+len(heads[best].entries[0].Event) > MaxListPageBytes {
+		if len(items) == q.PageSize {
 			more = true
 			break
 		}
 		e := heads[best].entries[0]
-		heads[best].entries = heads[best].entries[1:]
-		pos[heads[best].p] = e.ID
 		if len(q.Types) > 0 && !q.Types.Match(EventType(e.Event)) {
+			heads[best].entries = heads[best].entries[1:]
+			pos[heads[best].p] = e.ID
 			continue
 		}
-		pageBytes += len(e.Event)
-		items = append(items, ListItem{Partition: heads[best].p, Entry: e,
-			Cursor: cursorAfter(src.Partitions(), heads[best].p, e.ID, q.DeadLetters, q.Group)})
+		// Each item carries a cursor over every partition: with many partitions it can be
+		// larger than the event, so both count against the page's bound.
+		cursor := cursorAfter(src.Partitions(), heads[best].p, e.ID, q.DeadLetters, q.Group)
+		if len(items) > 0 && pageBytes+len(e.Event)+len(cursor) > MaxListPageBytes {
+			more = true
+			break
+		}
+		heads[best].entries = heads[best].entries[1:]
+		pos[heads[best].p] = e.ID
+		pageBytes += len(e.Event) + len(cursor)
+		items = append(items, ListItem{Partition: heads[best].p, Entry: e, Cursor: cursor})
 	}
 	next := ""
 	if more {

@@ -326,10 +326,7 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 				return
 			}
 			if limiter != nil {
-				var wait time.Duration
-				if taken, wait = limiter.take(time.Now()); !taken {
-					sw.Header().Set("Retry-After", retryAfter(wait))
-					refuse(sw, "rate_limit", relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
+				if taken = takeToken(sw, limiter); !taken {
 					return
 				}
 			}
@@ -348,6 +345,12 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 			r.ContentLength = int64(len(body))
 		}
 		if r.Method != http.MethodPost {
+			// A GET (a provider's verification handshake) has no body: its token is taken now.
+			if limiter != nil {
+				if taken = takeToken(sw, limiter); !taken {
+					return
+				}
+			}
 			release, ok := in.acquire(name)
 			if !ok {
 				refuse(sw, "unavailable", relay.Errorf(relay.CodeUnavailable, "too many concurrent requests"))
@@ -358,6 +361,17 @@ func (in *ingress) wrap(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(ctx, requestInfoKey{}, info))
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// takeToken takes a token of the source's rate limit and reports whether it could; when it
+// could not, it has answered 429 with Retry-After.
+func takeToken(sw *statusWriter, limiter *bucket) bool {
+	ok, wait := limiter.take(time.Now())
+	if !ok {
+		sw.Header().Set("Retry-After", retryAfter(wait))
+		refuse(sw, "rate_limit", relay.Errorf(relay.CodeRateLimited, "rate limit exceeded"))
+	}
+	return ok
 }
 
 // settled records the answer to a request of source: in Activity, and a refusal (status 400

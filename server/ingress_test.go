@@ -484,6 +484,34 @@ func TestRateLimitConcurrent(t *testing.T) {
 	}
 }
 
+// TestRateLimitGET: a GET to a webhook path (a provider's verification handshake) spends the
+// source's rate limit too, and gives its token back unless it is answered 2xx.
+func TestRateLimitGET(t *testing.T) {
+	srcs := testSources()
+	srcs[0].RateLimit = relay.RateLimit{RPS: 0.001, Burst: 1} // orders: no refill during the test
+	e := newEnv(t, envOptions{sources: srcs})
+	in := newIngress(e.svc, IngressOptions{}, e.log, e.metrics)
+	status := http.StatusNotFound
+	h := in.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	get := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/webhooks/orders", nil))
+		return rec.Code
+	}
+	for i, want := range []int{http.StatusNotFound, http.StatusNotFound} { // not 2xx: the token comes back
+		if got := get(); got != want {
+			t.Fatalf("GET %d: %d, want %d", i, got, want)
+		}
+	}
+	status = http.StatusOK
+	if got := get(); got != http.StatusOK {
+		t.Fatalf("handshake: %d, want 200", got)
+	}
+	if got := get(); got != http.StatusTooManyRequests {
+		t.Fatalf("a second handshake with the burst of 1 spent: %d, want 429", got)
+	}
+}
+
 // recordedDeadlines records the read deadlines http.ResponseController sets.
 type recordedDeadlines struct {
 	http.ResponseWriter

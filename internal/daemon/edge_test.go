@@ -950,23 +950,26 @@ func TestStreamsPerConnection(t *testing.T) {
 // earned a http.min_body_rate deadline far beyond http.read_timeout (150 KiB at 1,024 bytes/s:
 // about 150 s), and each held its buffer meanwhile, with nothing bounding their number.
 //
-//   - http.max_body_memory (400 KiB here) holds two of them (160 KiB of buffer each);
-//     a third large body is answered 503 with Retry-After at once, and stores nothing;
+//   - http.max_body_memory (480 KiB here) holds two of them (announcing 200 KiB and sending
+//     150 KiB, each holds 150 to about 208 KiB of buffer, whatever the runtime's growth);
+//     a third body of 250 KiB cannot fit in what is left (at most 180 KiB) and is answered
+//     503 with Retry-After at once, storing nothing;
 //   - a small signed webhook still fits beside them and gets 200;
 //   - the stalled two are answered 408 by http.read_timeout (10 s here), not by the rate;
 //   - then a large body fits again.
 func TestStalledBodies(t *testing.T) {
 	cfg := testConfig(embeddedURL(t))
 	cfg.HTTP.ReadTimeout = 10 * time.Second
-	cfg.HTTP.MaxBodyMemory = 400 << 10
+	cfg.HTTP.MaxBodyMemory = 480 << 10
 	cfg.Sources[0].MaxBodyBytes = 256 << 10
 	m := startMain(t, cfg)
 	rdb := redisClient(t, cfg.Redis.URL)
 
 	const length, sent = 200 << 10, 150 << 10
-	// stall sends the headers and sent bytes of a body of length, then nothing; it reports
-	// the status of the answer (0: none before the guard deadline, far above read_timeout).
-	stall := func(sentBody chan<- struct{}) <-chan int {
+	// stall sends the headers of a body of length and sent bytes of it, then nothing; it
+	// reports the status of the answer (0: none before the guard deadline, far above
+	// read_timeout).
+	stall := func(length, sent int, sentBody chan<- struct{}) <-chan int {
 		status := make(chan int, 1)
 		conn, err := net.Dial("tcp", m.HTTPAddr)
 		if err != nil {
@@ -998,11 +1001,11 @@ func TestStalledBodies(t *testing.T) {
 	var first []<-chan int
 	for range 2 {
 		sentBody := make(chan struct{})
-		first = append(first, stall(sentBody))
+		first = append(first, stall(length, sent, sentBody))
 		<-sentBody
 	}
 	waitUntil(t, "two stalled bodies held", func() bool { return bodyBytes(t, m) >= 2*sent })
-	third := stall(nil)
+	third := stall(250<<10, 250<<10, nil)
 	if s := <-third; s != http.StatusServiceUnavailable {
 		t.Fatalf("a third large body beside two stalled ones: %d, want 503", s)
 	}
