@@ -291,7 +291,7 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			// records the attempts made, as Reject does.
 			dead := e
 			dead.DeliveryCount = max(e.DeliveryCount-1, 1)
-			if err := gs.DeadLetter(ctx, p, o.Name, dead); err != nil {
+			if _, err := gs.DeadLetter(ctx, p, o.Name, dead, 0); err != nil {
 				return err
 			}
 			s.log.Info("event dead-lettered", "partition", p.String(), "group", o.Name, "entry", e.ID.String(), "attempts", e.DeliveryCount-1)
@@ -690,16 +690,19 @@ func (s *Service) ModifyAckDeadline(ctx context.Context, ackIDs []string, deadli
 // retry limits). It returns the ack ids that were not pending. Like a dead letter made
 // after max_delivery_attempts, each is redrivable (Redrive).
 func (s *Service) Reject(ctx context.Context, ackIDs []string, attempts int, authz AckAuthorizer) ([]string, error) {
-	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID, _ []int64) ([]bool, error) {
+	return s.settle(ctx, ackIDs, authz, true, func(gs Store, k ackKey, ids []ID, deliveries []int64) ([]bool, error) {
 		ok := make([]bool, len(ids))
 		for i, id := range ids {
 			// The store takes the payload from the stream and does nothing when the entry is
-			// not pending (acknowledged, or dead-lettered already).
-			if err := gs.DeadLetter(ctx, k.p, k.group, Entry{ID: id, DeliveryCount: int64(max(attempts, 1))}); err != nil {
+			// not pending (acknowledged, or dead-lettered already) or was delivered again since.
+			done, err := gs.DeadLetter(ctx, k.p, k.group, Entry{ID: id, DeliveryCount: int64(max(attempts, 1))}, deliveries[i])
+			if err != nil {
 				return nil, err
 			}
-			ok[i] = true
-			s.log.Info("event dead-lettered", "partition", k.p.String(), "group", k.group, "entry", id.String(), "attempts", attempts)
+			ok[i] = done
+			if done {
+				s.log.Info("event dead-lettered", "partition", k.p.String(), "group", k.group, "entry", id.String(), "attempts", attempts)
+			}
 		}
 		return ok, nil
 	})

@@ -1297,19 +1297,25 @@ func TestHeldDeliveryKeepsItsAckID(t *testing.T) {
 	})
 }
 
-// AcknowledgeLater (a push destination's acknowledgement, written with the next read) of an
-// expired delivery leaves the redelivery another member holds alone, as Acknowledge does.
+// AcknowledgeLater (a push destination's acknowledgement, written with the next read) and
+// Reject (its dead-lettering) of an expired delivery leave the redelivery another member holds
+// alone, as Acknowledge does.
 func TestAcknowledgeLaterOfAnExpiredDelivery(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		f := newService(t, url, relay.Options{AckDelay: 5 * time.Millisecond}, relay.SourceConfig{Name: "s"})
 		ctx := context.Background()
-		a := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "a", AckDeadline: 200 * time.Millisecond}}, nil)
+		// a's budget of one is spent on e1, which it keeps in flight: it claims nothing more, so
+		// b claims e1 after the deadline.
+		a := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "a", AckDeadline: 200 * time.Millisecond, MaxOutstanding: 1}}, nil)
 		f.publish(t, "s", "e1", "t", "")
 		a.wait(t, 1)
-		stale := a.firstMessage(t).AckID // a keeps e1 in flight; b claims it after the deadline
+		stale := a.firstMessage(t).AckID
 		b := started(t, f.svc, relay.SubscribeRequest{Sources: []string{"s"}, Group: relay.GroupOptions{Name: "g", Consumer: "b"}}, nil)
 		b.wait(t, 1)
 		current := b.firstMessage(t).AckID
+		if unknown, err := f.svc.Reject(ctx, []string{stale}, 3, nil); err != nil || len(unknown) != 1 {
+			t.Fatalf("Reject of the expired delivery: unknown %v, %v; want it unknown (not dead-lettered)", unknown, err)
+		}
 		if err := f.svc.AcknowledgeLater(ctx, []string{stale}); err != nil {
 			t.Fatal(err)
 		}

@@ -250,7 +250,9 @@ type Store interface {
 	RemoveConsumer(ctx context.Context, p Partition, group, consumer string) (bool, error)
 	// DeadLetter moves an entry to group's dead-letter stream on p and acks it in group,
 	// atomically. Dead letters belong to the group that failed to process the entry.
-	DeadLetter(ctx context.Context, p Partition, group string, e Entry) error
+	// It reports whether it did: with deliveries (not 0) only while the entry's delivery
+	// count is still that one, as Ack.
+	DeadLetter(ctx context.Context, p Partition, group string, e Entry, deliveries int64) (bool, error)
 	// RangeDeadLetters ranges over group's dead letters on p like Range.
 	RangeDeadLetters(ctx context.Context, p Partition, group string, start, end ID, count int, reverse bool) ([]Entry, error)
 	// Redrive delivers the given dead letters of group on p (all when ids is nil) again to

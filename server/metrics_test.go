@@ -133,7 +133,7 @@ func testMetrics(t *testing.T, e *env) {
 		t.Fatalf("%v %v", entries, err)
 	}
 	entries[0].DeliveryCount = 1
-	if err := e.store.DeadLetter(context.Background(), a.Partition, "g", entries[0]); err != nil {
+	if _, err := e.store.DeadLetter(context.Background(), a.Partition, "g", entries[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	want("eventrelay_dead_letters", 1, "source", "orders")

@@ -44,6 +44,13 @@ const RedriveConsumer = "_redrive"
 // The payload is taken from the stream entry when it is still there. Returns 1 when moved,
 // 0 when the entry was not pending (already acknowledged or dead-lettered).
 var deadLetterScript = redis.NewScript(`
+local want = tonumber(ARGV[5])
+if want ~= 0 then
+  local pe = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+  if type(pe) ~= 'table' or pe.err ~= nil or #pe ~= 1 or tonumber(pe[1][4]) ~= want then
+    return 0
+  end
+end
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
@@ -63,25 +70,26 @@ return 1
 // and acknowledges it in group, atomically (one Lua script). The dead letter has the event
 // field "e" plus "group", "delivery_count" and "original_id". An entry that is no longer
 // pending in group (acknowledged, or dead-lettered already by another replica) is left
-// alone: DeadLetter is idempotent and returns nil.
-func (s *Store) DeadLetter(ctx context.Context, p relay.Partition, group string, e relay.Entry) error {
+// alone: DeadLetter is idempotent and reports false. With deliveries (not 0) the entry is
+// dead-lettered only while its delivery count is still that one (as Ack).
+func (s *Store) DeadLetter(ctx context.Context, p relay.Partition, group string, e relay.Entry, deliveries int64) (bool, error) {
 	if err := checkGroup(p, group); err != nil {
-		return err
+		return false, err
 	}
 	if e.ID.IsZero() {
-		return relay.Errorf(relay.CodeInvalid, "entry id is zero")
+		return false, relay.Errorf(relay.CodeInvalid, "entry id is zero")
 	}
 	if s.closed.Load() {
-		return errClosed()
+		return false, errClosed()
 	}
 	opCtx, cancel := s.opContext(ctx, 0)
 	defer cancel()
-	err := deadLetterScript.Run(opCtx, s.client, []string{StreamKey(p), DeadLetterKey(p, group)},
-		group, e.ID.String(), e.Event, max(e.DeliveryCount, 1)).Err()
+	n, err := deadLetterScript.Run(opCtx, s.client, []string{StreamKey(p), DeadLetterKey(p, group)},
+		group, e.ID.String(), e.Event, max(e.DeliveryCount, 1), deliveries).Int()
 	if err != nil {
-		return s.fail(ctx, "dead letter", err)
+		return false, s.fail(ctx, "dead letter", err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // RangeDeadLetters ranges over group's dead letters on p like Range. Each entry's

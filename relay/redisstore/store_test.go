@@ -173,7 +173,7 @@ func TestScriptFlushed(t *testing.T) {
 				if err := s.Client().ScriptFlush(t.Context()).Err(); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.DeadLetter(t.Context(), p, "g", relay.Entry{ID: res.ID}); err != nil {
+				if _, err := s.DeadLetter(t.Context(), p, "g", relay.Entry{ID: res.ID}, 0); err != nil {
 					t.Fatalf("DeadLetter after SCRIPT FLUSH: %v", err)
 				}
 			}

@@ -939,7 +939,8 @@ func testAck(t *testing.T, s relay.Store) {
 	}
 }
 
-// testSettleAttempt: with delivery counts, Ack and Hold settle only the delivery they name.
+// testSettleAttempt: with delivery counts, Ack, Hold and DeadLetter settle only the delivery
+// they name.
 // An entry read by c1 (delivery 1) and claimed by c2 after it went idle (delivery 2): c1's
 // ack and hold of delivery 1 leave c2's delivery alone, and c2's settle it.
 func testSettleAttempt(t *testing.T, s relay.Store) {
@@ -966,6 +967,9 @@ func testSettleAttempt(t *testing.T, s relay.Store) {
 	}
 	if got, err := s.Ack(ctx, p, "g", all, stale); err != nil || fmt.Sprint(got) != "[false false]" {
 		t.Fatalf("Ack of delivery 1 = %v, %v; want [false false]", got, err)
+	}
+	if done, err := s.DeadLetter(ctx, p, "g", relay.Entry{ID: all[1], DeliveryCount: 1}, 1); err != nil || done {
+		t.Fatalf("DeadLetter of delivery 1 = %v, %v; want false", done, err)
 	}
 	if n, err := s.PendingCount(ctx, p, "g", "c2"); err != nil || n != 2 {
 		t.Fatalf("c2's pending after stale settles = %d, %v; want 2", n, err)
@@ -1024,7 +1028,7 @@ func testDeadLetter(t *testing.T, s relay.Store) {
 	}
 	victim := es[1]
 	victim.DeliveryCount = 7
-	if err := s.DeadLetter(ctx, p, "g", victim); err != nil {
+	if _, err := s.DeadLetter(ctx, p, "g", victim, 0); err != nil {
 		t.Fatalf("DeadLetter: %v", err)
 	}
 	// Moved: acked in the group, present in the DLQ with its payload and count, still in the stream.
@@ -1050,10 +1054,10 @@ func testDeadLetter(t *testing.T, s relay.Store) {
 		t.Errorf("the other group has %d pending, want 3 (untouched)", len(pend))
 	}
 	// Idempotent: dead-lettering it again (no longer pending) adds nothing.
-	if err := s.DeadLetter(ctx, p, "g", victim); err != nil {
+	if _, err := s.DeadLetter(ctx, p, "g", victim, 0); err != nil {
 		t.Fatalf("second DeadLetter: %v", err)
 	}
-	if err := s.DeadLetter(ctx, p, "g", es[0]); err != nil {
+	if _, err := s.DeadLetter(ctx, p, "g", es[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	dl, _ = s.RangeDeadLetters(ctx, p, "g", relay.ID{}, relay.MaxID, 0, false)
@@ -1083,7 +1087,7 @@ func testRedrive(t *testing.T, s relay.Store) {
 	es, _ := s.ReadGroup(ctx, p, "g", "c", false, 10, 0)
 	for _, e := range es {
 		e.DeliveryCount = 5
-		if err := s.DeadLetter(ctx, p, "g", e); err != nil {
+		if _, err := s.DeadLetter(ctx, p, "g", e, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1283,7 +1287,7 @@ func testStats(t *testing.T, s relay.Store) {
 	if _, err := s.Ack(ctx, p, "a", []relay.ID{es[0].ID}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeadLetter(ctx, p, "a", es[1]); err != nil {
+	if _, err := s.DeadLetter(ctx, p, "a", es[1], 0); err != nil {
 		t.Fatal(err)
 	}
 	// Group c: all 5 read and acknowledged: nothing left, no oldest.
