@@ -342,14 +342,13 @@ func (s *Service) feedGroup(ctx context.Context, gs Store, g *groupSub, p Partit
 			k = g.reserve(share)
 		}
 		page, err := gs.ReadPending(ctx, p, o.Name, o.Consumer, after, k)
-		var pending []Entry
-		if err == nil {
-			pending, err = s.dropHeld(ctx, gs, p, o.Name, page)
-		}
 		if err != nil {
 			g.unreserve(k)
 			return err
 		}
+		// Held entries (DeliveryCount 0) are redelivered by the claim path when their hold
+		// falls due, not now.
+		pending := slices.DeleteFunc(slices.Clone(page), func(e Entry) bool { return e.DeliveryCount == 0 })
 		if ok, err := handleAll(pending, k); err != nil || !ok {
 			return err
 		}
@@ -715,29 +714,6 @@ func (s *Service) hold(ctx context.Context, ackIDs []string, d time.Duration, re
 	return s.settle(ctx, ackIDs, authz, release, func(gs Store, k ackKey, ids []ID, deliveries []int64) ([]bool, error) {
 		return gs.Hold(ctx, k.p, k.group, ids, deliveries, until)
 	})
-}
-
-// dropHeld leaves out of es the entries held past now (redelivered by the claim path when
-// their hold falls due).
-func (s *Service) dropHeld(ctx context.Context, gh Store, p Partition, group string, es []Entry) ([]Entry, error) {
-	if len(es) == 0 {
-		return es, nil
-	}
-	ids := make([]ID, len(es))
-	for i, e := range es {
-		ids[i] = e.ID
-	}
-	held, err := gh.Held(ctx, p, group, ids, s.opts.Now())
-	if err != nil {
-		return nil, err
-	}
-	out := es[:0:0]
-	for i, e := range es {
-		if i >= len(held) || !held[i] {
-			out = append(out, e)
-		}
-	}
-	return out, nil
 }
 
 // settle authenticates and authorizes every ack id, then applies op per partition and

@@ -75,14 +75,15 @@ func (s *Service) groupSettings(ctx context.Context, st Store, sources []string,
 	}
 	// Then the sources where the group is new (or was created meanwhile, by another member).
 	for _, src := range sources {
+		if recorded[src] {
+			continue
+		}
 		got, err := st.EnsureGroupSettings(ctx, src, req.Group.Name, create, s.maxGroups(src))
 		if err != nil {
 			return err
 		}
-		if !recorded[src] {
-			if err := agree(src, got); err != nil {
-				return err
-			}
+		if err := agree(src, got); err != nil {
+			return err
 		}
 	}
 	if agreed != nil {

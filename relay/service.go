@@ -538,6 +538,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		entries []Entry
 		done    bool // the last read reached the end of the range
 	}
+	parts := src.Partitions()
 	chunk := min(q.PageSize+1, listChunk)
 	fetch := func(h *head, start, end ID) error {
 		es, err := rng(ctx, h.p, start, end, chunk, q.NewestFirst)
@@ -546,7 +547,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 	}
 	var heads []*head
 	scanned := 0
-	for _, p := range src.Partitions() {
+	for _, p := range parts {
 		start, end := lo, hi
 		if last, ok := pos[p]; ok {
 			if q.NewestFirst {
@@ -610,7 +611,7 @@ func (s *Service) ListEvents(ctx context.Context, q ListQuery) ([]ListItem, stri
 		}
 		// Each item carries a cursor over every partition: with many partitions it can be
 		// larger than the event, so both count against the page's bound.
-		cursor := cursorAfter(src.Partitions(), heads[best].p, e.ID, q.DeadLetters, q.Group)
+		cursor := cursorAfter(parts, heads[best].p, e.ID, q.DeadLetters, q.Group)
 		if len(items) > 0 && pageBytes+len(e.Event)+len(cursor) > MaxListPageBytes {
 			more = true
 			break

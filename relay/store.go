@@ -211,7 +211,9 @@ type Store interface {
 	AckReadGroup(ctx context.Context, p Partition, group, consumer string, ack []ID, deliveries []int64, count int) ([]bool, []Entry, error)
 	// ReadPending re-reads consumer's own pending entries with ids after after (zero: from the
 	// first), oldest first, up to count, with their delivery counts; the read counts as a
-	// delivery. A consumer that comes back pages through what it held with it.
+	// delivery. An entry held past now (Hold) is neither read nor counted: it is returned with
+	// DeliveryCount 0 and no Event, for the caller to page past and not deliver. A consumer
+	// that comes back pages through what it held with it.
 	ReadPending(ctx context.Context, p Partition, group, consumer string, after ID, count int) ([]Entry, error)
 	// Claim reclaims entries idle at least minIdle for consumer (XAUTOCLAIM) with their
 	// delivery counts.

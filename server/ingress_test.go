@@ -288,13 +288,7 @@ func TestConcurrencyLimit(t *testing.T) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	}))
-	post := func() *httptest.ResponseRecorder {
-		rec := httptest.NewRecorder()
-		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", strings.NewReader("{}"))
-		r.Header.Set("Content-Type", "application/json")
-		h.ServeHTTP(rec, r)
-		return rec
-	}
+	post := func() *httptest.ResponseRecorder { return postTo(h, "orders") }
 	done := make(chan int, 2)
 	for range 2 {
 		go func() { done <- post().Code }()
@@ -340,13 +334,7 @@ func TestSourceConcurrencyLimit(t *testing.T) {
 		<-release
 		w.WriteHeader(http.StatusOK)
 	}))
-	post := func(source string) *httptest.ResponseRecorder {
-		rec := httptest.NewRecorder()
-		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/"+source, strings.NewReader("{}"))
-		r.Header.Set("Content-Type", "application/json")
-		h.ServeHTTP(rec, r)
-		return rec
-	}
+	post := func(source string) *httptest.ResponseRecorder { return postTo(h, source) }
 	done := make(chan int, 2)
 	go func() { done <- post("orders").Code }()
 	<-entered // orders' one slot is held
@@ -442,13 +430,7 @@ func TestRateLimitConcurrent(t *testing.T) {
 		entered <- hd
 		w.WriteHeader(<-hd.answer)
 	}))
-	post := func() *httptest.ResponseRecorder {
-		rec := httptest.NewRecorder()
-		r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/orders", strings.NewReader("{}"))
-		r.Header.Set("Content-Type", "application/json")
-		h.ServeHTTP(rec, r)
-		return rec
-	}
+	post := func() *httptest.ResponseRecorder { return postTo(h, "orders") }
 	done := make(chan int, 3)
 	var inside []held
 	for range 2 {
@@ -629,4 +611,13 @@ func TestUndecodableIDsRefused(t *testing.T) {
 			t.Errorf("id %q: store changed %v -> %v", body, before, after)
 		}
 	}
+}
+
+// postTo POSTs the body {} as JSON to source's webhook path on h.
+func postTo(h http.Handler, source string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/v1/webhooks/"+source, strings.NewReader("{}"))
+	r.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, r)
+	return rec
 }

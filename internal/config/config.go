@@ -273,29 +273,37 @@ const (
 	DefaultMaxStreamsPerConn = 100
 )
 
-// explicitZeros refuses a 0 written for a destination setting whose 0 SetDefaults would
-// otherwise take for "absent" and replace by the default: a max_attempts: 0 meant as "no
-// limit", or a breaker.failures: 0 meant as "no breaker", would silently be 10.
-func (d *loader) explicitZeros(i int, c *push.Config) {
-	for _, z := range []struct {
-		key, valid string
-		zero       bool
-	}{
-		{"timeout", "100ms to 5m", c.Timeout == 0},
-		{"max_in_flight", "1 to 1024", c.MaxInFlight == 0},
-		{"retry.initial", "more than 0", c.Retry.Initial == 0},
-		{"retry.max", "more than 0, at most 12h", c.Retry.Max == 0},
-		{"retry.multiplier", "at least 1", c.Retry.Multiplier == 0},
-		{"retry.max_attempts", "1 to 1000", c.Retry.MaxAttempts == 0},
-		{"retry.max_age", "more than 0", c.Retry.MaxAge == 0},
-		{"breaker.failures", "at least 1 (the breaker cannot be turned off)", c.Breaker.Failures == 0},
-		{"breaker.cooldown", "more than 0", c.Breaker.Cooldown == 0},
+// explicitZeros returns, for destination i, how to set back to 0 the settings written as 0
+// that SetDefaults would take for "absent" and replace by their defaults: set back after
+// SetDefaults, they are refused by push.Config.Validate like any other value out of range,
+// naming the key (a max_attempts: 0 meant as "no limit", or a breaker.failures: 0 meant as
+// "no breaker", would silently have been 10).
+func (d *loader) explicitZeros(i int, c *push.Config) (restore []func()) {
+	for key, field := range map[string]any{
+		"timeout": &c.Timeout, "max_in_flight": &c.MaxInFlight,
+		"retry.initial": &c.Retry.Initial, "retry.max": &c.Retry.Max, "retry.multiplier": &c.Retry.Multiplier,
+		"retry.max_attempts": &c.Retry.MaxAttempts, "retry.max_age": &c.Retry.MaxAge,
+		"breaker.failures": &c.Breaker.Failures, "breaker.cooldown": &c.Breaker.Cooldown,
 	} {
-		path := fmt.Sprintf("destinations[%d].%s", i, z.key)
-		if origin, set := d.where[path]; set && z.zero {
-			d.errf(path, origin, "must be %s, got 0 (leave the key out for the default)", z.valid)
+		if _, set := d.where[fmt.Sprintf("destinations[%d].%s", i, key)]; !set {
+			continue
+		}
+		switch f := field.(type) {
+		case *time.Duration:
+			if *f == 0 {
+				restore = append(restore, func() { *f = 0 })
+			}
+		case *int:
+			if *f == 0 {
+				restore = append(restore, func() { *f = 0 })
+			}
+		case *float64:
+			if *f == 0 {
+				restore = append(restore, func() { *f = 0 })
+			}
 		}
 	}
+	return restore
 }
 
 // maxBodySlack is what a webhook body's buffer may take beyond the body (rounding to
@@ -390,8 +398,11 @@ func Load(path string, environ []string, flags map[string]string) (*Config, erro
 		}
 	}
 	for i := range cfg.Destinations {
-		d.explicitZeros(i, &cfg.Destinations[i])
+		restore := d.explicitZeros(i, &cfg.Destinations[i])
 		cfg.Destinations[i].SetDefaults()
+		for _, zero := range restore {
+			zero()
+		}
 	}
 
 	errs := d.errs

@@ -1047,10 +1047,10 @@ destinations:
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		"destinations[0].timeout: must be 100ms to 5m, got 0 (leave the key out for the default) (", // the file path follows
-		"destinations[0].retry.max_attempts: must be 1 to 1000, got 0 (leave the key out for the default) (",
-		"destinations[0].max_in_flight: must be 1 to 1024, got 0 (leave the key out for the default) (RELAY_DESTINATIONS_D_MAX_IN_FLIGHT)",
-		"destinations[0].breaker.failures: must be at least 1 (the breaker cannot be turned off), got 0 (leave the key out for the default) (flag destinations.d.breaker.failures)",
+		"destinations[0].timeout: must be 100ms to 5m, got 0s (",
+		"destinations[0].retry.max_attempts: must be 1 to 1000, got 0 (",
+		"destinations[0].max_in_flight: must be 1 to 1024, got 0 (RELAY_DESTINATIONS_D_MAX_IN_FLIGHT)",
+		"destinations[0].breaker.failures: must be at least 1, got 0 (flag destinations.d.breaker.failures)",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -116,16 +115,8 @@ func TestAdminAPITokens(t *testing.T) {
 	get := func(path, token string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, "http://"+m.AdminAddr+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, body := doToken(t, req, token) // "": an empty bearer token, no credential
+		return code, string(body)
 	}
 	for _, tc := range []struct {
 		path, token string

@@ -64,10 +64,9 @@ func (s *Store) ReadGroup(ctx context.Context, p relay.Partition, group, consume
 // for every pending entry after the id, so paging through many pending entries pushed the
 // later ones past the group's max delivery attempts, and they were dead-lettered.
 //
-// Entries held past now (HoldKey: a Nack delay, an extended deadline) are returned with
-// their delivery count unchanged and not claimed: they are not delivered now (the caller
-// leaves them out), and a claim would count a delivery and so expire the ack id of the
-// delivery that holds them.
+// Entries held past now (HoldKey: a Nack delay, an extended deadline) are not claimed (a
+// claim would count a delivery and so expire the ack id of the delivery that holds them):
+// they are returned as {id, 0, ""}, for the caller to page past them.
 //
 //	KEYS[1] stream, KEYS[2] holds
 //	ARGV[1] group, ARGV[2] consumer, ARGV[3] first id ("-" or an id), ARGV[4] count,
@@ -95,7 +94,7 @@ for i = 1, #pend, 500 do
     local e = redis.call('XRANGE', KEYS[1], id, id)
     local until_ = tonumber(redis.call('ZSCORE', KEYS[2], id))
     if #e > 0 and until_ and until_ > now then
-      held[id] = event(e[1][2])
+      held[id] = true
     elseif #e > 0 then
       ids[#ids + 1] = id
     end
@@ -113,8 +112,8 @@ for i = 1, #pend, 500 do
     local id, n = pend[j][1], pend[j][4]
     if held[id] then
       out[#out + 1] = id
-      out[#out + 1] = n
-      out[#out + 1] = held[id]
+      out[#out + 1] = 0
+      out[#out + 1] = ''
     elseif got[id] then
       out[#out + 1] = id
       out[#out + 1] = n + 1
@@ -133,8 +132,9 @@ return out
 // ReadPending re-reads consumer's own pending entries of group on p with ids after after,
 // oldest first, up to count (<= 0: all), with their delivery counts: the read counts as a
 // delivery, as a claim does (see readPendingScript), except for entries held past now,
-// returned with their count unchanged (the caller leaves them out). Pending entries whose
-// data was trimmed by retention can never be delivered: they are acknowledged and left out.
+// returned with DeliveryCount 0 and no Event (the caller pages past them). Pending entries
+// whose data was trimmed by retention can never be delivered: they are acknowledged and left
+// out.
 func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consumer string, after relay.ID, count int) ([]relay.Entry, error) {
 	if err := checkMember(p, group, consumer); err != nil {
 		return nil, err
@@ -168,7 +168,12 @@ func (s *Store) ReadPending(ctx context.Context, p relay.Partition, group, consu
 		if err != nil {
 			return nil, s.fail(ctx, "read pending", err)
 		}
-		entries = append(entries, relay.Entry{ID: id, Event: toBytes(res[i+2]), DeliveryCount: max(toInt(res[i+1]), 1)})
+		n := toInt(res[i+1])
+		if n == 0 { // held: neither read nor counted
+			entries = append(entries, relay.Entry{ID: id})
+			continue
+		}
+		entries = append(entries, relay.Entry{ID: id, Event: toBytes(res[i+2]), DeliveryCount: n})
 	}
 	return entries, nil
 }

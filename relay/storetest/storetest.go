@@ -940,7 +940,7 @@ func testAck(t *testing.T, s relay.Store) {
 }
 
 // testSettleAttempt: with delivery counts, Ack, Hold and DeadLetter settle only the delivery
-// they name.
+// they name, and re-reading pending entries does not count a held one as a delivery.
 // An entry read by c1 (delivery 1) and claimed by c2 after it went idle (delivery 2): c1's
 // ack and hold of delivery 1 leave c2's delivery alone, and c2's settle it.
 func testSettleAttempt(t *testing.T, s relay.Store) {
@@ -976,6 +976,13 @@ func testSettleAttempt(t *testing.T, s relay.Store) {
 	}
 	if got, err := s.Hold(ctx, p, "g", all[:1], current[:1], time.Now().Add(time.Hour)); err != nil || fmt.Sprint(got) != "[true]" {
 		t.Fatalf("Hold of delivery 2 = %v, %v; want [true]", got, err)
+	}
+	// c2 comes back: its held entry is returned for paging only (count 0, no event, not
+	// counted as a delivery), the other is read again as delivery 3.
+	back, err := s.ReadPending(ctx, p, "g", "c2", relay.ID{}, 10)
+	if err != nil || len(back) != 2 || back[0].ID != all[0] || back[0].DeliveryCount != 0 || back[0].Event != nil ||
+		back[1].ID != all[1] || back[1].DeliveryCount != 3 || len(back[1].Event) == 0 {
+		t.Fatalf("ReadPending with one entry held = %+v, %v; want %v held (count 0, no event), then %v at delivery 3", back, err, all[0], all[1])
 	}
 	if got, err := s.Ack(ctx, p, "g", all, []int64{2, 0}); err != nil || fmt.Sprint(got) != "[true true]" {
 		t.Fatalf("Ack of delivery 2 and of any delivery = %v, %v; want [true true]", got, err)
